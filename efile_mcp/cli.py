@@ -1,0 +1,119 @@
+"""`efile-mcp`: serve MCP over stdio (the default), against a local sandbox (`--sandbox`), or run the demo.
+
+stdout carries MCP messages only; everything else goes to stderr. Secrets are never flags: the token
+comes from the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .errors import ConfigError
+
+log = logging.getLogger("efile_mcp")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="efile-mcp",
+        description="A guarded MCP server for deleting files on SCNet storage (efile OpenAPI v2). "
+        "Serves MCP over stdio. The token comes from EFILE_TOKEN (never a flag).",
+    )
+    parser.add_argument("--version", action="version", version=f"efile-mcp {__version__}")
+    parser.add_argument("--base-url", help="efile base URL of the region (EFILE_BASE_URL)")
+    parser.add_argument(
+        "--allowed-root",
+        action="append",
+        metavar="PATH",
+        help="absolute remote prefix under which deletion is allowed; repeatable (EFILE_ALLOWED_ROOTS)",
+    )
+    parser.add_argument("--protect", action="append", metavar="NAME", help="extra protected name; repeatable")
+    parser.add_argument("--max-paths", type=int, metavar="N", help="most paths one call may name (default 1000)")
+    parser.add_argument("--read-only", action="store_true", default=None, help="offer no tool that changes anything")
+    parser.add_argument("--audit-log", type=Path, metavar="FILE", help="audit log file (EFILE_AUDIT_LOG)")
+    parser.add_argument(
+        "--sandbox",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="serve against an in-process efile sandbox over DIR (default: a fresh sample tree in a temp dir)",
+    )
+    parser.add_argument(
+        "--log-level", default=os.environ.get("EFILE_LOG_LEVEL", "WARNING"), help="stderr log level (WARNING)"
+    )
+    parser.add_argument("command", nargs="?", choices=["serve", "demo"], default="serve", help="serve (default) or demo")
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="efile-mcp %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "uvicorn", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo()
+    _configure_logging(args.log_level)
+    try:
+        overrides = {
+            "base_url": args.base_url,
+            "allowed_roots": tuple(args.allowed_root) if args.allowed_root else None,
+            "protected": tuple(args.protect) if args.protect else None,
+            "max_paths": args.max_paths,
+            "read_only": args.read_only,
+            "audit_log": args.audit_log,
+        }
+        sandbox = None
+        if args.sandbox is not None:
+            sandbox, sandbox_overrides = _start_sandbox(args.sandbox, overrides)
+            overrides.update(sandbox_overrides)
+        from .config import load_settings
+        from .server import build_server
+
+        settings = load_settings(**overrides)
+        server = build_server(settings)
+    except ConfigError as exc:
+        print(f"efile-mcp: {exc}", file=sys.stderr)
+        return 2
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+    return 0
+
+
+def _start_sandbox(directory: str, overrides: dict[str, object]) -> tuple[object, dict[str, object]]:
+    """Start the embedded sandbox and point the settings at it (roots default to the sandbox home)."""
+    from .sandbox import SandboxConfig, run_sandbox_in_thread, seed_sample_tree
+
+    if directory:
+        root = Path(directory).expanduser().resolve()
+        if not root.is_dir():
+            raise ConfigError(f"--sandbox {directory!r} is not a directory")
+        state_dir = root.parent
+    else:
+        state_dir = Path(tempfile.mkdtemp(prefix="efile-mcp-sandbox-"))
+        root = state_dir / "home"
+        root.mkdir()
+        seed_sample_tree(root)
+    running = run_sandbox_in_thread(SandboxConfig(root=root))
+    log.warning("sandbox: %s is served as %s at %s", root, running.home, running.base_url)
+    result: dict[str, object] = {"base_url": running.base_url, "token": running.token}
+    if not overrides.get("allowed_roots") and not os.environ.get("EFILE_ALLOWED_ROOTS"):
+        result["allowed_roots"] = (running.home,)
+    if not overrides.get("audit_log") and not os.environ.get("EFILE_AUDIT_LOG"):
+        result["audit_log"] = (state_dir if not directory else Path(tempfile.gettempdir())) / "efile-mcp-sandbox-audit.jsonl"
+    return running, result

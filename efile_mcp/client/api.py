@@ -1,0 +1,115 @@
+"""The non-destructive efile calls: listing, task status, task cancellation.
+
+The one destructive call (async-remove) lives in `removal.py`, which only the guard imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ..models.wire import (
+    FILE_LIST,
+    TASK_CANCEL,
+    TASK_IDS_BATCH,
+    TASK_LIST,
+    FileEntry,
+    FileListResult,
+    FileOperTask,
+    Order,
+    OrderBy,
+    TaskListResult,
+)
+from ._groups import task_group
+from .transport import EfileTransport
+
+T = TypeVar("T")
+
+#: Page size used when the whole of a directory is read (dry runs).
+LIST_PAGE_SIZE = 1000
+
+
+def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@dataclass
+class TaskLookup:
+    tasks: dict[str, FileOperTask] = field(default_factory=dict)
+    not_found: list[str] = field(default_factory=list)
+
+
+class EfileApi:
+    def __init__(self, transport: EfileTransport) -> None:
+        self.transport = transport
+
+    async def list_dir(
+        self,
+        path: str | None = None,
+        *,
+        keyword: str | None = None,
+        start: int = 0,
+        limit: int = 100,
+        order_by: OrderBy | None = None,
+        order: Order | None = None,
+    ) -> FileListResult:
+        params: dict[str, Any] = {"start": start, "limit": limit}
+        if path is not None:
+            params["path"] = path
+        if keyword:
+            params["keyWord"] = keyword
+        if order_by:
+            params["orderBy"] = order_by
+        if order:
+            params["order"] = order
+        data = await self.transport.call("GET", FILE_LIST, params=params)
+        return FileListResult.model_validate(data or {})
+
+    async def iter_dir(
+        self, path: str, *, keyword: str | None = None, page_size: int = LIST_PAGE_SIZE
+    ) -> AsyncIterator[FileEntry]:
+        """Every entry of a directory, page by page; the pages after the first are fetched concurrently."""
+        first = await self.list_dir(path, keyword=keyword, start=0, limit=page_size, order_by="name", order="asc")
+        for entry in first.file_list:
+            yield entry
+        if first.total <= len(first.file_list) or not first.file_list:
+            return
+        starts = range(len(first.file_list), first.total, page_size)
+        pages: dict[int, list[FileEntry]] = {}
+
+        async def fetch(start: int) -> None:
+            page = await self.list_dir(path, keyword=keyword, start=start, limit=page_size, order_by="name", order="asc")
+            pages[start] = page.file_list
+
+        async with task_group() as tg:
+            for start in starts:
+                tg.start_soon(fetch, start)
+        for start in starts:
+            for entry in pages.get(start, ()):
+                yield entry
+
+    async def tasks(self, task_ids: Iterable[str]) -> TaskLookup:
+        """Look tasks up, 100 ids a request, requests concurrent; ids the server does not return are not_found."""
+        wanted = list(dict.fromkeys(task_ids))
+        lookup = TaskLookup()
+
+        async def fetch(chunk: Sequence[str]) -> None:
+            data = await self.transport.call("POST", TASK_LIST, json={"taskIds": list(chunk)})
+            for task in TaskListResult.from_data(data).file_oper_tasks:
+                lookup.tasks[task.task_id] = task
+
+        async with task_group() as tg:
+            for chunk in chunked(wanted, TASK_IDS_BATCH):
+                tg.start_soon(fetch, chunk)
+        lookup.not_found = [task_id for task_id in wanted if task_id not in lookup.tasks]
+        return lookup
+
+    async def cancel(self, task_ids: Iterable[str]) -> None:
+        wanted = list(dict.fromkeys(task_ids))
+        async with task_group() as tg:
+            for chunk in chunked(wanted, TASK_IDS_BATCH):
+                tg.start_soon(self._cancel_chunk, chunk)
+
+    async def _cancel_chunk(self, chunk: Sequence[str]) -> None:
+        await self.transport.call("POST", TASK_CANCEL, json={"taskIds": list(chunk)})

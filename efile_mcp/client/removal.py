@@ -1,0 +1,146 @@
+"""The destructive call: POST async-remove. Imported by the guard only (an import-linter contract says so).
+
+Paths go out in chunks of at most 100, with bounded concurrency. Every path ends with exactly one
+outcome in the run's record, which is filled as answers arrive, so a call that is cancelled or stopped
+by an auth failure still says what was submitted, what was never sent, and what is unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+
+from ..errors import ApiError, AuthError, EfileMcpError, NOT_FOUND_CODE
+from ..models.wire import ASYNC_REMOVE, REMOVE_BATCH_MAX, FileOperTask, RemoveResult
+from ._groups import task_group
+from .api import chunked
+from .transport import EfileTransport
+
+log = logging.getLogger("efile_mcp.client")
+
+#: Codes that a whole async-remove call answers because of one path in it: the batch is bisected to find it.
+PER_PATH_CODES = frozenset({NOT_FOUND_CODE, "911029", "911030", "911700"})
+
+OutcomeKind = Literal["submitted", "missing", "failed", "unknown", "not_sent"]
+
+
+@dataclass(frozen=True)
+class RemoveOutcome:
+    path: str
+    kind: OutcomeKind
+    task: FileOperTask | None = None
+    error_code: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class RemovalRun:
+    """The live record of one removal: read it after `remove` returns, raises or is cancelled."""
+
+    paths: tuple[str, ...]
+    outcomes: dict[str, RemoveOutcome] = field(default_factory=dict)
+    in_flight: set[str] = field(default_factory=set)
+    requests_sent: int = 0
+    auth_error: AuthError | None = None
+
+    def settle_unfinished(self) -> None:
+        """Give every path without an outcome one: in flight when stopped -> unknown; never started -> not_sent."""
+        for path in self.paths:
+            if path in self.outcomes:
+                continue
+            if path in self.in_flight:
+                self.outcomes[path] = RemoveOutcome(
+                    path, "unknown", message="the call was interrupted while this path was being submitted"
+                )
+            else:
+                self.outcomes[path] = RemoveOutcome(path, "not_sent", message="never submitted")
+
+
+class EfileRemover:
+    def __init__(self, transport: EfileTransport, *, concurrency: int | None = None) -> None:
+        self.transport = transport
+        self.concurrency = concurrency or transport.concurrency
+
+    async def remove(self, run: RemovalRun) -> None:
+        """Submit `run.paths`. Raises AuthError once in-flight chunks have settled; starts no chunk after it."""
+        slots = anyio.Semaphore(self.concurrency)
+
+        async def worker(chunk: Sequence[str]) -> None:
+            async with slots:
+                if run.auth_error is not None:
+                    return  # settle_unfinished() marks these not_sent
+                try:
+                    await self._submit(run, chunk)
+                except AuthError as exc:
+                    run.auth_error = run.auth_error or exc
+
+        async with task_group() as tg:
+            for chunk in chunked(run.paths, REMOVE_BATCH_MAX):
+                tg.start_soon(worker, chunk)
+        run.settle_unfinished()
+        if run.auth_error is not None:
+            raise run.auth_error
+
+    async def _submit(self, run: RemovalRun, chunk: Sequence[str]) -> None:
+        run.in_flight.update(chunk)
+        try:
+            run.requests_sent += 1
+            data = await self.transport.call("POST", ASYNC_REMOVE, json=[{"sourcePath": p} for p in chunk])
+        except AuthError:
+            run.in_flight.difference_update(chunk)
+            for path in chunk:  # the API refused the token: nothing of this chunk was done
+                run.outcomes[path] = RemoveOutcome(path, "not_sent", message="the API did not accept the token")
+            raise
+        except ApiError as exc:
+            run.in_flight.difference_update(chunk)
+            if exc.code in PER_PATH_CODES:
+                await self._isolate(run, chunk, exc)
+            else:
+                # A documented refusal of the whole call: the server did nothing with it.
+                for path in chunk:
+                    run.outcomes[path] = RemoveOutcome(path, "failed", error_code=exc.code, message=str(exc))
+            return
+        except EfileMcpError as exc:
+            run.in_flight.difference_update(chunk)
+            for path in chunk:  # no usable answer after the retries: the server may or may not have acted
+                run.outcomes[path] = RemoveOutcome(path, "unknown", message=str(exc))
+            return
+        run.in_flight.difference_update(chunk)
+        self._record_tasks(run, chunk, data)
+
+    async def _isolate(self, run: RemovalRun, chunk: Sequence[str], exc: ApiError) -> None:
+        """The whole call failed because of some path in it: bisect until the culprit(s) stand alone."""
+        if len(chunk) == 1:
+            path = chunk[0]
+            if exc.code == NOT_FOUND_CODE:
+                run.outcomes[path] = RemoveOutcome(path, "missing", error_code=exc.code, message="already absent")
+            else:
+                run.outcomes[path] = RemoveOutcome(path, "failed", error_code=exc.code, message=str(exc))
+            return
+        log.info("async-remove answered %s for a batch of %d; isolating the path(s)", exc.code, len(chunk))
+        middle = len(chunk) // 2
+        for half in (chunk[:middle], chunk[middle:]):
+            await self._submit(run, half)
+
+    @staticmethod
+    def _record_tasks(run: RemovalRun, chunk: Sequence[str], data: object) -> None:
+        try:
+            result = RemoveResult.model_validate(data or {})
+        except ValueError as exc:
+            for path in chunk:
+                run.outcomes[path] = RemoveOutcome(path, "unknown", message=f"unreadable answer: {exc}")
+            return
+        by_path = {task.source_path: task for task in result.file_oper_tasks if task.source_path}
+        unmatched = [task for task in result.file_oper_tasks if not task.source_path or task.source_path not in chunk]
+        for path in chunk:
+            task = by_path.get(path) or (unmatched.pop(0) if unmatched else None)
+            if task is None:
+                run.outcomes[path] = RemoveOutcome(
+                    path, "unknown", message="the server accepted the batch but returned no task for this path"
+                )
+            else:
+                run.outcomes[path] = RemoveOutcome(path, "submitted", task=task)

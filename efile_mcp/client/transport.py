@@ -1,0 +1,187 @@
+"""One request to the efile API: auth header, envelope check, bounded retries, bounded concurrency.
+
+Everything above this module sees either the envelope's `data` or an exception from `efile_mcp.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+import httpx2 as httpx
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception, stop_after_attempt
+from tenacity.stop import stop_base
+
+from ..errors import (
+    ApiError,
+    AuthError,
+    ConnectionFailedError,
+    MISSING_TOKEN,
+    HttpStatusError,
+    MalformedResponseError,
+    RetryBudgetExhausted,
+    is_retryable,
+)
+from ..models.wire import API_PREFIX, Envelope
+
+log = logging.getLogger("efile_mcp.client")
+
+
+class TokenSource(Protocol):
+    """Where the API token comes from. A static token today; sign-in with renewal plugs in here."""
+
+    async def token(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class StaticToken:
+    value: str | None
+
+    async def token(self) -> str | None:
+        return self.value
+
+    def __repr__(self) -> str:  # the token never reaches a log line, even through repr()
+        return "StaticToken(<hidden>)"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    budget: float = 30.0  # seconds, across all attempts of one request
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+
+
+def normalise_base_url(url: str) -> str:
+    """The base URL with or without a trailing `/efile`: the API prefix is appended exactly once."""
+    url = url.strip().rstrip("/")
+    if url.endswith("/efile"):
+        url = url[: -len("/efile")]
+    return url
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+class _StopWhenNextWaitExceedsBudget(stop_base):
+    """Stop once the time spent plus the coming wait would overrun the budget: a failing server ends in a clear error, not a hang."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        elapsed = retry_state.seconds_since_start or 0.0
+        upcoming = retry_state.upcoming_sleep or 0.0
+        return elapsed + upcoming >= self.budget
+
+
+class EfileTransport:
+    def __init__(
+        self,
+        base_url: str,
+        tokens: TokenSource,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        concurrency: int = 4,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.base_url = normalise_base_url(base_url)
+        self._tokens = tokens
+        self._retry = retry or RetryPolicy()
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=http_transport,
+            limits=httpx.Limits(max_connections=max(concurrency, 1) * 2, max_keepalive_connections=concurrency),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    @property
+    def concurrency(self) -> int:
+        return int(self._limiter.total_tokens)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        """Send one request (retrying what may be retried) and return the envelope's `data`."""
+        endpoint = path.removeprefix(API_PREFIX)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._retry.attempts) | _StopWhenNextWaitExceedsBudget(self._retry.budget),
+            wait=self._wait,
+            retry=retry_if_exception(is_retryable),
+            sleep=self._sleep,
+            reraise=False,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    async with self._limiter:
+                        return await self._once(method, path, endpoint, json=json, params=params)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            assert last is not None
+            raise RetryBudgetExhausted(endpoint, exc.last_attempt.attempt_number, last) from last
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        n = retry_state.attempt_number
+        # Full jitter (AWS architecture blog): spreads retries of concurrent batches apart.
+        delay = random.uniform(0, min(self._retry.max_delay, self._retry.base_delay * 2 ** (n - 1)))
+        if isinstance(exc, HttpStatusError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        log.info("efile API: %s; retrying in %.2fs (attempt %d)", exc, delay, n + 1)
+        return delay
+
+    async def _once(
+        self, method: str, path: str, endpoint: str, *, json: Any, params: dict[str, Any] | None
+    ) -> Any:
+        token = await self._tokens.token()
+        if not token:
+            raise AuthError(MISSING_TOKEN, None, endpoint=endpoint)
+        try:
+            response = await self._http.request(method, path, json=json, params=params, headers={"token": token})
+        except httpx.TransportError as exc:
+            raise ConnectionFailedError(endpoint, type(exc).__name__) from None
+        if response.status_code != 200:
+            raise HttpStatusError(response.status_code, endpoint, _retry_after_seconds(response))
+        try:
+            envelope = Envelope.model_validate_json(response.content)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise MalformedResponseError(endpoint, first["msg"]) from None
+        log.debug("efile API %s %s -> code %s", method, endpoint, envelope.code)
+        if not envelope.ok:
+            raise ApiError.from_envelope(envelope.code, envelope.msg, endpoint=endpoint)
+        return envelope.data

@@ -1,0 +1,95 @@
+"""Settings from the environment (EFILE_*) and, where safe, from command-line flags.
+
+No side effects: reading settings never touches the network or the file system. Every problem
+becomes a `ConfigError` with one line naming the setting and the fix, which the CLI prints to stderr.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .errors import ConfigError
+
+ENV_PREFIX = "EFILE_"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    base_url: str | None = Field(default=None, description="efile base URL of the region, with or without /efile.")
+    token: SecretStr | None = Field(default=None, description="The efile API token (environment only).")
+    allowed_roots: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Absolute remote prefixes under which deletion is allowed."
+    )
+    protected: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Extra protected names, added to the built-in ones."
+    )
+    max_paths: int = Field(default=1000, ge=1, le=100_000, description="Most paths one call may name.")
+    read_only: bool = Field(default=False, description="Offer no tool that changes anything.")
+    confirm_ttl: int = Field(default=300, ge=5, le=3600, description="Confirmation token lifetime, seconds.")
+    confirm_secret: SecretStr | None = Field(
+        default=None, description="Key for confirmation tokens shared by replicas (default: random per process)."
+    )
+    audit_log: Path | None = Field(default=None, description="Audit log file (default under the user state dir).")
+    concurrency: int = Field(default=4, ge=1, le=32, description="Concurrent requests for batched calls.")
+    request_timeout: float = Field(default=30.0, gt=0, le=300, description="Seconds per HTTP request.")
+    retry_attempts: int = Field(default=6, ge=1, le=20, description="Most attempts for one request.")
+    retry_budget: float = Field(default=30.0, gt=0, le=300, description="Most seconds spent retrying one request.")
+
+    @field_validator("allowed_roots", "protected", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// for a local sandbox)")
+        return value
+
+    @field_validator("protected")
+    @classmethod
+    def _plain_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if "/" in name or name in {".", ".."}:
+                raise ValueError(f"{name!r} is not a plain file name (no '/', not '.' or '..')")
+        return value
+
+
+_FLAG_OF = {
+    "base_url": "--base-url",
+    "allowed_roots": "--allowed-root",
+    "protected": "--protect",
+    "max_paths": "--max-paths",
+    "read_only": "--read-only",
+    "audit_log": "--audit-log",
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with command-line values (not None) taking precedence."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        name = ENV_PREFIX + field.upper()
+        flag = _FLAG_OF.get(field)
+        where = f"{name} (or {flag})" if flag else name
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {where}: {message}") from None

@@ -1,0 +1,126 @@
+"""The one exception tree of efile-mcp.
+
+    EfileMcpError
+    ├── ConfigError                   bad or missing setting; start-up fails with one line
+    ├── ApiError                      the efile API answered an envelope with code != "0"
+    │   ├── AuthError                 no token, 911406, 10008: the whole call stops, the fix is named
+    │   ├── NotFoundError             911020: file or directory does not exist
+    │   ├── RetryableApiError         911048, 911404, 911504: retried with backoff, then raised
+    │   └── (others)                  any other code, carried with its meaning and the server's msg
+    └── TransportError                no usable answer at all
+        ├── HttpStatusError           a non-200 status from a gateway (429 and 5xx are retried first)
+        ├── MalformedResponseError    not JSON, or not an envelope
+        └── ConnectionFailedError     connect/read failures and timeouts (retried first)
+
+Messages are written for the agent that reads the tool error: what happened and what to do next.
+No message ever contains the API token.
+"""
+
+from __future__ import annotations
+
+from .models.wire import code_meaning
+
+AUTH_CODES = frozenset({"10008", "911406"})
+NOT_FOUND_CODE = "911020"
+RETRYABLE_CODES = frozenset({"911048", "911404", "911504"})
+
+
+class EfileMcpError(Exception):
+    """Base of every error efile-mcp raises on purpose."""
+
+
+class ConfigError(EfileMcpError):
+    """A setting is missing or malformed. The message is one line naming the setting and the fix."""
+
+
+class ApiError(EfileMcpError):
+    """The API answered with a non-success code."""
+
+    def __init__(self, code: str, msg: str | None, *, endpoint: str = "") -> None:
+        self.code = code
+        self.meaning = code_meaning(code)
+        self.server_msg = msg or ""
+        self.endpoint = endpoint
+        detail = f": {self.server_msg}" if self.server_msg and self.server_msg != self.meaning else ""
+        where = f" from {endpoint}" if endpoint else ""
+        super().__init__(f"efile API error {code} ({self.meaning}){where}{detail}")
+
+    @staticmethod
+    def from_envelope(code: str, msg: str | None, *, endpoint: str = "") -> ApiError:
+        if code in AUTH_CODES:
+            return AuthError(code, msg, endpoint=endpoint)
+        if code == NOT_FOUND_CODE:
+            return NotFoundError(code, msg, endpoint=endpoint)
+        if code in RETRYABLE_CODES:
+            return RetryableApiError(code, msg, endpoint=endpoint)
+        return ApiError(code, msg, endpoint=endpoint)
+
+
+MISSING_TOKEN = "no-token"
+
+
+class AuthError(ApiError):
+    """The API does not accept the token. Nothing per path can be said; the person must fix the credentials."""
+
+    def __init__(self, code: str, msg: str | None, *, endpoint: str = "") -> None:
+        super().__init__(code, msg, endpoint=endpoint)
+        what = "no efile token is configured" if code == MISSING_TOKEN else self.args[0]
+        self.args = (
+            f"{what}. The efile token is missing, expired or not valid for this region: "
+            "set a fresh token in EFILE_TOKEN (and the region's EFILE_BASE_URL), then restart efile-mcp. "
+            "Nothing was deleted by this call.",
+        )
+
+
+class NotFoundError(ApiError):
+    """911020: the file or directory does not exist."""
+
+
+class RetryableApiError(ApiError):
+    """A code the API documents as transient (rate limit, AC unreachable, command timeout)."""
+
+
+class TransportError(EfileMcpError):
+    """No usable answer from the API."""
+
+
+class HttpStatusError(TransportError):
+    def __init__(self, status: int, endpoint: str, retry_after: float | None = None) -> None:
+        self.status = status
+        self.endpoint = endpoint
+        self.retry_after = retry_after
+        super().__init__(f"efile API answered HTTP {status} from {endpoint}")
+
+
+class MalformedResponseError(TransportError):
+    def __init__(self, endpoint: str, why: str) -> None:
+        self.endpoint = endpoint
+        super().__init__(f"efile API sent an answer efile-mcp cannot read from {endpoint}: {why}")
+
+
+class ConnectionFailedError(TransportError):
+    def __init__(self, endpoint: str, why: str) -> None:
+        self.endpoint = endpoint
+        super().__init__(f"could not reach the efile API ({endpoint}): {why}")
+
+
+class RetryBudgetExhausted(TransportError):
+    """Retries ran out (count or time); carries the last error."""
+
+    def __init__(self, endpoint: str, attempts: int, last: Exception) -> None:
+        self.endpoint = endpoint
+        self.attempts = attempts
+        self.last = last
+        super().__init__(
+            f"the efile API kept failing ({last}); gave up after {attempts} attempts. "
+            "The service may be overloaded or unreachable: wait a minute and try again."
+        )
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The one rule for what is retried: documented transient codes, 429/5xx and connection failures."""
+    if isinstance(exc, RetryableApiError | ConnectionFailedError):
+        return True
+    if isinstance(exc, HttpStatusError):
+        return exc.status == 429 or 500 <= exc.status <= 599
+    return False

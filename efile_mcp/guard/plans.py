@@ -1,0 +1,326 @@
+"""The removal guard: the one choke point between an agent's request and the destructive API call.
+
+    dry_run(paths)           policy -> collapse -> existence via parent listings -> sealed token
+    execute(paths, token)    policy again -> collapse -> token redeemed for exactly that set -> remove
+
+Every plan, refusal and execution is written to the audit log before the call returns, including
+when it is cancelled or stopped by an authentication failure.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from ..client import EfileApi, EfileTransport
+from ..client._groups import task_group
+from ..client.removal import EfileRemover, RemovalRun, RemoveOutcome
+from ..errors import AuthError, EfileMcpError, NotFoundError
+from ..models.results import RemoveItem, RemovePathsResult, RemoveSummary
+from ..models.wire import FileEntry
+from .audit import AuditLog
+from .paths import Collapsed, PathPolicy, PathRefusal, collapse
+from .tokens import ConfirmationRefused, ConfirmationSigner
+
+TOOL = "remove_paths"
+
+
+class GuardRefusal(EfileMcpError):
+    """The whole call is refused before anything is sent. The message tells the agent what to do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass
+class _Screened:
+    """A request after policy and collapse: refused items, and what may go further."""
+
+    requested: int
+    distinct: list[str]
+    refused: dict[str, RemoveItem]
+    collapsed: Collapsed
+
+    @property
+    def to_send(self) -> tuple[str, ...]:
+        return self.collapsed.to_send
+
+
+def _parent_and_name(path: str) -> tuple[str, str]:
+    parent, _, name = path.rpartition("/")
+    return parent or "/", name
+
+
+class RemovalGuard:
+    def __init__(
+        self,
+        *,
+        policy: PathPolicy,
+        signer: ConfirmationSigner,
+        audit: AuditLog,
+        transport: EfileTransport,
+        max_paths: int,
+    ) -> None:
+        self.policy = policy
+        self.signer = signer
+        self.audit = audit
+        self.max_paths = max_paths
+        self._api = EfileApi(transport)
+        self._remover = EfileRemover(transport)
+
+    # ------------------------------------------------------------------ screening
+
+    async def _screen(self, paths: Sequence[str], *, dry_run: bool) -> _Screened:
+        if len(paths) > self.max_paths:
+            await self._refuse(
+                paths,
+                dry_run,
+                "too_many_paths",
+                f"this call names {len(paths)} paths; the limit is {self.max_paths} per call (EFILE_MAX_PATHS). "
+                "Nothing was done. Split the request into smaller calls, or remove a common parent folder instead.",
+            )
+        if not paths:
+            await self._refuse(paths, dry_run, "no_paths", "name at least one absolute path to remove.")
+        distinct = list(dict.fromkeys(paths))
+        refused: dict[str, RemoveItem] = {}
+        accepted: list[str] = []
+        for path in distinct:
+            verdict = self.policy.check(path)
+            if isinstance(verdict, PathRefusal):
+                refused[path] = RemoveItem(path=path, status="refused", reason=verdict.message)
+            else:
+                accepted.append(verdict)
+        return _Screened(len(paths), distinct, refused, collapse(accepted))
+
+    async def _refuse(self, paths: Sequence[str], dry_run: bool, code: str, message: str) -> None:
+        await self.audit.write(
+            "refusal", tool=TOOL, dry_run=dry_run, decision="refused", reason=code, paths=list(paths)[:10_000]
+        )
+        raise GuardRefusal(code, message)
+
+    # ------------------------------------------------------------------ dry run
+
+    async def dry_run(self, paths: Sequence[str]) -> RemovePathsResult:
+        screened = await self._screen(paths, dry_run=True)
+        found = await self._look_up(screened.to_send)
+        items: dict[str, RemoveItem] = dict(screened.refused)
+        for path in screened.to_send:
+            entry = found.get(path)
+            if isinstance(entry, FileEntry):
+                items[path] = RemoveItem(path=path, status="would_remove", type=entry.kind, size=entry.size)
+            elif isinstance(entry, str):
+                items[path] = RemoveItem(path=path, status="refused", reason=entry)
+            else:
+                items[path] = RemoveItem(path=path, status="missing", reason="does not exist (nothing to remove)")
+        self._fill_covered(items, screened.collapsed)
+        removable = [p for p in screened.to_send if items[p].status == "would_remove"]
+        ordered = [items[p] for p in screened.distinct]
+        summary = self._summary(screened, ordered)
+        issued = self.signer.issue(removable) if removable else None
+        await self.audit.write(
+            "plan",
+            tool=TOOL,
+            dry_run=True,
+            decision="planned" if issued else "nothing_to_remove",
+            plan_id=issued.plan_id if issued else None,
+            removable=removable,
+            items=[_audit_item(i) for i in ordered],
+            summary=summary.model_dump(),
+        )
+        if issued is None:
+            next_step = "Nothing here can be removed; see each item's status and reason."
+        else:
+            next_step = (
+                f"Show the person the {len(removable)} path(s) marked would_remove. To delete them, call remove_paths "
+                "with dry_run=false, confirmation_token set to this token, and paths set to exactly confirm_paths "
+                f"(before {issued.expires_at_iso}). The token works once."
+            )
+        return RemovePathsResult(
+            dry_run=True,
+            items=ordered,
+            summary=summary,
+            confirmation_token=issued.token if issued else None,
+            expires_at=issued.expires_at_iso if issued else None,
+            confirm_paths=removable if issued else None,
+            next_step=next_step,
+        )
+
+    async def _look_up(self, paths: Sequence[str]) -> dict[str, FileEntry | str]:
+        """Find each path's entry by listing its parent: one listing (paged) per distinct parent, not per path.
+
+        A parent holding one wanted name is listed with keyWord set to that name, so a lone file in a
+        huge directory costs one small page. A path whose parent cannot be listed maps to a reason (str).
+        """
+        by_parent: dict[str, set[str]] = defaultdict(set)
+        for path in paths:
+            parent, name = _parent_and_name(path)
+            by_parent[parent].add(name)
+        found: dict[str, FileEntry | str] = {}
+
+        async def list_parent(parent: str, names: set[str]) -> None:
+            keyword = next(iter(names)) if len(names) == 1 else None
+            prefix = parent.rstrip("/") + "/"
+            try:
+                async for entry in self._api.iter_dir(parent, keyword=keyword):
+                    if entry.name in names:
+                        found[prefix + entry.name] = entry
+            except NotFoundError:
+                return  # the parent is gone, so are its children: they stay missing
+            except AuthError:
+                raise
+            except EfileMcpError as exc:
+                for name in names:
+                    found[prefix + name] = f"could not check whether it exists ({exc}); not confirmed, try again later"
+
+        async with task_group() as tg:
+            for parent, names in by_parent.items():
+                tg.start_soon(list_parent, parent, names)
+        return found
+
+    # ------------------------------------------------------------------ execution
+
+    async def execute(self, paths: Sequence[str], confirmation_token: str | None) -> RemovePathsResult:
+        screened = await self._screen(paths, dry_run=False)
+        if screened.refused:
+            first = next(iter(screened.refused.values()))
+            await self._refuse(
+                paths,
+                False,
+                "policy",
+                f"{len(screened.refused)} path(s) are not allowed, e.g. {first.reason} Nothing was deleted. "
+                "Remove them from the request (a dry run shows which).",
+            )
+        try:
+            plan_id = self.signer.redeem(confirmation_token, screened.to_send)
+        except ConfirmationRefused as exc:
+            await self._refuse(paths, False, exc.code, str(exc))
+            raise AssertionError("unreachable") from None  # pragma: no cover
+
+        run = RemovalRun(paths=screened.to_send)
+        error: EfileMcpError | None = None
+        interrupted: str | None = None
+        try:
+            await self._remover.remove(run)
+        except AuthError as exc:
+            error = exc
+        except BaseException as exc:
+            # Cancelled by the client (or worse): the audit line below still says what was obtained.
+            interrupted = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else type(exc).__name__
+            raise
+        finally:
+            run.settle_unfinished()
+            items = {path: _item_from_outcome(run.outcomes[path]) for path in screened.to_send}
+            self._fill_covered(items, screened.collapsed)
+            ordered = [items[p] for p in screened.distinct]
+            summary = self._summary(screened, ordered)
+            task_ids = [i.task_id for i in ordered if i.task_id and i.path not in screened.collapsed.covered]
+            await self.audit.write(
+                "execution",
+                tool=TOOL,
+                dry_run=False,
+                decision=f"interrupted: {interrupted}" if interrupted else "executed",
+                plan_id=plan_id,
+                requests_sent=run.requests_sent,
+                task_ids=task_ids,
+                items=[_audit_item(i) for i in ordered],
+                summary=summary.model_dump(),
+                error=str(error) if error else None,
+            )
+        if error is not None:
+            submitted = [o for o in run.outcomes.values() if o.kind == "submitted"]
+            raise GuardRefusal(
+                "auth",
+                f"{error} {len(submitted)} path(s) had already been submitted before the failure"
+                + (f" (task ids: {', '.join(task_ids[:20])}; follow them with get_task)" if task_ids else "")
+                + "; the rest were not sent.",
+            )
+        return RemovePathsResult(
+            dry_run=False,
+            items=ordered,
+            summary=summary,
+            task_ids=task_ids,
+            next_step=_next_step_after_execution(summary),
+        )
+
+    # ------------------------------------------------------------------ shared
+
+    @staticmethod
+    def _fill_covered(items: dict[str, RemoveItem], collapsed: Collapsed) -> None:
+        for path, parent in collapsed.covered.items():
+            outer = items[parent]
+            items[path] = outer.model_copy(
+                update={
+                    "path": path,
+                    "reason": f"inside {parent!r}, which this call removes; not sent separately",
+                    "type": None,
+                    "size": None,
+                }
+            )
+
+    @staticmethod
+    def _summary(screened: _Screened, items: list[RemoveItem]) -> RemoveSummary:
+        counts: dict[str, int] = defaultdict(int)
+        for item in items:
+            counts[item.status] += 1
+        covered = set(screened.collapsed.covered)
+        return RemoveSummary(
+            requested=screened.requested,
+            distinct=len(screened.distinct),
+            covered=len(covered),
+            total_size=sum(i.size or 0 for i in items if i.status == "would_remove" and i.path not in covered),
+            **counts,
+        )
+
+
+def _item_from_outcome(outcome: RemoveOutcome) -> RemoveItem:
+    path = outcome.path
+    if outcome.kind == "missing":
+        return RemoveItem(path=path, status="missing", reason="already absent", error_code=outcome.error_code)
+    if outcome.kind == "failed":
+        return RemoveItem(path=path, status="failed", reason=outcome.message, error_code=outcome.error_code)
+    if outcome.kind == "unknown":
+        return RemoveItem(
+            path=path,
+            status="failed",
+            error_code="outcome_unknown",
+            reason=f"outcome unknown: {outcome.message}. Run a dry run on it to see whether it is still there.",
+        )
+    if outcome.kind == "not_sent":
+        return RemoveItem(path=path, status="failed", error_code="not_sent", reason=f"not sent: {outcome.message}")
+    task = outcome.task
+    assert task is not None
+    common = {"path": path, "task_id": task.task_id, "task_status": task.status}
+    if task.status == "complete":
+        return RemoveItem(status="removed", **common)
+    if task.status in ("waiting", "processing"):
+        return RemoveItem(status="queued", reason="a server task is removing it; follow it with get_task", **common)
+    if task.error_code == "911020":
+        return RemoveItem(status="missing", reason="already absent", error_code=task.error_code, **common)
+    reason = task.error_msg or ("cancelled" if task.status == "cancel" else "the server reported a failure")
+    return RemoveItem(status="failed", reason=reason, error_code=task.error_code, **common)
+
+
+def _next_step_after_execution(summary: RemoveSummary) -> str:
+    steps = []
+    if summary.queued:
+        steps.append(f"{summary.queued} path(s) are queued: call get_task with task_ids and wait_seconds to follow them")
+    if summary.failed:
+        steps.append(f"{summary.failed} path(s) failed: see each item's reason")
+    if not steps:
+        return "Done: every confirmed path is removed or was already absent."
+    return "; ".join(steps) + "."
+
+
+def _audit_item(item: RemoveItem) -> dict[str, object]:
+    record: dict[str, object] = {"path": item.path, "status": item.status}
+    if item.task_id:
+        record["task_id"] = item.task_id
+    if item.error_code:
+        record["error_code"] = item.error_code
+    if item.status in ("refused", "failed") and item.reason:
+        record["reason"] = item.reason
+    return record

@@ -1,0 +1,1 @@
+"""Data shapes: `wire` (the efile API, camelCase) and `results` (tool outputs, snake_case)."""

@@ -1,0 +1,209 @@
+"""Wire models of the SCNet efile OpenAPI v2: the shapes the API speaks, camelCase as on the wire.
+
+Every field name, code and JSON shape here follows `shared/efile-api.md`. These models are the
+only thing the sandbox shares with the rest of the package, so the sandbox and the client cannot
+drift apart on what the API looks like. Tool output models (snake_case, as agents read them) live
+in `efile_mcp.models.results` and reuse the literal types defined here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+API_PREFIX = "/efile/openapi/v2"
+ASYNC_REMOVE = f"{API_PREFIX}/file/async-remove"
+TASK_LIST = f"{API_PREFIX}/file/task/list"
+TASK_CANCEL = f"{API_PREFIX}/file/task/cancel"
+FILE_LIST = f"{API_PREFIX}/file/list"
+
+#: The documented advice: never more than this many objects in one async-remove body.
+REMOVE_BATCH_MAX = 100
+#: Advice for task/list and task/cancel; the hard maximum is TASK_IDS_HARD_MAX.
+TASK_IDS_BATCH = 100
+TASK_IDS_HARD_MAX = 500
+
+SUCCESS_CODE = "0"
+
+TaskStatus = Literal["waiting", "processing", "cancel", "complete", "fail"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"complete", "fail", "cancel"})
+OperationType = Literal["copy", "move", "delete"]
+ExecResult = Literal["syncExecSuccess", "syncExecHasError", "asyncSubmitSuccess"]
+OrderBy = Literal["name", "size", "lastModifiedTime"]
+Order = Literal["asc", "desc"]
+
+#: Meanings of the documented codes (efile-api.md section 7), used in every error we raise.
+CODE_MEANINGS: dict[str, str] = {
+    "0": "success",
+    "10001": "internal or other error",
+    "10003": "parameters incomplete",
+    "10004": "invalid parameter",
+    "10008": "token expired",
+    "10009": "unsupported version",
+    "911009": "region user does not exist",
+    "911020": "file or directory does not exist",
+    "911021": "file already exists",
+    "911022": "target is not a folder",
+    "911025": "share already exists",
+    "911029": "path contains special characters",
+    "911030": "permission denied",
+    "911031": "rename failed",
+    "911034": "share link creation failed",
+    "911048": "server busy: rate limited",
+    "911404": "AC authentication service unreachable",
+    "911406": "server could not map the token to a user",
+    "911501": "storage quota exhausted",
+    "911502": "directory not empty",
+    "911504": "command timed out",
+    "911505": "file too large to preview",
+    "911506": "file type not allowed to open",
+    "911507": "source and target are the same",
+    "911700": "file name has illegal characters",
+}
+
+
+def code_meaning(code: str) -> str:
+    return CODE_MEANINGS.get(code, "undocumented code")
+
+
+class WireModel(BaseModel):
+    """Lenient towards the server (unknown fields kept, not refused), strict about the types we use."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+
+class Envelope(WireModel):
+    """`{"code": "0", "msg": "success", "data": ...}`. `code` is a string on the wire; numbers are coerced."""
+
+    code: str
+    msg: str | None = None
+    data: Any = None
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _code_as_string(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("code must be a string or a number")
+        if isinstance(value, int | float):
+            return str(int(value)) if float(value).is_integer() else str(value)
+        return value
+
+    @property
+    def ok(self) -> bool:
+        return self.code == SUCCESS_CODE
+
+
+class SourcePath(WireModel):
+    """One object of the async-remove body."""
+
+    source_path: str = Field(alias="sourcePath")
+
+
+class FileOperTask(WireModel):
+    """A task object: what async-remove answers per path and what task/list returns."""
+
+    task_id: str = Field(alias="taskId")
+    user_id: str | None = Field(default=None, alias="userId")
+    user_name: str | None = Field(default=None, alias="userName")
+    cluster_user_name: str | None = Field(default=None, alias="clusterUserName")
+    source_path: str | None = Field(default=None, alias="sourcePath")
+    target_path: str | None = Field(default=None, alias="targetPath")
+    duplicate_handle_type: str | None = Field(default=None, alias="duplicateHandleType")
+    cluster_id: str | None = Field(default=None, alias="clusterId")
+    cluster_name: str | None = Field(default=None, alias="clusterName")
+    operation_type: OperationType | str | None = Field(default=None, alias="operationType")
+    synchronous_execution: bool | None = Field(default=None, alias="synchronousExecution")
+    status: TaskStatus | str
+    error_code: str | None = Field(default=None, alias="errorCode")
+    error_msg: str | None = Field(default=None, alias="errorMsg")
+    total_size: int | None = Field(default=None, alias="totalSize")
+    total_num: int | None = Field(default=None, alias="totalNum")
+    processed_size: int | None = Field(default=None, alias="processedSize")
+    processed_num: int | None = Field(default=None, alias="processedNum")
+    progress: str | None = None
+    submit_time: str | None = Field(default=None, alias="submitTime")
+    start_time: str | None = Field(default=None, alias="startTime")
+    update_time: str | None = Field(default=None, alias="updateTime")
+
+    @field_validator("error_code", mode="before")
+    @classmethod
+    def _error_code_as_string(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class RemoveResult(WireModel):
+    """`data` of async-remove."""
+
+    file_oper_tasks: list[FileOperTask] = Field(default_factory=list, alias="fileOperTasks")
+    file_oper_duplicate_file_vos: list[Any] | None = Field(default=None, alias="fileOperDuplicateFileVos")
+    exec_result: ExecResult | str | None = Field(default=None, alias="execResult")
+
+
+class TaskIds(WireModel):
+    """Body of task/list and task/cancel."""
+
+    task_ids: list[str] = Field(alias="taskIds")
+
+
+class TaskListResult(WireModel):
+    """`data` of task/list: the docs do not show it, so both a bare list and `{"fileOperTasks": [...]}` are accepted."""
+
+    file_oper_tasks: list[FileOperTask] = Field(default_factory=list, alias="fileOperTasks")
+
+    @classmethod
+    def from_data(cls, data: Any) -> TaskListResult:
+        if data is None or data == "":
+            return cls(fileOperTasks=[])
+        if isinstance(data, list):
+            return cls(fileOperTasks=data)
+        return cls.model_validate(data)
+
+
+class FileEntry(WireModel):
+    """One `fileList` entry of file/list."""
+
+    name: str
+    path: str
+    type: str | None = None
+    size: int | None = None
+    is_directory: bool | None = Field(default=None, alias="isDirectory")
+    is_regular_file: bool | None = Field(default=None, alias="isRegularFile")
+    is_symbolic_link: bool | None = Field(default=None, alias="isSymbolicLink")
+    owner: str | None = None
+    group: str | None = None
+    permission: str | None = None
+    last_modified_time: str | None = Field(default=None, alias="lastModifiedTime")
+    creation_time: str | None = Field(default=None, alias="creationTime")
+    last_access_time: str | None = Field(default=None, alias="lastAccessTime")
+
+    @property
+    def kind(self) -> Literal["file", "directory", "symlink", "other"]:
+        """The entry's kind from the boolean flags, which are better attested than the free-form `type`."""
+        if self.is_symbolic_link:
+            return "symlink"
+        if self.is_directory:
+            return "directory"
+        if self.is_regular_file:
+            return "file"
+        lowered = (self.type or "").lower()
+        if lowered in {"dir", "directory", "folder", "d"}:
+            return "directory"
+        if lowered in {"file", "regular", "f", "-"}:
+            return "file"
+        if lowered in {"link", "symlink", "l"}:
+            return "symlink"
+        return "other"
+
+
+class FileListResult(WireModel):
+    """`data` of file/list."""
+
+    total: int = 0
+    path: str | None = None
+    file_list: list[FileEntry] = Field(default_factory=list, alias="fileList")
+    children: list[Any] | None = None

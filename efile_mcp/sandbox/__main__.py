@@ -1,0 +1,63 @@
+"""`python -m efile_mcp.sandbox [DIR] --port N --token T --delay-ms D`: serve a sandbox until interrupted.
+
+Logs go to stderr only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from efile_mcp.sandbox.app import SandboxConfig
+from efile_mcp.sandbox.runner import run_sandbox_in_thread
+from efile_mcp.sandbox.seed import seed_sample_tree
+
+log = logging.getLogger("efile_mcp.sandbox")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m efile_mcp.sandbox", description=__doc__)
+    parser.add_argument("dir", nargs="?", type=Path, help="local directory served as the home (default: a fresh temporary directory with the sample tree)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
+    parser.add_argument("--token", help="token clients must send (default: random, printed to stderr)")
+    parser.add_argument("--user", default="demo", help="user name; the home is /public/home/USER")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="simulated round trip added to every request")
+    parser.add_argument("--seed", action="store_true", help="populate DIR with the sample tree")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    root = args.dir
+    if root is None:
+        root = Path(tempfile.mkdtemp(prefix="efile-sandbox-"))
+        seed_sample_tree(root)
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        if args.seed:
+            seed_sample_tree(root)
+    config = SandboxConfig(root=root, user=args.user, delay=args.delay_ms / 1000)
+    if args.token:
+        config.token = args.token
+
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with run_sandbox_in_thread(config, port=args.port) as running:
+        log.info("efile sandbox serving %s at %s (home %s)", root, running.base_url, running.home)
+        if not args.token:
+            # A generated token must reach the operator somehow; stderr only, never stdout or answers.
+            log.info("token: %s", config.token)
+        try:
+            while not stopped.wait(0.5) and running.alive:
+                pass
+        except KeyboardInterrupt:
+            pass
+        log.info("stopping")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""`list_files`: read a directory page by page, so an agent can find what to remove."""
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from pydantic import AfterValidator, Field
+
+from ..config import Settings
+from ..models.results import FileInfo, ListFilesResult
+from ..models.wire import Order, OrderBy
+from .errors import tool_errors
+from .state import state_of
+
+DESCRIPTION = """\
+List a directory on the person's SCNet storage (default: their home directory), one page at a time.
+Each entry has name, absolute path, type (file, directory, symlink), size in bytes and modification time.
+Use keyword to filter names (substring), start/limit to page (next_start gives the next page), and
+order_by/order to sort. Use the paths it returns with remove_paths.
+"""
+
+
+def _absolute_path(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith("/"):
+        raise ValueError("path must be absolute (start with '/'); omit it to list the home directory")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("path must not contain control characters")
+    return value
+
+
+def build(settings: Settings) -> Any:
+    async def list_files(
+        ctx: Context,
+        path: Annotated[
+            str | None,
+            AfterValidator(_absolute_path),
+            Field(description="Absolute directory path; omit for the home directory."),
+        ] = None,
+        keyword: Annotated[str | None, Field(max_length=255, description="Only names containing this text.")] = None,
+        start: Annotated[int, Field(ge=0, description="Index of the first entry (0-based).")] = 0,
+        limit: Annotated[int, Field(ge=1, le=1000, description="Entries per page (1-1000).")] = 100,
+        order_by: Annotated[OrderBy, Field(description="Sort key.")] = "name",
+        order: Annotated[Order, Field(description="Sort direction.")] = "asc",
+    ) -> ListFilesResult:
+        state = state_of(ctx)
+        async with tool_errors():
+            page = await state.api.list_dir(
+                path, keyword=keyword, start=start, limit=limit, order_by=order_by, order=order
+            )
+        entries = [FileInfo.from_wire(entry) for entry in page.file_list]
+        end = start + len(entries)
+        return ListFilesResult(
+            path=page.path or path or "",
+            total=page.total,
+            start=start,
+            entries=entries,
+            next_start=end if entries and end < page.total else None,
+        )
+
+    return list_files

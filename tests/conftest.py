@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from efile_mcp.sandbox import RunningSandbox, SandboxConfig, run_sandbox_in_thread, seed_sample_tree
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningSandbox]:
+    """A sandbox efile API over `tmp_path/home` seeded with the sample tree, on 127.0.0.1.
+
+    Other SandboxConfig fields can be set with indirect parametrisation:
+    `@pytest.mark.parametrize("sandbox", [{"task_step_delay": 0.01}], indirect=True)`.
+    """
+    root = seed_sample_tree(tmp_path / "home")
+    overrides = getattr(request, "param", None) or {}
+    with run_sandbox_in_thread(SandboxConfig(root=root, **overrides)) as running:
+        yield running
+
+
+# ---------------------------------------------------------------------------- MCP server over the sandbox
+
+import json  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+from mcp import Client  # noqa: E402
+from mcp.server.mcpserver import MCPServer  # noqa: E402
+
+from efile_mcp.config import Settings  # noqa: E402
+from efile_mcp.server import build_server  # noqa: E402
+
+ERAS = ["legacy", "auto"]  # 2025-11-25 (Claude Desktop) and 2026-07-28
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def audit_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "audit.jsonl"
+
+
+@pytest.fixture
+def make_settings(sandbox: RunningSandbox, audit_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "base_url": sandbox.base_url,
+            "token": sandbox.token,
+            "allowed_roots": (f"{sandbox.home}/scratch", f"{sandbox.home}/projects", f"{sandbox.home}/数据"),
+            "audit_log": audit_path,
+            "retry_budget": 5.0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def server(make_settings: Callable[..., Settings]) -> MCPServer[Any]:
+    return build_server(make_settings())
+
+
+@pytest.fixture(params=ERAS)
+def era(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+async def client(server: MCPServer[Any], era: str) -> AsyncIterator[Client]:
+    async with Client(server, mode=era) as connected:
+        yield connected
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+async def call_ok(client: Client, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(name, arguments)
+    text = " ".join(getattr(block, "text", "") for block in result.content)
+    assert not result.is_error, text
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def call_error(client: Client, name: str, arguments: dict[str, Any]) -> str:
+    result = await client.call_tool(name, arguments)
+    text = " ".join(getattr(block, "text", "") for block in result.content)
+    assert result.is_error, f"expected a tool error, got {result.structured_content}"
+    return text
