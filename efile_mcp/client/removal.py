@@ -17,7 +17,7 @@ import anyio
 from ..errors import ApiError, AuthError, EfileMcpError, NOT_FOUND_CODE
 from ..models.wire import ASYNC_REMOVE, REMOVE_BATCH_MAX, FileOperTask, RemoveResult
 from ._groups import task_group
-from .api import chunked
+from .api import EfileApi, chunked
 from .transport import EfileTransport
 
 log = logging.getLogger("efile_mcp.client")
@@ -64,6 +64,7 @@ class EfileRemover:
     def __init__(self, transport: EfileTransport, *, concurrency: int | None = None) -> None:
         self.transport = transport
         self.concurrency = concurrency or transport.concurrency
+        self._api = EfileApi(transport)
 
     async def remove(self, run: RemovalRun) -> None:
         """Submit `run.paths`. Raises AuthError once in-flight chunks have settled; starts no chunk after it."""
@@ -85,7 +86,7 @@ class EfileRemover:
         if run.auth_error is not None:
             raise run.auth_error
 
-    async def _submit(self, run: RemovalRun, chunk: Sequence[str]) -> None:
+    async def _submit(self, run: RemovalRun, chunk: Sequence[str], *, probe: bool = True) -> None:
         run.in_flight.update(chunk)
         try:
             run.requests_sent += 1
@@ -98,7 +99,7 @@ class EfileRemover:
         except ApiError as exc:
             run.in_flight.difference_update(chunk)
             if exc.code in PER_PATH_CODES:
-                await self._isolate(run, chunk, exc)
+                await self._isolate(run, chunk, exc, probe=probe)
             else:
                 # A documented refusal of the whole call: the server did nothing with it.
                 for path in chunk:
@@ -112,8 +113,25 @@ class EfileRemover:
         run.in_flight.difference_update(chunk)
         self._record_tasks(run, chunk, data)
 
-    async def _isolate(self, run: RemovalRun, chunk: Sequence[str], exc: ApiError) -> None:
-        """The whole call failed because of some path in it: bisect until the culprit(s) stand alone."""
+    async def _isolate(self, run: RemovalRun, chunk: Sequence[str], exc: ApiError, *, probe: bool = True) -> None:
+        """The whole call failed because of some path in it: find the culprit(s), send the rest again.
+
+        For 911020 the parents are listed first (one listing per parent), the vanished paths marked
+        missing and the rest resubmitted once: three requests instead of a bisection's 2·k·log2(n).
+        Anything else, or a second failure, falls back to bisection.
+        """
+        if probe and exc.code == NOT_FOUND_CODE and len(chunk) > 1:
+            present = await self._still_present(chunk)
+            if present is not None:
+                for path in chunk:
+                    if path not in present:
+                        run.outcomes[path] = RemoveOutcome(
+                            path, "missing", error_code=NOT_FOUND_CODE, message="already absent"
+                        )
+                remaining = [path for path in chunk if path in present]
+                if remaining:
+                    await self._submit(run, remaining, probe=False)
+                return
         if len(chunk) == 1:
             path = chunk[0]
             if exc.code == NOT_FOUND_CODE:
@@ -124,7 +142,26 @@ class EfileRemover:
         log.info("async-remove answered %s for a batch of %d; isolating the path(s)", exc.code, len(chunk))
         middle = len(chunk) // 2
         for half in (chunk[:middle], chunk[middle:]):
-            await self._submit(run, half)
+            await self._submit(run, half, probe=False)
+
+    async def _still_present(self, chunk: Sequence[str]) -> set[str] | None:
+        """Which of these paths their parents' listings still show; None when a listing fails."""
+        by_parent: dict[str, set[str]] = {}
+        for path in chunk:
+            parent, _, name = path.rpartition("/")
+            by_parent.setdefault(parent or "/", set()).add(name)
+        present: set[str] = set()
+        try:
+            for parent, names in by_parent.items():
+                keyword = next(iter(names)) if len(names) == 1 else None
+                async for entry in self._api.iter_dir(parent, keyword=keyword):
+                    if entry.name in names:
+                        present.add(parent.rstrip("/") + "/" + entry.name)
+        except AuthError:
+            raise
+        except EfileMcpError:
+            return None
+        return present
 
     @staticmethod
     def _record_tasks(run: RemovalRun, chunk: Sequence[str], data: object) -> None:

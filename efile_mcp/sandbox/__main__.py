@@ -32,9 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     root = args.dir
+    scratch = None
     if root is None:
-        root = Path(tempfile.mkdtemp(prefix="efile-sandbox-"))
-        seed_sample_tree(root)
+        scratch = tempfile.TemporaryDirectory(prefix="efile-sandbox-")
+        root = seed_sample_tree(Path(scratch.name) / "home")
     else:
         root.mkdir(parents=True, exist_ok=True)
         if args.seed:
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
         log.info("stopping")
+    if scratch is not None:
+        scratch.cleanup()
     return 0
 
 

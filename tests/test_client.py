@@ -1,0 +1,270 @@
+"""The efile API client against the sandbox over real HTTP; faults come from the sandbox's fault hook."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from efile_mcp.client import EfileApi, EfileTransport, RetryPolicy, StaticToken, normalise_base_url
+from efile_mcp.client.removal import EfileRemover, RemovalRun
+from efile_mcp.errors import (
+    ApiError,
+    AuthError,
+    ConnectionFailedError,
+    MalformedResponseError,
+    RetryBudgetExhausted,
+)
+from efile_mcp.sandbox import RunningSandbox
+
+FAST = RetryPolicy(attempts=4, budget=5.0, base_delay=0.01, max_delay=0.05)
+
+
+@pytest.fixture
+async def transport(sandbox: RunningSandbox) -> AsyncIterator[EfileTransport]:
+    t = EfileTransport(sandbox.base_url, StaticToken(sandbox.token), retry=FAST, concurrency=4)
+    yield t
+    await t.aclose()
+
+
+def envelope(code: object, msg: str = "", data: object = None) -> JSONResponse:
+    return JSONResponse({"code": code, "msg": msg, "data": data})
+
+
+def fail_first(n: int, response: Response, endpoint: str = "file/list"):  # type: ignore[no-untyped-def]
+    seen = {"count": 0}
+
+    async def fault(name: str, request: Request) -> Response | None:
+        if name != endpoint:
+            return None
+        seen["count"] += 1
+        return response if seen["count"] <= n else None
+
+    return fault
+
+
+@pytest.mark.parametrize("url", ["{u}", "{u}/", "{u}/efile", "{u}/efile/"])
+async def test_base_url_with_or_without_efile_suffix(sandbox: RunningSandbox, url: str) -> None:
+    t = EfileTransport(url.format(u=sandbox.base_url), StaticToken(sandbox.token), retry=FAST)
+    try:
+        listing = await EfileApi(t).list_dir()
+    finally:
+        await t.aclose()
+    assert listing.path == sandbox.home
+    assert normalise_base_url(url.format(u="https://x.example")) == "https://x.example"
+
+
+async def test_numeric_codes_are_compared_as_strings(sandbox: RunningSandbox, transport: EfileTransport) -> None:
+    sandbox.sandbox.fault = fail_first(1, envelope(0, "success", {"total": 0, "path": "/p", "fileList": []}))
+    listing = await EfileApi(transport).list_dir("/p")
+    assert listing.total == 0 and listing.path == "/p"
+    sandbox.sandbox.fault = fail_first(1, envelope(911020, "gone"))
+    with pytest.raises(ApiError) as caught:
+        await EfileApi(transport).list_dir("/p")
+    assert caught.value.code == "911020" and caught.value.meaning == "file or directory does not exist"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        pytest.param(envelope("911048", "busy"), id="rate-limited"),
+        pytest.param(envelope("911404", "ac down"), id="ac-unreachable"),
+        pytest.param(envelope("911504", "timeout"), id="command-timeout"),
+        pytest.param(Response("bad gateway", status_code=502), id="http-502"),
+        pytest.param(Response("busy", status_code=429), id="http-429"),
+    ],
+)
+async def test_transient_failures_are_retried(
+    sandbox: RunningSandbox, transport: EfileTransport, response: Response
+) -> None:
+    sandbox.sandbox.fault = fail_first(2, response)
+    listing = await EfileApi(transport).list_dir()
+    assert listing.path == sandbox.home
+    assert sandbox.sandbox.request_counts["file/list"] == 3
+
+
+async def test_retry_after_is_honoured(sandbox: RunningSandbox, transport: EfileTransport) -> None:
+    sandbox.sandbox.fault = fail_first(1, Response("slow down", status_code=429, headers={"Retry-After": "1"}))
+    started = time.monotonic()
+    await EfileApi(transport).list_dir()
+    assert time.monotonic() - started >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("response", "error"),
+    [
+        pytest.param(envelope("10004", "bad limit"), ApiError, id="invalid-parameter"),
+        pytest.param(envelope("123456", "what"), ApiError, id="unknown-code"),
+        pytest.param(Response("{not json", status_code=200), MalformedResponseError, id="malformed-json"),
+        pytest.param(JSONResponse({"status": "ok"}), MalformedResponseError, id="not-an-envelope"),
+        pytest.param(envelope("10008", "expired"), AuthError, id="token-expired"),
+    ],
+)
+async def test_other_failures_are_not_retried(
+    sandbox: RunningSandbox, transport: EfileTransport, response: Response, error: type[Exception]
+) -> None:
+    sandbox.sandbox.fault = fail_first(99, response)
+    with pytest.raises(error) as caught:
+        await EfileApi(transport).list_dir()
+    assert sandbox.sandbox.request_counts["file/list"] == 1
+    assert sandbox.token not in str(caught.value)
+
+
+async def test_unknown_code_carries_meaning_and_server_message(
+    sandbox: RunningSandbox, transport: EfileTransport
+) -> None:
+    sandbox.sandbox.fault = fail_first(1, envelope("123456", "the moon is full"))
+    with pytest.raises(ApiError) as caught:
+        await EfileApi(transport).list_dir()
+    assert str(caught.value) == "efile API error 123456 (undocumented code) from /file/list: the moon is full"
+
+
+async def test_a_server_that_keeps_failing_ends_in_a_clear_error_within_budget(
+    sandbox: RunningSandbox, transport: EfileTransport
+) -> None:
+    sandbox.sandbox.fault = fail_first(10**6, Response("down", status_code=503))
+    started = time.monotonic()
+    with pytest.raises(RetryBudgetExhausted) as caught:
+        await EfileApi(transport).list_dir()
+    assert time.monotonic() - started < FAST.budget
+    assert sandbox.sandbox.request_counts["file/list"] == FAST.attempts
+    assert "HTTP 503" in str(caught.value) and "gave up after 4 attempts" in str(caught.value)
+
+
+async def test_the_time_budget_bounds_retries_too(sandbox: RunningSandbox) -> None:
+    sandbox.sandbox.fault = fail_first(10**6, Response("slow", status_code=429, headers={"Retry-After": "0.4"}))
+    t = EfileTransport(sandbox.base_url, StaticToken(sandbox.token), retry=RetryPolicy(attempts=20, budget=1.0))
+    started = time.monotonic()
+    try:
+        with pytest.raises(RetryBudgetExhausted):
+            await EfileApi(t).list_dir()
+    finally:
+        await t.aclose()
+    assert time.monotonic() - started < 1.5
+    assert sandbox.sandbox.request_counts["file/list"] <= 3
+
+
+async def test_connection_failures_are_retried_then_reported() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again at once: nothing listens there
+    t = EfileTransport(f"http://127.0.0.1:{port}", StaticToken("secret-token-value"), retry=FAST)
+    try:
+        with pytest.raises(RetryBudgetExhausted) as caught:
+            await EfileApi(t).list_dir()
+    finally:
+        await t.aclose()
+    assert isinstance(caught.value.last, ConnectionFailedError)
+    assert "secret-token-value" not in str(caught.value)
+
+
+async def test_missing_or_wrong_token_is_an_auth_error(sandbox: RunningSandbox) -> None:
+    for token in (None, "wrong"):
+        t = EfileTransport(sandbox.base_url, StaticToken(token), retry=FAST)
+        try:
+            with pytest.raises(AuthError) as caught:
+                await EfileApi(t).list_dir()
+        finally:
+            await t.aclose()
+        assert "EFILE_TOKEN" in str(caught.value)
+
+
+@pytest.mark.parametrize("sandbox", [{"task_list_as_bare_list": True}, {}], indirect=True)
+async def test_task_lookup_batches_ids_and_accepts_both_answer_shapes(
+    sandbox: RunningSandbox, transport: EfileTransport
+) -> None:
+    home = sandbox.home
+    run = RemovalRun(paths=(f"{home}/scratch/tmp.log", f"{home}/notes.txt"))
+    await EfileRemover(transport).remove(run)
+    known = [outcome.task.task_id for outcome in run.outcomes.values() if outcome.task]
+    unknown = [f"{i:032x}" for i in range(248)]
+    lookup = await EfileApi(transport).tasks([*unknown[:100], *known, *unknown[100:], known[0]])
+    assert set(lookup.tasks) == set(known)
+    assert lookup.not_found == unknown
+    assert sandbox.sandbox.request_counts["task/list"] == 3  # 250 distinct ids, 100 a request
+
+
+async def test_remove_sends_at_most_100_paths_a_request(sandbox: RunningSandbox, transport: EfileTransport) -> None:
+    shard = f"{sandbox.home}/scratch/big-run/shard-0"
+    paths = tuple(f"{shard}/out-{i:04d}.dat" for i in range(0, 300, 3)) + tuple(
+        f"{sandbox.home}/scratch/big-run/shard-1/out-{i:04d}.dat" for i in range(1, 300, 3)
+    )
+    run = RemovalRun(paths=paths)
+    await EfileRemover(transport).remove(run)
+    assert {outcome.kind for outcome in run.outcomes.values()} == {"submitted"}
+    assert sandbox.sandbox.request_counts["async-remove"] == 2
+    assert sorted(sandbox.sandbox.received_remove_paths) == sorted(paths)
+
+
+async def test_a_vanished_path_is_isolated_and_the_rest_still_removed(
+    sandbox: RunningSandbox, transport: EfileTransport
+) -> None:
+    shard = f"{sandbox.home}/scratch/big-run/shard-0"
+    paths = tuple(f"{shard}/out-{i:04d}.dat" for i in range(0, 300, 3))
+    vanished = {paths[17], paths[63]}
+    for path in vanished:
+        (sandbox.root / path.removeprefix(sandbox.home + "/")).unlink()
+    run = RemovalRun(paths=paths)
+    await EfileRemover(transport).remove(run)
+    kinds = {path: outcome.kind for path, outcome in run.outcomes.items()}
+    assert {p for p, k in kinds.items() if k == "missing"} == vanished
+    assert {p for p, k in kinds.items() if k == "submitted"} == set(paths) - vanished
+    assert not any((sandbox.root / p.removeprefix(sandbox.home + "/")).exists() for p in paths)
+    # The failed batch, then the rest once: not a request per path, not a bisection.
+    assert sandbox.sandbox.request_counts["async-remove"] == 2
+    assert sandbox.sandbox.request_counts["file/list"] == 1
+
+
+async def test_bisection_isolates_a_per_path_refusal_of_the_whole_call(
+    sandbox: RunningSandbox, transport: EfileTransport
+) -> None:
+    shard = f"{sandbox.home}/scratch/big-run/shard-0"
+    paths = tuple(f"{shard}/out-{i:04d}.dat" for i in range(0, 48, 3))
+    forbidden = paths[5]
+
+    async def deny_one(name: str, request: Request) -> Response | None:
+        if name == "async-remove" and forbidden in [item["sourcePath"] for item in await request.json()]:
+            return envelope("911030", "permission denied")
+        return None
+
+    sandbox.sandbox.fault = deny_one
+    run = RemovalRun(paths=paths)
+    await EfileRemover(transport).remove(run)
+    assert run.outcomes[forbidden].kind == "failed" and run.outcomes[forbidden].error_code == "911030"
+    assert all(run.outcomes[p].kind == "submitted" for p in paths if p != forbidden)
+    assert sandbox.sandbox.request_counts["async-remove"] <= 1 + 2 * 4  # log2(16) levels, two halves each
+
+
+async def test_auth_failure_mid_removal_stops_new_batches_and_keeps_what_was_obtained(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    calls = {"n": 0}
+
+    async def expire_after_first(name: str, request: Request) -> Response | None:
+        if name == "async-remove":
+            calls["n"] += 1
+            if calls["n"] > 1:
+                return envelope("10008", "token expired")
+        return None
+
+    sandbox.sandbox.fault = expire_after_first
+    t = EfileTransport(sandbox.base_url, StaticToken(sandbox.token), retry=FAST, concurrency=1)
+    shard = f"{sandbox.home}/scratch/big-run/shard-0"
+    paths = tuple(f"{shard}/out-{i:04d}.dat" for i in range(0, 300, 3)) + (f"{sandbox.home}/scratch/tmp.log",) * 0
+    paths = paths + tuple(f"{sandbox.home}/scratch/big-run/shard-1/out-{i:04d}.dat" for i in range(1, 300, 3))
+    paths = paths + tuple(f"{sandbox.home}/scratch/big-run/shard-2/out-{i:04d}.dat" for i in range(2, 300, 3))
+    run = RemovalRun(paths=paths)
+    try:
+        with pytest.raises(AuthError):
+            await EfileRemover(t, concurrency=1).remove(run)
+    finally:
+        await t.aclose()
+    kinds = [run.outcomes[p].kind for p in paths]
+    assert kinds[:100] == ["submitted"] * 100
+    assert set(kinds[100:]) == {"not_sent"}
+    assert calls["n"] == 2  # the third batch was never started
