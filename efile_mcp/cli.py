@@ -9,14 +9,24 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import ConfigError
 
 log = logging.getLogger("efile_mcp")
+
+
+class _SecretFlag(argparse.Action):
+    """Secrets on a command line show in `ps` and shell history: say where they go instead."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        parser.error(f"{self.option_strings[0]} is not accepted on the command line (it would be visible to "
+                     "other users in the process list): set EFILE_TOKEN in the environment instead")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         "Serves MCP over stdio. The token comes from EFILE_TOKEN (never a flag).",
     )
     parser.add_argument("--version", action="version", version=f"efile-mcp {__version__}")
+    parser.add_argument("--token", "--efile-token", action=_SecretFlag, nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help="efile base URL of the region (EFILE_BASE_URL)")
     parser.add_argument(
         "--allowed-root",
@@ -73,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             "read_only": args.read_only,
             "audit_log": args.audit_log,
         }
-        sandbox = None
+        sandbox = sandbox_scratch = None
         if args.sandbox is not None:
-            sandbox, sandbox_overrides = _start_sandbox(args.sandbox, overrides)
+            sandbox, sandbox_scratch, sandbox_overrides = _start_sandbox(args.sandbox, overrides)
             overrides.update(sandbox_overrides)
         from .config import load_settings
         from .server import build_server
@@ -92,21 +103,26 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if sandbox is not None:
             sandbox.stop()
+            if sandbox_scratch is not None:
+                shutil.rmtree(sandbox_scratch, ignore_errors=True)
     return 0
 
 
-def _start_sandbox(directory: str, overrides: dict[str, object]) -> tuple[object, dict[str, object]]:
-    """Start the embedded sandbox and point the settings at it (roots default to the sandbox home)."""
+def _start_sandbox(directory: str, overrides: dict[str, object]) -> tuple[Any, Path | None, dict[str, object]]:
+    """Start the embedded sandbox and point the settings at it (roots default to the sandbox home).
+
+    Without DIR the sandbox lives in a fresh temporary directory (its audit log too), removed at exit.
+    """
     from .sandbox import SandboxConfig, run_sandbox_in_thread, seed_sample_tree
 
     if directory:
         root = Path(directory).expanduser().resolve()
         if not root.is_dir():
             raise ConfigError(f"--sandbox {directory!r} is not a directory")
-        state_dir = root.parent
+        scratch = None
     else:
-        state_dir = Path(tempfile.mkdtemp(prefix="efile-mcp-sandbox-"))
-        root = state_dir / "home"
+        scratch = Path(tempfile.mkdtemp(prefix="efile-mcp-sandbox-"))
+        root = scratch / "home"
         root.mkdir()
         seed_sample_tree(root)
     running = run_sandbox_in_thread(SandboxConfig(root=root))
@@ -115,5 +131,7 @@ def _start_sandbox(directory: str, overrides: dict[str, object]) -> tuple[object
     if not overrides.get("allowed_roots") and not os.environ.get("EFILE_ALLOWED_ROOTS"):
         result["allowed_roots"] = (running.home,)
     if not overrides.get("audit_log") and not os.environ.get("EFILE_AUDIT_LOG"):
-        result["audit_log"] = (state_dir if not directory else Path(tempfile.gettempdir())) / "efile-mcp-sandbox-audit.jsonl"
-    return running, result
+        # A sandbox session does not belong in the person's real audit trail.
+        result["audit_log"] = (scratch or Path(tempfile.gettempdir())) / "efile-mcp-sandbox-audit.jsonl"
+    log.warning("sandbox: audit log %s", result.get("audit_log") or overrides.get("audit_log") or "as configured")
+    return running, scratch, result

@@ -21,6 +21,13 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def _counts(summary: dict[str, Any]) -> str:
+    counts = [f"{value} {key.replace('_', ' ')}" for key, value in summary.items() if value and key != "total_size"]
+    if summary.get("total_size"):
+        counts.append(f"{summary['total_size']} B in files named directly")
+    return ", ".join(counts)
+
+
 def _show_items(items: list[dict[str, Any]]) -> None:
     for item in items:
         status = item["status"]
@@ -33,8 +40,8 @@ def _show_items(items: list[dict[str, Any]]) -> None:
             extra.append(f"task {item['task_id'][:8]}…")
         if item.get("reason"):
             extra.append(item["reason"])
-        detail = f"  ({'; '.join(extra)})" if extra else ""
-        _say(textwrap.shorten(f"     {status:<13}{item['path']}{detail}", width=160, placeholder=" …"))
+        detail = "  " + textwrap.shorten(f"({'; '.join(extra)})", width=90, placeholder=" …)") if extra else ""
+        _say(f"     {status:<13}{item['path']}{detail}")
 
 
 async def _session(audit_log: Path) -> int:
@@ -80,7 +87,7 @@ async def _session(audit_log: Path) -> int:
                    f"{root}/.ssh", f"{scratch}/*.log", f"{scratch}/run-999", "/etc/passwd"]
         _, plan = await call("remove_paths", {"paths": request})
         assert isinstance(plan, dict)
-        _say(f"server ◂ dry run: {plan['summary']}")
+        _say(f"server ◂ dry run: {_counts(plan['summary'])}")
         _show_items(plan["items"])
         _say(f"     confirm_paths = {len(plan['confirm_paths'])} paths, token expires {plan['expires_at']}")
 
@@ -91,7 +98,7 @@ async def _session(audit_log: Path) -> int:
         _, done = await call("remove_paths", {"paths": plan["confirm_paths"], "dry_run": False,
                                               "confirmation_token": plan["confirmation_token"]})
         assert isinstance(done, dict)
-        _say(f"server ◂ executed: {done['summary']}")
+        _say(f"server ◂ executed: {_counts(done['summary'])}")
         _show_items(done["items"])
         queued = [item["task_id"] for item in done["items"] if item["status"] == "queued"]
         if queued:

@@ -271,7 +271,9 @@ class RemovalGuard:
             requested=screened.requested,
             distinct=len(screened.distinct),
             covered=len(covered),
-            total_size=sum(i.size or 0 for i in items if i.status == "would_remove" and i.path not in covered),
+            total_size=sum(
+                i.size or 0 for i in items if i.status == "would_remove" and i.type == "file" and i.path not in covered
+            ),
             **counts,
         )
 

@@ -30,7 +30,9 @@ class RemoveItem(ResultModel):
     )
     reason: str | None = Field(default=None, description="Why it is refused, missing, failed or covered.")
     type: EntryType | None = Field(default=None, description="What the path is, as the dry run found it.")
-    size: int | None = Field(default=None, description="Size in bytes as listed (a directory's own entry size).")
+    size: int | None = Field(
+        default=None, description="Size in bytes as listed; for a folder, its own entry, not its contents."
+    )
     task_id: str | None = Field(default=None, description="Server task id (execution).")
     task_status: TaskStatus | str | None = Field(default=None, description="Server task status when submitted.")
     error_code: str | None = Field(default=None, description="The API's error code when failed.")
@@ -46,7 +48,11 @@ class RemoveSummary(ResultModel):
     failed: int = 0
     refused: int = 0
     covered: int = Field(default=0, description="Paths inside another requested path, removed with it.")
-    total_size: int = Field(default=0, description="Bytes of the removable entries as listed.")
+    total_size: int = Field(
+        default=0,
+        description="Bytes of the removable files named directly; a folder's contents are not counted "
+        "(the API does not report them before deletion).",
+    )
 
 
 class RemovePathsResult(ResultModel):

@@ -1,0 +1,204 @@
+"""Start-up behaviour (one clear line, no traceback), the audit log's promises, and the tool registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from efile_mcp.config import Settings
+from efile_mcp.errors import ConfigError
+from efile_mcp.guard.audit import AuditLog
+from efile_mcp.sandbox import RunningSandbox
+from efile_mcp.server import build_server
+from efile_mcp.tools.registry import TOOLS, offered
+
+from .conftest import audit_lines, call_ok
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EFILE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "efile_mcp", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
+    )
+
+
+GOOD = {"EFILE_BASE_URL": "https://efile.example/efile", "EFILE_TOKEN": "tok-123-secret"}
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        ((), {}, "EFILE_BASE_URL (or --base-url) is not set"),
+        ((), {"EFILE_BASE_URL": "https://efile.example"}, "EFILE_TOKEN is not set"),
+        ((), {**GOOD, "EFILE_MAX_PATHS": "lots"}, "invalid setting EFILE_MAX_PATHS (or --max-paths)"),
+        (("--max-paths", "0"), GOOD, "invalid setting EFILE_MAX_PATHS (or --max-paths)"),
+        ((), {**GOOD, "EFILE_READ_ONLY": "perhaps"}, "invalid setting EFILE_READ_ONLY"),
+        ((), {**GOOD, "EFILE_BASE_URL": "efile.example"}, "invalid setting EFILE_BASE_URL"),
+        ((), {**GOOD, "EFILE_ALLOWED_ROOTS": "scratch"}, "invalid setting EFILE_ALLOWED_ROOTS"),
+        (("--allowed-root", "/"), GOOD, "invalid setting EFILE_ALLOWED_ROOTS"),
+        ((), {**GOOD, "EFILE_PROTECTED": "a/b"}, "invalid setting EFILE_PROTECTED"),
+        ((), {**GOOD, "EFILE_CONFIRM_TTL": "1"}, "invalid setting EFILE_CONFIRM_TTL"),
+        (("--audit-log", "/proc/forbidden/audit.jsonl"), GOOD, "cannot write the audit log"),
+    ],
+)
+def test_bad_settings_fail_at_start_with_one_clear_line(args: tuple[str, ...], env: dict[str, str], expected: str) -> None:
+    proc = run_cli(*args, env=env)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert "tok-123-secret" not in proc.stderr
+
+
+def test_token_is_not_a_flag() -> None:
+    proc = run_cli("--token", "abc-secret")
+    assert proc.returncode == 2 and "set EFILE_TOKEN in the environment" in proc.stderr
+    assert "abc-secret" not in proc.stderr
+
+
+def test_settings_read_comma_separated_lists_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EFILE_ALLOWED_ROOTS", "/work/a, /public/home/u/scratch ,")
+    monkeypatch.setenv("EFILE_PROTECTED", ".kube,.aws")
+    monkeypatch.setenv("EFILE_READ_ONLY", "1")
+    settings = Settings()
+    assert settings.allowed_roots == ("/work/a", "/public/home/u/scratch")
+    assert settings.protected == (".kube", ".aws")
+    assert settings.read_only is True
+    assert "s3cr3t" not in repr(Settings(token="s3cr3t-value"))
+
+
+async def test_extra_protected_names_are_enforced(make_settings: Any, sandbox: RunningSandbox) -> None:
+    server = build_server(make_settings(protected=("checkpoints",)))
+    async with Client(server) as client:
+        plan = await call_ok(client, "remove_paths", {"paths": [f"{sandbox.home}/scratch/run-001/checkpoints"]})
+    assert plan["items"][0]["status"] == "refused" and "checkpoints" in plan["items"][0]["reason"]
+
+
+# ---------------------------------------------------------------------------- audit
+
+
+async def test_audit_file_is_private_and_lines_are_complete_json(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "dir" / "audit.jsonl"
+    log = AuditLog(path)
+    await log.write("plan", tool="remove_paths", paths=["/a/line\nbreak", "/a/ünï"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    (record,) = audit_lines(path)
+    assert record["paths"] == ["/a/line\nbreak", "/a/ünï"] and record["event"] == "plan" and record["time"]
+
+
+def test_an_existing_world_readable_audit_file_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text("")
+    path.chmod(0o644)
+    AuditLog(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_unwritable_audit_path_fails_at_start(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot write the audit log"):
+        AuditLog(blocker / "audit.jsonl")
+
+
+async def test_concurrent_writers_never_interleave_lines(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    logs = [AuditLog(path), AuditLog(path)]  # two descriptors, as two processes would have
+    big = ["/p/" + "x" * 200 + str(i) for i in range(300)]  # lines far beyond PIPE_BUF
+
+    async def writer(n: int) -> None:
+        for i in range(20):
+            await logs[n % 2].write("plan", writer=n, i=i, paths=big)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(6):
+            tg.start_soon(writer, n)
+    records = audit_lines(path)
+    assert len(records) == 120 and all(r["paths"] == big for r in records)
+
+
+def test_audit_lines_from_threads_are_whole(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    threads = [threading.Thread(target=lambda n=n: [log._append(json.dumps({"n": n, "pad": "y" * 70_000}).encode() + b"\n") for _ in range(10)]) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(audit_lines(path)) == 40
+
+
+async def test_the_api_token_never_reaches_results_or_the_audit_log(
+    client: Client, sandbox: RunningSandbox, audit_path: Path
+) -> None:
+    home = sandbox.home
+    texts: list[str] = []
+    for name, arguments in [
+        ("list_files", {}),
+        ("remove_paths", {"paths": [f"{home}/scratch/tmp.log", f"{home}/.ssh", "/etc"]}),
+        ("get_task", {"task_ids": ["0" * 32]}),
+        ("remove_paths", {"paths": [f"{home}/scratch/tmp.log"], "dry_run": False, "confirmation_token": "x"}),
+    ]:
+        result = await client.call_tool(name, arguments)
+        texts.append(json.dumps(result.structured_content) + " ".join(getattr(b, "text", "") for b in result.content))
+    texts.append(audit_path.read_text())
+    assert all(sandbox.token not in text for text in texts)
+
+
+# ---------------------------------------------------------------------------- registry
+
+
+def test_every_tool_is_annotated_and_named_once() -> None:
+    names = [spec.name for spec in TOOLS]
+    assert len(names) == len(set(names))
+    for spec in TOOLS:
+        a = spec.annotations
+        assert None not in (a.read_only_hint, a.destructive_hint, a.idempotent_hint, a.open_world_hint), spec.name
+        assert a.title and spec.description.strip()
+    destructive = [spec.name for spec in TOOLS if spec.annotations.destructive_hint]
+    assert destructive == ["remove_paths"]
+
+
+def test_read_only_mode_offers_only_read_only_tools() -> None:
+    ro = Settings(read_only=True)
+    assert {spec.name for spec in offered(ro)} == {"list_files", "get_task"}
+    assert all(spec.annotations.read_only_hint for spec in offered(ro))
+
+
+async def test_published_schemas_match_the_contract(client: Client) -> None:
+    tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    remove = tools["remove_paths"]
+    props = remove.input_schema["properties"]
+    assert props["dry_run"]["default"] is True
+    assert props["paths"]["minItems"] == 1 and props["paths"]["maxItems"] == 1000
+    assert remove.annotations is not None
+    assert (remove.annotations.destructive_hint, remove.annotations.read_only_hint) == (True, False)
+    assert remove.annotations.open_world_hint is False
+    get_task = tools["get_task"].input_schema["properties"]
+    assert get_task["wait_seconds"]["maximum"] == 55 and get_task["task_ids"]["maxItems"] == 500
+    for tool in tools.values():
+        assert tool.output_schema is not None, tool.name
+        schema = json.dumps(tool.output_schema)
+        # snake_case for agents: no camelCase wire alias leaks into an output schema
+        for camel in ("taskId", "sourcePath", "errorCode", "totalNum", "fileList", "lastModifiedTime"):
+            assert camel not in schema, (tool.name, camel)
+    removal_output = json.dumps(remove.output_schema)
+    for field in ("confirmation_token", "expires_at", "task_ids", "summary", "task_status"):
+        assert field in removal_output
