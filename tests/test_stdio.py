@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,45 +61,67 @@ async def test_agent_session_over_stdio_removes_exactly_the_confirmed_paths(tmp_
     assert [line["event"] for line in audit_lines(audit)] == ["plan", "execution", "refusal"]
 
 
+INITIALIZE = [
+    {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+]
+
+
+def raw_session(args: list[str], messages: list[dict[str, object]], timeout: float = 60) -> tuple[list[str], str]:
+    """Speak raw JSON-RPC over the server's stdio; keep stdin open until every request is answered."""
+    errors = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty stderr cannot block the server
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "efile_mcp", *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert proc.stdin and proc.stdout
+    wanted = {m["id"] for m in messages if "id" in m}
+    lines: list[str] = []
+    try:
+        for message in messages:
+            proc.stdin.write(json.dumps(message) + "\n")
+        proc.stdin.flush()
+        while wanted:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.strip():
+                wanted.discard(json.loads(line).get("id"))
+        proc.stdin.close()
+        proc.wait(timeout=timeout)
+        errors.seek(0)
+        stderr = errors.read()
+    finally:
+        proc.kill()
+        errors.close()
+    return lines, stderr
+
+
 def test_stdout_carries_only_mcp_messages(tmp_path: Path) -> None:
     root = seed_sample_tree(tmp_path / "home")
     messages = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        *INITIALIZE,
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
         {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "list_files", "arguments": {}}},
         {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
             "name": "remove_paths", "arguments": {"paths": [f"{HOME}/scratch/tmp.log"]}}},
     ]
-    stdin = "".join(json.dumps(m) + "\n" for m in messages)
-    proc = subprocess.run(
-        [sys.executable, "-m", "efile_mcp", "--sandbox", str(root), "--audit-log", str(tmp_path / "a.jsonl"),
-         "--log-level", "DEBUG"],
-        input=stdin, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    lines, stderr = raw_session(
+        ["--sandbox", str(root), "--audit-log", str(tmp_path / "a.jsonl"), "--log-level", "DEBUG"], messages
     )
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    parsed = [json.loads(line) for line in lines]  # every stdout line is a JSON-RPC message
+    parsed = [json.loads(line) for line in lines if line.strip()]  # every stdout line is a JSON-RPC message
     assert all(message.get("jsonrpc") == "2.0" for message in parsed)
     assert sorted(m["id"] for m in parsed if "id" in m) == [1, 2, 3, 4]
-    assert "Traceback" not in proc.stderr
-    assert "sandbox" in proc.stderr  # logs went to stderr
+    assert "Traceback" not in stderr
+    assert "sandbox" in stderr  # logs went to stderr
 
 
 def test_read_only_flag_over_stdio_lists_no_writing_tool(tmp_path: Path) -> None:
     root = seed_sample_tree(tmp_path / "home")
-    messages = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-    ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "efile_mcp", "--sandbox", str(root), "--read-only", "--audit-log",
-         str(tmp_path / "a.jsonl")],
-        input="".join(json.dumps(m) + "\n" for m in messages), capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    listing = next(json.loads(line) for line in proc.stdout.splitlines() if '"id":2' in line.replace(" ", ""))
+    messages = [*INITIALIZE, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}]
+    lines, _ = raw_session(["--sandbox", str(root), "--read-only", "--audit-log", str(tmp_path / "a.jsonl")], messages)
+    listing = next(m for m in map(json.loads, filter(str.strip, lines)) if m.get("id") == 2)
     assert sorted(tool["name"] for tool in listing["result"]["tools"]) == ["get_task", "list_files"]
