@@ -2,6 +2,7 @@
 
     EfileMcpError
     ├── ConfigError                   bad or missing setting; start-up fails with one line
+    ├── SignInError                   SCNet sign-in, token renewal or region discovery failed
     ├── ApiError                      the efile API answered an envelope with code != "0"
     │   ├── AuthError                 no token, 911406, 10008: the whole call stops, the fix is named
     │   ├── NotFoundError             911020: file or directory does not exist
@@ -59,17 +60,30 @@ class ApiError(EfileMcpError):
 MISSING_TOKEN = "no-token"
 
 
-class AuthError(ApiError):
-    """The API does not accept the token. Nothing per path can be said; the person must fix the credentials."""
+STATIC_TOKEN_FIX = (
+    "The efile token is missing, expired or not valid for this region: "
+    "set a fresh token in EFILE_TOKEN (and the region's EFILE_BASE_URL), then restart efile-mcp."
+)
 
-    def __init__(self, code: str, msg: str | None, *, endpoint: str = "") -> None:
+
+class AuthError(ApiError):
+    """The API does not accept the token. Nothing per path can be said; the person must fix the credentials.
+
+    `fix` is what the person should do; it depends on where the token came from (EFILE_TOKEN or sign-in).
+    """
+
+    def __init__(self, code: str, msg: str | None, *, endpoint: str = "", fix: str | None = None) -> None:
         super().__init__(code, msg, endpoint=endpoint)
         what = "no efile token is configured" if code == MISSING_TOKEN else self.args[0]
-        self.args = (
-            f"{what}. The efile token is missing, expired or not valid for this region: "
-            "set a fresh token in EFILE_TOKEN (and the region's EFILE_BASE_URL), then restart efile-mcp. "
-            "Nothing was deleted by this call.",
-        )
+        self.args = (f"{what}. {fix or STATIC_TOKEN_FIX} Nothing was deleted by this call.",)
+
+
+class SignInError(EfileMcpError):
+    """Signing in to SCNet, renewing the token or finding the region failed. The message names the setting to fix.
+
+    Raised on the first tool call that needs the network, never at start-up, so it reaches the agent as a
+    tool error and the server keeps running (the next call tries again).
+    """
 
 
 class NotFoundError(ApiError):
@@ -115,6 +129,37 @@ class RetryBudgetExhausted(TransportError):
             f"the efile API kept failing ({last}); gave up after {attempts} attempts. "
             "The service may be overloaded or unreachable: wait a minute and try again."
         )
+
+
+def outcome_unknown(exc: BaseException) -> bool:
+    """Whether the server may have acted although this error is all the client saw.
+
+    A lost connection, a timeout, a gateway 5xx, an unreadable answer or a command timeout (911504)
+    say nothing about what happened behind them; a rate limit, a 429 or an error envelope do: the
+    request was turned away.
+    """
+    if isinstance(exc, RetryBudgetExhausted):
+        return outcome_unknown(exc.last)
+    if isinstance(exc, ConnectionFailedError | MalformedResponseError):
+        return True
+    if isinstance(exc, HttpStatusError):
+        return exc.status >= 500
+    return isinstance(exc, ApiError) and exc.code == "911504"
+
+
+def error_code_of(exc: BaseException) -> str:
+    """A short code for reports: the API's own code where there is one."""
+    if isinstance(exc, RetryBudgetExhausted):
+        return error_code_of(exc.last)
+    if isinstance(exc, ApiError):
+        return exc.code
+    if isinstance(exc, HttpStatusError):
+        return f"http_{exc.status}"
+    if isinstance(exc, MalformedResponseError):
+        return "malformed_answer"
+    if isinstance(exc, ConnectionFailedError):
+        return "connection_failed"
+    return type(exc).__name__
 
 
 def is_retryable(exc: BaseException) -> bool:

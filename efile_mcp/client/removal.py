@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import anyio
 
-from ..errors import ApiError, AuthError, EfileMcpError, NOT_FOUND_CODE
+from ..errors import NOT_FOUND_CODE, ApiError, AuthError, EfileMcpError, error_code_of, outcome_unknown
 from ..models.wire import ASYNC_REMOVE, REMOVE_BATCH_MAX, FileOperTask, RemoveResult
 from ._groups import task_group
 from .api import EfileApi, chunked
@@ -25,7 +25,10 @@ log = logging.getLogger("efile_mcp.client")
 #: Codes that a whole async-remove call answers because of one path in it: the batch is bisected to find it.
 PER_PATH_CODES = frozenset({NOT_FOUND_CODE, "911029", "911030", "911700"})
 
-OutcomeKind = Literal["submitted", "missing", "failed", "unknown", "not_sent"]
+#: submitted: a task exists. missing: already absent. failed: the API refused it (nothing done).
+#: verified_absent: the answer was lost, but a listing shows the path gone. unknown: no way to tell.
+#: not_sent: never submitted.
+OutcomeKind = Literal["submitted", "missing", "failed", "verified_absent", "unknown", "not_sent"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class RemovalRun:
     in_flight: set[str] = field(default_factory=set)
     requests_sent: int = 0
     auth_error: AuthError | None = None
+    #: Paths whose batch was resent after an attempt that may have acted (its answer lost): the
+    #: documented retry after an unknown outcome. Such a path later found absent was most likely removed by us.
+    resent_after_unknown: set[str] = field(default_factory=set)
 
     def settle_unfinished(self) -> None:
         """Give every path without an outcome one: in flight when stopped -> unknown; never started -> not_sent."""
@@ -82,15 +88,45 @@ class EfileRemover:
         async with task_group() as tg:
             for chunk in chunked(run.paths, REMOVE_BATCH_MAX):
                 tg.start_soon(worker, chunk)
+        if run.auth_error is None:
+            await self._reconcile(run)
         run.settle_unfinished()
         if run.auth_error is not None:
             raise run.auth_error
 
+    async def _reconcile(self, run: RemovalRun) -> None:
+        """Turn unknown outcomes into known ones where a listing can tell: gone means removed."""
+        unknown = [path for path, outcome in run.outcomes.items() if outcome.kind == "unknown"]
+        if not unknown:
+            return
+        present = await self._still_present(unknown)
+        if present is None:
+            return  # the listing failed too: they stay unknown, and say so
+        for path in unknown:
+            previous = run.outcomes[path].message
+            if path in present:
+                run.outcomes[path] = replace(
+                    run.outcomes[path],
+                    message=f"{previous}; the path is still there, but the server may still be working on it",
+                )
+            else:
+                run.outcomes[path] = replace(
+                    run.outcomes[path], kind="verified_absent", message=f"{previous}; a listing shows the path is gone"
+                )
+
     async def _submit(self, run: RemovalRun, chunk: Sequence[str], *, probe: bool = True) -> None:
         run.in_flight.update(chunk)
+
+        def note_retry(exc: BaseException) -> None:
+            if outcome_unknown(exc):
+                run.resent_after_unknown.update(chunk)
+            run.requests_sent += 1
+
         try:
             run.requests_sent += 1
-            data = await self.transport.call("POST", ASYNC_REMOVE, json=[{"sourcePath": p} for p in chunk])
+            data = await self.transport.call(
+                "POST", ASYNC_REMOVE, json=[{"sourcePath": p} for p in chunk], on_retry=note_retry
+            )
         except AuthError:
             run.in_flight.difference_update(chunk)
             for path in chunk:  # the API refused the token: nothing of this chunk was done
@@ -107,8 +143,11 @@ class EfileRemover:
             return
         except EfileMcpError as exc:
             run.in_flight.difference_update(chunk)
-            for path in chunk:  # no usable answer after the retries: the server may or may not have acted
-                run.outcomes[path] = RemoveOutcome(path, "unknown", message=str(exc))
+            # No usable answer after the retries. Turned away (rate limit, 429): nothing was done.
+            # Lost or unreadable: the server may or may not have acted.
+            kind: OutcomeKind = "unknown" if outcome_unknown(exc) else "failed"
+            for path in chunk:
+                run.outcomes[path] = RemoveOutcome(path, kind, error_code=error_code_of(exc), message=str(exc))
             return
         run.in_flight.difference_update(chunk)
         self._record_tasks(run, chunk, data)
@@ -126,7 +165,7 @@ class EfileRemover:
                 for path in chunk:
                     if path not in present:
                         run.outcomes[path] = RemoveOutcome(
-                            path, "missing", error_code=NOT_FOUND_CODE, message="already absent"
+                            path, "missing", error_code=NOT_FOUND_CODE, message=_absent(run, path)
                         )
                 remaining = [path for path in chunk if path in present]
                 if remaining:
@@ -135,7 +174,7 @@ class EfileRemover:
         if len(chunk) == 1:
             path = chunk[0]
             if exc.code == NOT_FOUND_CODE:
-                run.outcomes[path] = RemoveOutcome(path, "missing", error_code=exc.code, message="already absent")
+                run.outcomes[path] = RemoveOutcome(path, "missing", error_code=exc.code, message=_absent(run, path))
             else:
                 run.outcomes[path] = RemoveOutcome(path, "failed", error_code=exc.code, message=str(exc))
             return
@@ -181,3 +220,11 @@ class EfileRemover:
                 )
             else:
                 run.outcomes[path] = RemoveOutcome(path, "submitted", task=task)
+
+
+def _absent(run: RemovalRun, path: str) -> str:
+    if path in run.resent_after_unknown:
+        return (
+            "absent when resent: an earlier attempt's answer was lost, so it was most likely removed by this call"
+        )
+    return "already absent"

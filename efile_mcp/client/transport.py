@@ -15,7 +15,14 @@ from typing import Any, Protocol
 import anyio
 import httpx2 as httpx
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception, stop_after_attempt
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    before_sleep_nothing,
+    retry_if_exception,
+    stop_after_attempt,
+)
 from tenacity.stop import stop_base
 
 from ..errors import (
@@ -81,6 +88,15 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
             return None
 
 
+def _report_retry(on_retry: Callable[[BaseException], None]) -> Callable[[RetryCallState], None]:
+    def report(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is not None:
+            on_retry(exc)
+
+    return report
+
+
 class _StopWhenNextWaitExceedsBudget(stop_base):
     """Stop once the time spent plus the coming wait would overrun the budget: a failing server ends in a clear error, not a hang."""
 
@@ -133,8 +149,13 @@ class EfileTransport:
         *,
         json: Any = None,
         params: dict[str, Any] | None = None,
+        on_retry: Callable[[BaseException], None] | None = None,
     ) -> Any:
-        """Send one request (retrying what may be retried) and return the envelope's `data`."""
+        """Send one request (retrying what may be retried) and return the envelope's `data`.
+
+        `on_retry` sees each failure that is about to be retried: the removal uses it to know that
+        an attempt may have acted although its answer was lost.
+        """
         endpoint = path.removeprefix(API_PREFIX)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retry.attempts) | _StopWhenNextWaitExceedsBudget(self._retry.budget),
@@ -142,6 +163,7 @@ class EfileTransport:
             retry=retry_if_exception(is_retryable),
             sleep=self._sleep,
             reraise=False,
+            before_sleep=_report_retry(on_retry) if on_retry else before_sleep_nothing,
         )
         try:
             async for attempt in retrying:

@@ -281,14 +281,16 @@ class RemovalGuard:
 def _item_from_outcome(outcome: RemoveOutcome) -> RemoveItem:
     path = outcome.path
     if outcome.kind == "missing":
-        return RemoveItem(path=path, status="missing", reason="already absent", error_code=outcome.error_code)
+        return RemoveItem(path=path, status="missing", reason=outcome.message, error_code=outcome.error_code)
+    if outcome.kind == "verified_absent":
+        return RemoveItem(path=path, status="removed", reason=outcome.message)
     if outcome.kind == "failed":
         return RemoveItem(path=path, status="failed", reason=outcome.message, error_code=outcome.error_code)
     if outcome.kind == "unknown":
         return RemoveItem(
             path=path,
             status="failed",
-            error_code="outcome_unknown",
+            error_code=f"outcome_unknown:{outcome.error_code}" if outcome.error_code else "outcome_unknown",
             reason=f"outcome unknown: {outcome.message}. Run a dry run on it to see whether it is still there.",
         )
     if outcome.kind == "not_sent":

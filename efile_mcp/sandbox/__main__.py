@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from efile_mcp.sandbox.app import SandboxConfig
+from efile_mcp.sandbox.faults import KINDS, FaultPlan
 from efile_mcp.sandbox.runner import run_sandbox_in_thread
 from efile_mcp.sandbox.seed import seed_sample_tree
 
@@ -28,7 +29,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", default="demo", help="user name; the home is /public/home/USER")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="simulated round trip added to every request")
     parser.add_argument("--seed", action="store_true", help="populate DIR with the sample tree")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault, e.g. rate_limit@async-remove:rate=0.3 or http_429:burst=2:seconds=1 "
+        f"(kinds: {', '.join(KINDS)}); repeatable",
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, help="random seed for fault rates")
     args = parser.parse_args(argv)
+    try:
+        faults = FaultPlan.parse(args.fault, seed=args.fault_seed) if args.fault else None
+    except (ValueError, TypeError) as exc:
+        parser.error(f"--fault: {exc}")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     root = args.dir
@@ -47,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with run_sandbox_in_thread(config, port=args.port) as running:
+        running.sandbox.faults = faults
         log.info("efile sandbox serving %s at %s (home %s)", root, running.base_url, running.home)
         if not args.token:
             # A generated token must reach the operator somehow; stderr only, never stdout or answers.

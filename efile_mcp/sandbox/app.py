@@ -40,6 +40,7 @@ from efile_mcp.models.wire import (
     TaskIds,
     TaskListResult,
 )
+from efile_mcp.sandbox.faults import FaultPlan
 from efile_mcp.sandbox.fs import (
     ApiError,
     PathMapper,
@@ -110,6 +111,15 @@ class Sandbox:
         self.deleted_paths: list[str] = []
         self.tasks: dict[str, FileOperTask] = {}
         self.fault: Fault | None = None
+        #: Declarative faults (see faults.py): applied around the handler of every authenticated call.
+        self.faults: FaultPlan | None = None
+        #: Per-path task failures: a task for this virtual path fails with (code, msg) instead of deleting,
+        #: inline or later in the background worker (a task that fails after being queued).
+        self.path_faults: dict[str, tuple[str, str]] = {}
+        #: Paths of async-remove calls that the server accepted (tasks were created for them).
+        self.accepted_remove_paths: list[str] = []
+        #: Paths a `vanish` fault deleted behind the client's back.
+        self.vanished_paths: list[str] = []
         self.lock = threading.Lock()
         self._queue: asyncio.Queue[str] | None = None
         self.app = self._build_app()
@@ -118,6 +128,8 @@ class Sandbox:
         with self.lock:
             self.request_counts.clear()
             self.received_remove_paths.clear()
+            self.accepted_remove_paths.clear()
+            self.vanished_paths.clear()
             self.deleted_paths.clear()
 
     def task_snapshot(self) -> dict[str, FileOperTask]:
@@ -167,6 +179,9 @@ class Sandbox:
             if not secrets.compare_digest(given.encode(), self.config.token.encode()):
                 return _answer("911406", "token could not be mapped to a user")
             try:
+                if self.faults is not None:
+                    self.faults.vanish = self._vanish_one
+                    return await self.faults.apply(name, request, handler)
                 return await handler(request)
             except ApiError as error:
                 return _answer(error.code, error.msg)
@@ -267,6 +282,8 @@ class Sandbox:
         prepared = await anyio.to_thread.run_sync(self._prepare_removal, paths)
         inline = sum(entries for _, _, entries, _ in prepared) <= self.config.inline_max_entries
         tasks = [self._new_task(virtual, entries, size, synchronous=inline) for virtual, _, entries, size in prepared]
+        with self.lock:
+            self.accepted_remove_paths.extend(virtual for virtual, _, _, _ in prepared)
 
         if not inline:
             assert self._queue is not None
@@ -279,6 +296,9 @@ class Sandbox:
 
         for task, (_, real, _, _) in zip(tasks, prepared, strict=True):
             task.status = "processing"
+            if task.source_path in self.path_faults:
+                self._fail(task, ApiError(*self.path_faults[task.source_path]))
+                continue
             try:
                 await anyio.to_thread.run_sync(delete_now, real)
             except OSError as error:
@@ -297,6 +317,19 @@ class Sandbox:
         result = RemoveResult(fileOperTasks=tasks, execResult="syncExecSuccess" if all_ok else "syncExecHasError")
         return _ok(result.model_dump(by_alias=True))
 
+    async def _vanish_one(self, paths: list[str]) -> None:
+        """For the `vanish` fault: someone else deletes one of the request's paths just before it lands."""
+        for virtual in paths:
+            try:
+                real = self.fs.to_real(virtual)
+            except ApiError:
+                continue
+            if real != self.fs.root and os.path.lexists(real):
+                await anyio.to_thread.run_sync(delete_now, real)
+                with self.lock:
+                    self.vanished_paths.append(virtual)
+                return
+
     # -- background worker ------------------------------------------------------------------------
 
     async def _worker(self) -> None:
@@ -308,6 +341,11 @@ class Sandbox:
                 await self._run(task)
 
     async def _run(self, task: FileOperTask) -> None:
+        if task.source_path in self.path_faults:
+            task.status = "processing"
+            task.start_time = task.update_time = format_time()
+            self._fail(task, ApiError(*self.path_faults[task.source_path]))
+            return
         try:
             # Mapped again: the tree may have changed (or gained symlinks) since submission.
             real = self.fs.to_real(task.source_path or "")
