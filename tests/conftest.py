@@ -1,11 +1,57 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from efile_mcp.sandbox import RunningSandbox, SandboxConfig, run_sandbox_in_thread, seed_sample_tree
+
+
+# ---------------------------------------------------------------------------- the token never leaks
+
+#: Every API token a sandbox issued in this run; at the end, nothing the suite produced may contain one.
+ISSUED_TOKENS: set[str] = set()
+_LOG_LINES: list[str] = []
+
+
+class _KeepEverything(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _LOG_LINES.append(self.format(record))
+        except Exception:  # noqa: BLE001 - a log line that cannot be formatted cannot leak either
+            pass
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    handler = _KeepEverything(level=logging.DEBUG)
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("efile_mcp").setLevel(logging.DEBUG)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Grep everything the suite produced (files under the temp root, every log line) for any token."""
+    if not ISSUED_TOKENS:
+        return
+    leaks: list[str] = []
+    base = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    scanned = 0
+    for path in base.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size < 50_000_000:
+            scanned += 1
+            data = path.read_bytes()
+            leaks += [f"{path}" for token in ISSUED_TOKENS if token.encode() in data]
+    leaks += [line[:200] for line in _LOG_LINES if any(token in line for token in ISSUED_TOKENS)]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if reporter:
+            reporter.write_line(f"API TOKEN LEAKED into {len(leaks)} place(s): {leaks[:5]}", red=True)
+    elif reporter:
+        reporter.write_line(
+            f"token hygiene: {len(ISSUED_TOKENS)} tokens, {scanned} files and {len(_LOG_LINES)} log lines scanned, no leak"
+        )
 
 
 @pytest.fixture
@@ -18,6 +64,7 @@ def sandbox(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningS
     root = seed_sample_tree(tmp_path / "home")
     overrides = getattr(request, "param", None) or {}
     with run_sandbox_in_thread(SandboxConfig(root=root, **overrides)) as running:
+        ISSUED_TOKENS.add(running.token)
         yield running
 
 

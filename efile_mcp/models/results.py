@@ -6,11 +6,28 @@ own vocabulary, but carry no camelCase alias: an alias would leak into the schem
 
 from __future__ import annotations
 
-from typing import Literal
+import unicodedata
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .wire import FileEntry, FileOperTask, OperationType, TaskStatus
+
+def escape_invisible(text: str) -> str:
+    """Control, format (bidi overrides, zero-width) and line-separator characters as visible `\\uXXXX` text.
+
+    File names come from other people's files: they are data, and must not reorder, hide or break
+    what the model or the person reads. Such paths are refused by the path policy anyway.
+    """
+    if text.isprintable() and not any(unicodedata.category(ch) == "Cf" for ch in text):
+        return text
+    return "".join(
+        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") else ch for ch in text
+    )
+
+
+#: A string from the server or the agent, shown with invisible characters escaped.
+Visible = Annotated[str, AfterValidator(escape_invisible)]
 
 ItemStatus = Literal["would_remove", "removed", "queued", "missing", "failed", "refused"]
 EntryType = Literal["file", "directory", "symlink", "other"]
@@ -21,7 +38,7 @@ class ResultModel(BaseModel):
 
 
 class RemoveItem(ResultModel):
-    path: str = Field(description="The path as requested.")
+    path: Visible = Field(description="The path as requested (invisible characters shown as \\uXXXX).")
     status: ItemStatus = Field(
         description=(
             "Dry run: would_remove | missing | refused. Execution: removed (finished inline) | queued (a server "
@@ -75,7 +92,7 @@ class TaskInfo(ResultModel):
     task_id: str
     status: TaskStatus | str
     operation_type: OperationType | str | None = None
-    source_path: str | None = None
+    source_path: Visible | None = None
     error_code: str | None = None
     error_msg: str | None = None
     total_num: int | None = None
@@ -113,8 +130,8 @@ class GetTaskResult(ResultModel):
 
 
 class FileInfo(ResultModel):
-    name: str
-    path: str
+    name: Visible = Field(description="Entry name; control or invisible characters are shown as \\uXXXX escapes.")
+    path: Visible
     type: EntryType
     size: int | None = None
     modified: str | None = Field(default=None, description="Last modification, server local time.")
