@@ -52,6 +52,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter.write_line(
             f"token hygiene: {len(ISSUED_TOKENS)} tokens, {scanned} files and {len(_LOG_LINES)} log lines scanned, no leak"
         )
+    from .invariants import FIGURES
+
+    if reporter and FIGURES:
+        reporter.write_line("invariant figures: " + ", ".join(f"{k} {v}" for k, v in sorted(FIGURES.items())))
 
 
 @pytest.fixture

@@ -17,6 +17,9 @@ from .conftest import audit_lines
 
 KNOWN = {"removed", "queued", "missing", "failed", "refused"}
 
+#: Figures for the closing note, printed at the end of the run: faults injected, paths driven, checks.
+FIGURES: Counter[str] = Counter()
+
 
 def tree(root: Path) -> set[Path]:
     return {path.relative_to(root) for path in root.rglob("*")}
@@ -44,6 +47,8 @@ def check_invariants(
     home = sandbox.home
     confirmed_set = set(confirmed)
     report = Report(paths=len(confirmed))
+    FIGURES["invariant checks"] += 1
+    FIGURES["paths checked"] += len(confirmed)
 
     # 1. Nothing was sent that was not confirmed.
     stray = set(record.received_remove_paths) - confirmed_set
