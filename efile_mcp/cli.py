@@ -1,7 +1,7 @@
 """`efile-mcp`: serve MCP over stdio (the default), against a local sandbox (`--sandbox`), or run the demo.
 
-stdout carries MCP messages only; everything else goes to stderr. Secrets are never flags: the token
-comes from the environment.
+stdout carries MCP messages only; everything else goes to stderr. Secrets are never flags: the token,
+or the SCNet sign-in credentials, come from the environment.
 """
 
 from __future__ import annotations
@@ -21,23 +21,36 @@ from .errors import ConfigError
 log = logging.getLogger("efile_mcp")
 
 
+#: Flags a person may reach for, and the environment variable each secret belongs in instead.
+_SECRET_FLAGS = {
+    ("--token", "--efile-token"): "EFILE_TOKEN",
+    ("--secret-key", "--scnet-secret-key", "--sk"): "SCNET_SECRET_KEY",
+    ("--password", "--scnet-password"): "SCNET_PASSWORD",
+    ("--access-key", "--scnet-access-key", "--ak"): "SCNET_ACCESS_KEY",
+}
+
+
 class _SecretFlag(argparse.Action):
     """Secrets on a command line show in `ps` and shell history: say where they go instead."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        variable = next(env for flags, env in _SECRET_FLAGS.items() if self.option_strings[0] in flags)
         parser.error(f"{self.option_strings[0]} is not accepted on the command line (it would be visible to "
-                     "other users in the process list): set EFILE_TOKEN in the environment instead")
+                     f"other users in the process list): set {variable} in the environment instead")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="efile-mcp",
         description="A guarded MCP server for deleting files on SCNet storage (efile OpenAPI v2). "
-        "Serves MCP over stdio. The token comes from EFILE_TOKEN (never a flag).",
+        "Serves MCP over stdio. Credentials come from the environment (EFILE_TOKEN, or SCNET_USER with "
+        "SCNET_ACCESS_KEY and SCNET_SECRET_KEY), never from flags.",
     )
     parser.add_argument("--version", action="version", version=f"efile-mcp {__version__}")
-    parser.add_argument("--token", "--efile-token", action=_SecretFlag, nargs="?", help=argparse.SUPPRESS)
-    parser.add_argument("--base-url", help="efile base URL of the region (EFILE_BASE_URL)")
+    for flags in _SECRET_FLAGS:
+        parser.add_argument(*flags, action=_SecretFlag, nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help="efile base URL of the region (EFILE_BASE_URL; default: discovered)")
+    parser.add_argument("--region", help="SCNet region name or cluster id to sign in to (SCNET_REGION)")
     parser.add_argument(
         "--allowed-root",
         action="append",
@@ -83,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_paths": args.max_paths,
             "read_only": args.read_only,
             "audit_log": args.audit_log,
+            "scnet_region": args.region,
         }
         sandbox = sandbox_scratch = None
         if args.sandbox is not None:
@@ -128,6 +142,8 @@ def _start_sandbox(directory: str, overrides: dict[str, object]) -> tuple[Any, P
     running = run_sandbox_in_thread(SandboxConfig(root=root))
     log.warning("sandbox: %s is served as %s at %s", root, running.home, running.base_url)
     result: dict[str, object] = {"base_url": running.base_url, "token": running.token}
+    # The sandbox has its own token: sign-in credentials in the environment are for the real service.
+    result.update(dict.fromkeys(("scnet_user", "scnet_access_key", "scnet_secret_key", "scnet_password", "scnet_org_id"), ""))
     if not overrides.get("allowed_roots") and not os.environ.get("EFILE_ALLOWED_ROOTS"):
         result["allowed_roots"] = (running.home,)
     if not overrides.get("audit_log") and not os.environ.get("EFILE_AUDIT_LOG"):

@@ -1,4 +1,4 @@
-"""Settings from the environment (EFILE_*) and, where safe, from command-line flags.
+"""Settings from the environment (EFILE_*, and SCNET_* for sign-in) and, where safe, from command-line flags.
 
 No side effects: reading settings never touches the network or the file system. Every problem
 becomes a `ConfigError` with one line naming the setting and the fix, which the CLI prints to stderr.
@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from .errors import ConfigError
 
 ENV_PREFIX = "EFILE_"
+#: Where third-party SCNet clients sign in and ask the center; override for another deployment.
+SCNET_DEFAULT_URL = "https://api.scnet.cn"
 
 
 def _split_csv(value: Any) -> Any:
@@ -45,6 +47,50 @@ class Settings(BaseSettings):
     request_timeout: float = Field(default=30.0, gt=0, le=300, description="Seconds per HTTP request.")
     retry_attempts: int = Field(default=6, ge=1, le=20, description="Most attempts for one request.")
     retry_budget: float = Field(default=30.0, gt=0, le=300, description="Most seconds spent retrying one request.")
+
+    # Sign-in instead of EFILE_TOKEN. SCNET_* in the environment (no EFILE_ prefix), as SCNet tools name them.
+    scnet_user: str | None = Field(default=None, validation_alias="SCNET_USER", description="SCNet user name.")
+    scnet_access_key: SecretStr | None = Field(
+        default=None, validation_alias="SCNET_ACCESS_KEY", description="Access key (AK) for AK/SK sign-in."
+    )
+    scnet_secret_key: SecretStr | None = Field(
+        default=None, validation_alias="SCNET_SECRET_KEY", description="Secret key (SK) for AK/SK sign-in."
+    )
+    scnet_password: SecretStr | None = Field(
+        default=None, validation_alias="SCNET_PASSWORD", description="Password, for the older password sign-in."
+    )
+    scnet_org_id: SecretStr | None = Field(
+        default=None, validation_alias="SCNET_ORG_ID", description="orgId, for the older password sign-in."
+    )
+    scnet_region: str | None = Field(
+        default=None, validation_alias="SCNET_REGION", description="Region name or cluster id (default: the only one)."
+    )
+    scnet_ac_url: str = Field(
+        default=SCNET_DEFAULT_URL, validation_alias="SCNET_AC_URL", description="AC service host (center, renewal)."
+    )
+    scnet_api_url: str = Field(
+        default=SCNET_DEFAULT_URL, validation_alias="SCNET_API_URL", description="API host (AK/SK sign-in)."
+    )
+
+    @field_validator(
+        "scnet_user", "scnet_access_key", "scnet_secret_key", "scnet_password", "scnet_org_id", "scnet_region",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # A bundle host passes an optional field the person left empty as "".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("scnet_ac_url", "scnet_api_url", mode="before")
+    @classmethod
+    def _scnet_url(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return SCNET_DEFAULT_URL
+        if isinstance(value, str):
+            value = value.strip()
+            if not value.startswith(("http://", "https://")):
+                raise ValueError("must start with https:// (or http:// for a local sandbox)")
+        return value
 
     @field_validator("allowed_roots", "protected", mode="before")
     @classmethod
@@ -77,6 +123,7 @@ _FLAG_OF = {
     "max_paths": "--max-paths",
     "read_only": "--read-only",
     "audit_log": "--audit-log",
+    "scnet_region": "--region",
 }
 
 
@@ -87,8 +134,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "settings"
-        name = ENV_PREFIX + field.upper()
+        field = str(first["loc"][0]).lower() if first["loc"] else "settings"
+        name = field.upper() if field.startswith("scnet_") else ENV_PREFIX + field.upper()
         flag = _FLAG_OF.get(field)
         where = f"{name} (or {flag})" if flag else name
         message = first["msg"].removeprefix("Value error, ")

@@ -2,9 +2,9 @@
 
     EfileMcpError
     ├── ConfigError                   bad or missing setting; start-up fails with one line
-    ├── SignInError                   SCNet sign-in, token renewal or region discovery failed
     ├── ApiError                      the efile API answered an envelope with code != "0"
     │   ├── AuthError                 no token, 911406, 10008: the whole call stops, the fix is named
+    │   │   └── SignInError           SCNet sign-in, token renewal or region discovery failed
     │   ├── NotFoundError             911020: file or directory does not exist
     │   ├── RetryableApiError         911048, 911404, 911504: retried with backoff, then raised
     │   └── (others)                  any other code, carried with its meaning and the server's msg
@@ -78,12 +78,23 @@ class AuthError(ApiError):
         self.args = (f"{what}. {fix or STATIC_TOKEN_FIX} Nothing was deleted by this call.",)
 
 
-class SignInError(EfileMcpError):
+SIGN_IN_FAILED = "sign-in"
+
+
+class SignInError(AuthError):
     """Signing in to SCNet, renewing the token or finding the region failed. The message names the setting to fix.
 
-    Raised on the first tool call that needs the network, never at start-up, so it reaches the agent as a
-    tool error and the server keeps running (the next call tries again).
+    An AuthError because it means the same to a call: no usable token, so the call stops (a removal
+    starts no new batch) rather than failing path by path. Raised at the first tool call that needs the
+    network, never at start-up: the agent gets a tool error and the server keeps running.
     """
+
+    def __init__(self, message: str) -> None:
+        EfileMcpError.__init__(self, message)  # the message is complete: no efile code to explain
+        self.code = SIGN_IN_FAILED
+        self.meaning = "SCNet sign-in or region discovery failed"
+        self.server_msg = ""
+        self.endpoint = ""
 
 
 class NotFoundError(ApiError):

@@ -1,17 +1,25 @@
-"""Assemble the MCP server: settings -> path policy, signer, audit (checked now) -> lifespan state -> tools."""
+"""Assemble the MCP server: settings -> path policy, signer, audit (checked now) -> lifespan state -> tools.
+
+Sign-in and region discovery need the network, so they wait for the first tool call that needs them:
+start-up stays fast and offline, and a failure there is a tool error, not a dead server.
+"""
 
 from __future__ import annotations
 
+import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
+import anyio
 from mcp.server.mcpserver import MCPServer
+from pydantic import SecretStr
 
 from . import __version__
-from .client import EfileApi, EfileTransport, RetryPolicy, StaticToken, normalise_base_url
+from .client import EfileApi, EfileTransport, RetryPolicy, StaticToken, TokenSource, normalise_base_url
+from .client.auth import AccessKeyCredentials, AcClient, Credentials, PasswordCredentials, RegionLocator, SignedInToken
 from .config import Settings
-from .errors import ConfigError
+from .errors import ConfigError, SignInError
 from .guard.audit import AuditLog, default_audit_path
 from .guard.paths import DEFAULT_PROTECTED, PathPolicy
 from .guard.plans import RemovalGuard
@@ -27,46 +35,171 @@ permanent. Follow queued removals with get_task.
 """
 
 
+log = logging.getLogger("efile_mcp.server")
+
+#: Stands in for the remote home when `~` roots are checked at start-up, before the home is known.
+_OFFLINE_HOME = "/home-reported-by-the-scnet-center"
+
+
+def is_home_relative(root: str) -> bool:
+    return root == "~" or root.startswith("~/")
+
+
+def expand_home(root: str, home: str) -> str:
+    """`~` and `~/...` at the start of an allowed root mean the remote home the SCNet center reports."""
+    if not is_home_relative(root):
+        return root
+    return (home.rstrip("/") + root[1:]) or "/"
+
+
+def _credentials(settings: Settings) -> Credentials | None:
+    """The sign-in the settings ask for (AK/SK wins over password when both are given), or None."""
+
+    def value(secret: SecretStr | None) -> str:
+        return secret.get_secret_value().strip() if secret is not None else ""
+
+    user = (settings.scnet_user or "").strip()
+    access_key, secret_key = value(settings.scnet_access_key), value(settings.scnet_secret_key)
+    password, org_id = value(settings.scnet_password), value(settings.scnet_org_id)
+    if access_key or secret_key:
+        needed = (("SCNET_USER", user), ("SCNET_ACCESS_KEY", access_key), ("SCNET_SECRET_KEY", secret_key))
+        method, fields = "AK/SK sign-in", "SCNET_USER, SCNET_ACCESS_KEY and SCNET_SECRET_KEY"
+    elif password or org_id:
+        needed = (("SCNET_USER", user), ("SCNET_PASSWORD", password), ("SCNET_ORG_ID", org_id))
+        method, fields = "password sign-in", "SCNET_USER, SCNET_PASSWORD and SCNET_ORG_ID"
+    else:
+        return None
+    missing = [name for name, given in needed if not given]
+    if missing:
+        raise ConfigError(f"{missing[0]} is not set: {method} needs {fields}")
+    if access_key:
+        return AccessKeyCredentials(user=user, access_key=access_key, secret_key=secret_key)
+    return PasswordCredentials(user=user, password=password, org_id=org_id)
+
+
+def _check_roots(roots: Iterable[str], protected: frozenset[str]) -> PathPolicy:
+    """Every root checked now (a `~` root against a stand-in home); the policy of the absolute ones."""
+    roots = tuple(roots)
+    try:
+        PathPolicy([expand_home(root, _OFFLINE_HOME) for root in roots], protected)
+        return PathPolicy([root for root in roots if not is_home_relative(root)], protected)
+    except ValueError as exc:
+        why = str(exc).replace(_OFFLINE_HOME, "~")
+        raise ConfigError(f"invalid setting EFILE_ALLOWED_ROOTS (or --allowed-root): {why}") from None
+
+
+def _home_roots_resolver(
+    guard: RemovalGuard, locator: RegionLocator, roots: tuple[str, ...], protected: frozenset[str]
+) -> Callable[[], Awaitable[None]]:
+    """Once the home is known, the guard judges paths against every root; until then only the absolute ones."""
+    lock = anyio.Lock()
+    resolved = False
+
+    async def prepare() -> None:
+        nonlocal resolved
+        if resolved:
+            return
+        async with lock:
+            if resolved:
+                return
+            home = await locator.home()
+            try:
+                guard.policy = PathPolicy([expand_home(root, home) for root in roots], protected)
+            except ValueError as exc:
+                raise SignInError(
+                    f"the SCNet center reports the home directory {home!r}, which cannot anchor the '~' roots of "
+                    f"EFILE_ALLOWED_ROOTS ({exc}): write those roots as absolute paths."
+                ) from None
+            resolved = True
+            log.info("allowed roots: %s", ", ".join(guard.policy.allowed_roots))
+
+    return prepare
+
+
 def build_server(settings: Settings) -> MCPServer[ToolState]:
     """Check everything that can be checked without the network, then return a ready server.
 
     Raises ConfigError (one line, naming the setting) for anything the person must fix.
     """
-    if not settings.base_url:
+    credentials = _credentials(settings)
+    static = settings.token.get_secret_value().strip() if settings.token is not None else ""
+    if credentials is not None and static:
         raise ConfigError(
-            "EFILE_BASE_URL (or --base-url) is not set: give the efile URL of your SCNet region, "
-            "or try efile-mcp on a local sandbox with `efile-mcp --sandbox`"
+            "EFILE_TOKEN and SCNet sign-in (SCNET_*) are both set: keep one; sign-in renews its token by itself"
         )
-    if settings.token is None or not settings.token.get_secret_value().strip():
-        raise ConfigError("EFILE_TOKEN is not set: put your SCNet efile API token in the environment variable EFILE_TOKEN")
-    try:
-        policy = PathPolicy(settings.allowed_roots, DEFAULT_PROTECTED | frozenset(settings.protected))
-    except ValueError as exc:
-        raise ConfigError(f"invalid setting EFILE_ALLOWED_ROOTS (or --allowed-root): {exc}") from None
+    if credentials is None and not static:
+        if settings.scnet_user:
+            raise ConfigError(
+                "SCNET_USER is set but nothing to sign in with: add SCNET_ACCESS_KEY and SCNET_SECRET_KEY "
+                "(or SCNET_PASSWORD and SCNET_ORG_ID)"
+            )
+        if not settings.base_url:
+            raise ConfigError(
+                "EFILE_BASE_URL (or --base-url) is not set, and there are no credentials to find it with: sign in "
+                "with SCNET_USER, SCNET_ACCESS_KEY and SCNET_SECRET_KEY (the region is then discovered), or give "
+                "EFILE_TOKEN and EFILE_BASE_URL; or try efile-mcp on a local sandbox with `efile-mcp --sandbox`"
+            )
+        raise ConfigError(
+            "EFILE_TOKEN is not set: put your SCNet efile API token in the environment variable EFILE_TOKEN, "
+            "or sign in with SCNET_USER, SCNET_ACCESS_KEY and SCNET_SECRET_KEY"
+        )
+    protected = DEFAULT_PROTECTED | frozenset(settings.protected)
+    policy = _check_roots(settings.allowed_roots, protected)
+    home_roots = any(is_home_relative(root) for root in settings.allowed_roots)
+    needs_center = not settings.base_url or home_roots
     audit = AuditLog(settings.audit_log or default_audit_path())
     secret = settings.confirm_secret.get_secret_value().encode() if settings.confirm_secret else secrets.token_bytes(32)
-    base_url = normalise_base_url(settings.base_url)
-    signer = ConfirmationSigner(secret=secret, ttl=settings.confirm_ttl, scope=base_url)
-    token = StaticToken(settings.token.get_secret_value().strip())
+    # A confirmation never crosses regions: bound to the efile URL, or to the account and region asked for.
+    scope = (
+        normalise_base_url(settings.base_url)
+        if settings.base_url
+        else f"scnet:{settings.scnet_ac_url}|{settings.scnet_user or ''}|{settings.scnet_region or ''}"
+    )
+    signer = ConfirmationSigner(secret=secret, ttl=settings.confirm_ttl, scope=scope)
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[ToolState]) -> AsyncIterator[ToolState]:
+        retry = RetryPolicy(attempts=settings.retry_attempts, budget=settings.retry_budget)
+        ac = None
+        if credentials is not None or needs_center:
+            ac = AcClient(
+                ac_url=settings.scnet_ac_url,
+                api_url=settings.scnet_api_url,
+                timeout=settings.request_timeout,
+                retry=retry,
+            )
+        tokens: TokenSource = StaticToken(static)
+        if credentials is not None:
+            assert ac is not None
+            tokens = SignedInToken(ac, credentials, settings.scnet_region)
+        locator = None
+        base_url: str | Callable[[], Awaitable[str]] | None = settings.base_url
+        if needs_center:
+            assert ac is not None
+            locator = RegionLocator(ac, tokens, efile_url=settings.base_url)
+            base_url = settings.base_url or locator.efile_base_url
+        assert base_url is not None
         transport = EfileTransport(
             base_url,
-            token,
+            tokens,
             timeout=settings.request_timeout,
-            retry=RetryPolicy(attempts=settings.retry_attempts, budget=settings.retry_budget),
+            retry=retry,
             concurrency=settings.concurrency,
         )
         try:
-            guard = None
+            guard = prepare = None
             if not settings.read_only:
                 guard = RemovalGuard(
                     policy=policy, signer=signer, audit=audit, transport=transport, max_paths=settings.max_paths
                 )
-            yield ToolState(settings=settings, api=EfileApi(transport), audit=audit, guard=guard)
+                if home_roots:
+                    assert locator is not None
+                    prepare = _home_roots_resolver(guard, locator, settings.allowed_roots, protected)
+            yield ToolState(settings=settings, api=EfileApi(transport), audit=audit, guard=guard, prepare=prepare)
         finally:
             await transport.aclose()
+            if ac is not None:
+                await ac.aclose()
 
     server: MCPServer[ToolState] = MCPServer(
         "efile-mcp",

@@ -10,7 +10,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import httpx2 as httpx
@@ -26,6 +26,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from ..errors import (
+    AUTH_CODES,
     ApiError,
     AuthError,
     ConnectionFailedError,
@@ -41,9 +42,25 @@ log = logging.getLogger("efile_mcp.client")
 
 
 class TokenSource(Protocol):
-    """Where the API token comes from. A static token today; sign-in with renewal plugs in here."""
+    """Where the API token comes from: EFILE_TOKEN (`StaticToken`) or sign-in (`client.auth.SignedInToken`).
+
+    The transport asks for the token on every request, so a source that renews ahead of expiry keeps a
+    long wait or a large removal going across the token's lifetime.
+    """
 
     async def token(self) -> str | None: ...
+
+
+@runtime_checkable
+class RenewableTokenSource(TokenSource, Protocol):
+    """A source that can replace a token the API refused (10008, 911406), e.g. by signing in again."""
+
+    #: What the person should do when even a fresh token is refused (ends the AuthError message).
+    auth_fix: str
+
+    async def refresh(self, rejected: str) -> str | None:
+        """A token other than `rejected`; callers that saw the same rejected token share one renewal."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -109,10 +126,23 @@ class _StopWhenNextWaitExceedsBudget(stop_base):
         return elapsed + upcoming >= self.budget
 
 
+@dataclass
+class _Sent:
+    """The token a request went out with, so that a refusal renews exactly that token."""
+
+    token: str | None = None
+
+
 class EfileTransport:
+    """Requests to one region's efile API.
+
+    `base_url` is the URL, or an async function that finds it (region discovery) at the first request:
+    the server starts without the network, and a discovery failure is one call's error, not a crash.
+    """
+
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Callable[[], Awaitable[str]],
         tokens: TokenSource,
         *,
         timeout: float = 30.0,
@@ -121,19 +151,30 @@ class EfileTransport:
         http_transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        self.base_url = normalise_base_url(base_url)
+        self._base_url = normalise_base_url(base_url) if isinstance(base_url, str) else None
+        self._find_base_url = None if isinstance(base_url, str) else base_url
         self._tokens = tokens
         self._retry = retry or RetryPolicy()
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._sleep = sleep
         self._http = httpx.AsyncClient(
-            base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             transport=http_transport,
             limits=httpx.Limits(max_connections=max(concurrency, 1) * 2, max_keepalive_connections=concurrency),
             follow_redirects=False,
             trust_env=False,
         )
+
+    @property
+    def base_url(self) -> str | None:
+        """The region's base URL; None until discovery has found it."""
+        return self._base_url
+
+    async def _resolve_base_url(self) -> str:
+        if self._base_url is None:
+            assert self._find_base_url is not None
+            self._base_url = normalise_base_url(await self._find_base_url())
+        return self._base_url
 
     @property
     def concurrency(self) -> int:
@@ -150,6 +191,38 @@ class EfileTransport:
         json: Any = None,
         params: dict[str, Any] | None = None,
         on_retry: Callable[[BaseException], None] | None = None,
+    ) -> Any:
+        """`_call`, plus one renewal: a token the API refuses (10008, 911406) is renewed once, if the token
+        source can, and the request sent once more; a second refusal is raised. A refused request did
+        nothing, so sending it again is safe.
+        """
+        sent = _Sent()
+        try:
+            return await self._call(method, path, json=json, params=params, on_retry=on_retry, sent=sent)
+        except AuthError as refused:
+            tokens = self._tokens
+            # Only the API's refusal of a token it was sent; a failed sign-in is not retried here.
+            if refused.code not in AUTH_CODES or not isinstance(tokens, RenewableTokenSource) or sent.token is None:
+                raise
+            log.info("efile API refused the token (%s); renewing it and retrying once", refused.code)
+            if not await tokens.refresh(sent.token):
+                raise
+        try:
+            return await self._call(method, path, json=json, params=params, on_retry=on_retry, sent=sent)
+        except AuthError as again:
+            if again.code not in AUTH_CODES:
+                raise
+            raise AuthError(again.code, again.server_msg, endpoint=again.endpoint, fix=tokens.auth_fix) from None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        params: dict[str, Any] | None,
+        on_retry: Callable[[BaseException], None] | None,
+        sent: _Sent,
     ) -> Any:
         """Send one request (retrying what may be retried) and return the envelope's `data`.
 
@@ -169,7 +242,7 @@ class EfileTransport:
             async for attempt in retrying:
                 with attempt:
                     async with self._limiter:
-                        return await self._once(method, path, endpoint, json=json, params=params)
+                        return await self._once(method, path, endpoint, json=json, params=params, sent=sent)
         except RetryError as exc:
             last = exc.last_attempt.exception()
             assert last is not None
@@ -187,13 +260,17 @@ class EfileTransport:
         return delay
 
     async def _once(
-        self, method: str, path: str, endpoint: str, *, json: Any, params: dict[str, Any] | None
+        self, method: str, path: str, endpoint: str, *, json: Any, params: dict[str, Any] | None, sent: _Sent
     ) -> Any:
+        base_url = await self._resolve_base_url()
         token = await self._tokens.token()
         if not token:
             raise AuthError(MISSING_TOKEN, None, endpoint=endpoint)
+        sent.token = token
         try:
-            response = await self._http.request(method, path, json=json, params=params, headers={"token": token})
+            response = await self._http.request(
+                method, base_url + path, json=json, params=params, headers={"token": token}
+            )
         except httpx.TransportError as exc:
             raise ConnectionFailedError(endpoint, type(exc).__name__) from None
         if response.status_code != 200:

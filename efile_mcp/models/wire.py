@@ -207,3 +207,88 @@ class FileListResult(WireModel):
     path: str | None = None
     file_list: list[FileEntry] = Field(default_factory=list, alias="fileList")
     children: list[Any] | None = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The AC service: sign-in, token renewal and region discovery (efile-api.md section 6).
+
+#: AK/SK sign-in (recommended), on the API host (SCNET_API_URL).
+AKSK_TOKENS = "/api/user/v3/tokens"
+#: User/password/orgId sign-in, renewal and region discovery, on the AC host (SCNET_AC_URL).
+AC_TOKENS = "/ac/openapi/v2/tokens"
+AC_TOKENS_NEXT = "/ac/openapi/v2/tokens/next"
+AC_CENTER = "/ac/openapi/v2/center"
+
+#: The `ac` platform region: its token serves platform calls only, never efile.
+PLATFORM_CLUSTER_ID = "0"
+
+
+def _id_as_string(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class RegionToken(WireModel):
+    """One entry of a sign-in answer: a region and its token (null while the account is suspended)."""
+
+    cluster_id: str = Field(alias="clusterId")
+    cluster_name: str | None = Field(default=None, alias="clusterName")
+    token: str | None = Field(default=None, repr=False)
+
+    _cluster_id_as_string = field_validator("cluster_id", mode="before")(_id_as_string)
+
+    @property
+    def usable(self) -> bool:
+        """A region efile can be reached in: not the platform, and not suspended."""
+        return self.cluster_id != PLATFORM_CLUSTER_ID and bool(self.token)
+
+
+class ServiceUrl(WireModel):
+    """One `efileUrls[]` (or `hpcUrls[]`, `aiUrls[]`) entry of the center answer."""
+
+    url: str = ""
+    enable: bool | str | None = None
+    version: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """`enable` is observed both as the string "true" and as a boolean."""
+        value = self.enable
+        return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+class ClusterUserInfo(WireModel):
+    user_name: str | None = Field(default=None, alias="userName")
+    home_path: str | None = Field(default=None, alias="homePath")
+
+
+class CenterInfo(WireModel):
+    """`data` of center: where the region's services are and who the user is there."""
+
+    efile_urls: list[ServiceUrl] = Field(default_factory=list, alias="efileUrls")
+    cluster_user_info: ClusterUserInfo | None = Field(default=None, alias="clusterUserInfo")
+
+    @classmethod
+    def from_data(cls, data: Any) -> CenterInfo:
+        """The docs call `data` a list of regions while clients observe one object: accept both."""
+        if isinstance(data, list):
+            data = next((item for item in data if isinstance(item, dict) and "efileUrls" in item), {})
+        return cls.model_validate(data or {})
+
+    @property
+    def efile_url(self) -> str | None:
+        """The first enabled efile URL, as the center lists it (with or without `/efile`)."""
+        return next((entry.url.strip() for entry in self.efile_urls if entry.enabled and entry.url.strip()), None)
+
+    @property
+    def home_path(self) -> str | None:
+        return self.cluster_user_info.home_path if self.cluster_user_info else None
+
+
+class TokenClaims(WireModel):
+    """The payload of a region token (an HS256 JWT). Read only for timing: nothing here is verified."""
+
+    expire_time: str | None = Field(default=None, alias="expireTime")  # epoch milliseconds
+    cluster_id: str | None = Field(default=None, alias="clusterId")
+    user: str | None = None
+
+    _as_strings = field_validator("expire_time", "cluster_id", mode="before")(_id_as_string)

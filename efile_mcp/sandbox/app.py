@@ -40,6 +40,7 @@ from efile_mcp.models.wire import (
     TaskIds,
     TaskListResult,
 )
+from efile_mcp.sandbox.ac import AcConfig, SandboxAc
 from efile_mcp.sandbox.faults import FaultPlan
 from efile_mcp.sandbox.fs import (
     ApiError,
@@ -73,6 +74,8 @@ class SandboxConfig:
     list_max_limit: int = 1000
     #: Answer task/list `data` as a bare list instead of `{"fileOperTasks": [...]}`.
     task_list_as_bare_list: bool = False
+    #: The SCNet AC service (sign-in, renewal, center) and the account it knows; see ac.py.
+    ac: AcConfig = field(default_factory=AcConfig)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -122,6 +125,7 @@ class Sandbox:
         self.vanished_paths: list[str] = []
         self.lock = threading.Lock()
         self._queue: asyncio.Queue[str] | None = None
+        self.ac = SandboxAc(self)
         self.app = self._build_app()
 
     def reset_records(self) -> None:
@@ -156,6 +160,7 @@ class Sandbox:
             Route(TASK_LIST, self._endpoint("task/list", self._task_list), methods=["POST"]),
             Route(TASK_CANCEL, self._endpoint("task/cancel", self._task_cancel), methods=["POST"]),
             Route(FILE_LIST, self._endpoint("file/list", self._file_list), methods=["GET"]),
+            *self.ac.routes(),
         ]
         return Starlette(routes=routes, lifespan=lifespan)
 
@@ -177,7 +182,9 @@ class Sandbox:
                     return injected
             given = request.headers.get("token", "")
             if not secrets.compare_digest(given.encode(), self.config.token.encode()):
-                return _answer("911406", "token could not be mapped to a user")
+                refused = self.ac.refuse_efile_token(given)  # a token from sign-in is good too
+                if refused is not None:
+                    return refused
             try:
                 if self.faults is not None:
                     self.faults.vanish = self._vanish_one

@@ -54,6 +54,8 @@ def build(settings: Settings) -> Any:
         if state.guard is None:  # registered only when writes are allowed; defence in depth
             raise ToolError("efile-mcp runs read-only (EFILE_READ_ONLY): removal is disabled")
         async with tool_errors():
+            if state.prepare is not None:
+                await state.prepare()
             if dry_run:
                 return await state.guard.dry_run(paths)
             return await state.guard.execute(paths, confirmation_token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ class ToolState:
     api: EfileApi
     audit: AuditLog
     guard: RemovalGuard | None  # None in read-only mode: no destructive path exists at all
+    #: Awaited before the guard judges paths: resolves `~` roots once the home is known (needs the network).
+    prepare: Callable[[], Awaitable[None]] | None = None
 
 
 def state_of(ctx: Context[Any, Any]) -> ToolState:
