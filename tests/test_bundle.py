@@ -56,38 +56,69 @@ def test_bundle_holds_the_package_and_no_environment(bundle: Path) -> None:
     assert bundle.stat().st_size < 500_000
 
 
-def test_bundle_starts_the_way_the_host_starts_it(bundle: Path, tmp_path: Path) -> None:
+def host_config(manifest: dict[str, object], app: Path, answers: dict[str, str]) -> tuple[str, list[str], dict[str, str]]:
+    """What Claude Desktop runs for this bundle: `${__dirname}` and `${user_config.*}` filled in."""
+    server = manifest["server"]
+    assert isinstance(server, dict)
+    config = server["mcp_config"]
+    user_config = manifest["user_config"]
+    assert isinstance(user_config, dict)
+
+    def fill(text: str) -> str:
+        text = text.replace("${__dirname}", str(app))
+        for key, spec in user_config.items():
+            default = spec.get("default", "")
+            value = answers.get(key, default)
+            text = text.replace("${user_config.%s}" % key, str(value).lower() if isinstance(value, bool) else str(value))
+        return text
+
+    return config["command"], [fill(a) for a in config["args"]], {k: fill(v) for k, v in config["env"].items()}
+
+
+async def test_a_fresh_user_with_ak_sk_and_a_region_installs_the_bundle_and_deletes_a_confirmed_path(
+    bundle: Path, tmp_path: Path
+) -> None:
+    from mcp import Client, StdioServerParameters
+
+    from efile_mcp.sandbox import SandboxConfig, run_sandbox_in_thread, seed_sample_tree
+
+    from .conftest import call_ok
+
     uv = tool("uv")
+    app = tmp_path / "app"
     with zipfile.ZipFile(bundle) as archive:
-        archive.extractall(tmp_path / "app")
-    manifest = json.loads((tmp_path / "app" / "manifest.json").read_text())
-    config = manifest["server"]["mcp_config"]
-    args = [a.replace("${__dirname}", str(tmp_path / "app")) for a in config["args"]] + ["--sandbox"]
-    assert config["command"] == "uv"
-    messages = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "host", "version": "0"}}},
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-    ]
-    proc = subprocess.Popen(
-        [uv, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, "UV_CACHE_DIR": str(tmp_path / "uv-cache"), "VIRTUAL_ENV": ""},
-    )
-    assert proc.stdin and proc.stdout
-    try:
-        proc.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
-        proc.stdin.flush()
-        listing = None
-        while listing is None:
-            line = proc.stdout.readline()
-            assert line, "the bundled server exited before answering"
-            message = json.loads(line)
-            if message.get("id") == 2:
-                listing = message
-        proc.stdin.close()
-        proc.wait(timeout=30)
-    finally:
-        proc.kill()
-    offered = [t["name"] for t in listing["result"]["tools"]]
-    assert offered == [t["name"] for t in manifest["tools"]]
+        archive.extractall(app)
+    manifest = json.loads((app / "manifest.json").read_text())
+    root = seed_sample_tree(tmp_path / "home")
+    with run_sandbox_in_thread(SandboxConfig(root=root)) as sandbox:
+        ac = sandbox.sandbox.config.ac
+        command, args, env = host_config(manifest, app, {
+            "scnet_user": sandbox.sandbox.config.user,
+            "scnet_access_key": ac.access_key,
+            "scnet_secret_key": ac.secret_key,
+            "scnet_region": "sandbox",
+            "allowed_roots": "~/scratch",
+        })
+        assert command == "uv"
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("EFILE_", "SCNET_"))}
+        env = inherited | env | {  # the machine's own environment (certificates, proxies), as a desktop host has
+            # Where SCNet is: here the sandbox (the real hosts are the defaults).
+            "SCNET_AC_URL": sandbox.base_url,
+            "SCNET_API_URL": sandbox.base_url,
+            "EFILE_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+            "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
+            "VIRTUAL_ENV": "",
+        }
+        params = StdioServerParameters(command=uv, args=args, env=env)
+        async with Client(params, mode="legacy") as client:  # Claude Desktop's protocol era
+            offered = [t.name for t in (await client.list_tools()).tools]
+            assert offered == [t["name"] for t in manifest["tools"]]
+            home = await call_ok(client, "list_files", {})
+            target = f"{home['path']}/scratch/run-001"
+            plan = await call_ok(client, "remove_paths", {"paths": [target, f"{home['path']}/notes.txt"]})
+            assert plan["confirm_paths"] == [target]  # notes.txt is outside ~/scratch
+            done = await call_ok(client, "remove_paths", {
+                "paths": [target], "dry_run": False, "confirmation_token": plan["confirmation_token"]})
+        assert [item["status"] for item in done["items"]] == ["removed"]
+        assert sandbox.sandbox.received_remove_paths == [target]
+        assert not (root / "scratch" / "run-001").exists() and (root / "notes.txt").exists()
