@@ -7,7 +7,7 @@ becomes a `ConfigError` with one line naming the setting and the fix, which the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     max_paths: int = Field(default=1000, ge=1, le=100_000, description="Most paths one call may name.")
     read_only: bool = Field(default=False, description="Offer no tool that changes anything.")
     confirm_ttl: int = Field(default=300, ge=5, le=3600, description="Confirmation token lifetime, seconds.")
+    confirm: Literal["auto", "human", "token"] = Field(
+        default="auto",
+        description="auto: ask the person through the client when it can, else the token alone; "
+        "human: refuse execution when the client cannot ask the person; token: never ask (pipelines).",
+    )
+    confirm_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="Seconds to wait for the person's answer before refusing."
+    )
     confirm_secret: SecretStr | None = Field(
         default=None, description="Key for confirmation tokens shared by replicas (default: random per process)."
     )

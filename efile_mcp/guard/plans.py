@@ -28,6 +28,13 @@ from .tokens import ConfirmationRefused, ConfirmationSigner
 TOOL = "remove_paths"
 
 
+@dataclass(frozen=True)
+class ExecutionPreview:
+    paths: tuple[str, ...]
+    total_size: int
+    plan_id: str
+
+
 class GuardRefusal(EfileMcpError):
     """The whole call is refused before anything is sent. The message tells the agent what to do."""
 
@@ -120,7 +127,7 @@ class RemovalGuard:
         removable = [p for p in screened.to_send if items[p].status == "would_remove"]
         ordered = [items[p] for p in screened.distinct]
         summary = self._summary(screened, ordered)
-        issued = self.signer.issue(removable) if removable else None
+        issued = self.signer.issue(removable, total_size=summary.total_size) if removable else None
         await self.audit.write(
             "plan",
             tool=TOOL,
@@ -183,7 +190,40 @@ class RemovalGuard:
 
     # ------------------------------------------------------------------ execution
 
-    async def execute(self, paths: Sequence[str], confirmation_token: str | None) -> RemovePathsResult:
+    def preview_execution(self, paths: Sequence[str], confirmation_token: str | None) -> ExecutionPreview | None:
+        """What an execution would remove, if it would pass the policy and the token now; else None.
+
+        Nothing is audited or consumed: this is what the person is shown before they are asked, and
+        a request that will be refused anyway is not worth asking them about.
+        """
+        if not paths or len(paths) > self.max_paths:
+            return None
+        distinct = list(dict.fromkeys(paths))
+        accepted = [self.policy.check(path) for path in distinct]
+        if any(isinstance(verdict, PathRefusal) for verdict in accepted):
+            return None
+        to_send = collapse(accepted).to_send  # type: ignore[arg-type]
+        try:
+            plan = self.signer.preview(confirmation_token, to_send)
+        except ConfirmationRefused:
+            return None
+        return ExecutionPreview(paths=to_send, total_size=plan.total_size, plan_id=plan.plan_id)
+
+    async def refuse_unconfirmed(
+        self, paths: Sequence[str], confirmation_token: str | None, code: str, message: str, *, burn: bool
+    ) -> None:
+        """The person did not confirm: audit it, and (when they said no) spend the token so it cannot be retried."""
+        if burn:
+            screened = collapse(dict.fromkeys(paths))
+            try:
+                self.signer.redeem(confirmation_token, screened.to_send)
+            except ConfirmationRefused:
+                pass
+        await self._refuse(paths, False, code, message)
+
+    async def execute(
+        self, paths: Sequence[str], confirmation_token: str | None, *, confirmed_by: str = "token"
+    ) -> RemovePathsResult:
         screened = await self._screen(paths, dry_run=False)
         if screened.refused:
             first = next(iter(screened.refused.values()))
@@ -223,6 +263,7 @@ class RemovalGuard:
                 tool=TOOL,
                 dry_run=False,
                 decision=f"interrupted: {interrupted}" if interrupted else "executed",
+                confirmed_by=confirmed_by,
                 plan_id=plan_id,
                 requests_sent=run.requests_sent,
                 task_ids=task_ids,

@@ -59,6 +59,14 @@ class IssuedToken:
         return datetime.fromtimestamp(self.expires_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+@dataclass(frozen=True)
+class PlanPreview:
+    plan_id: str
+    count: int
+    total_size: int
+    expires_at: float
+
+
 @dataclass
 class ConfirmationSigner:
     secret: bytes
@@ -79,12 +87,14 @@ class ConfirmationSigner:
     def __repr__(self) -> str:
         return f"ConfirmationSigner(ttl={self.ttl}, secret=<hidden>)"
 
-    def issue(self, paths: Collection[str]) -> IssuedToken:
+    def issue(self, paths: Collection[str], *, total_size: int = 0) -> IssuedToken:
+        """A token for exactly `paths`. `total_size` rides along (sealed) for the person's confirmation form."""
         plan_id = secrets.token_hex(12)
         expires_at = int(self.clock() + self.ttl)
         payload = {
             "p": plan_id,
             "e": expires_at,
+            "z": int(total_size),
             "n": len(set(paths)),
             "d": path_set_digest(paths),
             "s": self._scope_digest,
@@ -101,6 +111,23 @@ class ConfirmationSigner:
         Check and mark happen with no await in between, so two executions racing on one token
         cannot both pass: exactly one proceeds.
         """
+        payload = self._check(token, paths)
+        plan_id = str(payload["p"])
+        self._used[plan_id] = float(payload["e"])
+        self._plans.pop(plan_id, None)
+        return plan_id
+
+    def preview(self, token: str | None, paths: Collection[str]) -> PlanPreview:
+        """What the token confirms, if it would be redeemed for `paths` now; nothing is marked used."""
+        payload = self._check(token, paths)
+        return PlanPreview(
+            plan_id=str(payload["p"]),
+            count=int(payload["n"]),  # type: ignore[call-overload]
+            total_size=int(payload.get("z", 0)),  # type: ignore[call-overload]
+            expires_at=float(payload["e"]),  # type: ignore[arg-type]
+        )
+
+    def _check(self, token: str | None, paths: Collection[str]) -> dict[str, object]:
         payload = self._open(token)
         plan_id = str(payload["p"])
         now = self.clock()
@@ -119,9 +146,7 @@ class ConfirmationSigner:
         given = frozenset(paths)
         if path_set_digest(given) != payload["d"] or len(given) != payload["n"]:
             raise ConfirmationRefused("path_set_mismatch", self._mismatch_message(plan_id, int(payload["n"]), given))
-        self._used[plan_id] = float(payload["e"])
-        self._plans.pop(plan_id, None)
-        return plan_id
+        return payload
 
     def _open(self, token: str | None) -> dict[str, object]:
         if not token:

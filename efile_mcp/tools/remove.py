@@ -6,12 +6,13 @@ annotations are built at run time inside `build`.
 
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, ElicitationResult, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from ..config import Settings
 from ..models.results import RemovePathsResult
+from .confirm import REFUSALS, DeletionConfirmation, ask_person, decision_of
 from .errors import tool_errors
 from .state import state_of
 
@@ -49,6 +50,7 @@ def build(settings: Settings) -> Any:
         confirmation_token: Annotated[
             str | None, Field(description="The token from the dry run of exactly these paths (execution only).")
         ] = None,
+        person: Annotated[ElicitationResult[DeletionConfirmation], Resolve(ask_person)] = None,  # type: ignore[assignment]
     ) -> RemovePathsResult:
         state = state_of(ctx)
         if state.guard is None:  # registered only when writes are allowed; defence in depth
@@ -58,6 +60,14 @@ def build(settings: Settings) -> Any:
                 await state.prepare()
             if dry_run:
                 return await state.guard.dry_run(paths)
-            return await state.guard.execute(paths, confirmation_token)
+            decision = decision_of(person)
+            if decision == "unavailable" and state.settings.confirm == "auto":
+                decision = "not_needed"  # the confirmation token alone, as configured
+            if decision in REFUSALS:
+                code, message, spend = REFUSALS[decision]
+                await state.guard.refuse_unconfirmed(paths, confirmation_token, code, message, burn=spend)
+            return await state.guard.execute(
+                paths, confirmation_token, confirmed_by="person" if decision == "accepted" else "token"
+            )
 
     return remove_paths
