@@ -56,7 +56,7 @@ from ..models.wire import (
     RegionToken,
     TokenClaims,
 )
-from .transport import RenewableTokenSource, RetryPolicy, TokenSource
+from .transport import LazyHttpClient, RenewableTokenSource, RetryPolicy, TokenSource
 
 log = logging.getLogger("efile_mcp.client.auth")
 
@@ -205,12 +205,7 @@ class AcClient:
         self.api_url = api_url.strip().rstrip("/")
         self._retry = retry or RetryPolicy()
         self._clock = clock
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=http_transport,
-            follow_redirects=False,
-            trust_env=False,
-        )
+        self._http = LazyHttpClient(timeout=timeout, transport=http_transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -287,7 +282,7 @@ class AcClient:
 
     async def _once(self, method: str, url: str, endpoint: str, headers: dict[str, str]) -> Any:
         try:
-            response = await self._http.request(method, url, headers=headers)
+            response = await self._http.client.request(method, url, headers=headers)
         except httpx.TransportError as exc:
             raise ConnectionFailedError(endpoint, type(exc).__name__) from None
         if response.status_code != 200:

@@ -133,6 +133,34 @@ class _Sent:
     token: str | None = None
 
 
+class LazyHttpClient:
+    """An httpx client built on first use, not at start-up: its TLS context costs ~36 ms that the
+    MCP handshake (Claude Desktop starts the server on every launch) should not wait for."""
+
+    def __init__(
+        self, *, timeout: float, transport: httpx.AsyncBaseTransport | None = None, limits: httpx.Limits | None = None
+    ) -> None:
+        self._options: dict[str, Any] = {
+            "timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            "transport": transport,
+            "follow_redirects": False,
+            "trust_env": False,
+        }
+        if limits is not None:
+            self._options["limits"] = limits
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(**self._options)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
 class EfileTransport:
     """Requests to one region's efile API.
 
@@ -157,12 +185,10 @@ class EfileTransport:
         self._retry = retry or RetryPolicy()
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._sleep = sleep
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        self._http = LazyHttpClient(
+            timeout=timeout,
             transport=http_transport,
             limits=httpx.Limits(max_connections=max(concurrency, 1) * 2, max_keepalive_connections=concurrency),
-            follow_redirects=False,
-            trust_env=False,
         )
 
     @property
@@ -268,7 +294,7 @@ class EfileTransport:
             raise AuthError(MISSING_TOKEN, None, endpoint=endpoint)
         sent.token = token
         try:
-            response = await self._http.request(
+            response = await self._http.client.request(
                 method, base_url + path, json=json, params=params, headers={"token": token}
             )
         except httpx.TransportError as exc:

@@ -70,7 +70,8 @@ def code_meaning(code: str) -> str:
 class WireModel(BaseModel):
     """Lenient towards the server (unknown fields kept, not refused), strict about the types we use."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    # defer_build: validators are built on first use, not at import (the MCP handshake waits for imports).
+    model_config = ConfigDict(populate_by_name=True, extra="allow", defer_build=True)
 
 
 class Envelope(WireModel):

@@ -9,6 +9,7 @@ from ..config import Settings
 from ..models.results import FileInfo, ListFilesResult
 from ..models.wire import Order, OrderBy
 from .errors import tool_errors
+from .output import as_result
 from .state import state_of
 
 DESCRIPTION = """\
@@ -50,12 +51,12 @@ def build(settings: Settings) -> Any:
             )
         entries = [FileInfo.from_wire(entry) for entry in page.file_list]
         end = start + len(entries)
-        return ListFilesResult(
+        return as_result(ListFilesResult(  # type: ignore[return-value]
             path=page.path or path or "",
             total=page.total,
             start=start,
             entries=entries,
             next_start=end if entries and end < page.total else None,
-        )
+        ))
 
     return list_files

@@ -14,6 +14,7 @@ from ..config import Settings
 from ..models.results import RemovePathsResult
 from .confirm import REFUSALS, DeletionConfirmation, ask_person, decision_of
 from .errors import tool_errors
+from .output import as_result
 from .state import state_of
 
 DESCRIPTION = """\
@@ -59,15 +60,16 @@ def build(settings: Settings) -> Any:
             if state.prepare is not None:
                 await state.prepare()
             if dry_run:
-                return await state.guard.dry_run(paths)
+                return as_result(await state.guard.dry_run(paths))  # type: ignore[return-value]
             decision = decision_of(person)
             if decision == "unavailable" and state.settings.confirm == "auto":
                 decision = "not_needed"  # the confirmation token alone, as configured
             if decision in REFUSALS:
                 code, message, spend = REFUSALS[decision]
                 await state.guard.refuse_unconfirmed(paths, confirmation_token, code, message, burn=spend)
-            return await state.guard.execute(
+            done = await state.guard.execute(
                 paths, confirmation_token, confirmed_by="person" if decision == "accepted" else "token"
             )
+            return as_result(done)  # type: ignore[return-value]
 
     return remove_paths

@@ -10,6 +10,7 @@ from ..config import Settings
 from ..models.results import CancelItem, CancelTasksResult, GetTaskResult, TaskInfo
 from ..models.wire import TASK_IDS_HARD_MAX
 from .errors import tool_errors
+from .output import as_result
 from .state import state_of
 
 GET_DESCRIPTION = """\
@@ -60,12 +61,12 @@ def build_get_task(settings: Settings) -> Any:
                     break
                 await anyio.sleep(min(interval, deadline - now))
                 interval = min(interval * 1.5, _MAX_POLL)
-        return GetTaskResult(
+        return as_result(GetTaskResult(  # type: ignore[return-value]
             tasks=[TaskInfo.from_wire(lookup.tasks[t]) for t in wanted if t in lookup.tasks],
             not_found=lookup.not_found,
             all_terminal=all_terminal,
             waited_seconds=round(anyio.current_time() - started, 3),
-        )
+        ))
 
     return get_task
 
@@ -109,6 +110,6 @@ def build_cancel_tasks(settings: Settings) -> Any:
             task_ids=running,
             items=[item.model_dump(exclude_none=True) for item in items],
         )
-        return CancelTasksResult(tasks=items)
+        return as_result(CancelTasksResult(tasks=items))  # type: ignore[return-value]
 
     return cancel_tasks
