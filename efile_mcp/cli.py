@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default=os.environ.get("EFILE_LOG_LEVEL", "WARNING"), help="stderr log level (WARNING)"
     )
+    parser.add_argument(
+        "--transport", choices=["stdio", "http"], default="stdio", help="stdio (default) or Streamable HTTP"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP: address to bind (default 127.0.0.1, loopback)")
+    parser.add_argument("--port", type=int, default=8765, help="HTTP: port (default 8765); the endpoint is /mcp")
     parser.add_argument("command", nargs="?", choices=["serve", "demo"], default="serve", help="serve (default) or demo")
     return parser
 
@@ -107,11 +112,18 @@ def main(argv: list[str] | None = None) -> int:
 
         settings = load_settings(**overrides)
         server = build_server(settings)
+        security = _http_security(args.host, settings.http_allowed_hosts) if args.transport == "http" else None
     except ConfigError as exc:
         print(f"efile-mcp: {exc}", file=sys.stderr)
+        if sandbox is not None:
+            sandbox.stop()
         return 2
     try:
-        server.run()
+        if args.transport == "http":
+            log.warning("serving MCP over Streamable HTTP at http://%s:%d/mcp", args.host, args.port)
+            server.run("streamable-http", host=args.host, port=args.port, transport_security=security)
+        else:
+            server.run()
     except KeyboardInterrupt:
         pass
     finally:
@@ -120,6 +132,30 @@ def main(argv: list[str] | None = None) -> int:
             if sandbox_scratch is not None:
                 shutil.rmtree(sandbox_scratch, ignore_errors=True)
     return 0
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _http_security(host: str, allowed_hosts: tuple[str, ...]) -> Any:
+    """DNS-rebinding protection: the SDK's own for loopback; for any other address, only the named hosts.
+
+    A server that deletes files must not answer a web page that rebinds a name to it, and must not be
+    reachable under a Host header nobody chose.
+    """
+    if host in LOOPBACK:
+        return None  # the SDK enables loopback-only Host/Origin checks by itself
+    if not allowed_hosts:
+        raise ConfigError(
+            f"--host {host} exposes efile-mcp beyond this machine: set EFILE_HTTP_ALLOWED_HOSTS to the host names "
+            "(with port) clients use, e.g. efile-mcp.internal:8765, and put an authenticating proxy in front"
+        )
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    origins = [f"{scheme}://{name}" for name in allowed_hosts for scheme in ("http", "https")]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=origins
+    )
 
 
 def _start_sandbox(directory: str, overrides: dict[str, object]) -> tuple[Any, Path | None, dict[str, object]]:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         default=None, description="Key for confirmation tokens shared by replicas (default: random per process)."
     )
     audit_log: Path | None = Field(default=None, description="Audit log file (default under the user state dir).")
+    http_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="HTTP transport on a non-loopback address: the Host header values to accept."
+    )
     # 5: a full 500-id get_task is five task/list requests, answered in one round trip.
     concurrency: int = Field(default=5, ge=1, le=32, description="Concurrent requests for batched calls.")
     request_timeout: float = Field(default=30.0, gt=0, le=300, description="Seconds per HTTP request.")
@@ -101,7 +104,7 @@ class Settings(BaseSettings):
                 raise ValueError("must start with https:// (or http:// for a local sandbox)")
         return value
 
-    @field_validator("allowed_roots", "protected", mode="before")
+    @field_validator("allowed_roots", "protected", "http_allowed_hosts", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)

@@ -6,13 +6,15 @@ start-up stays fast and offline, and a failure there is a tool error, not a dead
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from pydantic import SecretStr
 
 from . import __version__
@@ -116,6 +118,19 @@ def _home_roots_resolver(
     return prepare
 
 
+def _request_state_security(settings: Settings) -> RequestStateSecurity | None:
+    """Replicas that share EFILE_CONFIRM_SECRET also accept each other's elicitation round trips (2026-07-28).
+
+    The key is derived, not the secret itself: the confirmation tokens and the SDK's sealed request
+    state never share a key.
+    """
+    if settings.confirm_secret is None:
+        return None  # the SDK's per-process key: right for stdio and a single HTTP worker
+    secret = settings.confirm_secret.get_secret_value().encode()
+    key = hmac.new(secret, b"efile-mcp request state v1", hashlib.sha256).digest()
+    return RequestStateSecurity(keys=[key], audience="efile-mcp")
+
+
 def build_server(settings: Settings) -> MCPServer[ToolState]:
     """Check everything that can be checked without the network, then return a ready server.
 
@@ -207,6 +222,7 @@ def build_server(settings: Settings) -> MCPServer[ToolState]:
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
+        request_state_security=_request_state_security(settings),
     )
     register(server, settings)
     return server
