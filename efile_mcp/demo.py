@@ -52,7 +52,17 @@ async def _session(audit_log: Path) -> int:
         args=["-m", "efile_mcp", "--sandbox", "--audit-log", str(audit_log)],
         env={key: value for key, value in os.environ.items() if key.startswith(("PYTHON", "VIRTUAL_ENV"))},
     )
-    async with Client(params, mode="legacy") as client:
+    async def person(context: Any, params: Any) -> Any:
+        """Claude Desktop would show this form to the person; the demo's person reads it and agrees."""
+        import mcp.types as types
+
+        _say("person ◂ a confirmation form from the server, shown to the person (not the model):")
+        for line in params.message.splitlines():
+            _say(f"     │ {line}")
+        _say("person ▸ ticks \"Delete permanently\" and accepts")
+        return types.ElicitResult(action="accept", content={"confirm": True})
+
+    async with Client(params, mode="legacy", elicitation_callback=person) as client:
         _say(f"agent ▸ connected over stdio, protocol {client.protocol_version}")
         tools = (await client.list_tools()).tools
         for tool in tools:
@@ -94,7 +104,7 @@ async def _session(audit_log: Path) -> int:
         _say("\n(the agent tries to slip an extra path into the confirmed set)")
         await call("remove_paths", {"paths": [*plan["confirm_paths"], f"{root}/notes.txt"], "dry_run": False,
                                     "confirmation_token": plan["confirmation_token"]})
-        _say("\n(the person agrees; the agent executes exactly what was previewed)")
+        _say("\n(the agent executes exactly what was previewed; the server asks the person first)")
         _, done = await call("remove_paths", {"paths": plan["confirm_paths"], "dry_run": False,
                                               "confirmation_token": plan["confirmation_token"]})
         assert isinstance(done, dict)

@@ -202,3 +202,23 @@ async def test_published_schemas_match_the_contract(client: Client) -> None:
     removal_output = json.dumps(remove.output_schema)
     for field in ("confirmation_token", "expires_at", "task_ids", "summary", "task_status"):
         assert field in removal_output
+
+
+def test_the_demo_runs_end_to_end_and_tells_the_story() -> None:
+    """The README's first command: a scripted agent session over stdio against the embedded sandbox."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "efile_mcp", "demo"], capture_output=True, text=True, timeout=120,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(("EFILE_", "SCNET_"))},
+             "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "protocol 2025-11-25" in out
+    assert "4 would remove, 1 missing, 3 refused, 1 covered" in out
+    assert "not confirmed: '/public/home/demo/notes.txt'" in out
+    assert "person ▸ ticks" in out and "executed: 3 requested" in out
+    assert out.count("complete:") == 3
+    assert "already used" in out
+    assert "scratch now holds: run-002" in out
+    assert "audit log: 4 lines" in out
+    assert "Traceback" not in proc.stderr
