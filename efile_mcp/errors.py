@@ -75,7 +75,7 @@ class AuthError(ApiError):
     def __init__(self, code: str, msg: str | None, *, endpoint: str = "", fix: str | None = None) -> None:
         super().__init__(code, msg, endpoint=endpoint)
         what = "no efile token is configured" if code == MISSING_TOKEN else self.args[0]
-        self.args = (f"{what}. {fix or STATIC_TOKEN_FIX} Nothing was deleted by this call.",)
+        self.args = (f"{what}. {fix or STATIC_TOKEN_FIX}",)
 
 
 SIGN_IN_FAILED = "sign-in"

@@ -14,7 +14,7 @@ from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.faults import FaultPlan, FaultRule
 from efile_mcp.server import build_server
 
-from .conftest import call_ok
+from .conftest import audit_lines, call_ok
 from .invariants import FIGURES, check_invariants, tree
 
 def three_hundred_files(sandbox: RunningSandbox) -> list[str]:
@@ -146,6 +146,7 @@ async def test_token_expiry_mid_batch_stops_and_keeps_what_was_obtained(
     sandbox.sandbox.faults = None
     assert done is None and error is not None
     assert "EFILE_TOKEN" in error and "100 path(s) had already been submitted" in error and "get_task" in error
+    assert "200 were not sent" in error and "audit log" in error
     report = check_invariants(sandbox, confirmed=paths, before=before, items=None, audit_path=audit_path)
     assert report.statuses == Counter({"removed": 100, "failed": 200})
     execution = [line for line in map(json.loads, audit_path.read_text().splitlines()) if line["event"] == "execution"][-1]
@@ -181,3 +182,57 @@ def anyio_fail_after(seconds: float):  # type: ignore[no-untyped-def]
     import anyio
 
     return anyio.fail_after(seconds)
+
+
+# ---------------------------------------------------------------------------- regressions found in review
+
+
+@pytest.mark.parametrize("then", ["http_429", "unknown_code", "token_expired"])
+async def test_an_answer_lost_after_acting_is_never_reported_as_not_done(
+    then: str, sandbox: RunningSandbox, make_settings: Any, audit_path: Path
+) -> None:
+    """The first attempt acts and its answer is lost; the retry is turned away. The path is gone: the
+    report must not say failed or not sent (nothing done), but removed (verified) or unknown."""
+    target = f"{sandbox.home}/scratch/tmp.log"
+    async with Client(build_server(make_settings(retry_attempts=3, retry_budget=5.0))) as client:
+        plan = await call_ok(client, "remove_paths", {"paths": [target]})
+        sandbox.sandbox.faults = FaultPlan([FaultRule("lose_answer", burst=1), FaultRule(then, seconds=0.01)])
+        result = await client.call_tool(
+            "remove_paths", {"paths": [target], "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
+    sandbox.sandbox.faults = None
+    assert not (sandbox.root / "scratch" / "tmp.log").exists()
+    (item,) = [line for line in audit_lines(audit_path) if line["event"] == "execution"][-1]["items"]
+    if then == "token_expired":
+        assert result.is_error and "unknown outcome" in " ".join(getattr(b, "text", "") for b in result.content)
+        assert item["status"] == "failed" and item["error_code"].startswith("outcome_unknown")
+    else:
+        assert not result.is_error and result.structured_content is not None
+        assert result.structured_content["items"][0]["status"] == "removed"
+        assert item["status"] == "removed"
+
+
+@pytest.mark.parametrize("attempt", range(3))
+async def test_a_vanished_path_in_a_shrinking_directory_never_hides_present_ones(
+    attempt: int, sandbox: RunningSandbox, make_settings: Any, audit_path: Path
+) -> None:
+    """Other batches of the same call delete siblings while the isolation lists the parent: pages shift.
+    A path the listing misses must still be sent, never reported missing while it is on disk."""
+    folder = sandbox.root / "scratch" / "many"
+    folder.mkdir()
+    names = [f"a-{i:03d}" for i in range(200)] + [f"m-{i:04d}" for i in range(800)] + [f"z-{i:03d}" for i in range(100)]
+    for name in names:
+        (folder / name).write_text("x")
+    virtual = f"{sandbox.home}/scratch/many"
+    paths = [f"{virtual}/z-{i:03d}" for i in range(100)] + [f"{virtual}/a-{i:03d}" for i in range(200)]
+    before = tree(sandbox.root)
+    async with Client(build_server(make_settings())) as client:
+        plan = await call_ok(client, "remove_paths", {"paths": paths})
+        sandbox.sandbox.faults = FaultPlan([FaultRule("vanish", burst=1)])
+        done = await call_ok(
+            client, "remove_paths", {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
+    sandbox.sandbox.faults = None
+    check_invariants(sandbox, confirmed=paths, before=before, items=done["items"], audit_path=audit_path)
+    assert [i["path"] for i in done["items"] if i["status"] == "missing"] == sandbox.sandbox.vanished_paths
+    assert done["summary"]["removed"] == 299

@@ -109,13 +109,18 @@ class EfileRemover:
             raise run.auth_error
 
     async def _reconcile(self, run: RemovalRun) -> None:
-        """Turn unknown outcomes into known ones where a listing can tell: gone means removed."""
+        """Turn unknown outcomes into known ones where the listing can tell: gone means removed.
+
+        Each path is looked up on its own (keyWord = its name), never inferred from pages of a
+        directory that other batches of this very call may be shrinking: a path shifted across a
+        page boundary must not pass for gone.
+        """
         unknown = [path for path, outcome in run.outcomes.items() if outcome.kind == "unknown"]
         if not unknown:
             return
-        present = await self._still_present(unknown)
+        present = await self._present_by_name(unknown)
         if present is None:
-            return  # the listing failed too: they stay unknown, and say so
+            return  # the lookups failed too: they stay unknown, and say so
         for path in unknown:
             previous = run.outcomes[path].message
             if path in present:
@@ -141,49 +146,61 @@ class EfileRemover:
             data = await self.transport.call(
                 "POST", ASYNC_REMOVE, json=[{"sourcePath": p} for p in chunk], on_retry=note_retry
             )
-        except AuthError:
-            run.in_flight.difference_update(chunk)
-            for path in chunk:  # the API refused the token: nothing of this chunk was done
-                run.outcomes[path] = RemoveOutcome(path, "not_sent", message="the API did not accept the token")
-            raise
         except ApiError as exc:
             run.in_flight.difference_update(chunk)
-            if exc.code in PER_PATH_CODES:
+            if exc.code in PER_PATH_CODES and not isinstance(exc, AuthError):
                 await self._isolate(run, chunk, exc, probe=probe)
             else:
-                # A documented refusal of the whole call: the server did nothing with it.
+                # A refusal of the whole call (the token, a parameter): this attempt did nothing. An
+                # earlier attempt of the same batch whose answer was lost may have, though.
+                kind: OutcomeKind = "not_sent" if isinstance(exc, AuthError) else "failed"
                 for path in chunk:
-                    run.outcomes[path] = RemoveOutcome(path, "failed", error_code=exc.code, message=str(exc))
+                    run.outcomes[path] = self._after_refusal(run, path, kind, exc)
+            if isinstance(exc, AuthError):
+                raise
             return
         except EfileMcpError as exc:
             run.in_flight.difference_update(chunk)
-            # No usable answer after the retries. Turned away (rate limit, 429): nothing was done.
-            # Lost or unreadable: the server may or may not have acted.
-            kind: OutcomeKind = "unknown" if outcome_unknown(exc) else "failed"
+            # No usable answer after the retries. Turned away (rate limit, 429): nothing was done by
+            # the last attempt. Lost or unreadable: the server may or may not have acted.
             for path in chunk:
-                run.outcomes[path] = RemoveOutcome(path, kind, error_code=error_code_of(exc), message=str(exc))
+                kind = "unknown" if outcome_unknown(exc) else "failed"
+                run.outcomes[path] = self._after_refusal(run, path, kind, exc)
             return
         run.in_flight.difference_update(chunk)
         self._record_tasks(run, chunk, data)
 
+    @staticmethod
+    def _after_refusal(run: RemovalRun, path: str, kind: OutcomeKind, exc: EfileMcpError) -> RemoveOutcome:
+        if path in run.resent_after_unknown:
+            # The last attempt was turned away, but an earlier one may have acted: that is not "failed".
+            return RemoveOutcome(
+                path,
+                "unknown",
+                error_code=error_code_of(exc),
+                message=f"an earlier attempt's answer was lost and the retry was refused ({exc})",
+            )
+        if kind == "not_sent":
+            return RemoveOutcome(path, "not_sent", error_code=error_code_of(exc), message="the API did not accept the token")
+        return RemoveOutcome(path, kind, error_code=error_code_of(exc), message=str(exc))
+
     async def _isolate(self, run: RemovalRun, chunk: Sequence[str], exc: ApiError, *, probe: bool = True) -> None:
         """The whole call failed because of some path in it: find the culprit(s), send the rest again.
 
-        For 911020 the parents are listed first (one listing per parent), the vanished paths marked
-        missing and the rest resubmitted once: three requests instead of a bisection's 2·k·log2(n).
-        Anything else, or a second failure, falls back to bisection.
+        For 911020 the parents are listed first: the paths the listing shows are still there and are
+        resent together; the rest are *probably* the vanished ones, and a bisection of just those
+        proves it. A listing is only a hint here: a path it missed (pages shift while this call's
+        other batches delete siblings) is still sent, never declared missing on the listing's word.
         """
         if probe and exc.code == NOT_FOUND_CODE and len(chunk) > 1:
-            present = await self._still_present(chunk)
-            if present is not None:
-                for path in chunk:
-                    if path not in present:
-                        run.outcomes[path] = RemoveOutcome(
-                            path, "missing", error_code=NOT_FOUND_CODE, message=_absent(run, path)
-                        )
-                remaining = [path for path in chunk if path in present]
-                if remaining:
-                    await self._submit(run, remaining, probe=False)
+            seen = await self._seen_in_parents(chunk)
+            if seen is not None and seen:
+                likely_present = [path for path in chunk if path in seen]
+                suspects = [path for path in chunk if path not in seen]
+                if likely_present:
+                    await self._submit(run, likely_present, probe=False)
+                if suspects:
+                    await self._submit(run, suspects, probe=False)
                 return
         if len(chunk) == 1:
             path = chunk[0]
@@ -197,21 +214,40 @@ class EfileRemover:
         for half in (chunk[:middle], chunk[middle:]):
             await self._submit(run, half, probe=False)
 
-    async def _still_present(self, chunk: Sequence[str]) -> set[str] | None:
-        """Which of these paths their parents' listings still show; None when a listing fails."""
+    async def _seen_in_parents(self, chunk: Sequence[str]) -> set[str] | None:
+        """The paths their parents' listings show (one listing per parent); None when a listing fails."""
         by_parent: dict[str, set[str]] = {}
         for path in chunk:
             parent, _, name = path.rpartition("/")
             by_parent.setdefault(parent or "/", set()).add(name)
-        present: set[str] = set()
+        seen: set[str] = set()
         try:
             for parent, names in by_parent.items():
                 keyword = next(iter(names)) if len(names) == 1 else None
                 async for entry in self._api.iter_dir(parent, keyword=keyword):
                     if entry.name in names:
-                        present.add(parent.rstrip("/") + "/" + entry.name)
+                        seen.add(parent.rstrip("/") + "/" + entry.name)
         except AuthError:
             raise
+        except EfileMcpError:
+            return None
+        return seen
+
+    async def _present_by_name(self, paths: Sequence[str]) -> set[str] | None:
+        """Which paths exist, each looked up with keyWord = its own name; None when a lookup fails."""
+        present: set[str] = set()
+
+        async def look(path: str) -> None:
+            parent, _, name = path.rpartition("/")
+            async for entry in self._api.iter_dir(parent or "/", keyword=name):
+                if entry.name == name:
+                    present.add(path)
+                    return
+
+        try:
+            async with task_group() as tg:
+                for path in paths:
+                    tg.start_soon(look, path)
         except EfileMcpError:
             return None
         return present

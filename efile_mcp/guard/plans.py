@@ -9,7 +9,7 @@ when it is cancelled or stopped by an authentication failure.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +26,8 @@ from .paths import Collapsed, PathPolicy, PathRefusal, collapse
 from .tokens import ConfirmationRefused, ConfirmationSigner
 
 TOOL = "remove_paths"
+#: Task ids quoted in an error message; the audit log has them all.
+_TASK_IDS_IN_ERRORS = 50
 
 
 @dataclass(frozen=True)
@@ -272,12 +274,19 @@ class RemovalGuard:
                 error=str(error) if error else None,
             )
         if error is not None:
-            submitted = [o for o in run.outcomes.values() if o.kind == "submitted"]
+            kinds = Counter(outcome.kind for outcome in run.outcomes.values())
+            shown = task_ids[:_TASK_IDS_IN_ERRORS]
             raise GuardRefusal(
                 "auth",
-                f"{error} {len(submitted)} path(s) had already been submitted before the failure"
-                + (f" (task ids: {', '.join(task_ids[:20])}; follow them with get_task)" if task_ids else "")
-                + "; the rest were not sent.",
+                f"{error} The removal stopped: {kinds['submitted']} path(s) had already been submitted"
+                + (f" (task ids: {', '.join(shown)}{' …' if len(task_ids) > len(shown) else ''}; follow them "
+                   "with get_task)" if task_ids else "")
+                + f", {kinds['not_sent']} were not sent"
+                + (f", {kinds['unknown']} have an unknown outcome (an answer was lost)" if kinds["unknown"] else "")
+                + (f", {kinds['missing'] + kinds['verified_absent']} were already absent"
+                   if kinds["missing"] + kinds["verified_absent"] else "")
+                + (f", {kinds['failed']} failed" if kinds["failed"] else "")
+                + f". Every path's state is in the audit log ({self.audit.path}). Dry-run again after fixing the token.",
             )
         return RemovePathsResult(
             dry_run=False,
