@@ -21,6 +21,7 @@ from efile_mcp.errors import (
     RetryBudgetExhausted,
 )
 from efile_mcp.sandbox import RunningSandbox
+from efile_mcp.sandbox.faults import FaultPlan, FaultRule
 
 FAST = RetryPolicy(attempts=4, budget=5.0, base_delay=0.01, max_delay=0.05)
 
@@ -269,3 +270,20 @@ async def test_auth_failure_mid_removal_stops_new_batches_and_keeps_what_was_obt
     assert kinds[:100] == ["submitted"] * 100
     assert set(kinds[100:]) == {"not_sent"}
     assert calls["n"] == 2  # the third batch was never started
+
+
+async def test_an_answer_trickled_a_byte_at_a_time_cannot_outlast_the_deadline(sandbox: RunningSandbox) -> None:
+    """httpx's timeout bounds each read; a gateway that trickles bytes must still not hold the call."""
+    sandbox.sandbox.faults = FaultPlan([FaultRule("trickle", endpoint="file/list", seconds=5)])
+    t = EfileTransport(
+        sandbox.base_url, StaticToken(sandbox.token), timeout=1.0, retry=RetryPolicy(attempts=2, budget=2.0)
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(RetryBudgetExhausted) as caught:
+            await EfileApi(t).list_dir()
+    finally:
+        await t.aclose()
+        sandbox.sandbox.faults = None
+    assert time.monotonic() - started < 4
+    assert "no complete answer within 1 s" in str(caught.value.last) or "ReadTimeout" in str(caught.value.last)

@@ -284,3 +284,26 @@ async def test_nothing_removable_gives_no_token(client: Client, sandbox: Running
     plan = await call_ok(client, "remove_paths", {"paths": [f"{sandbox.home}/scratch/none", f"{sandbox.home}/.bashrc"]})
     assert plan["confirmation_token"] is None and plan["confirm_paths"] is None
     assert "Nothing" in plan["next_step"]
+
+
+async def test_a_folder_named_with_a_protected_path_inside_it_is_refused_too(
+    client: Client, sandbox: RunningSandbox
+) -> None:
+    """The request itself says the protected path matters: its folder may not take it along."""
+    folder = sandbox.root / "scratch" / "proj"
+    (folder / ".ssh").mkdir(parents=True)
+    (folder / ".ssh" / "id_ed25519").write_text("key")
+    (folder / "data.csv").write_text("x")
+    proj = f"{sandbox.home}/scratch/proj"
+    plan = await call_ok(client, "remove_paths", {"paths": [proj, f"{proj}/.ssh", f"{sandbox.home}/scratch/tmp.log"]})
+    status = {item["path"]: (item["status"], item["reason"]) for item in plan["items"]}
+    assert status[proj][0] == "refused" and "protected and named in this same request" in status[proj][1]
+    assert status[f"{proj}/.ssh"][0] == "refused"
+    assert plan["confirm_paths"] == [f"{sandbox.home}/scratch/tmp.log"]
+    text = await call_error(
+        client,
+        "remove_paths",
+        {"paths": [proj, f"{proj}/.ssh"], "dry_run": False, "confirmation_token": plan["confirmation_token"]},
+    )
+    assert "not allowed" in text
+    assert (folder / ".ssh" / "id_ed25519").exists()

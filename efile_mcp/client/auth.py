@@ -282,7 +282,7 @@ class AcClient:
 
     async def _once(self, method: str, url: str, endpoint: str, headers: dict[str, str]) -> Any:
         try:
-            response = await self._http.client.request(method, url, headers=headers)
+            response = await self._http.request(method, url, headers=headers)
         except httpx.TransportError as exc:
             raise ConnectionFailedError(endpoint, type(exc).__name__) from None
         if response.status_code != 200:

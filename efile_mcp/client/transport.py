@@ -148,6 +148,7 @@ class LazyHttpClient:
         }
         if limits is not None:
             self._options["limits"] = limits
+        self._deadline = timeout
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -155,6 +156,18 @@ class LazyHttpClient:
         if self._client is None:
             self._client = httpx.AsyncClient(**self._options)
         return self._client
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request with a deadline for the whole answer.
+
+        httpx's timeouts bound each read, not the response: a gateway that trickles a byte at a
+        time would hold a call, and its retry budget, for ever.
+        """
+        try:
+            with anyio.fail_after(self._deadline):
+                return await self.client.request(method, url, **kwargs)
+        except TimeoutError:
+            raise httpx.ReadTimeout(f"no complete answer within {self._deadline:g} s") from None
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -294,7 +307,7 @@ class EfileTransport:
             raise AuthError(MISSING_TOKEN, None, endpoint=endpoint)
         sent.token = token
         try:
-            response = await self._http.client.request(
+            response = await self._http.request(
                 method, base_url + path, json=json, params=params, headers={"token": token}
             )
         except httpx.TransportError as exc:

@@ -59,6 +59,11 @@ class _Screened:
         return self.collapsed.to_send
 
 
+def _ancestors(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(2, len(parts))]
+
+
 def _parent_and_name(path: str) -> tuple[str, str]:
     parent, _, name = path.rpartition("/")
     return parent or "/", name
@@ -96,13 +101,28 @@ class RemovalGuard:
             await self._refuse(paths, dry_run, "no_paths", "name at least one absolute path to remove.")
         distinct = list(dict.fromkeys(paths))
         refused: dict[str, RemoveItem] = {}
-        accepted: list[str] = []
+        accepted: dict[str, None] = {}
+        protected: list[str] = []
         for path in distinct:
             verdict = self.policy.check(path)
             if isinstance(verdict, PathRefusal):
                 refused[path] = RemoveItem(path=path, status="refused", reason=verdict.message)
+                if verdict.code == "protected":
+                    protected.append(path)
             else:
-                accepted.append(verdict)
+                accepted[verdict] = None
+        # A folder named together with a protected path inside it would take that path with it: the
+        # request itself says the protected path matters, so the folder is refused too.
+        for inner in protected:
+            for ancestor in _ancestors(inner):
+                if ancestor in accepted:
+                    del accepted[ancestor]
+                    refused[ancestor] = RemoveItem(
+                        path=ancestor,
+                        status="refused",
+                        reason=f"it contains {inner!r}, which is protected and named in this same request: removing "
+                        "this folder would remove it too. Name the other contents individually instead.",
+                    )
         return _Screened(len(paths), distinct, refused, collapse(accepted))
 
     async def _refuse(self, paths: Sequence[str], dry_run: bool, code: str, message: str) -> None:

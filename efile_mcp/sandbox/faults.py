@@ -30,6 +30,7 @@ FaultKind = Literal[
     "http_5xx",  # HTTP 503 from a gateway
     "slow",  # sleep `seconds` before handling: beyond the client's timeout, the server still acts
     "reset",  # connection dropped before any answer, nothing done
+    "trickle",  # an answer that arrives one byte every 0.2 s for `seconds`: each read is quick, the whole never
     "lose_answer",  # the server acts, then the connection drops: outcome unknown to the client
     "malformed",  # 200 with a body that is not JSON, nothing done
     "malformed_after",  # the server acts, then answers a body that is not JSON
@@ -39,6 +40,22 @@ FaultKind = Literal[
 ]
 KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
 AFTER_HANDLER = frozenset({"lose_answer", "malformed_after"})
+
+
+class TrickledAnswer(Response):
+    """A gateway that keeps the connection alive with a byte at a time: no single read ever times out."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        steps = max(1, int(self.seconds / 0.2))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % steps)]})
+        for _ in range(steps):
+            await send({"type": "http.response.body", "body": b" ", "more_body": True})
+            await anyio.sleep(0.2)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class DroppedConnection(Response):
@@ -129,6 +146,8 @@ class FaultPlan:
             return Response("service unavailable", status_code=503)
         if kind == "reset":
             return DroppedConnection()
+        if kind == "trickle":
+            return TrickledAnswer(rule.seconds)
         if kind == "malformed":
             return Response("<html>502 bad gateway</html>", status_code=200, media_type="application/json")
         if kind == "unknown_code":
