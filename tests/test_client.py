@@ -287,3 +287,23 @@ async def test_an_answer_trickled_a_byte_at_a_time_cannot_outlast_the_deadline(s
         sandbox.sandbox.faults = None
     assert time.monotonic() - started < 4
     assert "no complete answer within 1 s" in str(caught.value.last) or "ReadTimeout" in str(caught.value.last)
+
+
+@pytest.mark.parametrize("sandbox", [{"list_page_cap": 7}], indirect=True)
+async def test_a_server_that_caps_pages_is_still_read_to_the_end(
+    sandbox: RunningSandbox, transport: EfileTransport
+) -> None:
+    names = [entry.name async for entry in EfileApi(transport).iter_dir(f"{sandbox.home}/scratch/big-run/shard-1")]
+    assert len(names) == len(set(names)) == 100
+
+
+async def test_an_answer_of_the_wrong_shape_is_a_malformed_answer_not_a_crash(
+    sandbox: RunningSandbox, transport: EfileTransport
+) -> None:
+    sandbox.sandbox.fault = fail_first(1, envelope("0", "success", {"total": None, "fileList": "nope"}))
+    with pytest.raises(MalformedResponseError) as caught:
+        await EfileApi(transport).list_dir()
+    assert "/file/list" in str(caught.value)
+    sandbox.sandbox.fault = fail_first(1, envelope("0", "success", [{"taskId": None}]), endpoint="task/list")
+    with pytest.raises(MalformedResponseError):
+        await EfileApi(transport).tasks(["a" * 32])

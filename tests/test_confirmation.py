@@ -71,6 +71,11 @@ def test_expiry_is_enforced_to_the_second() -> None:
         pytest.param(lambda t: t[:10] + ("B" if t[10] != "B" else "C") + t[11:], id="payload-bit-flip"),
         pytest.param(lambda t: t[:-3] + ("x" if t[-3] != "x" else "y") + t[-2:], id="mac-bit-flip"),
         pytest.param(lambda t: "efc1.é.ü", id="non-ascii"),
+        pytest.param(lambda t: t + "!!!!", id="foreign-characters-appended"),
+        pytest.param(lambda t: t + "\n", id="newline-appended"),
+        pytest.param(lambda t: " " + t, id="space-prepended"),
+        pytest.param(lambda t: t[:-6] + "$$" + t[-6:], id="garbage-inside-mac"),
+        pytest.param(lambda t: t[:-1] + chr(ord(t[-1]) ^ 1), id="spare-bits-of-last-character"),
     ],
 )
 def test_tampered_or_truncated_tokens_are_invalid(mangle: Callable[[str], str]) -> None:

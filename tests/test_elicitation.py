@@ -190,3 +190,30 @@ async def test_over_stdio_the_person_is_asked_and_a_decline_holds(tmp_path: Path
         assert not result.is_error, text_of(result)
     assert len(person.asked) == 2
     assert not (root / "scratch" / "run-002").exists() and not (root / "scratch" / "tmp.log").exists()
+
+
+async def test_a_client_that_answers_the_form_with_an_error_is_refused_and_audited(
+    make_settings: Any, sandbox: RunningSandbox, targets: list[str], audit_path: Path
+) -> None:
+    async def broken(context: Any, params: types.ElicitRequestParams) -> types.ErrorData:
+        return types.ErrorData(code=-32600, message="the window was closed")
+
+    async with Client(build_server(make_settings()), mode="legacy", elicitation_callback=broken) as client:
+        _, result = await plan_then_execute(client, targets)
+    assert result.is_error and "could not be read" in text_of(result)
+    assert audit_lines(audit_path)[-1]["reason"] == "person_invalid_answer"
+    assert sandbox.sandbox.request_counts["async-remove"] == 0
+
+
+async def test_a_sign_in_failure_at_execution_is_an_actionable_tool_error(
+    make_settings: Any, sandbox: RunningSandbox, era: str
+) -> None:
+    settings = make_settings(
+        allowed_roots=("~/scratch",), scnet_ac_url="http://127.0.0.1:9", retry_attempts=1, retry_budget=0.5
+    )
+    target = f"{sandbox.home}/scratch/tmp.log"
+    async with Client(build_server(settings), mode=era, elicitation_callback=Person()) as client:
+        for arguments in ({"paths": [target]}, {"paths": [target], "dry_run": False, "confirmation_token": "x"}):
+            result = await client.call_tool("remove_paths", arguments)
+            assert result.is_error and "SCNET_AC_URL" in text_of(result), text_of(result)
+    assert sandbox.sandbox.request_counts["async-remove"] == 0

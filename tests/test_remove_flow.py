@@ -307,3 +307,23 @@ async def test_a_folder_named_with_a_protected_path_inside_it_is_refused_too(
     )
     assert "not allowed" in text
     assert (folder / ".ssh" / "id_ed25519").exists()
+
+
+@pytest.mark.parametrize("sandbox", [{"task_step_delay": 0.02}], indirect=True)
+async def test_a_cancel_that_went_out_is_audited_even_when_the_call_then_fails(
+    client: Client, sandbox: RunningSandbox, audit_path: Path
+) -> None:
+    from efile_mcp.sandbox.faults import FaultPlan, FaultRule
+
+    big = f"{sandbox.home}/scratch/big-run"
+    plan = await call_ok(client, "remove_paths", {"paths": [big]})
+    done = await call_ok(
+        client, "remove_paths", {"paths": [big], "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+    )
+    sandbox.sandbox.faults = FaultPlan([FaultRule("unknown_code", endpoint="task/list", skip=1)])
+    text = await call_error(client, "cancel_tasks", {"task_ids": done["task_ids"]})
+    sandbox.sandbox.faults = None
+    assert "999999" in text
+    (last,) = audit_lines(audit_path)[-1:]
+    assert last["event"] == "cancel" and last["task_ids"] == done["task_ids"] and "then" in last["decision"]
+    assert sandbox.sandbox.tasks[done["task_ids"][0]].status == "cancel"

@@ -5,10 +5,13 @@ The one destructive call (async-remove) lives in `removal.py`, which only the gu
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
+from ..errors import MalformedResponseError
 from ..models.wire import (
     FILE_LIST,
     TASK_CANCEL,
@@ -32,6 +35,16 @@ LIST_PAGE_SIZE = 1000
 
 def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _parse(parse: Callable[[Any], T], data: Any, endpoint: str) -> T:
+    """An answer whose `data` does not have the documented shape is a malformed answer, not a crash."""
+    try:
+        return parse(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "data"
+        raise MalformedResponseError(endpoint, f"{where}: {first['msg']}") from None
 
 
 @dataclass
@@ -64,7 +77,7 @@ class EfileApi:
         if order:
             params["order"] = order
         data = await self.transport.call("GET", FILE_LIST, params=params)
-        return FileListResult.model_validate(data or {})
+        return _parse(FileListResult.model_validate, data or {}, "/file/list")
 
     async def iter_dir(
         self, path: str, *, keyword: str | None = None, page_size: int = LIST_PAGE_SIZE
@@ -75,11 +88,14 @@ class EfileApi:
             yield entry
         if first.total <= len(first.file_list) or not first.file_list:
             return
-        starts = range(len(first.file_list), first.total, page_size)
+        # Step by what the server actually returned: one that caps pages below `limit` must not make
+        # whole ranges go unread.
+        step = len(first.file_list)
+        starts = range(step, first.total, step)
         pages: dict[int, list[FileEntry]] = {}
 
         async def fetch(start: int) -> None:
-            page = await self.list_dir(path, keyword=keyword, start=start, limit=page_size, order_by="name", order="asc")
+            page = await self.list_dir(path, keyword=keyword, start=start, limit=step, order_by="name", order="asc")
             pages[start] = page.file_list
 
         async with task_group() as tg:
@@ -96,7 +112,7 @@ class EfileApi:
 
         async def fetch(chunk: Sequence[str]) -> None:
             data = await self.transport.call("POST", TASK_LIST, json={"taskIds": list(chunk)})
-            for task in TaskListResult.from_data(data).file_oper_tasks:
+            for task in _parse(TaskListResult.from_data, data, "/file/task/list").file_oper_tasks:
                 lookup.tasks[task.task_id] = task
 
         async with task_group() as tg:

@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Collection
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 TOKEN_PREFIX = "efc1"
 _KEY_LABEL = b"efile-mcp confirmation token v1"
 _REMEMBERED_PLANS = 64
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class ConfirmationRefused(Exception):
@@ -161,10 +163,14 @@ class ConfirmationSigner:
             "the confirmation token is not valid (altered, truncated, or issued by another efile-mcp process): "
             "run remove_paths with dry_run=true again and pass its confirmation_token unchanged.",
         )
-        parts = token.strip().split(".")
+        parts = token.split(".")
         if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
             raise invalid
         body, mac = parts[1], parts[2]
+        # Only the canonical encoding is accepted: base64 decoders skip foreign characters and ignore
+        # the spare bits of the last one, and an altered token must not redeem.
+        if not (_B64URL.fullmatch(body) and _B64URL.fullmatch(mac)) or _b64(_unb64(mac)) != mac:
+            raise invalid
         try:
             expected = hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest()
             if not hmac.compare_digest(expected, _unb64(mac)):

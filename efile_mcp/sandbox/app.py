@@ -72,6 +72,8 @@ class SandboxConfig:
     #: Seconds the worker sleeps per deleted entry, so tests can watch waiting -> processing -> complete.
     task_step_delay: float = 0.0
     list_max_limit: int = 1000
+    #: Return at most this many entries per file/list page, whatever `limit` asks (a server that caps pages).
+    list_page_cap: int | None = None
     #: Answer task/list `data` as a bare list instead of `{"fileOperTasks": [...]}`.
     task_list_as_bare_list: bool = False
     #: The SCNet AC service (sign-in, renewal, center) and the account it knows; see ac.py.
@@ -455,5 +457,7 @@ class Sandbox:
             entries.sort(key=lambda pair: pair[1].st_mtime)
         if order == "desc":
             entries.reverse()
+        if self.config.list_page_cap is not None:
+            limit = min(limit, self.config.list_page_cap)
         page = [entry.model_dump(by_alias=True) for entry, _ in entries[start : start + limit]]
         return _ok({"total": len(entries), "path": virtual, "fileList": page, "children": []})

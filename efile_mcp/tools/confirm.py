@@ -24,10 +24,12 @@ from mcp.server.mcpserver import (
     Elicit,
     ElicitationResult,
 )
+from mcp.shared.exceptions import MCPError
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from ..guard.plans import ExecutionPreview
+from .errors import tool_errors
 from .state import state_of
 
 _ROUND_TRIP_ERA = "2026-07-28"
@@ -86,7 +88,8 @@ async def ask_person(
     if dry_run or mode == "token" or state.guard is None:
         return PersonDecision("not_needed")
     if state.prepare is not None:
-        await state.prepare()
+        async with tool_errors():  # a failed sign-in is the person's to fix: say so, not "crashed"
+            await state.prepare()
     preview = state.guard.preview_execution(paths, confirmation_token)
     if preview is None:
         return PersonDecision("not_needed")  # refused anyway, with the precise reason, by the tool body
@@ -99,7 +102,7 @@ async def ask_person(
     with anyio.move_on_after(state.settings.confirm_timeout):
         try:
             answer = await ctx.elicit(text, DeletionConfirmation)
-        except ValueError:
+        except (ValueError, MCPError):  # a malformed answer, or the client answered with an error
             return PersonDecision("invalid")
         return PersonDecision(decision_of(answer))
     return PersonDecision("timeout")

@@ -75,12 +75,22 @@ def build_cancel_tasks(settings: Settings) -> Any:
     async def cancel_tasks(task_ids: TaskIds, ctx: Context) -> CancelTasksResult:
         state = state_of(ctx)
         wanted = list(dict.fromkeys(task_ids))
-        async with tool_errors():
-            before = await state.api.tasks(wanted)
-            running = [t for t in wanted if t in before.tasks and not before.tasks[t].terminal]
-            if running:
-                await state.api.cancel(running)
-            after = await state.api.tasks(running) if running else before
+        running: list[str] = []
+        sent = False
+        try:
+            async with tool_errors():
+                before = await state.api.tasks(wanted)
+                running = [t for t in wanted if t in before.tasks and not before.tasks[t].terminal]
+                if running:
+                    sent = True
+                    await state.api.cancel(running)
+                after = await state.api.tasks(running) if running else before
+        except BaseException as exc:
+            if sent:  # the cancel went out (or may have): the audit says so even if the call then failed
+                await state.audit.write(
+                    "cancel", tool="cancel_tasks", decision=f"requested, then {type(exc).__name__}", task_ids=running
+                )
+            raise
         items: list[CancelItem] = []
         for task_id in wanted:
             if task_id in before.not_found:
