@@ -8,10 +8,10 @@ of the person's storage. It never holds a secret: records are built from paths, 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import threading
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,23 @@ from typing import Any
 import anyio
 
 from ..errors import ConfigError
+
+try:  # POSIX: an advisory lock keeps lines of several processes apart
+    import fcntl
+except ImportError:  # Windows (Claude Desktop there): one process writes; O_APPEND and the thread lock suffice
+    fcntl = None  # type: ignore[assignment]
+
+
+@contextmanager
+def _exclusive(fd: int):  # type: ignore[no-untyped-def]
+    if fcntl is None:
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def default_audit_path() -> Path:
@@ -37,8 +54,9 @@ class AuditLog:
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            if os.fstat(self._fd).st_mode & 0o077:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+            self._fd = os.open(path, flags, 0o600)
+            if hasattr(os, "fchmod") and os.fstat(self._fd).st_mode & 0o077:
                 os.fchmod(self._fd, 0o600)
         except OSError as exc:
             raise ConfigError(
@@ -65,12 +83,9 @@ class AuditLog:
         with self._lock:
             if self._fd < 0:
                 raise RuntimeError("audit log is closed")
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
+            with _exclusive(self._fd):
                 view = memoryview(data)
                 while view:
                     written = os.write(self._fd, view)
                     view = view[written:]
                 os.fsync(self._fd)
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
