@@ -148,3 +148,31 @@ async def call_error(client: Client, name: str, arguments: dict[str, Any]) -> st
     text = " ".join(getattr(block, "text", "") for block in result.content)
     assert result.is_error, f"expected a tool error, got {result.structured_content}"
     return text
+
+
+# ---------------------------------------------------------------------------- child processes
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for an `efile-mcp` child process: this one's, minus any EFILE_/SCNET_ setting of
+    the developer's shell, plus this interpreter's import path and `extra`."""
+    import os
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("EFILE_", "SCNET_"))}
+    return {**clean, "PYTHONPATH": os.pathsep.join(sys.path), **extra}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
+    """Run `python -m efile_mcp ARGS` to completion; returns the CompletedProcess (text)."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "efile_mcp", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env(**(env or {})),
+    )

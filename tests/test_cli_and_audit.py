@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,19 +19,7 @@ from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
 from efile_mcp.tools.registry import TOOLS, offered
 
-from .conftest import audit_lines, call_ok
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("EFILE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "efile_mcp", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**clean, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
-    )
+from .conftest import audit_lines, call_ok, run_cli
 
 
 GOOD = {"EFILE_BASE_URL": "https://efile.example/efile", "EFILE_TOKEN": "tok-123-secret"}
@@ -206,11 +191,7 @@ async def test_published_schemas_match_the_contract(client: Client) -> None:
 
 def test_the_demo_runs_end_to_end_and_tells_the_story() -> None:
     """The README's first command: a scripted agent session over stdio against the embedded sandbox."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "efile_mcp", "demo"], capture_output=True, text=True, timeout=120,
-        env={**{k: v for k, v in os.environ.items() if not k.startswith(("EFILE_", "SCNET_"))},
-             "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
+    proc = run_cli("demo", timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert "protocol 2025-11-25" in out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from mcp import Client
 
 from efile_mcp.sandbox import RunningSandbox
 
-from .conftest import call_error, call_ok
+from .conftest import call_error, call_ok, child_env, run_cli
 
 
 def free_port() -> int:
@@ -30,11 +29,10 @@ def free_port() -> int:
 def http_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """`efile-mcp --transport http` as a process; yields its MCP endpoint once it accepts connections."""
     port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("EFILE_", "SCNET_"))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "efile_mcp", "--transport", "http", "--port", str(port), *args],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**clean, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
+        env=child_env(**(env or {})),
     )
     try:
         deadline = time.monotonic() + 30
@@ -96,11 +94,9 @@ def test_dns_rebinding_protection_refuses_foreign_hosts_and_origins(sandbox: Run
 
 
 def test_binding_beyond_loopback_needs_named_hosts(sandbox: RunningSandbox, tmp_path: Path) -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("EFILE_", "SCNET_"))}
-    proc = subprocess.run(
-        [sys.executable, "-m", "efile_mcp", "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())],
-        capture_output=True, text=True, timeout=30,
-        env={**clean, "PYTHONPATH": os.pathsep.join(sys.path), **settings_env(sandbox, tmp_path / "a.jsonl")},
+    proc = run_cli(
+        "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port()),
+        env=settings_env(sandbox, tmp_path / "a.jsonl"),
     )
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()

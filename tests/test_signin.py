@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +50,7 @@ from efile_mcp.sandbox import (
 from efile_mcp.sandbox.ac import AcConfig, SandboxRegion
 from efile_mcp.server import build_server
 
-from .conftest import ISSUED_TOKENS, audit_lines, call_error, call_ok
+from .conftest import ISSUED_TOKENS, audit_lines, call_error, call_ok, run_cli
 
 FAST = RetryPolicy(attempts=3, budget=3.0, base_delay=0.01, max_delay=0.05)
 TWO_REGIONS = (SandboxRegion("0", "ac"), SandboxRegion("11250", "east"), SandboxRegion("20091", "central"))
@@ -680,18 +679,6 @@ async def test_secrets_never_reach_results_logs_or_the_audit_log(
     leaked = [secret for secret in secrets_of(scnet) if any(secret in text for text in texts)]
     assert leaked == [] and len(scnet.sandbox.ac.issued) >= 2
     assert "'pw'" not in repr(settings) and "'org'" not in repr(settings)
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("EFILE_", "SCNET_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "efile_mcp", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**clean, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
-    )
 
 
 @pytest.mark.parametrize(
