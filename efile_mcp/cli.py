@@ -27,6 +27,8 @@ _SECRET_FLAGS = {
     ("--secret-key", "--scnet-secret-key", "--sk"): "SCNET_SECRET_KEY",
     ("--password", "--scnet-password"): "SCNET_PASSWORD",
     ("--access-key", "--scnet-access-key", "--ak"): "SCNET_ACCESS_KEY",
+    ("--org-id", "--scnet-org-id"): "SCNET_ORG_ID",
+    ("--confirm-secret", "--efile-confirm-secret"): "EFILE_CONFIRM_SECRET",
 }
 
 

@@ -6,10 +6,12 @@ becomes a `ConfigError` with one line naming the setting and the fix, which the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigError
@@ -17,6 +19,9 @@ from .errors import ConfigError
 ENV_PREFIX = "EFILE_"
 #: Where third-party SCNet clients sign in and ask the center; override for another deployment.
 SCNET_DEFAULT_URL = "https://api.scnet.cn"
+
+
+_UNFILLED = re.compile(r"\$\{user_config\.[A-Za-z0-9_]*\}")
 
 
 def _split_csv(value: Any) -> Any:
@@ -84,14 +89,14 @@ class Settings(BaseSettings):
         default=SCNET_DEFAULT_URL, validation_alias="SCNET_API_URL", description="API host (AK/SK sign-in)."
     )
 
-    @field_validator(
-        "scnet_user", "scnet_access_key", "scnet_secret_key", "scnet_password", "scnet_org_id", "scnet_region",
-        mode="before",
-    )
+    @field_validator("*", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
-        # A bundle host passes an optional field the person left empty as "".
-        return None if isinstance(value, str) and not value.strip() else value
+        # A bundle host passes an optional field the person left empty as "" (and some hosts pass the
+        # placeholder itself, "${user_config.x}"): either means "not set", for every setting.
+        if isinstance(value, str) and (not value.strip() or _UNFILLED.fullmatch(value.strip())):
+            raise PydanticUseDefault()
+        return value
 
     @field_validator("scnet_ac_url", "scnet_api_url", mode="before")
     @classmethod

@@ -18,8 +18,22 @@ from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from pydantic import SecretStr
 
 from . import __version__
-from .client import EfileApi, EfileTransport, RetryPolicy, StaticToken, TokenSource, normalise_base_url
-from .client.auth import AccessKeyCredentials, AcClient, Credentials, PasswordCredentials, RegionLocator, SignedInToken
+from .client import (
+    EfileApi,
+    EfileTransport,
+    RetryPolicy,
+    StaticToken,
+    TokenSource,
+    normalise_base_url,
+)
+from .client.auth import (
+    AccessKeyCredentials,
+    AcClient,
+    Credentials,
+    PasswordCredentials,
+    RegionLocator,
+    SignedInToken,
+)
 from .config import Settings
 from .errors import ConfigError, SignInError
 from .guard.audit import AuditLog, default_audit_path
@@ -74,6 +88,10 @@ def _credentials(settings: Settings) -> Credentials | None:
     missing = [name for name, given in needed if not given]
     if missing:
         raise ConfigError(f"{missing[0]} is not set: {method} needs {fields}")
+    # These travel as HTTP header values, which are ASCII: say which setting, never echo the value.
+    for name, given in needed:
+        if name != "SCNET_SECRET_KEY" and not given.isascii():
+            raise ConfigError(f"{name} holds non-ASCII characters, which cannot be sent to SCNet as a header value")
     if access_key:
         return AccessKeyCredentials(user=user, access_key=access_key, secret_key=secret_key)
     return PasswordCredentials(user=user, password=password, org_id=org_id)

@@ -688,6 +688,8 @@ async def test_secrets_never_reach_results_logs_or_the_audit_log(
         ("--password", "SCNET_PASSWORD"),
         ("--access-key", "SCNET_ACCESS_KEY"),
         ("--token", "EFILE_TOKEN"),
+        ("--org-id", "SCNET_ORG_ID"),
+        ("--confirm-secret", "EFILE_CONFIRM_SECRET"),
     ],
 )
 def test_secrets_are_never_flags(flag: str, variable: str) -> None:
@@ -715,6 +717,8 @@ def test_secrets_are_never_flags(flag: str, variable: str) -> None:
             {"SCNET_USER": "bob", "SCNET_ACCESS_KEY": "ak-9", "SCNET_SECRET_KEY": "sk-9", "EFILE_ALLOWED_ROOTS": "~/../x"},
             "invalid setting EFILE_ALLOWED_ROOTS",
         ),
+        ({"SCNET_USER": "bob", "SCNET_PASSWORD": "pässwörd-9", "SCNET_ORG_ID": "o"}, "SCNET_PASSWORD holds non-ASCII"),
+        ({"SCNET_USER": "张三", "SCNET_ACCESS_KEY": "ak-9", "SCNET_SECRET_KEY": "sk-9"}, "SCNET_USER holds non-ASCII"),
     ],
 )
 def test_incomplete_sign_in_settings_fail_at_start_with_one_line(
@@ -813,3 +817,42 @@ async def test_over_stdio_with_only_scnet_settings_in_the_environment(tmp_path: 
             assert [secret for secret in secrets_of(running) if secret in everything] == []
         finally:
             _forget_secrets(running)
+
+
+# ---------------------------------------------------------------------------- review regressions
+
+
+def test_a_center_answering_with_a_list_gives_the_region_signed_in_to() -> None:
+    from efile_mcp.models.wire import CenterInfo
+
+    regions = [
+        {"id": "0", "name": "ac", "efileUrls": []},
+        {"id": "11250", "efileUrls": [{"url": "https://east/efile", "enable": "true"}],
+         "clusterUserInfo": {"homePath": "/public/home/east"}},
+        {"id": "20091", "efileUrls": [{"url": "https://central/efile", "enable": True}],
+         "clusterUserInfo": {"homePath": "/public/home/central"}},
+    ]
+    central = CenterInfo.from_data(regions, "20091")
+    assert (central.efile_url, central.home_path) == ("https://central/efile", "/public/home/central")
+    with pytest.raises(ValueError, match="none is the one signed in to"):
+        CenterInfo.from_data(regions, "99999")
+    with pytest.raises(ValueError):
+        CenterInfo.from_data(regions, None)  # several regions, ours unknown: no guessing
+    lone = CenterInfo.from_data([regions[1]], None)
+    assert lone.efile_url == "https://east/efile"
+    assert CenterInfo.from_data(regions[2]).home_path == "/public/home/central"  # the observed object form
+
+
+def test_settings_a_bundle_host_left_empty_or_unfilled_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("EFILE_", "SCNET_")):
+            monkeypatch.delenv(name)
+    for name, value in {
+        "EFILE_MAX_PATHS": "", "EFILE_READ_ONLY": " ", "EFILE_ALLOWED_ROOTS": "",
+        "EFILE_BASE_URL": "${user_config.efile_base_url}", "EFILE_TOKEN": "${user_config.efile_token}",
+        "SCNET_REGION": "${user_config.scnet_region}",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert (settings.max_paths, settings.read_only, settings.allowed_roots) == (1000, False, ())
+    assert settings.base_url is None and settings.token is None and settings.scnet_region is None

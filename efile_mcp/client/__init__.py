@@ -5,7 +5,13 @@ only the guard imports it.
 """
 
 from .api import EfileApi, TaskLookup, chunked
-from .transport import EfileTransport, RetryPolicy, StaticToken, TokenSource, normalise_base_url
+from .transport import (
+    EfileTransport,
+    RetryPolicy,
+    StaticToken,
+    TokenSource,
+    normalise_base_url,
+)
 
 __all__ = [
     "EfileApi",

@@ -110,20 +110,35 @@ def aksk_signature(user: str, access_key: str, secret_key: str, timestamp: str) 
     return hmac.new(secret_key.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
+def token_claims(token: str) -> TokenClaims | None:
+    """The JWT payload of a region token, unverified (the key is the server's); None when unreadable."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        return TokenClaims.model_validate_json(payload)
+    except (ValueError, binascii.Error, ValidationError):
+        return None
+
+
+def token_cluster_id(token: str) -> str | None:
+    claims = token_claims(token)
+    return claims.cluster_id if claims else None
+
+
 def token_expiry(token: str) -> float | None:
     """When a region token expires (epoch seconds), from its JWT payload; None when that cannot be read.
 
     The signature is not checked and cannot be (the key is the server's): the time is used only to
     renew early. Whether the token is good is for the API to say.
     """
-    parts = token.split(".")
-    if len(parts) != 3:
+    claims = token_claims(token)
+    if claims is None:
         return None
     try:
-        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        claims = TokenClaims.model_validate_json(payload)
         expiry = int(claims.expire_time or "") / 1000
-    except (ValueError, OverflowError, binascii.Error, ValidationError):
+    except (ValueError, OverflowError):
         return None
     return expiry if math.isfinite(expiry) and expiry > 0 else None
 
@@ -243,18 +258,23 @@ class AcClient:
         if isinstance(data, dict) and isinstance(data.get("token"), str) and data["token"]:
             return str(data["token"])
         if isinstance(data, list):
-            regions = [r for r in self._regions(AC_TOKENS_NEXT, data) if r.token]
-            same = [r for r in regions if r.cluster_id == cluster_id] or (regions if len(regions) == 1 else [])
+            regions = [r for r in self._regions(AC_TOKENS_NEXT, data) if r.token and r.cluster_id != PLATFORM_CLUSTER_ID]
+            # A lone entry is taken only when our region is not known: a token for another region is no renewal.
+            same = [r for r in regions if r.cluster_id == cluster_id] or (
+                regions if len(regions) == 1 and cluster_id is None else []
+            )
             if same and same[0].token:
                 return same[0].token
         raise MalformedResponseError(AC_TOKENS_NEXT, "no token for this region in the answer")
 
-    async def center(self, token: str) -> CenterInfo:
+    async def center(self, token: str, cluster_id: str | None = None) -> CenterInfo:
         data = await self._request("GET", self.ac_url + AC_CENTER, AC_CENTER, {"token": token})
         try:
-            return CenterInfo.from_data(data)
+            return CenterInfo.from_data(data, cluster_id or token_cluster_id(token))
         except ValidationError as exc:
             raise MalformedResponseError(AC_CENTER, exc.errors()[0]["msg"]) from None
+        except ValueError as exc:
+            raise MalformedResponseError(AC_CENTER, str(exc)) from None
 
     @staticmethod
     def _regions(endpoint: str, data: list[Any]) -> list[RegionToken]:
@@ -285,6 +305,11 @@ class AcClient:
             response = await self._http.request(method, url, headers=headers)
         except httpx.TransportError as exc:
             raise ConnectionFailedError(endpoint, type(exc).__name__) from None
+        except UnicodeEncodeError:
+            # A header value that is not ASCII; the exception's text would quote the credential itself.
+            raise SignInError(
+                "a sign-in setting holds characters that cannot be sent as an HTTP header (non-ASCII)"
+            ) from None
         if response.status_code != 200:
             raise HttpStatusError(response.status_code, endpoint)
         try:
@@ -502,17 +527,22 @@ class RegionLocator:
             )
         return home
 
+    def _cluster_id(self) -> str | None:
+        """The region signed in to, when known (else the token's own `clusterId` claim is used)."""
+        region = getattr(self._tokens, "region", None)
+        return region.cluster_id if isinstance(region, RegionToken) else None
+
     async def _ask_center(self) -> Region:
         token = await self._tokens.token()
         if not token:
             raise SignInError("no token to ask the SCNet center with: set EFILE_TOKEN, or sign in with SCNET_USER")
         try:
             try:
-                info = await self._ac.center(token)
+                info = await self._ac.center(token, self._cluster_id())
             except AuthError:
                 if not isinstance(self._tokens, RenewableTokenSource):
                     raise
-                info = await self._ac.center(await self._tokens.refresh(token) or token)
+                info = await self._ac.center(await self._tokens.refresh(token) or token, self._cluster_id())
         except SignInError:
             raise
         except AuthError as exc:

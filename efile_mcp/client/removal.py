@@ -14,7 +14,14 @@ from typing import Literal
 
 import anyio
 
-from ..errors import NOT_FOUND_CODE, ApiError, AuthError, EfileMcpError, error_code_of, outcome_unknown
+from ..errors import (
+    NOT_FOUND_CODE,
+    ApiError,
+    AuthError,
+    EfileMcpError,
+    error_code_of,
+    outcome_unknown,
+)
 from ..models.wire import ASYNC_REMOVE, REMOVE_BATCH_MAX, FileOperTask, RemoveResult
 from ._groups import task_group
 from .api import EfileApi, chunked

@@ -27,10 +27,10 @@ from tenacity.stop import stop_base
 
 from ..errors import (
     AUTH_CODES,
+    MISSING_TOKEN,
     ApiError,
     AuthError,
     ConnectionFailedError,
-    MISSING_TOKEN,
     HttpStatusError,
     MalformedResponseError,
     RetryBudgetExhausted,

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .wire import FileEntry, FileOperTask, OperationType, TaskStatus
 
+
 def escape_invisible(text: str) -> str:
     """Control, format (bidi overrides, zero-width) and line-separator characters as visible `\\uXXXX` text.
 

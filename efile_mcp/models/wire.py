@@ -262,6 +262,11 @@ class ClusterUserInfo(WireModel):
     home_path: str | None = Field(default=None, alias="homePath")
 
 
+def _entry_cluster(entry: dict[str, Any]) -> str | None:
+    value = entry.get("clusterId", entry.get("id"))
+    return None if value is None else str(value)
+
+
 class CenterInfo(WireModel):
     """`data` of center: where the region's services are and who the user is there."""
 
@@ -269,10 +274,25 @@ class CenterInfo(WireModel):
     cluster_user_info: ClusterUserInfo | None = Field(default=None, alias="clusterUserInfo")
 
     @classmethod
-    def from_data(cls, data: Any) -> CenterInfo:
-        """The docs call `data` a list of regions while clients observe one object: accept both."""
+    def from_data(cls, data: Any, cluster_id: str | None = None) -> CenterInfo:
+        """The docs call `data` a list of regions while clients observe one object: accept both.
+
+        From a list, only the entry of the region signed in to (`cluster_id`) will do: another
+        region's efile URL and home would send this region's token to the wrong place and anchor
+        `~` roots in the wrong home. A lone entry is taken when the id cannot be compared.
+        """
         if isinstance(data, list):
-            data = next((item for item in data if isinstance(item, dict) and "efileUrls" in item), {})
+            entries = [item for item in data if isinstance(item, dict) and "efileUrls" in item]
+            ours = [item for item in entries if cluster_id and _entry_cluster(item) == cluster_id]
+            if ours:
+                data = ours[0]
+            elif len(entries) == 1 and (cluster_id is None or _entry_cluster(entries[0]) in (None, cluster_id)):
+                data = entries[0]
+            else:
+                raise ValueError(
+                    f"the center lists {len(entries)} regions and none is the one signed in to "
+                    f"(cluster id {cluster_id or 'unknown'})"
+                )
         return cls.model_validate(data or {})
 
     @property
