@@ -99,6 +99,10 @@ class RemovalGuard:
             )
         if not paths:
             await self._refuse(paths, dry_run, "no_paths", "name at least one absolute path to remove.")
+        return self._classify(paths)
+
+    def _classify(self, paths: Sequence[str]) -> _Screened:
+        """Policy and collapse, no I/O: the one place that decides which paths may go further."""
         distinct = list(dict.fromkeys(paths))
         refused: dict[str, RemoveItem] = {}
         accepted: dict[str, None] = {}
@@ -220,11 +224,10 @@ class RemovalGuard:
         """
         if not paths or len(paths) > self.max_paths:
             return None
-        distinct = list(dict.fromkeys(paths))
-        accepted = [self.policy.check(path) for path in distinct]
-        if any(isinstance(verdict, PathRefusal) for verdict in accepted):
+        screened = self._classify(paths)
+        if screened.refused:
             return None
-        to_send = collapse(accepted).to_send  # type: ignore[arg-type]
+        to_send = screened.to_send
         try:
             plan = self.signer.preview(confirmation_token, to_send)
         except ConfirmationRefused:
