@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from ..errors import MalformedResponseError
+from ..errors import AuthError, EfileMcpError, MalformedResponseError, NotFoundError
 from ..models.wire import (
     FILE_LIST,
     TASK_CANCEL,
@@ -45,6 +45,12 @@ def _parse(parse: Callable[[Any], T], data: Any, endpoint: str) -> T:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "data"
         raise MalformedResponseError(endpoint, f"{where}: {first['msg']}") from None
+
+
+@dataclass
+class ParentLookup:
+    found: dict[str, FileEntry] = field(default_factory=dict)
+    failed: dict[str, EfileMcpError] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,6 +110,39 @@ class EfileApi:
         for start in starts:
             for entry in pages.get(start, ()):
                 yield entry
+
+    async def find_in_parents(self, paths: Iterable[str]) -> ParentLookup:
+        """Each path's entry, from one (paged) listing per distinct parent, not one call per path.
+
+        A parent holding one wanted name is listed with keyWord set to that name, so a lone file in a
+        huge directory costs one small page. A parent that is gone (911020) leaves its paths unfound;
+        one that cannot be listed for another reason puts its paths in `failed`. An auth failure
+        stops the lookup: nothing per path can be said.
+        """
+        by_parent: dict[str, set[str]] = {}
+        for path in paths:
+            parent, _, name = path.rpartition("/")
+            by_parent.setdefault(parent or "/", set()).add(name)
+        lookup = ParentLookup()
+
+        async def list_parent(parent: str, names: set[str]) -> None:
+            keyword = next(iter(names)) if len(names) == 1 else None
+            prefix = parent.rstrip("/") + "/"
+            try:
+                async for entry in self.iter_dir(parent, keyword=keyword):
+                    if entry.name in names:
+                        lookup.found[prefix + entry.name] = entry
+            except NotFoundError:
+                return
+            except AuthError:
+                raise
+            except EfileMcpError as exc:
+                lookup.failed.update(dict.fromkeys((prefix + name for name in names), exc))
+
+        async with task_group() as tg:
+            for parent, names in by_parent.items():
+                tg.start_soon(list_parent, parent, names)
+        return lookup
 
     async def tasks(self, task_ids: Iterable[str]) -> TaskLookup:
         """Look tasks up, 100 ids a request, requests concurrent; ids the server does not return are not_found."""

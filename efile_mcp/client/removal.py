@@ -223,22 +223,13 @@ class EfileRemover:
 
     async def _seen_in_parents(self, chunk: Sequence[str]) -> set[str] | None:
         """The paths their parents' listings show (one listing per parent); None when a listing fails."""
-        by_parent: dict[str, set[str]] = {}
-        for path in chunk:
-            parent, _, name = path.rpartition("/")
-            by_parent.setdefault(parent or "/", set()).add(name)
-        seen: set[str] = set()
         try:
-            for parent, names in by_parent.items():
-                keyword = next(iter(names)) if len(names) == 1 else None
-                async for entry in self._api.iter_dir(parent, keyword=keyword):
-                    if entry.name in names:
-                        seen.add(parent.rstrip("/") + "/" + entry.name)
+            lookup = await self._api.find_in_parents(chunk)
         except AuthError:
             raise
         except EfileMcpError:
             return None
-        return seen
+        return None if lookup.failed else set(lookup.found)
 
     async def _present_by_name(self, paths: Sequence[str]) -> set[str] | None:
         """Which paths exist, each looked up with keyWord = its own name; None when a lookup fails."""

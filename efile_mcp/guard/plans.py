@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import anyio
 
 from ..client import EfileApi, EfileTransport
-from ..client._groups import task_group
 from ..client.removal import EfileRemover, RemovalRun, RemoveOutcome
-from ..errors import AuthError, EfileMcpError, NotFoundError
+from ..errors import AuthError, EfileMcpError
 from ..models.results import RemoveItem, RemovePathsResult, RemoveSummary
 from ..models.wire import FileEntry
 from .audit import AuditLog
@@ -62,11 +61,6 @@ class _Screened:
 def _ancestors(path: str) -> list[str]:
     parts = path.split("/")
     return ["/".join(parts[:i]) for i in range(2, len(parts))]
-
-
-def _parent_and_name(path: str) -> tuple[str, str]:
-    parent, _, name = path.rpartition("/")
-    return parent or "/", name
 
 
 class RemovalGuard:
@@ -183,35 +177,11 @@ class RemovalGuard:
         )
 
     async def _look_up(self, paths: Sequence[str]) -> dict[str, FileEntry | str]:
-        """Find each path's entry by listing its parent: one listing (paged) per distinct parent, not per path.
-
-        A parent holding one wanted name is listed with keyWord set to that name, so a lone file in a
-        huge directory costs one small page. A path whose parent cannot be listed maps to a reason (str).
-        """
-        by_parent: dict[str, set[str]] = defaultdict(set)
-        for path in paths:
-            parent, name = _parent_and_name(path)
-            by_parent[parent].add(name)
-        found: dict[str, FileEntry | str] = {}
-
-        async def list_parent(parent: str, names: set[str]) -> None:
-            keyword = next(iter(names)) if len(names) == 1 else None
-            prefix = parent.rstrip("/") + "/"
-            try:
-                async for entry in self._api.iter_dir(parent, keyword=keyword):
-                    if entry.name in names:
-                        found[prefix + entry.name] = entry
-            except NotFoundError:
-                return  # the parent is gone, so are its children: they stay missing
-            except AuthError:
-                raise
-            except EfileMcpError as exc:
-                for name in names:
-                    found[prefix + name] = f"could not check whether it exists ({exc}); not confirmed, try again later"
-
-        async with task_group() as tg:
-            for parent, names in by_parent.items():
-                tg.start_soon(list_parent, parent, names)
+        """Each path's entry, or the reason it could not be checked (str); absent paths are left out."""
+        lookup = await self._api.find_in_parents(paths)
+        found: dict[str, FileEntry | str] = dict(lookup.found)
+        for path, exc in lookup.failed.items():
+            found[path] = f"could not check whether it exists ({exc}); not confirmed, try again later"
         return found
 
     # ------------------------------------------------------------------ execution
