@@ -143,6 +143,15 @@ async def call_ok(client: Client, name: str, arguments: dict[str, Any]) -> dict[
     return result.structured_content
 
 
+async def dry_run_then_execute(client: Client, paths: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The agent's happy path: preview, then execute exactly the previewed set with its token."""
+    plan = await call_ok(client, "remove_paths", {"paths": paths})
+    done = await call_ok(
+        client, "remove_paths", {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+    )
+    return plan, done
+
+
 async def call_error(client: Client, name: str, arguments: dict[str, Any]) -> str:
     result = await client.call_tool(name, arguments)
     text = " ".join(getattr(block, "text", "") for block in result.content)

@@ -10,7 +10,7 @@ from mcp import Client
 
 from efile_mcp.sandbox import RunningSandbox
 
-from .conftest import audit_lines, call_error, call_ok
+from .conftest import audit_lines, call_error, call_ok, dry_run_then_execute
 
 
 def on_disk(sandbox: RunningSandbox, virtual: str) -> Path:
@@ -119,10 +119,7 @@ async def test_large_folder_is_queued_and_get_task_follows_it_to_the_end(
     client: Client, sandbox: RunningSandbox
 ) -> None:
     big = f"{sandbox.home}/scratch/big-run"
-    plan = await call_ok(client, "remove_paths", {"paths": [big]})
-    done = await call_ok(
-        client, "remove_paths", {"paths": [big], "dry_run": False, "confirmation_token": plan["confirmation_token"]}
-    )
+    _, done = await dry_run_then_execute(client, [big])
     (item,) = done["items"]
     assert item["status"] == "queued" and item["task_status"] in ("waiting", "processing")
     progress: list[tuple[float, float | None]] = []
@@ -152,10 +149,7 @@ async def test_get_task_reports_unknown_ids_as_not_found(client: Client) -> None
 @pytest.mark.parametrize("sandbox", [{"task_step_delay": 0.02}], indirect=True)
 async def test_cancel_tasks_stops_a_queued_removal(client: Client, sandbox: RunningSandbox, audit_path: Path) -> None:
     big = f"{sandbox.home}/scratch/big-run"
-    plan = await call_ok(client, "remove_paths", {"paths": [big]})
-    done = await call_ok(
-        client, "remove_paths", {"paths": [big], "dry_run": False, "confirmation_token": plan["confirmation_token"]}
-    )
+    _, done = await dry_run_then_execute(client, [big])
     task_id = done["task_ids"][0]
     result = await call_ok(client, "cancel_tasks", {"task_ids": [task_id, "e" * 32]})
     by_id = {item["task_id"]: item for item in result["tasks"]}
@@ -316,10 +310,7 @@ async def test_a_cancel_that_went_out_is_audited_even_when_the_call_then_fails(
     from efile_mcp.sandbox.faults import FaultPlan, FaultRule
 
     big = f"{sandbox.home}/scratch/big-run"
-    plan = await call_ok(client, "remove_paths", {"paths": [big]})
-    done = await call_ok(
-        client, "remove_paths", {"paths": [big], "dry_run": False, "confirmation_token": plan["confirmation_token"]}
-    )
+    _, done = await dry_run_then_execute(client, [big])
     sandbox.sandbox.faults = FaultPlan([FaultRule("unknown_code", endpoint="task/list", skip=1)])
     text = await call_error(client, "cancel_tasks", {"task_ids": done["task_ids"]})
     sandbox.sandbox.faults = None

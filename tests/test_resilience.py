@@ -21,7 +21,7 @@ from efile_mcp.models.results import escape_invisible
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
 
-from .conftest import audit_lines, call_ok
+from .conftest import audit_lines, call_ok, dry_run_then_execute
 from .test_stdio import INITIALIZE
 
 # ---------------------------------------------------------------------------- cancellation
@@ -71,10 +71,7 @@ async def test_cancelling_a_get_task_wait_stops_the_polling(
     sandbox: RunningSandbox, client: Client
 ) -> None:
     big = f"{sandbox.home}/scratch/big-run"
-    plan = await call_ok(client, "remove_paths", {"paths": [big]})
-    done = await call_ok(
-        client, "remove_paths", {"paths": [big], "dry_run": False, "confirmation_token": plan["confirmation_token"]}
-    )
+    _, done = await dry_run_then_execute(client, [big])
     started = time.monotonic()
     with anyio.move_on_after(1.0):
         await client.call_tool("get_task", {"task_ids": done["task_ids"], "wait_seconds": 50})
