@@ -64,6 +64,24 @@ class Settings(BaseSettings):
     request_timeout: float = Field(default=30.0, gt=0, le=300, description="Seconds per HTTP request.")
     retry_attempts: int = Field(default=6, ge=1, le=20, description="Most attempts for one request.")
     retry_budget: float = Field(default=30.0, gt=0, le=300, description="Most seconds spent retrying one request.")
+    state_url: str | None = Field(
+        default=None,
+        description="Where spent tokens and plans live: redis://host:port/db for replicas "
+        "(default: SQLite in the user state directory).",
+    )
+    state_dir: Path | None = Field(
+        default=None, description="Directory for the SQLite state store and the HTTP token file (default: user state dir)."
+    )
+    http_token: SecretStr | None = Field(
+        default=None,
+        description="HTTP transport: the bearer token clients must send (default: random, written to a 0600 file).",
+    )
+    walk_max_entries: int = Field(
+        default=200_000, ge=100, le=5_000_000, description="Most entries one tree walk (disk_usage, find, select) reads."
+    )
+    walk_max_seconds: float = Field(
+        default=40.0, gt=0, le=600, description="Most seconds one tree walk may take before it answers incomplete."
+    )
 
     # Sign-in instead of EFILE_TOKEN. SCNET_* in the environment (no EFILE_ prefix), as SCNet tools name them.
     scnet_user: str | None = Field(default=None, validation_alias="SCNET_USER", description="SCNet user name.")
@@ -87,6 +105,11 @@ class Settings(BaseSettings):
     )
     scnet_api_url: str = Field(
         default=SCNET_DEFAULT_URL, validation_alias="SCNET_API_URL", description="API host (AK/SK sign-in)."
+    )
+    scnet_hpc_url: str | None = Field(
+        default=None,
+        validation_alias="SCNET_HPC_URL",
+        description="HPC base URL of the region (quota), with or without /hpc (default: from the SCNet center).",
     )
 
     @field_validator("*", mode="before")

@@ -18,6 +18,10 @@ TASK_LIST = f"{API_PREFIX}/file/task/list"
 TASK_CANCEL = f"{API_PREFIX}/file/task/cancel"
 FILE_LIST = f"{API_PREFIX}/file/list"
 
+#: The HPC service (quota) lives on its own base URL (`hpcUrls` of the center answer).
+HPC_PREFIX = "/hpc/openapi/v2"
+QUOTA = f"{HPC_PREFIX}/parastor/quota/usernames/{{username}}"
+
 #: The documented advice: never more than this many objects in one async-remove body.
 REMOVE_BATCH_MAX = 100
 #: Advice for task/list and task/cancel; the hard maximum is TASK_IDS_HARD_MAX.
@@ -201,13 +205,33 @@ class FileEntry(WireModel):
         return "other"
 
 
+class ChildFolder(WireModel):
+    """One `children` entry of file/list: a sub-folder (observed not cut by `limit`)."""
+
+    id: str | None = None
+    label: str | None = None
+    path: str | None = None
+
+    _id_as_string = field_validator("id", mode="before")(lambda v: str(v) if isinstance(v, int) else v)
+
+
 class FileListResult(WireModel):
     """`data` of file/list."""
 
     total: int = 0
     path: str | None = None
     file_list: list[FileEntry] = Field(default_factory=list, alias="fileList")
-    children: list[Any] | None = None
+    children: list[ChildFolder] | None = None
+
+
+class QuotaEntry(WireModel):
+    """One element of the quota answer (`data` is an array): sizes in GB; a threshold of 0 means unknown."""
+
+    quota_id: int | str | None = Field(default=None, alias="quotaId")
+    username: str | None = None
+    path: str | None = None
+    threshold: float | None = None
+    usage: float | None = None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -271,6 +295,7 @@ class CenterInfo(WireModel):
     """`data` of center: where the region's services are and who the user is there."""
 
     efile_urls: list[ServiceUrl] = Field(default_factory=list, alias="efileUrls")
+    hpc_urls: list[ServiceUrl] = Field(default_factory=list, alias="hpcUrls")
     cluster_user_info: ClusterUserInfo | None = Field(default=None, alias="clusterUserInfo")
 
     @classmethod
@@ -301,8 +326,18 @@ class CenterInfo(WireModel):
         return next((entry.url.strip() for entry in self.efile_urls if entry.enabled and entry.url.strip()), None)
 
     @property
+    def hpc_url(self) -> str | None:
+        """The first enabled HPC URL (quota), as the center lists it (with or without `/hpc`)."""
+        return next((entry.url.strip() for entry in self.hpc_urls if entry.enabled and entry.url.strip()), None)
+
+    @property
     def home_path(self) -> str | None:
         return self.cluster_user_info.home_path if self.cluster_user_info else None
+
+    @property
+    def user_name(self) -> str | None:
+        """The cluster user name (the quota call's `{username}`)."""
+        return self.cluster_user_info.user_name if self.cluster_user_info else None
 
 
 class TokenClaims(WireModel):
