@@ -72,6 +72,7 @@ class EfileApi:
         limit: int = 100,
         order_by: OrderBy | None = None,
         order: Order | None = None,
+        on_retry: Callable[[BaseException], None] | None = None,
     ) -> FileListResult:
         params: dict[str, Any] = {"start": start, "limit": limit}
         if path is not None:
@@ -82,7 +83,7 @@ class EfileApi:
             params["orderBy"] = order_by
         if order:
             params["order"] = order
-        data = await self.transport.call("GET", FILE_LIST, params=params)
+        data = await self.transport.call("GET", FILE_LIST, params=params, on_retry=on_retry)
         return _parse(FileListResult.model_validate, data or {}, "/file/list")
 
     async def iter_dir(
