@@ -13,13 +13,11 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
-import anyio
 from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from pydantic import SecretStr
 
 from . import __version__
 from .client import (
-    EfileApi,
     EfileTransport,
     RetryPolicy,
     StaticToken,
@@ -38,16 +36,21 @@ from .config import Settings
 from .errors import ConfigError, SignInError
 from .guard.audit import AuditLog, default_audit_path
 from .guard.paths import DEFAULT_PROTECTED, PathPolicy
-from .guard.plans import RemovalGuard
+from .guard.guard import Guard
+try:
+    from .guard.store import open_store
+except ImportError:  # TEMPORARY until guard/store.py lands
+    from .guard._interim_store import open_store  # type: ignore[assignment]
 from .guard.tokens import ConfirmationSigner
 from .tools.registry import register
 from .tools.state import ToolState
 
 INSTRUCTIONS = """\
-efile-mcp reaches the person's SCNet supercomputer storage. Use list_files to look around. To delete,
-always dry-run remove_paths first, show the person the would_remove paths and sizes, and execute only
-after they agree, passing the dry run's confirmation_token and exactly its confirm_paths. Deletion is
-permanent. Follow queued removals with get_task.
+efile-mcp reaches the person's SCNet supercomputer storage. For a clean-up: storage_status (roots,
+quota), disk_usage (what is big), find_paths (what is big and old), then remove_paths with paths or
+select as a dry run; show the person what it would remove (a folder's size is its whole tree) and
+execute only after they agree, with the dry run's confirmation_token alone. Deletion is permanent.
+Follow queued removals with get_task.
 """
 
 
@@ -108,32 +111,13 @@ def _check_roots(roots: Iterable[str], protected: frozenset[str]) -> PathPolicy:
         raise ConfigError(f"invalid setting EFILE_ALLOWED_ROOTS (or --allowed-root): {why}") from None
 
 
-def _home_roots_resolver(
-    guard: RemovalGuard, locator: RegionLocator, roots: tuple[str, ...], protected: frozenset[str]
-) -> Callable[[], Awaitable[None]]:
-    """Once the home is known, the guard judges paths against every root; until then only the absolute ones."""
-    lock = anyio.Lock()
-    resolved = False
-
-    async def prepare() -> None:
-        nonlocal resolved
-        if resolved:
-            return
-        async with lock:
-            if resolved:
-                return
-            home = await locator.home()
-            try:
-                guard.policy = PathPolicy([expand_home(root, home) for root in roots], protected)
-            except ValueError as exc:
-                raise SignInError(
-                    f"the SCNet center reports the home directory {home!r}, which cannot anchor the '~' roots of "
-                    f"EFILE_ALLOWED_ROOTS ({exc}): write those roots as absolute paths."
-                ) from None
-            resolved = True
-            log.info("allowed roots: %s", ", ".join(guard.policy.allowed_roots))
-
-    return prepare
+def _quota_source(settings: Settings, ac: object, tokens: TokenSource, locator: object, transport: object) -> object:
+    """Quota on the region's HPC URL, when the client can reach it (None: storage_status says why not)."""
+    try:
+        from .client.center import QuotaReader  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return QuotaReader.for_settings(settings, ac=ac, tokens=tokens, locator=locator, transport=transport)  # type: ignore[attr-defined]
 
 
 def _request_state_security(settings: Settings) -> RequestStateSecurity | None:
@@ -177,7 +161,7 @@ def build_server(settings: Settings) -> MCPServer[ToolState]:
             "or sign in with SCNET_USER, SCNET_ACCESS_KEY and SCNET_SECRET_KEY"
         )
     protected = DEFAULT_PROTECTED | frozenset(settings.protected)
-    policy = _check_roots(settings.allowed_roots, protected)
+    _check_roots(settings.allowed_roots, protected)
     home_roots = any(is_home_relative(root) for root in settings.allowed_roots)
     needs_center = not settings.base_url or home_roots
     audit = AuditLog(settings.audit_log or default_audit_path())
@@ -189,6 +173,8 @@ def build_server(settings: Settings) -> MCPServer[ToolState]:
         else f"scnet:{settings.scnet_ac_url}|{settings.scnet_user or ''}|{settings.scnet_region or ''}"
     )
     signer = ConfirmationSigner(secret=secret, ttl=settings.confirm_ttl, scope=scope)
+
+    store = open_store(settings.state_url, settings.state_dir)
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[ToolState]) -> AsyncIterator[ToolState]:
@@ -202,9 +188,10 @@ def build_server(settings: Settings) -> MCPServer[ToolState]:
                 retry=retry,
             )
         tokens: TokenSource = StaticToken(static)
+        signed_in: SignedInToken | None = None
         if credentials is not None:
             assert ac is not None
-            tokens = SignedInToken(ac, credentials, settings.scnet_region)
+            tokens = signed_in = SignedInToken(ac, credentials, settings.scnet_region)
         locator = None
         base_url: str | Callable[[], Awaitable[str]] | None = settings.base_url
         if needs_center:
@@ -219,16 +206,31 @@ def build_server(settings: Settings) -> MCPServer[ToolState]:
             retry=retry,
             concurrency=settings.concurrency,
         )
+
+        def region() -> str | None:
+            if signed_in is not None and signed_in.region is not None:
+                return signed_in.region.cluster_name or signed_in.region.cluster_id
+            return settings.scnet_region
+
+        guard = Guard(
+            transport=transport,
+            signer=signer,
+            store=store,
+            audit=audit,
+            roots=settings.allowed_roots,
+            protected=protected,
+            max_paths=settings.max_paths,
+            read_only=settings.read_only,
+            confirm_mode=settings.confirm,
+            walk_max_entries=settings.walk_max_entries,
+            walk_max_seconds=settings.walk_max_seconds,
+            concurrency=settings.concurrency,
+            home=locator.home if locator is not None else None,
+            region=region,
+            quota=_quota_source(settings, ac, tokens, locator, transport),
+        )
         try:
-            guard = prepare = None
-            if not settings.read_only:
-                guard = RemovalGuard(
-                    policy=policy, signer=signer, audit=audit, transport=transport, max_paths=settings.max_paths
-                )
-                if home_roots:
-                    assert locator is not None
-                    prepare = _home_roots_resolver(guard, locator, settings.allowed_roots, protected)
-            yield ToolState(settings=settings, api=EfileApi(transport), audit=audit, guard=guard, prepare=prepare)
+            yield ToolState(settings=settings, guard=guard)
         finally:
             await transport.aclose()
             if ac is not None:

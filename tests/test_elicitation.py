@@ -60,8 +60,10 @@ async def test_accept_proceeds_and_the_person_saw_what_was_previewed(
     assert not result.is_error, text_of(result)
     assert result.structured_content and result.structured_content["summary"]["removed"] == 2
     (question,) = person.asked  # asked once, at execution only (not for the dry run)
-    assert "permanently delete 2 paths" in question and all(path in question for path in targets)
-    assert f"{plan['summary']['total_size']} B" in question
+    # The person sees what the removal really deletes: types, true totals in human units, folders first.
+    assert "permanently delete 1 folder and 1 file" in question and all(path in question for path in targets)
+    assert f"{plan['summary']['file_count']} files" in question and "newest changed" in question
+    assert question.index("(folder,") < question.index("(file,")
     execution = [line for line in audit_lines(audit_path) if line["event"] == "execution"]
     assert execution[0]["confirmed_by"] == "person"
 
@@ -169,7 +171,7 @@ async def test_a_request_refused_anyway_does_not_bother_the_person(
 
 async def test_the_confirmation_form_is_not_an_agent_argument(client: Client) -> None:
     tool = next(t for t in (await client.list_tools()).tools if t.name == "remove_paths")
-    assert set(tool.input_schema["properties"]) == {"paths", "dry_run", "confirmation_token"}
+    assert set(tool.input_schema["properties"]) == {"paths", "select", "dry_run", "confirmation_token", "detail"}
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

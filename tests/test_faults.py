@@ -26,9 +26,9 @@ async def plan_and_execute(
     client: Client, paths: list[str]
 ) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
     plan = await call_ok(client, "remove_paths", {"paths": paths})
-    assert plan["confirm_paths"] is not None and sorted(plan["confirm_paths"]) == sorted(paths)
+    assert plan["summary"]["would_remove"] == len(set(paths)) and plan["confirmation_token"]
     result = await client.call_tool(
-        "remove_paths", {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        "remove_paths", {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"], "detail": "full"}
     )
     text = " ".join(getattr(block, "text", "") for block in result.content)
     if result.is_error:
@@ -91,7 +91,7 @@ async def test_invariant_holds_under_fault(
         missing = [i for i in done["items"] if i["status"] == "missing"]
         assert len(missing) == 100 and all("most likely removed by this call" in i["reason"] for i in missing)
     if name == "malformed_after_acting":
-        verified = [i for i in done["items"] if i["reason"] and "listing shows the path is gone" in i["reason"]]
+        verified = [i for i in done["items"] if i.get("reason") and "listing shows the path is gone" in i["reason"]]
         assert len(verified) == 100 and all(i["status"] == "removed" for i in verified)
 
 
@@ -126,12 +126,15 @@ async def test_task_failing_on_the_server_after_being_queued(
         assert error is None and done is not None
         assert {i["status"] for i in done["items"]} == {"queued"}
         check_invariants(sandbox, confirmed=paths, before=before, items=done["items"], audit_path=audit_path)
-        report = await call_ok(client, "get_task", {"task_ids": done["task_ids"], "wait_seconds": 30})
+        # 300 tasks: the execution names none (task_count), get_task follows them all by the plan id.
+        assert "task_ids" not in done and done["task_count"] == 300
+        report = await call_ok(client, "get_task", {"plan_id": done["plan_id"], "wait_seconds": 30})
     assert report["all_terminal"]
+    assert {c["status"]: c["count"] for c in report["by_status"]} == {"complete": 297, "fail": 3}
+    # Above 50 tasks only those not complete are listed: the three that failed, with their reasons.
     by_path = {t["source_path"]: t for t in report["tasks"]}
-    assert {p for p, t in by_path.items() if t["status"] == "fail"} == doomed
-    assert all(by_path[p]["error_code"] == "911030" for p in doomed)
-    assert all(by_path[p]["status"] == "complete" for p in set(paths) - doomed)
+    assert set(by_path) == doomed and report["tasks_not_shown"] == 297
+    assert all(by_path[p]["status"] == "fail" and by_path[p]["error_code"] == "911030" for p in doomed)
     FIGURES["faults:queued_task_fail"] += len(doomed)
 
 
@@ -168,7 +171,7 @@ async def test_a_server_that_keeps_failing_ends_in_a_clear_error_not_a_hang(
             done = await call_ok(
                 client,
                 "remove_paths",
-                {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"]},
+                {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"], "detail": "full"},
             )
     sandbox.sandbox.faults = None
     report = check_invariants(sandbox, confirmed=paths, before=before, items=done["items"], audit_path=audit_path)
@@ -198,7 +201,7 @@ async def test_an_answer_lost_after_acting_is_never_reported_as_not_done(
         plan = await call_ok(client, "remove_paths", {"paths": [target]})
         sandbox.sandbox.faults = FaultPlan([FaultRule("lose_answer", burst=1), FaultRule(then, seconds=0.01)])
         result = await client.call_tool(
-            "remove_paths", {"paths": [target], "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+            "remove_paths", {"paths": [target], "dry_run": False, "confirmation_token": plan["confirmation_token"], "detail": "full"}
         )
     sandbox.sandbox.faults = None
     assert not (sandbox.root / "scratch" / "tmp.log").exists()
@@ -230,7 +233,7 @@ async def test_a_vanished_path_in_a_shrinking_directory_never_hides_present_ones
         plan = await call_ok(client, "remove_paths", {"paths": paths})
         sandbox.sandbox.faults = FaultPlan([FaultRule("vanish", burst=1)])
         done = await call_ok(
-            client, "remove_paths", {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+            client, "remove_paths", {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"], "detail": "full"}
         )
     sandbox.sandbox.faults = None
     check_invariants(sandbox, confirmed=paths, before=before, items=done["items"], audit_path=audit_path)

@@ -36,7 +36,8 @@ async def test_agent_session_over_stdio_removes_exactly_the_confirmed_paths(tmp_
     async with Client(server_params(root, audit, "--allowed-root", f"{HOME}/scratch", "--allowed-root", f"{HOME}/数据"), mode=mode) as client:
         assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-        assert set(tools) == {"list_files", "remove_paths", "get_task", "cancel_tasks"}
+        assert set(tools) == {"storage_status", "disk_usage", "find_paths", "list_files", "remove_paths", "get_task",
+                              "cancel_tasks"}
         plan = await call_ok(client, "remove_paths", {"paths": [*targets, f"{HOME}/notes.txt"]})
         assert plan["confirm_paths"] == targets  # notes.txt is outside the allowed roots
         done = await call_ok(
@@ -58,7 +59,7 @@ async def test_agent_session_over_stdio_removes_exactly_the_confirmed_paths(tmp_
     removed_roots = {Path("scratch/run-001"), Path("scratch/big-run"), Path("数据/结果.csv")}
     assert removed_roots <= gone
     assert all(any(p == r or r in p.parents for r in removed_roots) for p in gone), "something else was deleted"
-    assert [line["event"] for line in audit_lines(audit)] == ["plan", "execution", "refusal"]
+    assert [line["event"] for line in audit_lines(audit)] == ["plan", "intent", "execution", "refusal"]
 
 
 INITIALIZE = [
@@ -124,4 +125,4 @@ def test_read_only_flag_over_stdio_lists_no_writing_tool(tmp_path: Path) -> None
     messages = [*INITIALIZE, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}]
     lines, _ = raw_session(["--sandbox", str(root), "--read-only", "--audit-log", str(tmp_path / "a.jsonl")], messages)
     listing = next(m for m in map(json.loads, filter(str.strip, lines)) if m.get("id") == 2)
-    assert sorted(tool["name"] for tool in listing["result"]["tools"]) == ["get_task", "list_files"]
+    assert sorted(tool["name"] for tool in listing["result"]["tools"]) == ["disk_usage", "find_paths", "get_task", "list_files", "storage_status"]

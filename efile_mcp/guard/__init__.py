@@ -1,4 +1,14 @@
-"""The guard: path policy, plans with sealed confirmation tokens, and the audit log.
+"""The guard: the one object tools talk to for anything policy-bound or destructive (`guard.Guard`).
 
-Every destructive call goes through `plans.RemovalGuard`; nothing else imports the client's removal module.
+    guard.py    the façade: status, reading (usage, find), dry run, the person's question, execution, tasks
+    paths.py    the pure path policy (no I/O)
+    inspect.py  the real objects on storage: links on the way, what a folder holds
+    insight.py  disk usage and find filters over a walk
+    seen.py     the plan: what the dry run saw, kept behind its token
+    report.py   answers that fit an agent's context, and the person's form
+    tokens.py   sealing confirmation tokens (a clock is passed in)
+    store.py    spent tokens and plans across restarts and replicas (SQLite | Redis)
+    audit.py    intent before send, results after; fail closed
+
+Nothing else imports the client's removal module (an import-linter contract).
 """

@@ -22,6 +22,7 @@ from urllib.parse import unquote
 
 __all__ = [
     "DEFAULT_PROTECTED",
+    "fold_name",
     "MAX_NAME_BYTES",
     "MAX_PATH_BYTES",
     "Collapsed",
@@ -59,6 +60,17 @@ _ROOT_EXAMPLE = "/public/home/alice/scratch"
 _reprlib = reprlib.Repr()
 _reprlib.maxstring = 120
 _reprlib.maxother = 120
+
+
+def fold_name(name: str) -> str:
+    """A name as protection compares it: NFKC, case-folded, trailing spaces and dots trimmed.
+
+    So `.SSH`, `．ｓｓｈ` (full-width) and `.ssh ` (which some file systems and renderers treat as
+    `.ssh`) are all `.ssh`.
+    """
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    trimmed = folded.rstrip(" .")
+    return trimmed if trimmed else folded
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +314,7 @@ class PathPolicy:
             _validate_protected_name(name)
             names.add(name)
         self._protected_names: frozenset[str] = frozenset(names)
-        self._protected_folded: frozenset[str] = frozenset(n.casefold() for n in names)
+        self._protected_folded: frozenset[str] = frozenset(fold_name(n) for n in names)
 
     @property
     def allowed_roots(self) -> tuple[str, ...]:
@@ -314,6 +326,21 @@ class PathPolicy:
 
     def __repr__(self) -> str:
         return f"PathPolicy(allowed_roots={self._allowed_roots!r}, protected_names={sorted(self._protected_names)!r})"
+
+    def is_protected_name(self, name: str) -> bool:
+        return fold_name(name) in self._protected_folded
+
+    def protected_component(self, path: str) -> str | None:
+        """The first protected name among the components of `path`, however it is spelled (`//`, trailing `/`)."""
+        for component in path.split("/"):
+            if component and self.is_protected_name(component):
+                return component
+        return None
+
+    def root_of(self, path: str) -> str | None:
+        """The innermost allowed root strictly containing `path` (links below it are refused)."""
+        inside = [root for root in self._allowed_roots if is_within(path, root)]
+        return max(inside, key=len) if inside else None
 
     @staticmethod
     def contains(root: str, path: str) -> bool:
@@ -370,9 +397,17 @@ class PathPolicy:
                 "it is not inside any allowed root",
                 f"only paths strictly inside {roots} may be deleted",
             )
+        inner_roots = [root for root in self._allowed_roots if is_within(root, path)]
+        if inner_roots:
+            return _refusal(
+                path,
+                "contains_allowed_root",
+                f"it contains the allowed root {_shown(inner_roots[0])}, and a root can never be deleted",
+                "name the files or directories inside the roots instead",
+            )
         if self._protected_folded:
             for component in _components(path):
-                if component.casefold() in self._protected_folded:
+                if fold_name(component) in self._protected_folded:
                     return _refusal(
                         path,
                         "protected",

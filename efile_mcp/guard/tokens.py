@@ -69,6 +69,18 @@ class PlanPreview:
     expires_at: float
 
 
+@dataclass(frozen=True)
+class Sealed:
+    plan_id: str
+    expires_at: float
+    count: int
+    digest: str
+
+    @property
+    def expires_at_iso(self) -> str:
+        return datetime.fromtimestamp(self.expires_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 @dataclass
 class ConfirmationSigner:
     secret: bytes
@@ -128,6 +140,40 @@ class ConfirmationSigner:
             total_size=int(payload.get("z", 0)),  # type: ignore[call-overload]
             expires_at=float(payload["e"]),  # type: ignore[arg-type]
         )
+
+    def unseal(self, token: str | None) -> Sealed:
+        """What a genuine, unexpired token of this server says; raises ConfirmationRefused otherwise.
+
+        Single use and the path set are the caller's to check (the state store and the stored plan).
+        """
+        payload = self._open(token)
+        now = self.clock()
+        if now >= float(payload["e"]):  # type: ignore[arg-type]
+            raise ConfirmationRefused(
+                "expired",
+                f"the confirmation token expired {int(now - float(payload['e']))} s ago (tokens live "  # type: ignore[arg-type]
+                f"{int(self.ttl)} s): run remove_paths with dry_run=true again and confirm with the new token.",
+            )
+        return Sealed(
+            plan_id=str(payload["p"]),
+            expires_at=float(payload["e"]),  # type: ignore[arg-type]
+            count=int(payload["n"]),  # type: ignore[call-overload]
+            digest=str(payload["d"]),
+        )
+
+    def seal(self, plan_id: str, paths: Collection[str], expires_at: float, *, total_size: int = 0) -> str:
+        """A token for a plan the caller stores (the guard's plans live in the state store)."""
+        payload = {
+            "p": plan_id,
+            "e": int(expires_at),
+            "z": int(total_size),
+            "n": len(set(paths)),
+            "d": path_set_digest(paths),
+            "s": self._scope_digest,
+        }
+        body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+        mac = _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
+        return f"{TOKEN_PREFIX}.{body}.{mac}"
 
     def _check(self, token: str | None, paths: Collection[str]) -> dict[str, object]:
         payload = self._open(token)

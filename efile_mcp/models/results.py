@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from .wire import FileEntry, FileOperTask, OperationType, TaskStatus
 
@@ -30,26 +30,71 @@ def escape_invisible(text: str) -> str:
 #: A string from the server or the agent, shown with invisible characters escaped.
 Visible = Annotated[str, AfterValidator(escape_invisible)]
 
-ItemStatus = Literal["would_remove", "removed", "queued", "missing", "failed", "refused"]
+ItemStatus = Literal["would_remove", "removed", "queued", "missing", "failed", "refused", "changed"]
 EntryType = Literal["file", "directory", "symlink", "other"]
+SelectType = Literal["file", "directory", "any"]
+
+#: Up to this many distinct paths an answer lists every item; above it, a summary (detail="full" for all).
+ITEMS_LISTED_MAX = 50
 
 
 class ResultModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Selection(ResultModel):
+    """What to match below a folder: the same filter for find_paths and remove_paths(select=...)."""
+
+    path: str = Field(
+        min_length=1, max_length=4096,
+        description="Absolute folder to search below (e.g. an allowed root such as ~/scratch, written out).",
+    )
+    name: str | None = Field(
+        default=None, max_length=255, description="Glob on the final name, e.g. '*.log' or 'core.*' (case-sensitive)."
+    )
+    type: SelectType = Field(default="any", description="file, directory or any.")
+    min_size: int | None = Field(default=None, ge=0, description="At least this many bytes (a folder: its whole tree).")
+    max_size: int | None = Field(default=None, ge=0, description="At most this many bytes (a folder: its whole tree).")
+    older_than_days: float | None = Field(
+        default=None, ge=0, description="Last modified more than this many days ago (a folder: its newest entry)."
+    )
+    newer_than_days: float | None = Field(
+        default=None, ge=0, description="Last modified less than this many days ago (a folder: its newest entry)."
+    )
+    max_depth: int | None = Field(
+        default=None, ge=1, le=64, description="Match at most this many levels below path (1: its direct entries)."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("select.path must be an absolute folder path (start with '/')")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("select.path must not contain control characters")
+        return value
+
+
 class RemoveItem(ResultModel):
-    path: Visible = Field(description="The path as requested (invisible characters shown as \\uXXXX).")
+    path: Visible = Field(description="The path (invisible characters shown as \\uXXXX).")
     status: ItemStatus = Field(
         description=(
             "Dry run: would_remove | missing | refused. Execution: removed (finished inline) | queued (a server "
-            "task is working on it; follow it with get_task) | missing (already absent) | failed | refused."
+            "task is working on it; follow it with get_task) | missing (already absent) | failed | refused | "
+            "changed (it changed since the dry run and was not sent)."
         )
     )
-    reason: str | None = Field(default=None, description="Why it is refused, missing, failed or covered.")
+    reason: str | None = Field(default=None, description="Why it is refused, missing, failed, changed or covered.")
     type: EntryType | None = Field(default=None, description="What the path is, as the dry run found it.")
     size: int | None = Field(
-        default=None, description="Size in bytes as listed; for a folder, its own entry, not its contents."
+        default=None, description="Bytes a removal frees: a file's size; a folder's whole tree (regular files)."
+    )
+    file_count: int | None = Field(default=None, description="A folder: regular files in its tree.")
+    newest_modified: str | None = Field(
+        default=None, description="A folder: the newest modification in its tree; a file: its own (ISO 8601)."
+    )
+    lower_bound: bool | None = Field(
+        default=None, description="True when the folder was too big to read whole: size and counts are 'at least'."
     )
     task_id: str | None = Field(default=None, description="Server task id (execution).")
     task_status: TaskStatus | str | None = Field(default=None, description="Server task status when submitted.")
@@ -57,7 +102,7 @@ class RemoveItem(ResultModel):
 
 
 class RemoveSummary(ResultModel):
-    requested: int = Field(description="Paths named in the call, duplicates included.")
+    requested: int = Field(description="Paths named in the call (or matched by select), duplicates included.")
     distinct: int = Field(description="Distinct paths.")
     would_remove: int = 0
     removed: int = 0
@@ -65,27 +110,55 @@ class RemoveSummary(ResultModel):
     missing: int = 0
     failed: int = 0
     refused: int = 0
-    covered: int = Field(default=0, description="Paths inside another requested path, removed with it.")
+    changed: int = 0
+    covered: int = Field(default=0, description="Paths inside another path of the same call, removed with it.")
     total_size: int = Field(
-        default=0,
-        description="Bytes of the removable files named directly; a folder's contents are not counted "
-        "(the API does not report them before deletion).",
+        default=0, description="Bytes the removal frees: files plus the whole trees of folders (regular files)."
     )
+    file_count: int = Field(default=0, description="Regular files the removal deletes, folders' contents included.")
+    folder_count: int = Field(default=0, description="Folders among the paths.")
+    newest_modified: str | None = Field(default=None, description="The newest modification among all of it.")
+    lower_bound: bool | None = Field(
+        default=None, description="True when some folder was too big to read whole: totals are 'at least'."
+    )
+
+
+class ParentGroup(ResultModel):
+    parent: Visible
+    count: int
+    size: int
 
 
 class RemovePathsResult(ResultModel):
     dry_run: bool
-    items: list[RemoveItem]
+    plan_id: str | None = Field(default=None, description="The plan this answer belongs to (audit log, get_task).")
     summary: RemoveSummary
+    items: list[RemoveItem] | None = Field(
+        default=None, description=f"Every item, when there are at most {ITEMS_LISTED_MAX} (or detail='full')."
+    )
+    exceptions: list[RemoveItem] | None = Field(
+        default=None, description="Summary answers: refused, missing, failed and changed items (capped)."
+    )
+    exceptions_not_shown: int | None = Field(default=None, description="Exceptions beyond those listed.")
+    largest: list[RemoveItem] | None = Field(default=None, description="Summary answers: the largest items.")
+    by_parent: list[ParentGroup] | None = Field(
+        default=None, description="Summary answers: count and bytes per parent folder (largest first, capped)."
+    )
     confirmation_token: str | None = Field(
         default=None,
-        description="Dry run only: pass it back with dry_run=false and exactly the would_remove paths.",
+        description="Dry run only: pass it back with dry_run=false (paths and select may then be left out).",
     )
     expires_at: str | None = Field(default=None, description="When the confirmation token expires (UTC, ISO 8601).")
     confirm_paths: list[str] | None = Field(
-        default=None, description="Dry run only: the exact path set the confirmation token covers."
+        default=None, description=f"Dry run with at most {ITEMS_LISTED_MAX} paths: the exact set the token covers."
     )
-    task_ids: list[str] | None = Field(default=None, description="Execution only: server tasks to follow with get_task.")
+    task_ids: list[str] | None = Field(
+        default=None, description=f"Execution: server tasks to follow with get_task (at most {ITEMS_LISTED_MAX})."
+    )
+    task_count: int | None = Field(default=None, description="Execution: server tasks in all (get_task takes plan_id).")
+    not_previewed: int | None = Field(
+        default=None, description="Execution by select: matches now present that the dry run did not show (not removed)."
+    )
     next_step: str = Field(description="What to do next.")
 
 
@@ -124,8 +197,13 @@ class TaskInfo(ResultModel):
 
 
 class GetTaskResult(ResultModel):
-    tasks: list[TaskInfo]
+    tasks: list[TaskInfo] = Field(
+        description="The tasks (above 50, only those not complete, capped; by_status counts them all)."
+    )
+    by_status: list[TaskStatusCount] = Field(default_factory=list, description="Tasks per status.")
+    tasks_not_shown: int | None = Field(default=None, description="Known tasks left out of `tasks`.")
     not_found: list[str] = Field(description="Ids the server does not know (it forgets tasks 24 h after they end).")
+    not_found_count: int | None = Field(default=None, description="All unknown ids, when more than are listed.")
     all_terminal: bool = Field(description="True when every known task is complete, fail or cancel.")
     waited_seconds: float = Field(default=0.0, description="How long this call waited.")
 
@@ -161,3 +239,77 @@ class CancelItem(ResultModel):
 
 class CancelTasksResult(ResultModel):
     tasks: list[CancelItem]
+
+
+class UsageChild(ResultModel):
+    path: Visible
+    type: EntryType
+    size: int = Field(description="Bytes: a file's size; a folder's whole tree (regular files, links not followed).")
+    file_count: int = Field(description="Regular files (a file counts itself).")
+    newest_modified: str | None = Field(default=None, description="Newest modification in it (ISO 8601).")
+
+
+class UsageRest(ResultModel):
+    count: int = Field(description="Direct children not listed above.")
+    size: int
+    file_count: int
+
+
+class DiskUsageResult(ResultModel):
+    path: Visible
+    total_size: int = Field(description="Bytes of regular files in the whole tree.")
+    file_count: int
+    dir_count: int = Field(description="Folders below path.")
+    link_count: int = Field(default=0, description="Symbolic links seen (never followed, sized 0).")
+    newest_modified: str | None = None
+    complete: bool = Field(description="False when the walk stopped early or some folder could not be read whole.")
+    incomplete_reason: str | None = None
+    entries_seen: int
+    requests: int = Field(description="file/list requests this answer took.")
+    children: list[UsageChild] = Field(description="The largest direct children, largest first.")
+    others: UsageRest | None = Field(default=None, description="The rest of the direct children, summed.")
+    unreadable: list[str] | None = Field(default=None, description="Folders that could not be listed (capped).")
+    unreadable_count: int | None = None
+
+
+class FindMatch(ResultModel):
+    path: Visible
+    type: EntryType
+    size: int = Field(description="Bytes (a folder: its whole tree, when it was read).")
+    modified: str | None = Field(default=None, description="Modification time (a folder: newest in its tree), ISO 8601.")
+
+
+class FindPathsResult(ResultModel):
+    path: Visible
+    matches: list[FindMatch] = Field(description="This page of matches, largest first.")
+    total_matches: int
+    total_size: int = Field(description="Bytes of all matches (a folder's tree once, not its matches again).")
+    complete: bool = Field(description="False when the walk stopped early: there may be more matches.")
+    incomplete_reason: str | None = None
+    entries_seen: int
+    next_cursor: str | None = Field(default=None, description="Pass as cursor for the next page; absent at the end.")
+    unreadable_count: int | None = None
+
+
+class QuotaInfo(ResultModel):
+    path: str
+    limit_gb: float | None = Field(default=None, description="The quota in GB; null when the service reports none (0).")
+    used_gb: float
+    used_percent: float | None = Field(default=None, description="Usage above 100% is reported as is (the platform allows it).")
+
+
+class StorageStatusResult(ResultModel):
+    home: str | None = Field(default=None, description="The home directory (null when unknown: EFILE_TOKEN without the center).")
+    allowed_roots: list[str] = Field(description="Where removal is allowed, resolved ('~' expanded).")
+    protected_names: list[str]
+    read_only: bool
+    max_paths: int
+    confirm_mode: str
+    region: str | None = None
+    quota: list[QuotaInfo]
+    quota_error: str | None = Field(default=None, description="Why quota is unknown, and what to set.")
+
+
+class TaskStatusCount(ResultModel):
+    status: str
+    count: int

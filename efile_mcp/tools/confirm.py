@@ -28,12 +28,12 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
-from ..guard.plans import ExecutionPreview
+from ..guard.guard import RemovalRequest
+from ..models.results import Selection
 from .errors import tool_errors
 from .state import state_of
 
 _ROUND_TRIP_ERA = "2026-07-28"
-_SHOWN_PATHS = 8
 
 Outcome = Literal["not_needed", "unavailable", "accepted", "declined", "cancelled", "timeout", "invalid"]
 
@@ -56,46 +56,23 @@ def _client_can_ask(ctx: Context[Any, Any]) -> bool:
     return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
 
 
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def question(preview: ExecutionPreview) -> str:
-    """The same text on every round for the same plan: the SDK only accepts an answer to the question it asked."""
-    count = len(preview.paths)
-    lines = [
-        f"An AI agent asks to permanently delete {count} path{'s' if count != 1 else ''} on your SCNet storage "
-        f"({_human_size(preview.total_size)} in files named directly; folders go with everything inside them).",
-        "",
-        *(f"  {path}" for path in preview.paths[:_SHOWN_PATHS]),
-    ]
-    if count > _SHOWN_PATHS:
-        lines.append(f"  … and {count - _SHOWN_PATHS} more")
-    lines += ["", "This cannot be undone. Delete them?"]
-    return "\n".join(lines)
-
-
 async def ask_person(
-    dry_run: bool, paths: list[str], confirmation_token: str | None, ctx: Context[Any, Any]
+    dry_run: bool,
+    paths: list[str] | None,
+    select: Selection | None,
+    confirmation_token: str | None,
+    ctx: Context[Any, Any],
 ) -> Elicit[DeletionConfirmation] | PersonDecision:
     state = state_of(ctx)
     mode = state.settings.confirm
-    if dry_run or mode == "token" or state.guard is None:
+    if dry_run or mode == "token" or state.settings.read_only:
         return PersonDecision("not_needed")
-    if state.prepare is not None:
-        async with tool_errors():  # a failed sign-in is the person's to fix: say so, not "crashed"
-            await state.prepare()
-    preview = state.guard.preview_execution(paths, confirmation_token)
-    if preview is None:
-        return PersonDecision("not_needed")  # refused anyway, with the precise reason, by the tool body
     if not _client_can_ask(ctx):
         return PersonDecision("unavailable")
-    text = question(preview)
+    async with tool_errors():  # a failed sign-in is the person's to fix: say so, not "crashed"
+        text = await state.guard.question(RemovalRequest(token=confirmation_token, paths=paths, select=select))
+    if text is None:
+        return PersonDecision("not_needed")  # refused anyway, with the precise reason, by the tool body
     version = ctx.protocol_version
     if version is not None and is_version_at_least(version, _ROUND_TRIP_ERA):
         return Elicit(text, DeletionConfirmation)
@@ -140,14 +117,15 @@ REFUSALS: dict[Outcome, tuple[str, str, bool]] = {
     ),
     "timeout": (
         "person_no_answer",
-        "the person did not answer the confirmation in time; nothing was deleted. If they want it, run the dry "
-        "run again and confirm promptly.",
-        False,
+        "the person did not answer the confirmation in time; nothing was deleted and this confirmation token is "
+        "spent. If they want it, run the dry run again and confirm promptly.",
+        True,
     ),
     "invalid": (
         "person_invalid_answer",
-        "the confirmation answer could not be read; nothing was deleted. Run the dry run again.",
-        False,
+        "the confirmation answer could not be read; nothing was deleted and this confirmation token is spent. "
+        "Run the dry run again.",
+        True,
     ),
     "unavailable": (
         "person_unreachable",

@@ -6,7 +6,7 @@ from mcp.server.mcpserver import Context
 from pydantic import AfterValidator, Field
 
 from ..config import Settings
-from ..models.results import FileInfo, ListFilesResult
+from ..models.results import ListFilesResult
 from ..models.wire import Order, OrderBy
 from .errors import tool_errors
 from .output import as_result
@@ -46,17 +46,9 @@ def build(settings: Settings) -> Any:
     ) -> ListFilesResult:
         state = state_of(ctx)
         async with tool_errors():
-            page = await state.api.list_dir(
+            page = await state.guard.list_page(
                 path, keyword=keyword, start=start, limit=limit, order_by=order_by, order=order
             )
-        entries = [FileInfo.from_wire(entry) for entry in page.file_list]
-        end = start + len(entries)
-        return as_result(ListFilesResult(  # type: ignore[return-value]
-            path=page.path or path or "",
-            total=page.total,
-            start=start,
-            entries=entries,
-            next_start=end if entries and end < page.total else None,
-        ))
+        return as_result(page)  # type: ignore[return-value]
 
     return list_files

@@ -13,7 +13,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 
 from ..config import Settings
-from . import listing, remove, tasks
+from . import find, listing, remove, status, tasks, usage
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,34 @@ class ToolSpec:
         return bool(self.annotations.read_only_hint)
 
 
+def _reader(title: str) -> ToolAnnotations:
+    return ToolAnnotations(
+        title=title, read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+    )
+
+
 TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        name="storage_status",
+        title="Storage status and quota",
+        description=status.DESCRIPTION,
+        annotations=_reader("Storage status and quota"),
+        build=status.build,
+    ),
+    ToolSpec(
+        name="disk_usage",
+        title="Disk usage of a folder",
+        description=usage.DESCRIPTION,
+        annotations=_reader("Disk usage of a folder"),
+        build=usage.build,
+    ),
+    ToolSpec(
+        name="find_paths",
+        title="Find files and folders",
+        description=find.DESCRIPTION,
+        annotations=_reader("Find files and folders"),
+        build=find.build,
+    ),
     ToolSpec(
         name="list_files",
         title="List files",

@@ -1,30 +1,36 @@
-"""What every tool reads from the server's lifespan: typed, built once per server run, no globals."""
+"""What every tool reads from the server's lifespan: typed, built once per server run, no globals.
+
+Tools hold the settings and the guard, nothing else: every API call, policy decision and audit line
+goes through the guard (an import-linter contract keeps the client out of this package).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver import Context
 
-from ..client import EfileApi
 from ..config import Settings
-from ..guard.audit import AuditLog
-from ..guard.plans import RemovalGuard
+from ..guard.guard import Guard
 
 
 @dataclass(frozen=True)
 class ToolState:
     settings: Settings
-    api: EfileApi
-    audit: AuditLog
-    guard: RemovalGuard | None  # None in read-only mode: no destructive path exists at all
-    #: Awaited before the guard judges paths: resolves `~` roots once the home is known (needs the network).
-    prepare: Callable[[], Awaitable[None]] | None = None
+    guard: Guard
 
 
 def state_of(ctx: Context[Any, Any]) -> ToolState:
     state = ctx.request_context.lifespan_context
     assert isinstance(state, ToolState), "efile-mcp tools need the efile-mcp lifespan"
     return state
+
+
+def progress_of(ctx: Context[Any, Any]):  # type: ignore[no-untyped-def]
+    """The guard's progress callback: MCP progress notifications (a no-op unless the caller asked for them)."""
+
+    async def report(done: float, total: float | None, message: str | None) -> None:
+        await ctx.report_progress(done, total, message)
+
+    return report
