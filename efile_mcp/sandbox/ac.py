@@ -3,7 +3,7 @@
     POST /api/user/v3/tokens        AK/SK sign-in: the HMAC-SHA256 signature and the timestamp are checked
     POST /ac/openapi/v2/tokens      user/password/orgId sign-in
     POST /ac/openapi/v2/tokens/next renews a token that has not been expired for more than `renew_window`
-    GET  /ac/openapi/v2/center      the region's efile URL (this sandbox) and the home directory
+    GET  /ac/openapi/v2/center      the region's efile and HPC URLs (this sandbox), user name and home directory
 
 Tokens are JWT-shaped (HS256 over header.payload with a per-sandbox key), carry `expireTime` (epoch ms,
 a string), `clusterId` and `user`, and live `token_ttl` seconds, so tests can watch them expire. The
@@ -38,7 +38,7 @@ from efile_mcp.models.wire import (
     Envelope,
     RegionToken,
 )
-from efile_mcp.sandbox.fs import ApiError
+from efile_mcp.sandbox.envelope import ApiError
 
 if TYPE_CHECKING:
     from efile_mcp.sandbox.app import Sandbox
@@ -78,6 +78,8 @@ class AcConfig:
     max_clock_skew: float = 300.0
     #: `efileUrls` of the center answer; "{base}" becomes the sandbox's own base URL.
     efile_urls: tuple[dict[str, Any], ...] = ({"url": "{base}/efile", "enable": "true"},)
+    #: `hpcUrls` of the center answer (where the quota call goes); "{base}" as for `efile_urls`.
+    hpc_urls: tuple[dict[str, Any], ...] = ({"url": "{base}/hpc", "enable": "true"},)
     #: The sandbox's clock for issuing and checking tokens (tests may move it).
     clock: Callable[[], float] = time.time
     signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
@@ -284,7 +286,10 @@ class SandboxAc:
         if region.cluster_id == PLATFORM_CLUSTER_ID:
             raise ApiError("911009", "the platform token has no computing region")
         base = str(request.base_url).rstrip("/")
-        urls = [{**entry, "url": str(entry.get("url", "")).replace("{base}", base)} for entry in self.config.efile_urls]
+
+        def urls(entries: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+            return [{**entry, "url": str(entry.get("url", "")).replace("{base}", base)} for entry in entries]
+
         user = self._sandbox.config.user
         return _answer(
             SUCCESS_CODE,
@@ -292,8 +297,8 @@ class SandboxAc:
             {
                 "id": region.cluster_id,
                 "name": region.name,
-                "efileUrls": urls,
-                "hpcUrls": [],
+                "efileUrls": urls(self.config.efile_urls),
+                "hpcUrls": urls(self.config.hpc_urls),
                 "aiUrls": [],
                 "clusterUserInfo": {"userName": user, "homePath": self._sandbox.home},
             },
