@@ -52,7 +52,7 @@ def test_bundle_holds_the_package_and_no_environment(bundle: Path) -> None:
     assert manifest["server"]["type"] == "uv" and manifest["manifest_version"] == "0.4"
     forbidden = (".venv/", "venv/", "tests/", "benchmarks/", ".git/", "__pycache__", "site-packages")
     assert not [n for n in names if any(part in n for part in forbidden)]
-    assert all(n.endswith((".py", ".json", ".toml", ".md")) for n in names), names
+    assert all(n.endswith((".py", ".json", ".toml", ".md", "py.typed", "LICENSE")) for n in names), names
     assert bundle.stat().st_size < 500_000
 
 
