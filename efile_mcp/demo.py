@@ -1,7 +1,9 @@
 """`efile-mcp demo`: a scripted agent session, end to end, printed as a readable transcript.
 
 The official MCP client starts `efile-mcp --sandbox` as a subprocess over stdio (exactly as Claude
-Desktop would start the real server), then lists, dry-runs, is refused, confirms, and waits.
+Desktop would start the real server) and does the clean-up job: "my scratch is over quota: find what is
+big and old and delete it" — storage_status, disk_usage, find_paths, a refused dry run, remove_paths by
+selection, a refused widening, execution by the token alone (the person confirms), get_task, a replay.
 """
 
 from __future__ import annotations
@@ -21,10 +23,22 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"  # pragma: no cover
+
+
+_STATUSES = ("would_remove", "removed", "queued", "missing", "failed", "refused", "changed", "covered")
+
+
 def _counts(summary: dict[str, Any]) -> str:
-    counts = [f"{value} {key.replace('_', ' ')}" for key, value in summary.items() if value and key != "total_size"]
+    counts = [f"{summary[key]} {key.replace('_', ' ')}" for key in _STATUSES if summary.get(key)]
     if summary.get("total_size"):
-        counts.append(f"{summary['total_size']} B in files named directly")
+        counts.append(f"{_size(summary['total_size'])} in {summary.get('file_count', 0)} files")
     return ", ".join(counts)
 
 
@@ -81,48 +95,65 @@ async def _session(audit_log: Path) -> int:
                 return False, text
             return True, result.structured_content or {}
 
-        _, home = await call("list_files", {})
-        assert isinstance(home, dict)
-        _say(f"server ◂ {home['path']}: {home['total']} entries")
-        for entry in home["entries"]:
-            _say(f"     {entry['type']:<10}{entry['name']}")
-        root = home["path"]
+        _, status = await call("storage_status", {})
+        assert isinstance(status, dict)
+        _say(f"server ◂ home {status['home']}; removal allowed below {', '.join(status['allowed_roots'])}")
+        for quota in status["quota"]:
+            _say(f"     quota {quota['path']}: {quota['used_gb']} of {quota['limit_gb']} GB ({quota['used_percent']}%)")
+        if status.get("quota_error"):
+            _say(f"     quota unknown: {status['quota_error']}")
+        root = status["home"]
         scratch = f"{root}/scratch"
-        _, listing = await call("list_files", {"path": scratch})
-        assert isinstance(listing, dict)
-        for entry in listing["entries"]:
-            _say(f"     {entry['type']:<10}{entry['name']:<16}{entry['size'] or 0:>8} B  {entry['modified']}")
 
-        request = [f"{scratch}/run-001", f"{scratch}/big-run", f"{scratch}/tmp.log", f"{scratch}/run-001/checkpoints",
-                   f"{root}/.ssh", f"{scratch}/*.log", f"{scratch}/run-999", "/etc/passwd"]
-        _, plan = await call("remove_paths", {"paths": request})
+        _, usage = await call("disk_usage", {"path": scratch, "top": 3})
+        assert isinstance(usage, dict)
+        _say(f"server ◂ {usage['path']}: {_size(usage['total_size'])} in {usage['file_count']} files, "
+             f"{usage['dir_count']} folders ({usage['requests']} listings)")
+        for child in usage["children"]:
+            _say(f"     {_size(child['size']):>9}  {child['file_count']:>4} files  {child['type']:<9} {child['path']}")
+        if usage.get("others"):
+            _say(f"     {_size(usage['others']['size']):>9}  in {usage['others']['count']} more")
+
+        select = {"path": scratch, "name": "*.dat", "type": "file", "older_than_days": 30}
+        _, found = await call("find_paths", {**select, "limit": 3})
+        assert isinstance(found, dict)
+        _say(f"server ◂ {found['total_matches']} matches, {_size(found['total_size'])}; largest:")
+        for match in found["matches"]:
+            _say(f"     {_size(match['size']):>9}  {match['modified']}  {match['path']}")
+
+        _, refused = await call("remove_paths", {"paths": [f"{root}/.ssh", f"{scratch}/*.log", "/etc/passwd",
+                                                           f"{scratch}/tmp.log"]})
+        assert isinstance(refused, dict)
+        _say(f"server ◂ dry run: {_counts(refused['summary'])}")
+        _show_items(refused.get("items", []))
+
+        _, plan = await call("remove_paths", {"select": select})
         assert isinstance(plan, dict)
-        _say(f"server ◂ dry run: {_counts(plan['summary'])}")
-        _show_items(plan["items"])
-        _say(f"     confirm_paths = {len(plan['confirm_paths'])} paths, token expires {plan['expires_at']}")
+        _say(f"server ◂ dry run of the selection: {_counts(plan['summary'])} "
+             f"(a summary: {len(json.dumps(plan))} characters for {plan['summary']['would_remove']} paths)")
+        for group in plan.get("by_parent", []):
+            _say(f"     {group['count']:>4} paths  {_size(group['size']):>9}  in {group['parent']}")
+        token = plan["confirmation_token"]
 
-        _say("\n(the agent tries to slip an extra path into the confirmed set)")
-        await call("remove_paths", {"paths": [*plan["confirm_paths"], f"{root}/notes.txt"], "dry_run": False,
-                                    "confirmation_token": plan["confirmation_token"]})
-        _say("\n(the agent executes exactly what was previewed; the server asks the person first)")
-        _, done = await call("remove_paths", {"paths": plan["confirm_paths"], "dry_run": False,
-                                              "confirmation_token": plan["confirmation_token"]})
+        _say("\n(the agent tries to execute the token with a wider selection than was previewed)")
+        await call("remove_paths", {"select": {**select, "older_than_days": 0}, "dry_run": False,
+                                    "confirmation_token": token})
+        _say("\n(the agent executes the plan by its token alone; the server asks the person first)")
+        _, done = await call("remove_paths", {"dry_run": False, "confirmation_token": token})
         assert isinstance(done, dict)
         _say(f"server ◂ executed: {_counts(done['summary'])}")
-        _show_items(done["items"])
-        queued = [item["task_id"] for item in done["items"] if item["status"] == "queued"]
-        if queued:
-            _, tasks = await call("get_task", {"task_ids": queued, "wait_seconds": 30})
+        if done.get("task_ids") or done.get("task_count"):
+            follow = {"plan_id": done["plan_id"]} if done.get("task_count") else {"task_ids": done["task_ids"]}
+            _, tasks = await call("get_task", {**follow, "wait_seconds": 30})
             assert isinstance(tasks, dict)
-            for task in tasks["tasks"]:
-                _say(f"server ◂ task {task['task_id'][:8]}… {task['status']}: {task['processed_num']}/{task['total_num']}"
-                     f" entries, {task['source_path']}")
+            counts = ", ".join(f"{c['count']} {c['status']}" for c in tasks["by_status"])
+            _say(f"server ◂ tasks: {counts}; all ended: {tasks['all_terminal']}")
         _say("\n(the same token, replayed)")
-        await call("remove_paths", {"paths": plan["confirm_paths"], "dry_run": False,
-                                    "confirmation_token": plan["confirmation_token"]})
-        _, after = await call("list_files", {"path": scratch})
+        await call("remove_paths", {"dry_run": False, "confirmation_token": token})
+        _, after = await call("disk_usage", {"path": scratch, "top": 3})
         assert isinstance(after, dict)
-        _say(f"server ◂ {scratch} now holds: {', '.join(e['name'] for e in after['entries']) or 'nothing'}")
+        _say(f"server ◂ {scratch} now holds {_size(after['total_size'])} in {after['file_count']} files: "
+             + ", ".join(c["path"].rsplit("/", 1)[1] for c in after["children"]))
     return 0
 
 

@@ -163,7 +163,7 @@ def test_every_tool_is_annotated_and_named_once() -> None:
 
 def test_read_only_mode_offers_only_read_only_tools() -> None:
     ro = Settings(read_only=True)
-    assert {spec.name for spec in offered(ro)} == {"list_files", "get_task"}
+    assert {spec.name for spec in offered(ro)} == {"storage_status", "disk_usage", "find_paths", "list_files", "get_task"}
     assert all(spec.annotations.read_only_hint for spec in offered(ro))
 
 
@@ -172,12 +172,14 @@ async def test_published_schemas_match_the_contract(client: Client) -> None:
     remove = tools["remove_paths"]
     props = remove.input_schema["properties"]
     assert props["dry_run"]["default"] is True
-    assert props["paths"]["minItems"] == 1 and props["paths"]["maxItems"] == 1000
+    (paths_schema,) = [s for s in props["paths"]["anyOf"] if s.get("type") == "array"]
+    assert paths_schema["minItems"] == 1 and paths_schema["maxItems"] == Settings().max_paths
     assert remove.annotations is not None
     assert (remove.annotations.destructive_hint, remove.annotations.read_only_hint) == (True, False)
     assert remove.annotations.open_world_hint is False
     get_task = tools["get_task"].input_schema["properties"]
-    assert get_task["wait_seconds"]["maximum"] == 55 and get_task["task_ids"]["maxItems"] == 500
+    (ids_schema,) = [s for s in get_task["task_ids"]["anyOf"] if s.get("type") == "array"]
+    assert get_task["wait_seconds"]["maximum"] == 55 and ids_schema["maxItems"] == 500
     for tool in tools.values():
         assert tool.output_schema is not None, tool.name
         schema = json.dumps(tool.output_schema)
@@ -195,11 +197,15 @@ def test_the_demo_runs_end_to_end_and_tells_the_story() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert "protocol 2025-11-25" in out
-    assert "4 would remove, 1 missing, 3 refused, 1 covered" in out
-    assert "not confirmed:" in out and "demo/notes.txt'" in out
-    assert "person ▸ ticks" in out and "executed: 3 requested" in out
-    assert out.count("complete:") == 3
+    # The clean-up job: see the tree, find what is big and old, remove it by selection, by token alone.
+    assert "57.8 KB   300 files  directory /public/home/demo/scratch/big-run" in out
+    assert "300 matches, 57.8 KB" in out
+    assert "1 would remove, 3 refused" in out
+    assert "dry run of the selection: 300 would remove, 57.8 KB in 300 files" in out
+    assert "this select differs from the one the dry run expanded" in out
+    assert "person ▸ ticks" in out and "newest changed 45 days ago" in out
+    assert "executed: 300 removed" in out and "tasks: 300 complete; all ended: True" in out
     assert "already used" in out
-    assert "scratch now holds: run-002" in out
-    assert "audit log: 4 lines" in out
+    assert "scratch now holds 1.3 KB in 8 files: run-001, run-002, tmp.log" in out
+    assert "audit log: 6 lines" in out
     assert "Traceback" not in proc.stderr

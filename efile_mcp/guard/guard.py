@@ -182,7 +182,12 @@ class Guard:
     def _walk_limits(self, max_entries: int | None = None) -> dict[str, Any]:
         return {"max_entries": max_entries or self.walk_max_entries, "max_seconds": self.walk_max_seconds}
 
-    async def _refuse(self, code: str, message: str, *, dry_run: bool, paths: Sequence[str] = (), **extra: Any) -> None:
+    async def _refuse(
+        self, code: str, message: str, *, dry_run: bool, paths: Sequence[str] = (), quiet: bool = False, **extra: Any
+    ) -> None:
+        """Audit the refusal (unless `quiet`: only looking, the call that acts will audit it) and raise it."""
+        if quiet:
+            raise GuardRefusal(code, message)
         await self.audit.write(
             "refusal", tool=TOOL, dry_run=dry_run, decision="refused", reason=code,
             paths_count=len(paths), paths=[p[:300] for p in list(paths)[:_REFUSED_PATHS_AUDITED]], **extra,
@@ -197,13 +202,10 @@ class Guard:
         quota_error: str | None = None
         try:
             await self._ready()
-            home = self._home_value
-            if home is None and self._home is not None:
-                try:
-                    home = await self._home()
-                except EfileMcpError as exc:
-                    quota_error = str(exc)
-        except SignInError as exc:
+            home = self._home_value or await self._default_path(None)
+        except AuthError:
+            raise  # nothing can be said without a token the API accepts: the fix is the person's
+        except EfileMcpError as exc:
             quota_error = str(exc)
         if self._quota is not None:
             report = await self._quota.read()
@@ -490,32 +492,35 @@ class Guard:
 
     # ------------------------------------------------------------------ execution
 
-    async def _plan_for(self, request: RemovalRequest, *, dry_run: bool = False) -> tuple[Plan, str]:
-        """The stored plan a request names, if the token is genuine and the request matches it. Raises GuardRefusal."""
+    async def _plan_for(self, request: RemovalRequest, *, quiet: bool = False) -> tuple[Plan, str]:
+        """The stored plan a request names, if the token is genuine and the request matches it. Raises GuardRefusal.
+
+        `quiet`: the person's form only looks; the execution that follows refuses (and audits) for real.
+        """
         try:
             sealed = self.signer.unseal(request.token)
         except ConfirmationRefused as exc:
-            await self._refuse(exc.code, str(exc), dry_run=dry_run, paths=request.paths or ())
+            await self._refuse(exc.code, str(exc), dry_run=False, paths=request.paths or (), quiet=quiet)
             raise AssertionError("unreachable") from None
         data = await self.store.load_plan(sealed.plan_id)
         if data is None:
             await self._refuse("unknown_plan", "the plan behind this confirmation token is no longer known (it expired "
                                "or was made by a server that does not share this one's state store): run remove_paths "
-                               "with dry_run=true again.", dry_run=False, plan_id=sealed.plan_id)
+                               "with dry_run=true again.", dry_run=False, quiet=quiet, plan_id=sealed.plan_id)
         assert data is not None
         plan = Plan.from_bytes(data)
         if path_set_digest(plan.path_set) != sealed.digest:
             await self._refuse("invalid_token", "the confirmation token does not match its plan: run a new dry run.",
-                               dry_run=False, plan_id=sealed.plan_id)
+                               dry_run=False, quiet=quiet, plan_id=sealed.plan_id)
         if request.paths is not None:
             if (why := self._bound(len(request.paths), "this call names")) is not None:
-                await self._refuse("too_many_paths", why, dry_run=False, paths=request.paths)
+                await self._refuse("too_many_paths", why, dry_run=False, paths=request.paths, quiet=quiet)
             _, refused, accepted = self._screen(request.paths)
             if refused:
                 first = next(iter(refused.values()))
                 await self._refuse("policy", f"{len(refused)} path(s) are not allowed, e.g. {first} Nothing was "
                                    "deleted. Remove them from the request (a dry run shows which).",
-                                   dry_run=False, paths=request.paths)
+                                   dry_run=False, paths=request.paths, quiet=quiet)
             given = set(collapse(accepted).to_send)
             confirmed = set(plan.path_set)
             if given != confirmed:
@@ -528,11 +533,11 @@ class Guard:
                     message += f"; confirmed but not given: {', '.join(map(repr, absent))}"
                 await self._refuse("path_set_mismatch", message + ". Pass the dry run's token alone (or exactly its "
                                    "confirm_paths), or run a new dry run for the new set. Nothing was deleted.",
-                                   dry_run=False, paths=request.paths, plan_id=plan.plan_id)
+                                   dry_run=False, paths=request.paths, quiet=quiet, plan_id=plan.plan_id)
         if request.select is not None and _selection_key(request.select) != plan.select:
             await self._refuse("select_mismatch", "this select differs from the one the dry run expanded: pass the "
                                "token alone (or the same select), or run a new dry run. Nothing was deleted.",
-                               dry_run=False, plan_id=plan.plan_id)
+                               dry_run=False, quiet=quiet, plan_id=plan.plan_id)
         return plan, sealed.expires_at_iso
 
     async def question(self, request: RemovalRequest) -> str | None:
@@ -544,7 +549,7 @@ class Guard:
             return None
         await self._ready()
         try:
-            plan, _ = await self._plan_for(request)
+            plan, _ = await self._plan_for(request, quiet=True)
         except GuardRefusal:
             return None  # the tool body refuses it with the precise reason (and audits it)
         if not await self.store.mark_asked(plan.plan_id, plan.expires_at):

@@ -178,7 +178,9 @@ def totals_line(seen: Sequence[SeenPath], now: float) -> str:
     files = sum(s.file_count for s in seen)
     newest = max(((s.newest if s.kind == "directory" else s.mtime) or 0.0 for s in seen), default=0.0)
     at_least = "at least " if any(not s.complete for s in seen) else ""
-    line = f"{_counted(seen)}, {at_least}{human_size(size)}, {at_least}{files} file{'s' if files != 1 else ''}"
+    line = f"{_counted(seen)}, {at_least}{human_size(size)}"
+    if any(s.kind == "directory" for s in seen):
+        line += f", {at_least}{files} file{'s' if files != 1 else ''} in all"
     age = human_age(newest or None, now)
     return line + (f", newest changed {age}" if age else "")
 

@@ -41,4 +41,21 @@ def seed_sample_tree(root: Path) -> Path:
     big = root / "scratch" / "big-run"
     for i in range(BIG_RUN_FILES):
         _write(big / f"shard-{i % 3}" / f"out-{i:04d}.dat", f"block {i}\n" * 20)
+    # The old run finished weeks ago: a clean-up by age ("big and old") has something to find.
+    _age(big, days=OLD_RUN_DAYS)
     return root
+
+
+#: How old the sample's big-run is, in days.
+OLD_RUN_DAYS = 45
+
+
+def _age(top: Path, *, days: float) -> None:
+    import os
+    import time
+
+    stamp = time.time() - days * 86400
+    for base, dirs, files in os.walk(top, topdown=False):
+        for name in files + dirs:
+            os.utime(os.path.join(base, name), (stamp, stamp), follow_symlinks=False)
+    os.utime(top, (stamp, stamp))

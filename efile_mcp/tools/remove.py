@@ -42,11 +42,8 @@ def build(settings: Settings) -> Any:
     async def remove_paths(
         ctx: Context,
         paths: Annotated[
-            list[str] | None,
-            Field(
-                description=f"Absolute paths of files or folders to remove (1 to {max_paths}); or use select.",
-                json_schema_extra={"maxItems": max_paths},
-            ),
+            Annotated[list[str], Field(json_schema_extra={"minItems": 1, "maxItems": max_paths})] | None,
+            Field(description=f"Absolute paths of files or folders to remove (1 to {max_paths}); or use select."),
         ] = None,
         select: Annotated[
             Selection | None,
