@@ -2,6 +2,7 @@
 
     EfileMcpError
     ├── ConfigError                   bad or missing setting; start-up fails with one line
+    ├── StateStoreError               the state store (SQLite file, Redis) failed at run time
     ├── ApiError                      the efile API answered an envelope with code != "0"
     │   ├── AuthError                 no token, 911406, 10008: the whole call stops, the fix is named
     │   │   └── SignInError           SCNet sign-in, token renewal or region discovery failed
@@ -32,6 +33,14 @@ class EfileMcpError(Exception):
 
 class ConfigError(EfileMcpError):
     """A setting is missing or malformed. The message is one line naming the setting and the fix."""
+
+
+class StateStoreError(EfileMcpError):
+    """The state store (spent tokens, plans) failed at run time: Redis unreachable, the SQLite file locked or full.
+
+    The message says where the store is and what to check. A redemption that raised it decided
+    nothing: the caller must not execute on it (the token may or may not have been spent).
+    """
 
 
 class ApiError(EfileMcpError):

@@ -1,0 +1,367 @@
+"""The state store: single use across restarts (SQLite) and across processes (SQLite, Redis), plans, expiry, errors.
+
+Redis is a real redis-server on a free loopback port, started and stopped here (see redis_server.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from efile_mcp.errors import ConfigError, EfileMcpError, StateStoreError
+from efile_mcp.guard.store import STATE_GRACE, RedisStore, SqliteStore, StateStore, open_store
+
+from .invariants import FIGURES
+from .redis_server import RedisServer, free_port, start_redis
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1_000_000.0  # the injected clock starts here: far from real time, as a skewed replica's could be
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> AsyncIterator[StateStore]:
+    if request.param == "sqlite":
+        opened = open_store(None, tmp_path / "state", clock=clock)
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        opened = open_store(server.url, None, clock=clock)
+        # Each test its own key space on the shared server.
+        assert isinstance(opened, RedisStore)
+        opened.prefix = f"efile-mcp:test:{request.node.name}:{time.time_ns()}:"
+    yield opened
+    await opened.aclose()
+
+
+EXP = T0 + 300
+
+
+# ------------------------------------------------------------------------------------- the semantics
+
+
+async def test_a_redeemed_plan_is_spent(store: StateStore) -> None:
+    assert await store.redeem("p1", EXP, person_confirmed=False) == "redeemed"
+    assert await store.redeem("p1", EXP, person_confirmed=False) == "spent"
+    assert await store.redeem("p1", EXP, person_confirmed=True) == "spent"
+    assert await store.redeem("p2", EXP, person_confirmed=False) == "redeemed"  # ids are independent
+
+
+async def test_an_asked_plan_redeems_only_with_the_persons_yes(store: StateStore) -> None:
+    assert await store.mark_asked("p1", EXP) is True
+    assert await store.mark_asked("p1", EXP) is True  # asked stays asked
+    assert await store.redeem("p1", EXP, person_confirmed=False) == "asked"
+    assert await store.redeem("p1", EXP, person_confirmed=False) == "asked"  # unchanged by the refusal
+    assert await store.redeem("p1", EXP, person_confirmed=True) == "redeemed"
+    assert await store.redeem("p1", EXP, person_confirmed=True) == "spent"
+    assert await store.mark_asked("p1", EXP) is False  # spent stays spent
+
+
+async def test_a_spent_plan_never_redeems(store: StateStore) -> None:
+    await store.spend("open", EXP)
+    assert await store.redeem("open", EXP, person_confirmed=True) == "spent"
+    assert await store.mark_asked("asked", EXP) is True
+    await store.spend("asked", EXP)  # a no, or the person's answer timed out
+    assert await store.redeem("asked", EXP, person_confirmed=True) == "spent"
+    assert await store.mark_asked("asked", EXP) is False
+
+
+async def test_plans_round_trip_and_expire_on_the_injected_clock(store: StateStore, clock: Clock) -> None:
+    assert await store.load_plan("nope") is None
+    await store.save_plan("p1", b"\x00plan\xff", EXP)
+    assert await store.load_plan("p1") == b"\x00plan\xff"
+    await store.save_plan("p1", b"replaced", EXP)
+    assert await store.load_plan("p1") == b"replaced"
+    clock.now = EXP - 0.001
+    assert await store.load_plan("p1") == b"replaced"
+    clock.now = EXP
+    assert await store.load_plan("p1") is None
+
+
+async def test_a_spent_mark_outlives_the_token_by_the_grace_then_goes(store: StateStore, clock: Clock) -> None:
+    assert await store.redeem("p1", EXP, person_confirmed=False) == "redeemed"
+    clock.now = EXP + STATE_GRACE - 1  # a replica whose clock is behind may still think the token alive
+    assert await store.redeem("p1", EXP, person_confirmed=False) == "spent"
+    if isinstance(store, SqliteStore):
+        clock.now = EXP + STATE_GRACE + 1
+        await store.save_plan("other", b"x", clock.now + 300)  # a write purges what has expired
+        with sqlite3.connect(store.path) as db:
+            assert db.execute("SELECT count(*) FROM states").fetchone() == (0,)
+            assert db.execute("SELECT plan_id FROM plans").fetchall() == [("other",)]
+
+
+async def test_redis_keys_expire_relative_to_the_callers_clock(redis_server: RedisServer, clock: Clock) -> None:
+    # The injected clock is days away from the Redis server's: TTLs are from expires_at - clock(), not EXAT.
+    import redis.asyncio
+
+    store = open_store(redis_server.url, None, clock=clock)
+    assert isinstance(store, RedisStore)
+    store.prefix = f"efile-mcp:test:ttl:{time.time_ns()}:"
+    raw = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        await store.save_plan("p1", b"data", T0 + 60)
+        await store.redeem("p1", T0 + 60, person_confirmed=False)
+        plan_ttl = await raw.pttl(f"{store.prefix}plan:p1")
+        state_ttl = await raw.pttl(f"{store.prefix}state:p1")
+        assert 55_000 < plan_ttl <= 60_000
+        assert (60 + STATE_GRACE) * 1000 - 5_000 < state_ttl <= (60 + STATE_GRACE) * 1000
+        await store.spend("p1", T0 + 10)  # a shorter expiry never shortens a record
+        assert await raw.pttl(f"{store.prefix}state:p1") > (60 + STATE_GRACE) * 1000 - 5_000
+    finally:
+        await raw.aclose()
+        await store.aclose()
+
+
+async def test_a_five_megabyte_plan_round_trips_quickly(store: StateStore) -> None:
+    # 10,000 paths with what was seen of each: about 5 MB.
+    plan = json.dumps(
+        [{"path": f"/public/home/u/run-{i:05d}/" + "d" * 300, "size": i * 4096, "seen": "x" * 180} for i in range(10_000)]
+    ).encode()
+    plan += b" " * max(0, 5 * 1024 * 1024 - len(plan))
+    assert len(plan) >= 5 * 1024 * 1024
+    best = float("inf")
+    for round_ in range(3):
+        started = time.perf_counter()
+        await store.save_plan(f"big{round_}", plan, EXP)
+        loaded = await store.load_plan(f"big{round_}")
+        best = min(best, time.perf_counter() - started)
+        assert loaded == plan
+    FIGURES[f"5 MB plan round trip ms ({'redis' if store.shared else 'sqlite'})"] = round(best * 1000)
+    assert best < 2.0, f"a 5 MB plan took {best:.2f} s to save and load"
+
+
+# --------------------------------------------------------------------------------- restarts and races
+
+
+async def test_single_use_holds_across_a_restart(tmp_path: Path) -> None:
+    first = open_store(None, tmp_path)
+    await first.save_plan("p1", b"plan", time.time() + 300)
+    assert await first.redeem("p1", time.time() + 300, person_confirmed=False) == "redeemed"
+    assert await first.mark_asked("p2", time.time() + 300)
+    await first.aclose()
+
+    second = open_store(f"sqlite:///{tmp_path / 'state.sqlite3'}", None)  # the same file, named by URL
+    try:
+        assert await second.redeem("p1", time.time() + 300, person_confirmed=True) == "spent"
+        assert await second.redeem("p2", time.time() + 300, person_confirmed=False) == "asked"
+        assert await second.load_plan("p1") == b"plan"
+    finally:
+        await second.aclose()
+
+
+RACER = textwrap.dedent(
+    """
+    import asyncio, json, pathlib, sys, time
+    from efile_mcp.guard.store import open_store
+
+    async def main(url, state_dir, prefix, ids):
+        store = open_store(url or None, pathlib.Path(state_dir) if state_dir else None)
+        if prefix:
+            store.prefix = prefix
+        expires = time.time() + 300
+        await store.redeem("warm-up-" + str(time.time_ns()), expires, person_confirmed=False)  # connected, script loaded
+        print("ready", flush=True)
+        start, slot = map(float, sys.stdin.readline().split())
+        outcomes = []
+        for n, plan_id in enumerate(ids):
+            while time.time() < start + n * slot:  # every racer fires at the same instant, id after id
+                pass
+            outcomes.append(await store.redeem(plan_id, expires, person_confirmed=False))
+        await store.aclose()
+        print(json.dumps(dict(zip(ids, outcomes))), flush=True)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])))
+    """
+)
+
+
+def race(url: str, state_dir: str, prefix: str, ids: list[str], processes: int = 2) -> list[dict[str, str]]:
+    """`processes` Python processes, each with its own store, redeem each id at the same instant; their outcomes."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, url, state_dir, prefix, json.dumps(ids)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        for _ in range(processes)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready", child.stderr.read() if child.stderr else ""
+        start, slot = time.time() + 0.3, 0.004  # 200 ids: under a second
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(f"{start} {slot}\n")
+            child.stdin.flush()
+        results = []
+        for child in children:
+            out, err = child.communicate(timeout=60)
+            assert child.returncode == 0, err
+            results.append(json.loads(out))
+        return results
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+
+def assert_one_winner_each(results: list[dict[str, str]], ids: list[str], name: str) -> None:
+    for plan_id in ids:
+        outcomes = sorted(result[plan_id] for result in results)
+        assert outcomes == ["redeemed"] + ["spent"] * (len(results) - 1), (plan_id, outcomes)
+    wins = [sum(outcome == "redeemed" for outcome in result.values()) for result in results]
+    FIGURES[f"race wins per process ({name}) " + "/".join(map(str, wins))] += 1
+
+
+def test_two_processes_sharing_redis_redeem_each_plan_once(redis_server: RedisServer) -> None:
+    ids = [f"race-{i}" for i in range(200)]
+    prefix = f"efile-mcp:test:race:{time.time_ns()}:"
+    results = race(redis_server.url, "", prefix, ids)
+    assert_one_winner_each(results, ids, "redis")
+
+
+def test_two_processes_sharing_one_sqlite_file_redeem_each_plan_once(tmp_path: Path) -> None:
+    ids = [f"race-{i}" for i in range(200)]
+    # Both open the file at the same moment it is first created: WAL set-up and schema race too.
+    results = race("", str(tmp_path / "fresh"), "", ids)
+    assert_one_winner_each(results, ids, "sqlite")
+
+
+# ---------------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://x",
+        "redis://127.0.0.1:99999/0",
+        "redis://127.0.0.1:port/0",
+        "redis://:s3cret@127.0.0.1:70000/0",
+        "redis:///0",
+        "redis://127.0.0.1:6379/zero",
+        "sqlite://relative/path.sqlite3",
+        "sqlite:///",
+        "postgres://u:s3cret@db/x",
+    ],
+)
+def test_a_bad_url_is_a_config_error_naming_the_setting(url: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        open_store(url, tmp_path)
+    message = str(caught.value)
+    assert "EFILE_STATE_URL" in message
+    assert "\n" not in message
+    assert "s3cret" not in message
+
+
+def test_an_unopenable_state_dir_is_a_config_error_naming_the_setting(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError) as caught:
+        open_store(None, blocker)
+    message = str(caught.value)
+    assert "EFILE_STATE_DIR" in message and str(blocker) in message and "\n" not in message
+
+
+def test_an_unopenable_state_file_url_is_a_config_error_naming_the_setting(tmp_path: Path) -> None:
+    (tmp_path / "state.sqlite3").write_bytes(b"this is not a database, and it is long enough to be read" * 20)
+    with pytest.raises(ConfigError) as caught:
+        open_store(f"sqlite:///{tmp_path / 'state.sqlite3'}", None)
+    assert "EFILE_STATE_URL" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+async def test_the_state_dir_and_file_are_private(tmp_path: Path) -> None:
+    store = open_store(None, tmp_path / "new" / "state")
+    try:
+        await store.redeem("p1", time.time() + 300, person_confirmed=False)
+    finally:
+        await store.aclose()
+    assert stat.S_IMODE((tmp_path / "new" / "state").stat().st_mode) == 0o700
+    for name in ("state.sqlite3", "state.sqlite3-wal", "state.sqlite3-shm"):
+        path = tmp_path / "new" / "state" / name
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+
+
+def test_descriptions_say_where_without_the_password(tmp_path: Path) -> None:
+    sqlite_store = open_store(None, tmp_path)
+    assert str(tmp_path / "state.sqlite3") in sqlite_store.description and not sqlite_store.shared
+    redis_store = open_store("redis://:s3cret@10.1.2.3:6380/2", None)
+    assert redis_store.shared
+    assert "10.1.2.3:6380/2" in redis_store.description and "s3cret" not in redis_store.description
+    tls = open_store("rediss://admin:s3cret@cache.example:6390/0", None)
+    assert "rediss://admin@cache.example:6390/0" in tls.description and "s3cret" not in tls.description
+
+
+async def test_redis_down_at_run_time_is_a_state_store_error(tmp_path: Path) -> None:
+    server = start_redis(tmp_path)
+    store = open_store(server.url, None)
+    try:
+        assert await store.redeem("p1", time.time() + 300, person_confirmed=False) == "redeemed"
+        server.stop()
+        for call in (
+            store.redeem("p1", time.time() + 300, person_confirmed=False),
+            store.load_plan("p1"),
+            store.save_plan("p2", b"x", time.time() + 300),
+            store.mark_asked("p2", time.time() + 300),
+            store.spend("p2", time.time() + 300),
+        ):
+            with pytest.raises(StateStoreError) as caught:
+                await call
+            assert isinstance(caught.value, EfileMcpError)
+            assert f"127.0.0.1:{server.port}" in str(caught.value) and "unreachable" in str(caught.value)
+    finally:
+        server.stop()
+        await store.aclose()
+
+
+async def test_redis_never_started_is_a_state_store_error() -> None:
+    store = open_store(f"redis://127.0.0.1:{free_port()}/0", None)
+    try:
+        with pytest.raises(StateStoreError, match="is unreachable"):
+            await store.mark_asked("p1", time.time() + 300)
+    finally:
+        await store.aclose()
+
+
+async def test_a_closed_sqlite_store_refuses_with_a_state_store_error(tmp_path: Path) -> None:
+    store = open_store(None, tmp_path)
+    await store.aclose()
+    with pytest.raises(StateStoreError, match="closed"):
+        await store.redeem("p1", time.time() + 300, person_confirmed=False)
