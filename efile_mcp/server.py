@@ -37,10 +37,7 @@ from .errors import ConfigError, SignInError
 from .guard.audit import AuditLog, default_audit_path
 from .guard.paths import DEFAULT_PROTECTED, PathPolicy
 from .guard.guard import Guard
-try:
-    from .guard.store import open_store
-except ImportError:  # TEMPORARY until guard/store.py lands
-    from .guard._interim_store import open_store  # type: ignore[assignment]
+from .guard.store import open_store
 from .guard.tokens import ConfirmationSigner
 from .tools.registry import register
 from .tools.state import ToolState

@@ -105,6 +105,7 @@ def make_settings(sandbox: RunningSandbox, audit_path: Path) -> Callable[..., Se
             "token": sandbox.token,
             "allowed_roots": (f"{sandbox.home}/scratch", f"{sandbox.home}/projects", f"{sandbox.home}/数据"),
             "audit_log": audit_path,
+            "state_dir": audit_path.parent,
             "retry_budget": 5.0,
         }
         values.update(overrides)

@@ -126,14 +126,14 @@ async def test_remove_by_select_then_execute_by_token_alone(
     old = real(sandbox, f"{sandbox.home}/scratch/old")
     made = make_tree(old, dirs=3, files_per_dir=30, size=200, age_days=40)
     keep = make_tree(real(sandbox, f"{sandbox.home}/scratch/fresh"), dirs=1, files_per_dir=5, size=200)
-    select = {"path": f"{sandbox.home}/scratch", "name": "*.dat", "type": "file", "older_than_days": 30}
+    select = {"path": f"{sandbox.home}/scratch", "name": "f*.dat", "type": "file", "older_than_days": 30}
     plan = await call_ok(client, "remove_paths", {"select": select})
     assert plan["summary"]["would_remove"] == 90 and plan["summary"]["total_size"] == 90 * 200
     assert "items" not in plan  # 90 paths: a summary, not a list
     assert plan["plan_id"] and plan["confirmation_token"]
     assert sandbox.sandbox.request_counts["async-remove"] == 0
     # A file created after the dry run that matches the selection is never removed: it was not previewed.
-    late = old / "d000" / "late.dat"
+    late = old / "d000" / "f9999.dat"
     late.write_bytes(b"y" * 200)
     stamp = time.time() - 40 * 86400
     os.utime(late, (stamp, stamp))
