@@ -53,21 +53,28 @@ def _group(gid: int) -> str:
         return str(gid)
 
 
+@functools.lru_cache(maxsize=1024)
+def _mode_fields(mode: int) -> tuple[str, bool, bool, bool, str]:
+    """(type, isDirectory, isRegularFile, isSymbolicLink, permission) of an st_mode: few distinct ones per folder."""
+    is_dir, is_link, is_file = stat.S_ISDIR(mode), stat.S_ISLNK(mode), stat.S_ISREG(mode)
+    kind = "symlink" if is_link else "directory" if is_dir else "file"
+    return kind, is_dir, is_file, is_link, stat.filemode(mode)[1:]
+
+
 def describe(path: str, name: str, info: os.stat_result) -> dict[str, Any]:
     """One `fileList` entry from an lstat result, keyed and ordered as `FileEntry` dumps by alias."""
-    mode = info.st_mode
-    is_dir, is_link, is_file = stat.S_ISDIR(mode), stat.S_ISLNK(mode), stat.S_ISREG(mode)
+    kind, is_dir, is_file, is_link, permission = _mode_fields(info.st_mode)
     return {
         "name": name,
         "path": path,
-        "type": "symlink" if is_link else "directory" if is_dir else "file",
+        "type": kind,
         "size": info.st_size,
         "isDirectory": is_dir,
         "isRegularFile": is_file,
         "isSymbolicLink": is_link,
         "owner": _owner(info.st_uid),
         "group": _group(info.st_gid),
-        "permission": stat.filemode(mode)[1:],
+        "permission": permission,
         "lastModifiedTime": format_time(info.st_mtime),
         "creationTime": format_time(getattr(info, "st_birthtime", info.st_ctime)),
         "lastAccessTime": format_time(info.st_atime),
@@ -110,6 +117,14 @@ def parse_query(params: Any, home: str, rules: ListingRules) -> ListingQuery:
     return ListingQuery(params.get("path") or home, start, limit, order, order_by, (params.get("keyWord") or "").casefold())
 
 
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def _first(pair: tuple[str, os.stat_result]) -> str:
+    return pair[0]
+
+
 def list_folder(fs: PathMapper, query: ListingQuery, rules: ListingRules) -> dict[str, Any]:
     """`data` of file/list. Blocking: run it in a worker thread."""
     virtual = fs.normalise(query.path)
@@ -131,38 +146,38 @@ def list_folder(fs: PathMapper, query: ListingQuery, rules: ListingRules) -> dic
         )
         if query.keyword:
             entries = [entry for entry in entries if query.keyword in entry.name.casefold()]
-        stats: dict[str, os.stat_result] = {}
-
-        def lstat(entry: os.DirEntry[str]) -> os.stat_result | None:
-            if entry.name not in stats:
-                try:
-                    stats[entry.name] = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:  # deleted since the folder was read
-                    return None
-            return stats[entry.name]
-
-        # Name breaks ties so paging is stable across calls.
-        if query.order_by == "name":
-            entries.sort(key=lambda entry: entry.name, reverse=query.order == "desc")
-        else:
-            entries = [entry for entry in entries if lstat(entry) is not None]
-            entries.sort(key=lambda entry: entry.name)
-            if query.order_by == "size":
-                entries.sort(key=lambda entry: stats[entry.name].st_size)
-            else:
-                entries.sort(key=lambda entry: stats[entry.name].st_mtime)
-            if query.order == "desc":
-                entries.reverse()
         start = 0 if rules.ignores_start else query.start
         limit = query.limit if rules.page_cap is None else min(query.limit, rules.page_cap)
-        page = []
-        for entry in entries[start : start + limit]:
-            info = lstat(entry)
-            if info is not None:
-                page.append(describe(f"{base}/{entry.name}", entry.name, info))
+        if query.order_by == "name":
+            # Only the page needs a stat: the rest is counted and sorted from the folder itself.
+            entries.sort(key=_name, reverse=query.order == "desc")
+            total = len(entries)
+            page = []
+            for entry in entries[start : start + limit]:
+                try:
+                    page.append(describe(f"{base}/{entry.name}", entry.name, entry.stat(follow_symlinks=False)))
+                except FileNotFoundError:  # deleted since the folder was read
+                    continue
+        else:
+            stated = []
+            for entry in entries:
+                try:
+                    stated.append((entry.name, entry.stat(follow_symlinks=False)))
+                except FileNotFoundError:
+                    continue
+            # Name breaks ties so paging is stable across calls.
+            stated.sort(key=_first)
+            if query.order_by == "size":
+                stated.sort(key=lambda pair: pair[1].st_size)
+            else:
+                stated.sort(key=lambda pair: pair[1].st_mtime)
+            if query.order == "desc":
+                stated.reverse()
+            total = len(stated)
+            page = [describe(f"{base}/{name}", name, info) for name, info in stated[start : start + limit]]
     finally:
         os.close(dir_fd)
-    data: dict[str, Any] = {"total": len(entries), "path": virtual, "fileList": page}
+    data: dict[str, Any] = {"total": total, "path": virtual, "fileList": page}
     if children is not None:
         data["children"] = children
     return data
