@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     protected: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Extra protected names, added to the built-in ones."
     )
-    max_paths: int = Field(default=1000, ge=1, le=100_000, description="Most paths one call may name.")
+    max_paths: int = Field(default=10_000, ge=1, le=100_000, description="Most paths one call may name or a selection may expand to.")
     read_only: bool = Field(default=False, description="Offer no tool that changes anything.")
     confirm_ttl: int = Field(default=300, ge=5, le=3600, description="Confirmation token lifetime, seconds.")
     confirm: Literal["auto", "human", "token"] = Field(

@@ -854,5 +854,5 @@ def test_settings_a_bundle_host_left_empty_or_unfilled_mean_unset(monkeypatch: p
     }.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()
-    assert (settings.max_paths, settings.read_only, settings.allowed_roots) == (1000, False, ())
+    assert (settings.max_paths, settings.read_only, settings.allowed_roots) == (10_000, False, ())
     assert settings.base_url is None and settings.token is None and settings.scnet_region is None
