@@ -58,7 +58,7 @@ class Row:
         if self.target is None:
             return ""
         measured = self.ratio if self.ratio is not None else self.value
-        return "ok" if measured <= self.target else "MISS"
+        return "PASS" if measured <= self.target else "MISS"
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "ratio": self.ratio, "verdict": self.verdict}

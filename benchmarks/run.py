@@ -23,6 +23,7 @@ import bench_dry_run_cost
 import bench_get_task
 import bench_memory
 import bench_removal
+import bench_tree_tools
 from common import Row
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +34,9 @@ SECTIONS = {
     "get-task": bench_get_task.run,
     "memory": bench_memory.run_memory,
     "limits": bench_memory.run_limits,
+    "usage": bench_tree_tools.run_usage,
+    "select": bench_tree_tools.run_select,
+    "sizes": bench_tree_tools.run_sizes,
 }
 COLUMNS = ("section", "measure", "value", "baseline", "ratio", "target", "verdict", "note")
 
