@@ -87,8 +87,8 @@ class Sandbox:
     def _build_app(self) -> Starlette:
         @contextlib.asynccontextmanager
         async def lifespan(_: Starlette) -> AsyncIterator[None]:
+            self.runner.start()
             worker = asyncio.create_task(self.runner.run_worker(), name="efile-sandbox-worker")
-            await asyncio.sleep(0)  # the worker owns its queue before the first request
             try:
                 yield
             finally:

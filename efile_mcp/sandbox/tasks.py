@@ -94,9 +94,13 @@ class TaskRunner:
         self._sandbox = sandbox
         self._queue: asyncio.Queue[str] | None = None
 
+    def start(self) -> None:
+        """Make the queue of the app's event loop; call before `run_worker` and before any request."""
+        self._queue = asyncio.Queue()
+
     async def run_worker(self) -> None:
         """The background worker; runs for the lifetime of the app."""
-        self._queue = asyncio.Queue()
+        assert self._queue is not None, "start() first"
         while True:
             task_id = await self._queue.get()
             task = self._sandbox.tasks.get(task_id)
