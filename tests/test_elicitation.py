@@ -219,3 +219,43 @@ async def test_a_sign_in_failure_at_execution_is_an_actionable_tool_error(
             result = await client.call_tool("remove_paths", arguments)
             assert result.is_error and "SCNET_AC_URL" in text_of(result), text_of(result)
     assert sandbox.sandbox.request_counts["async-remove"] == 0
+
+
+async def test_once_the_person_is_asked_only_their_yes_executes_the_token(
+    make_settings: Any, sandbox: RunningSandbox, targets: list[str], audit_path: Path
+) -> None:
+    """A second session (no form, auto mode) cannot slip the token through while the person is being asked."""
+    server = build_server(make_settings())
+    seen: dict[str, Any] = {}
+
+    async with Client(server, mode="legacy") as other:  # declares no elicitation: token alone in auto mode
+
+        class PersonAskedWhileAnotherSessionTries(Person):
+            async def __call__(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+                seen["other"] = await other.call_tool(
+                    "remove_paths", {"dry_run": False, "confirmation_token": seen["token"]}
+                )
+                return await super().__call__(context, params)
+
+        person = PersonAskedWhileAnotherSessionTries()
+        async with Client(server, mode="legacy", elicitation_callback=person) as asking:
+            plan = await call_ok(asking, "remove_paths", {"paths": targets})
+            seen["token"] = plan["confirmation_token"]
+            result = await asking.call_tool("remove_paths", {"dry_run": False, "confirmation_token": seen["token"]})
+    assert seen["other"].is_error and "only their yes" in text_of(seen["other"])
+    assert not result.is_error and result.structured_content["summary"]["removed"] == 2
+    executions = [line for line in audit_lines(audit_path) if line["event"] == "execution"]
+    assert [line["confirmed_by"] for line in executions] == ["person"]
+
+
+async def test_no_answer_in_time_spends_the_token(make_settings: Any, sandbox: RunningSandbox, targets: list[str]) -> None:
+    person = Person(delay=5)
+    secret = "one-secret-for-both-server-runs-0123456789abcdef"
+    async with Client(build_server(make_settings(confirm_timeout=0.2, confirm_secret=secret)), mode="legacy",
+                      elicitation_callback=person) as c:
+        plan, result = await plan_then_execute(c, targets)
+        assert result.is_error and "did not answer" in text_of(result)
+    async with Client(build_server(make_settings(confirm_secret=secret)), mode="legacy") as later:  # same store
+        again = await later.call_tool("remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+    assert again.is_error and "already used" in text_of(again)
+    assert all((sandbox.root / p.removeprefix(sandbox.home + "/")).exists() for p in targets)
