@@ -11,13 +11,15 @@ import json
 import os
 import shutil
 import subprocess
+import struct
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from .source_tree import DECOYS, ROOT, clone_with_decoys, export, project_files
+
 MCPB = "@anthropic-ai/mcpb@2.1.2"
 
 
@@ -30,30 +32,66 @@ def tool(name: str) -> str:
     return found
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    npx = tool("npx")
-    out = tmp_path_factory.mktemp("bundle") / "efile-mcp.mcpb"
-    validate = subprocess.run(
-        [npx, "-y", MCPB, "validate", "manifest.json"], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert validate.returncode == 0 and "passes" in validate.stdout, validate.stdout + validate.stderr
-    pack = subprocess.run([npx, "-y", MCPB, "pack", ".", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert pack.returncode == 0, pack.stdout + pack.stderr
+def pack(npx: str, source: Path, out: Path) -> Path:
+    proc = subprocess.run([npx, "-y", MCPB, "pack", str(source), str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
 
 
-def test_bundle_holds_the_package_and_no_environment(bundle: Path) -> None:
+#: What the bundle carries: the package and what uv needs to install it (pyproject's readme and
+#: license file), the manifest and its icon. Nothing else that git tracks, nothing git does not.
+TOP_LEVEL = {"manifest.json", "pyproject.toml", "README.md", "LICENSE", "icon.png"}
+
+
+def expected_names() -> set[str]:
+    return {n for n in project_files() if n.startswith("efile_mcp/") or n in TOP_LEVEL}
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone with a virtual environment named `.v/` (and other leftovers) that git does not track."""
+    tool("git")
+    return clone_with_decoys(tmp_path_factory.mktemp("clone"))
+
+
+@pytest.fixture(scope="module")
+def bundle(clone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's way: validate, export what git tracks, pack the export."""
+    npx = tool("npx")
+    validate = subprocess.run(
+        [npx, "-y", MCPB, "validate", "manifest.json"], cwd=clone, capture_output=True, text=True, timeout=300
+    )
+    assert validate.returncode == 0 and "passes" in validate.stdout, validate.stdout + validate.stderr
+    assert "Icon validation passed" in validate.stdout, validate.stdout
+    exported = export(clone, tmp_path_factory.mktemp("export") / "efile-mcp")
+    return pack(npx, exported, tmp_path_factory.mktemp("bundle") / "efile-mcp.mcpb")
+
+
+def test_bundle_holds_exactly_the_tracked_package_files_whatever_the_venv_is_called(bundle: Path) -> None:
     with zipfile.ZipFile(bundle) as archive:
-        names = archive.namelist()
+        names = [i.filename for i in archive.infolist() if not i.is_dir()]
         manifest = json.loads(archive.read("manifest.json"))
-    assert {"manifest.json", "pyproject.toml", "README.md", "efile_mcp/__main__.py", "efile_mcp/server.py"} <= set(names)
+        icon = archive.read("icon.png")
+    assert sorted(names) == sorted(expected_names())
+    assert {"efile_mcp/__main__.py", "efile_mcp/server.py", "efile_mcp/py.typed"} <= set(names)
     assert manifest == json.loads((ROOT / "manifest.json").read_text())
     assert manifest["server"]["type"] == "uv" and manifest["manifest_version"] == "0.4"
-    forbidden = (".venv/", "venv/", "tests/", "benchmarks/", ".git/", "__pycache__", "site-packages")
-    assert not [n for n in names if any(part in n for part in forbidden)]
-    assert all(n.endswith((".py", ".json", ".toml", ".md", "py.typed", "LICENSE")) for n in names), names
-    assert bundle.stat().st_size < 500_000
+    assert manifest["icon"] == "icon.png" and icon.startswith(b"\x89PNG\r\n\x1a\n")
+    assert struct.unpack(">II", icon[16:24]) == (512, 512)  # the size Claude Desktop recommends
+    assert bundle.stat().st_size < 500_000  # the decoy venv alone is 2 MB of incompressible bytes
+
+
+def test_packing_the_clone_itself_still_leaves_out_environments_build_output_and_caches(
+    clone: Path, tmp_path: Path
+) -> None:
+    """For a person who runs `mcpb pack .` in their clone: .mcpbignore is an allowlist, so a virtual
+    environment is left out whatever it is called."""
+    direct = pack(tool("npx"), clone, tmp_path / "direct.mcpb")
+    with zipfile.ZipFile(direct) as archive:
+        names = {i.filename for i in archive.infolist() if not i.is_dir()}
+    assert not names & set(DECOYS)
+    assert names == expected_names()
+    assert direct.stat().st_size < 500_000
 
 
 def host_config(manifest: dict[str, object], app: Path, answers: dict[str, str]) -> tuple[str, list[str], dict[str, str]]:
