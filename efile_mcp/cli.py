@@ -185,7 +185,10 @@ def _start_sandbox(directory: str, overrides: dict[str, object]) -> tuple[Any, P
     if not overrides.get("allowed_roots") and not os.environ.get("EFILE_ALLOWED_ROOTS"):
         result["allowed_roots"] = (running.home,)
     if not overrides.get("audit_log") and not os.environ.get("EFILE_AUDIT_LOG"):
-        # A sandbox session does not belong in the person's real audit trail.
-        result["audit_log"] = (scratch or Path(tempfile.gettempdir())) / "efile-mcp-sandbox-audit.jsonl"
+        # A sandbox session does not belong in the person's real audit trail. Its own lives in a fresh
+        # private directory (mkdtemp: 0700, a new name each run), never at a fixed name in the shared
+        # temp directory, where another user could plant a file or a link first. Kept after exit with DIR.
+        private = scratch or Path(tempfile.mkdtemp(prefix="efile-mcp-sandbox-audit-"))
+        result["audit_log"] = private / "audit.jsonl"
     log.warning("sandbox: audit log %s", result.get("audit_log") or overrides.get("audit_log") or "as configured")
     return running, scratch, result

@@ -3,6 +3,7 @@
     EfileMcpError
     ├── ConfigError                   bad or missing setting; start-up fails with one line
     ├── StateStoreError               the state store (SQLite file, Redis) failed at run time
+    ├── AuditUnavailable              an audit record could not be written and fsynced (fails closed)
     ├── ApiError                      the efile API answered an envelope with code != "0"
     │   ├── AuthError                 no token, 911406, 10008: the whole call stops, the fix is named
     │   │   └── SignInError           SCNet sign-in, token renewal or region discovery failed
@@ -40,6 +41,14 @@ class StateStoreError(EfileMcpError):
 
     The message says where the store is and what to check. A redemption that raised it decided
     nothing: the caller must not execute on it (the token may or may not have been spent).
+    """
+
+
+class AuditUnavailable(EfileMcpError):
+    """An audit record could not be written and fsynced (disk or quota full, the file replaced by a link).
+
+    Fails closed: raised before a removal is sent, it means nothing was sent. The message names the
+    file, the operating system's reason and the fix (free space, or EFILE_AUDIT_LOG elsewhere).
     """
 
 

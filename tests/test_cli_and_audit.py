@@ -1,26 +1,19 @@
-"""Start-up behaviour (one clear line, no traceback), the audit log's promises, and the tool registry."""
+"""Start-up behaviour (one clear line, no traceback), settings and the tool registry (the audit log: test_audit.py)."""
 
 from __future__ import annotations
 
 import json
-import stat
-import threading
-from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 
 from efile_mcp.config import Settings
-from efile_mcp.errors import ConfigError
-from efile_mcp.guard.audit import AuditLog
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
 from efile_mcp.tools.registry import TOOLS, offered
 
-from .conftest import audit_lines, call_ok, run_cli
-
+from .conftest import call_ok, run_cli
 
 GOOD = {"EFILE_BASE_URL": "https://efile.example/efile", "EFILE_TOKEN": "tok-123-secret"}
 
@@ -76,75 +69,7 @@ async def test_extra_protected_names_are_enforced(make_settings: Any, sandbox: R
     assert plan["items"][0]["status"] == "refused" and "checkpoints" in plan["items"][0]["reason"]
 
 
-# ---------------------------------------------------------------------------- audit
-
-
-async def test_audit_file_is_private_and_lines_are_complete_json(tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "dir" / "audit.jsonl"
-    log = AuditLog(path)
-    await log.write("plan", tool="remove_paths", paths=["/a/line\nbreak", "/a/ünï"])
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    (record,) = audit_lines(path)
-    assert record["paths"] == ["/a/line\nbreak", "/a/ünï"] and record["event"] == "plan" and record["time"]
-
-
-def test_an_existing_world_readable_audit_file_is_made_private(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
-    path.write_text("")
-    path.chmod(0o644)
-    AuditLog(path).close()
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-
-
-def test_an_unwritable_audit_path_fails_at_start(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    with pytest.raises(ConfigError, match="cannot write the audit log"):
-        AuditLog(blocker / "audit.jsonl")
-
-
-async def test_concurrent_writers_never_interleave_lines(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
-    logs = [AuditLog(path), AuditLog(path)]  # two descriptors, as two processes would have
-    big = ["/p/" + "x" * 200 + str(i) for i in range(300)]  # lines far beyond PIPE_BUF
-
-    async def writer(n: int) -> None:
-        for i in range(20):
-            await logs[n % 2].write("plan", writer=n, i=i, paths=big)
-
-    async with anyio.create_task_group() as tg:
-        for n in range(6):
-            tg.start_soon(writer, n)
-    records = audit_lines(path)
-    assert len(records) == 120 and all(r["paths"] == big for r in records)
-
-
-def test_audit_lines_from_threads_are_whole(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
-    log = AuditLog(path)
-    threads = [threading.Thread(target=lambda n=n: [log._append(json.dumps({"n": n, "pad": "y" * 70_000}).encode() + b"\n") for _ in range(10)]) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(audit_lines(path)) == 40
-
-
-async def test_the_api_token_never_reaches_results_or_the_audit_log(
-    client: Client, sandbox: RunningSandbox, audit_path: Path
-) -> None:
-    home = sandbox.home
-    texts: list[str] = []
-    for name, arguments in [
-        ("list_files", {}),
-        ("remove_paths", {"paths": [f"{home}/scratch/tmp.log", f"{home}/.ssh", "/etc"]}),
-        ("get_task", {"task_ids": ["0" * 32]}),
-        ("remove_paths", {"paths": [f"{home}/scratch/tmp.log"], "dry_run": False, "confirmation_token": "x"}),
-    ]:
-        result = await client.call_tool(name, arguments)
-        texts.append(json.dumps(result.structured_content) + " ".join(getattr(b, "text", "") for b in result.content))
-    texts.append(audit_path.read_text())
-    assert all(sandbox.token not in text for text in texts)
+# The audit log's tests are in test_audit.py.
 
 
 # ---------------------------------------------------------------------------- registry
