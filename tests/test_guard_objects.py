@@ -110,3 +110,28 @@ async def test_an_ancestor_of_an_allowed_root_is_refused(make_settings, sandbox:
                                                                 f"{sandbox.home}/scratch"]})
     assert {item["status"] for item in plan["items"]} == {"refused"}
     assert all("allowed root" in item["reason"] for item in plan["items"])
+
+
+async def test_an_audit_failure_after_sending_keeps_the_per_path_answer(
+    client: Client, sandbox: RunningSandbox, monkeypatch: object
+) -> None:
+    """What was sent is sent: the agent still learns each path's state, with a warning, not a bare error."""
+    import pytest
+
+    from efile_mcp.errors import AuditUnavailable
+    from efile_mcp.guard.audit import AuditLog
+
+    target = f"{sandbox.home}/scratch/tmp.log"
+    plan = await call_ok(client, "remove_paths", {"paths": [target]})
+    original = AuditLog.write
+
+    async def failing_execution_record(self: AuditLog, event: str, **fields: object) -> None:
+        if event == "execution":
+            raise AuditUnavailable("cannot write the audit log: No space left on device")
+        await original(self, event, **fields)
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    monkeypatch.setattr(AuditLog, "write", failing_execution_record)
+    done = await call_ok(client, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+    assert done["items"][0]["status"] == "removed" and not real(sandbox, target).exists()
+    assert done["next_step"].startswith("WARNING: the removal was sent, but its audit record could not be written")

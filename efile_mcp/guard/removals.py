@@ -19,7 +19,7 @@ import anyio
 
 from ..client.removal import EfileRemover, RemovalRun, RemoveOutcome
 from ..client.walk import Listings
-from ..errors import AuthError, EfileMcpError
+from ..errors import AuditUnavailable, AuthError, EfileMcpError
 from ..models.results import (
     ITEMS_LISTED_MAX,
     RemoveItem,
@@ -368,6 +368,7 @@ class RemovalSteps:
             changed=[p for p, i in items.items() if i.status == "changed"],
         )
         run = RemovalRun(paths=tuple(to_send))
+        afterwards: list[str] = []
         error: EfileMcpError | None = None
         interrupted: str | None = None
         try:
@@ -393,16 +394,26 @@ class RemovalSteps:
                                 covered=len(covered_items) if request.paths is not None else len(plan.covered),
                                 counted=done)
             ordered += covered_items
+            # What was sent is sent: a record that cannot be kept now must not hide the per-path answer.
             with anyio.CancelScope(shield=True):
                 if task_ids:
-                    await self.store.save_plan("run-" + plan.plan_id, json.dumps(task_ids).encode(), plan.expires_at + 86400)
-            await self.audit.write(
-                "execution", tool=TOOL, dry_run=False,
-                decision=f"interrupted: {interrupted}" if interrupted else "executed",
-                confirmed_by=confirmed_by, plan_id=plan.plan_id, requests_sent=run.requests_sent,
-                task_ids=task_ids, items=[_audit_item(i) for i in ordered],
-                summary=summary.model_dump(exclude_none=True), error=str(error) if error else None,
-            )
+                    try:
+                        await self.store.save_plan("run-" + plan.plan_id, json.dumps(task_ids).encode(),
+                                                   plan.expires_at + 86400)
+                    except EfileMcpError as exc:
+                        afterwards.append(f"the task ids could not be kept for get_task by plan_id ({exc}); "
+                                          "follow the task_ids of this answer")
+            try:
+                await self.audit.write(
+                    "execution", tool=TOOL, dry_run=False,
+                    decision=f"interrupted: {interrupted}" if interrupted else "executed",
+                    confirmed_by=confirmed_by, plan_id=plan.plan_id, requests_sent=run.requests_sent,
+                    task_ids=task_ids, items=[_audit_item(i) for i in ordered],
+                    summary=summary.model_dump(exclude_none=True), error=str(error) if error else None,
+                )
+            except AuditUnavailable as exc:
+                log.error("the execution of plan %s was sent but its audit record failed: %s", plan.plan_id, exc)
+                afterwards.append(f"WARNING: the removal was sent, but its audit record could not be written ({exc})")
         if error is not None:
             raise GuardRefusal("auth", _auth_stopped(error, run, task_ids, self.audit))
         not_previewed = None
@@ -410,10 +421,11 @@ class RemovalSteps:
             not_previewed = await self._not_previewed(plan)
         result = RemovePathsResult(
             dry_run=False, plan_id=plan.plan_id, summary=summary,
-            task_ids=task_ids if len(task_ids) <= ITEMS_LISTED_MAX else None,
+            # Above 50 the ids are kept for get_task(plan_id); if they could not be kept, they are all here.
+            task_ids=task_ids if len(task_ids) <= ITEMS_LISTED_MAX or afterwards else None,
             task_count=len(task_ids) if len(task_ids) > ITEMS_LISTED_MAX else None,
             not_previewed=not_previewed or None,
-            next_step=_next_step_after_execution(summary, plan.plan_id, len(task_ids), not_previewed),
+            next_step=" ".join([*afterwards, _next_step_after_execution(summary, plan.plan_id, len(task_ids), not_previewed)]),
         )
         return shape(result, ordered, detail)
 
