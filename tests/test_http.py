@@ -71,7 +71,7 @@ async def test_removal_end_to_end_over_http(sandbox: RunningSandbox, tmp_path: P
     with http_server(env=settings_env(sandbox, tmp_path / "audit.jsonl")) as url:
         async with Client(url, mode=mode) as client:
             assert {t.name for t in (await client.list_tools()).tools} == {
-                "list_files", "remove_paths", "get_task", "cancel_tasks"}
+                "storage_status", "disk_usage", "find_paths", "list_files", "remove_paths", "get_task", "cancel_tasks"}
             plan = await call_ok(client, "remove_paths", {"paths": targets})
             done = await call_ok(client, "remove_paths", {
                 "paths": targets, "dry_run": False, "confirmation_token": plan["confirmation_token"]})
