@@ -144,3 +144,161 @@ def test_the_demo_runs_from_the_installed_wheel_alone(installed: Path, tmp_path:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "connected over stdio" in proc.stdout and "already used" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------- the container
+# No Docker engine runs in CI: the files are read as Docker and compose read them, and the image's
+# command and health check are run here against the same package.
+
+DOCUMENTED_CMD = ["efile-mcp", "--transport", "http", "--host", "0.0.0.0", "--port", "8765"]
+SECRET_NAMES = ("TOKEN", "SECRET", "PASSWORD", "ACCESS_KEY", "ORG_ID")
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per instruction, continuation lines joined, comments dropped."""
+    lines, current = [], ""
+    for raw in (ROOT / "Dockerfile").read_text().splitlines():
+        if not current and (not raw.strip() or raw.lstrip().startswith("#")):
+            continue
+        current += raw.rstrip()
+        if current.endswith("\\"):
+            current = current[:-1] + " "
+            continue
+        keyword, _, rest = current.strip().partition(" ")
+        lines.append((keyword.upper(), rest.strip()))
+        current = ""
+    return lines
+
+
+def instructions(name: str) -> list[str]:
+    return [rest for keyword, rest in dockerfile() if keyword == name]
+
+
+def healthcheck_command() -> list[str]:
+    import json
+
+    (spec,) = instructions("HEALTHCHECK")
+    return json.loads(spec[spec.index("CMD") + 3:])
+
+
+def test_the_image_runs_the_documented_command_as_a_non_root_user_with_no_secret_inside() -> None:
+    import json
+
+    assert all(base.split()[0] == "python:3.12-slim" for base in instructions("FROM"))
+    (user,) = instructions("USER")
+    assert user not in {"root", "0"} and not user.startswith(("0:", "root:"))
+    # USER comes after the last RUN, so the server never runs as root
+    keywords = [keyword for keyword, _ in dockerfile()]
+    assert keywords.index("USER") > max(i for i, k in enumerate(keywords) if k == "RUN")
+    assert instructions("EXPOSE") == ["8765"]
+    assert json.loads(instructions("CMD")[0]) == DOCUMENTED_CMD
+    assert "--no-cache-dir" in " ".join(instructions("RUN"))
+    baked = " ".join(instructions("ENV") + instructions("ARG"))
+    assert not [name for name in SECRET_NAMES if name in baked], baked
+    health = " ".join(healthcheck_command())
+    assert "Authorization" not in health and "HTTP_TOKEN" not in health
+
+    # The build context is an allowlist holding exactly what the image copies: no venv, whatever its name.
+    ignore = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert ignore[0] == "*"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copied = {src.rstrip("/") for spec in instructions("COPY") if not spec.startswith("--from")
+              for src in spec.split()[:-1]}
+    assert copied == allowed == {"pyproject.toml", "README.md", "LICENSE", "efile_mcp"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_image_command_needs_allowed_hosts_and_the_health_check_needs_no_token(tmp_path: Path) -> None:
+    """The image's CMD on another port, as the container runs it; the HEALTHCHECK against it."""
+    import secrets
+    import time
+
+    port = free_port()
+    command = [sys.executable, "-m", "efile_mcp", *(str(port) if a == "8765" else a for a in DOCUMENTED_CMD[1:])]
+    env = user_env() | {"PYTHONPATH": str(ROOT), "EFILE_STATE_DIR": str(tmp_path),
+                        "EFILE_AUDIT_LOG": str(tmp_path / "audit.jsonl"), "EFILE_HTTP_TOKEN": secrets.token_hex(16),
+                        # credentials as the container gets them (sign-in waits for the first tool call)
+                        "SCNET_USER": "someone", "SCNET_ACCESS_KEY": "ak", "SCNET_SECRET_KEY": "sk",
+                        "SCNET_API_URL": "http://127.0.0.1:9", "SCNET_AC_URL": "http://127.0.0.1:9"}
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "EFILE_HTTP_ALLOWED_HOSTS" in refused.stderr, refused.stderr
+
+    env["EFILE_HTTP_ALLOWED_HOSTS"] = f"localhost:{port},127.0.0.1:{port}"
+    check = [sys.executable if a == "python" else a.replace("8765", str(port)) for a in healthcheck_command()]
+
+    def healthy() -> bool:
+        return subprocess.run(check, env=env, capture_output=True, timeout=30).returncode == 0
+
+    assert not healthy()  # nothing listens yet
+    server = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not healthy():
+            assert server.poll() is None, server.communicate()[1]
+            assert time.monotonic() < deadline, "the health check never passed"
+            time.sleep(0.3)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    assert not healthy()
+
+
+def compose() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+def interpolation(value: str) -> str | None:
+    """The variable a compose value comes from (`${NAME}`, `${NAME:?msg}`, `${NAME:-default}`), or None."""
+    import re
+
+    match = re.fullmatch(r"\$\{([A-Z_][A-Z0-9_]*)(?::?[-?][^}]*)?\}", value)
+    return match.group(1) if match else None
+
+
+def test_compose_runs_two_replicas_behind_one_port_sharing_redis_and_secrets_from_the_environment() -> None:
+    require(importlib.util.find_spec("yaml") is not None, "pyyaml")
+    services = compose()["services"]
+    efile = services["efile"]
+    assert efile["build"] == "." and efile["deploy"]["replicas"] == 2
+    assert "ports" not in efile  # only the proxy is reachable
+    env = efile["environment"]
+    assert env["EFILE_STATE_URL"] == "redis://redis:6379/0" and "redis" in services
+    assert services["redis"]["image"].startswith("redis:")
+    for name in ("EFILE_CONFIRM_SECRET", "EFILE_HTTP_TOKEN"):  # shared by both replicas, required, no default
+        assert interpolation(env[name]) == name and ":?" in env[name], env[name]
+    for service in services.values():
+        for key, value in (service.get("environment") or {}).items():
+            if any(secret in key for secret in SECRET_NAMES):
+                assert interpolation(str(value)) == key, f"{key} is not read from the environment: {value}"
+                assert value.partition(":-")[2] in ("", "}"), f"{key} has a literal default: {value}"
+
+    (proxy,) = [s for s in services.values() if any(str(p).endswith(":8765") for p in s.get("ports", []))]
+    conf_mount = next(v for v in proxy["volumes"] if "nginx" in v).split(":")[0]
+    conf = (ROOT / conf_mount).read_text()
+    assert "server efile:8765" in conf and "proxy_buffering off" in conf and "$http_host" in conf
+    assert proxy["depends_on"]["efile"]["condition"] == "service_healthy"
+
+    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert {"EFILE_CONFIRM_SECRET", "EFILE_HTTP_TOKEN"} <= set(example)
+    assert all(value == "" for key, value in example.items() if any(s in key for s in SECRET_NAMES))
+
+
+def test_the_readme_container_section_names_what_the_files_do() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Container"):]
+    section = section[:section.index("\n## ", 1)]
+    for needle in ("docker compose up", "EFILE_CONFIRM_SECRET", "EFILE_HTTP_TOKEN", "EFILE_HTTP_ALLOWED_HOSTS",
+                   "redis://redis:6379/0", "8765", "two replicas", "docker build", "non-root"):
+        assert needle in section, needle
+
