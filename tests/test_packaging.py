@@ -302,3 +302,32 @@ def test_the_readme_container_section_names_what_the_files_do() -> None:
                    "redis://redis:6379/0", "8765", "two replicas", "docker build", "non-root"):
         assert needle in section, needle
 
+
+def test_the_readme_install_snippets_parse_and_start_the_published_command() -> None:
+    """What a person pastes into Claude Desktop or Cursor is valid JSON that starts `efile-mcp` from the
+    project's own repository, with credentials in env and never in args."""
+    import json
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Install"):]
+    section = section[:section.index("\n## ", 1)]
+    (script,) = PYPROJECT["project"]["scripts"]
+    repository = PYPROJECT["project"]["urls"]["Repository"]
+    servers = [json.loads(block)["mcpServers"]["scnet-efile"]
+               for block in re.findall(r"```json\n(.*?)```", section, flags=re.S)]
+    stdio = [s for s in servers if "command" in s]
+    remote = [s for s in servers if "url" in s]
+    assert len(stdio) == 2 and len(remote) == 1  # Claude Desktop and Cursor; Cursor over HTTP
+    for server in stdio:
+        assert server["command"] == "uvx" and server["args"] == ["--from", f"git+{repository}", script]
+        assert {"SCNET_ACCESS_KEY", "SCNET_SECRET_KEY", "EFILE_ALLOWED_ROOTS"} <= set(server["env"])
+    assert remote[0]["url"] == "http://127.0.0.1:8765/mcp"
+    assert remote[0]["headers"]["Authorization"].startswith("Bearer ")
+    for needle in (f"uvx --from git+{repository} {script}", f"uvx --from /path/to/clone {script}",
+                   f"pipx install git+{repository}", f"uvx {script}", f"pipx install {script}",
+                   "claude mcp add --transport http scnet-efile http://127.0.0.1:8765/mcp --header "
+                   '"Authorization: Bearer <token>"', "~/Library/Application Support/Claude/claude_desktop_config.json",
+                   r"%APPDATA%\Claude\claude_desktop_config.json", "~/.cursor/mcp.json", ".cursor/mcp.json"):
+        assert needle in section, needle
+    assert f"-- uvx --from git+{repository} {script}" in section.replace("\\\n  ", "")
