@@ -23,7 +23,7 @@ import pytest
 
 from .source_tree import DECOY_BYTES, DECOYS, ROOT, clone_with_decoys, project_files
 
-pytestmark = pytest.mark.packaging
+pytestmark = [pytest.mark.packaging, pytest.mark.timeout(600)]  # a cold cache downloads the dependencies
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 VERSION = PYPROJECT["project"]["version"]
