@@ -774,7 +774,7 @@ async def test_a_fresh_user_with_only_aksk_and_a_region_name_deletes_a_confirmed
     assert [item["status"] for item in done["items"]] == ["removed"]
     assert not on_disk(scnet, target).exists() and on_disk(scnet, f"{scnet.home}/scratch/run-002").exists()
     assert scnet.sandbox.received_remove_paths == [target]
-    assert [line["event"] for line in audit_lines(audit_path)] == ["plan", "execution"]
+    assert [line["event"] for line in audit_lines(audit_path)] == ["plan", "intent", "execution"]
 
 
 async def test_over_stdio_with_only_scnet_settings_in_the_environment(tmp_path: Path) -> None:
