@@ -108,15 +108,6 @@ def _check_roots(roots: Iterable[str], protected: frozenset[str]) -> PathPolicy:
         raise ConfigError(f"invalid setting EFILE_ALLOWED_ROOTS (or --allowed-root): {why}") from None
 
 
-def _quota_source(settings: Settings, ac: object, tokens: TokenSource, locator: object, transport: object) -> object:
-    """Quota on the region's HPC URL, when the client can reach it (None: storage_status says why not)."""
-    try:
-        from .client.center import QuotaReader  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return QuotaReader.for_settings(settings, ac=ac, tokens=tokens, locator=locator, transport=transport)  # type: ignore[attr-defined]
-
-
 def _request_state_security(settings: Settings) -> RequestStateSecurity | None:
     """Replicas that share EFILE_CONFIRM_SECRET also accept each other's elicitation round trips (2026-07-28).
 
@@ -224,7 +215,7 @@ def build_server(settings: Settings) -> MCPServer[ToolState]:
             concurrency=settings.concurrency,
             home=locator.home if locator is not None else None,
             region=region,
-            quota=_quota_source(settings, ac, tokens, locator, transport),
+            quota=None,
         )
         try:
             yield ToolState(settings=settings, guard=guard)

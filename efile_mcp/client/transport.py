@@ -284,7 +284,7 @@ class EfileTransport:
                         return await self._once(method, path, endpoint, json=json, params=params, sent=sent)
         except RetryError as exc:
             last = exc.last_attempt.exception()
-            assert last is not None
+            assert isinstance(last, Exception)
             raise RetryBudgetExhausted(endpoint, exc.last_attempt.attempt_number, last) from last
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -474,7 +474,7 @@ def _item_from_outcome(outcome: RemoveOutcome, seen: SeenPath) -> RemoveItem:
     if outcome.kind == "missing":
         return RemoveItem(path=path, status="missing", reason=outcome.message, error_code=outcome.error_code)
     if outcome.kind == "verified_absent":
-        return RemoveItem(path=path, status="removed", reason=outcome.message, **sized)  # type: ignore[arg-type]
+        return RemoveItem(path=path, status="removed", reason=outcome.message, **sized)
     if outcome.kind == "failed":
         return RemoveItem(path=path, status="failed", reason=outcome.message, error_code=outcome.error_code)
     if outcome.kind == "unknown":

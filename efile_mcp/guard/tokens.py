@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 TOKEN_PREFIX = "efc1"
 _KEY_LABEL = b"efile-mcp confirmation token v1"
@@ -136,9 +137,9 @@ class ConfirmationSigner:
         payload = self._check(token, paths)
         return PlanPreview(
             plan_id=str(payload["p"]),
-            count=int(payload["n"]),  # type: ignore[call-overload]
-            total_size=int(payload.get("z", 0)),  # type: ignore[call-overload]
-            expires_at=float(payload["e"]),  # type: ignore[arg-type]
+            count=int(payload["n"]),
+            total_size=int(payload.get("z", 0)),
+            expires_at=float(payload["e"]),
         )
 
     def unseal(self, token: str | None) -> Sealed:
@@ -148,16 +149,16 @@ class ConfirmationSigner:
         """
         payload = self._open(token)
         now = self.clock()
-        if now >= float(payload["e"]):  # type: ignore[arg-type]
+        if now >= float(payload["e"]):
             raise ConfirmationRefused(
                 "expired",
-                f"the confirmation token expired {int(now - float(payload['e']))} s ago (tokens live "  # type: ignore[arg-type]
+                f"the confirmation token expired {int(now - float(payload['e']))} s ago (tokens live "
                 f"{int(self.ttl)} s): run remove_paths with dry_run=true again and confirm with the new token.",
             )
         return Sealed(
             plan_id=str(payload["p"]),
-            expires_at=float(payload["e"]),  # type: ignore[arg-type]
-            count=int(payload["n"]),  # type: ignore[call-overload]
+            expires_at=float(payload["e"]),
+            count=int(payload["n"]),
             digest=str(payload["d"]),
         )
 
@@ -175,7 +176,7 @@ class ConfirmationSigner:
         mac = _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
         return f"{TOKEN_PREFIX}.{body}.{mac}"
 
-    def _check(self, token: str | None, paths: Collection[str]) -> dict[str, object]:
+    def _check(self, token: str | None, paths: Collection[str]) -> dict[str, Any]:
         payload = self._open(token)
         plan_id = str(payload["p"])
         now = self.clock()
@@ -196,7 +197,7 @@ class ConfirmationSigner:
             raise ConfirmationRefused("path_set_mismatch", self._mismatch_message(plan_id, int(payload["n"]), given))
         return payload
 
-    def _open(self, token: str | None) -> dict[str, object]:
+    def _open(self, token: str | None) -> dict[str, Any]:
         if not token:
             raise ConfirmationRefused(
                 "missing_token",
