@@ -48,7 +48,7 @@ def measure(sandbox: Any, audit: Path, paths: list[str]) -> Point:
         plan = session.call_tool("remove_paths", {"paths": paths})
         dry_run = time.perf_counter() - started
         after_dry_run = session.peak_rss_mb()
-        arguments = {"paths": plan["confirm_paths"], "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        arguments = {"dry_run": False, "confirmation_token": plan["confirmation_token"]}  # the token alone
         started = time.perf_counter()
         done = session.call_tool("remove_paths", arguments)
         execution = time.perf_counter() - started

@@ -80,11 +80,8 @@ async def _in_memory(sandbox: Any, paths: list[str], audit: Path) -> Flow:
             plan = await client.call_tool("remove_paths", {"paths": paths})
             flow.dry_run = time.perf_counter() - started
             assert not plan.is_error and plan.structured_content, plan.content
-            arguments = {
-                "paths": plan.structured_content["confirm_paths"],
-                "dry_run": False,
-                "confirmation_token": plan.structured_content["confirmation_token"],
-            }
+            # The token alone: above 50 paths the dry run answers a summary, without confirm_paths.
+            arguments = {"dry_run": False, "confirmation_token": plan.structured_content["confirmation_token"]}
             started = time.perf_counter()
             done = await client.call_tool("remove_paths", arguments)
             flow.execution = time.perf_counter() - started
@@ -108,7 +105,7 @@ def guarded_stdio(sandbox: Any, paths: list[str], audit: Path) -> Flow:
         plan = session.call_tool("remove_paths", {"paths": paths})
         flow.dry_run = time.perf_counter() - started
         flow.response_bytes = session.last_line_bytes
-        arguments = {"paths": plan["confirm_paths"], "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        arguments = {"dry_run": False, "confirmation_token": plan["confirmation_token"]}  # the token alone
         started = time.perf_counter()
         done = session.call_tool("remove_paths", arguments)
         flow.execution = time.perf_counter() - started
@@ -154,7 +151,7 @@ def run(quick: bool, context: dict[str, Any]) -> list[Row]:
             "s",
             base,
             1.5,
-            f"raw JSON-RPC; dry-run answer {med('stdio', 'response_bytes') / 1e6:.1f} MB",
+            f"raw JSON-RPC; dry-run answer {med('stdio', 'response_bytes') / 1e3:.1f} kB",
         ),
         Row(SECTION, "stdio: execution alone", med("stdio", "execution"), "s", base, 1.0),
         Row(SECTION, "stdio: dry run alone", med("stdio", "dry_run"), "s", base, None, "informational"),

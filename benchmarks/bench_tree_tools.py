@@ -55,7 +55,7 @@ def call(session: StdioSession, name: str, arguments: dict[str, Any]) -> tuple[d
     result = session.request("tools/call", {"name": name, "arguments": arguments})
     text = "".join(block.get("text", "") for block in result.get("content", ()) if block.get("type") == "text")
     if result.get("isError"):
-        raise RuntimeError(f"{name} answered an error: {text[:500]}")
+        raise RuntimeError(f"{name} answered an error: {text[:500]}\nserver stderr (tail): {session.stderr_text()[-2000:]}")
     return result["structuredContent"], len(text), len(json.dumps(arguments, separators=(",", ":")))
 
 

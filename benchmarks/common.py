@@ -280,7 +280,10 @@ class StdioSession:
     def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         result = self.request("tools/call", {"name": name, "arguments": arguments})
         if result.get("isError"):
-            raise RuntimeError(f"{name} answered an error: {result['content'][0]['text'][:500]}")
+            raise RuntimeError(
+                f"{name} answered an error: {result['content'][0]['text'][:500]}\n"
+                f"server stderr (tail): {self.stderr_text()[-2000:]}"
+            )
         return result["structuredContent"]
 
     def peak_rss_mb(self) -> float:
