@@ -33,10 +33,10 @@ from .client.auth import (
     SignedInToken,
 )
 from .config import Settings
-from .errors import ConfigError, SignInError
+from .errors import ConfigError
 from .guard.audit import AuditLog, default_audit_path
-from .guard.paths import DEFAULT_PROTECTED, PathPolicy
 from .guard.guard import Guard
+from .guard.paths import DEFAULT_PROTECTED, PathPolicy, expand_home, is_home_relative
 from .guard.store import open_store
 from .guard.tokens import ConfirmationSigner
 from .tools.registry import register
@@ -55,17 +55,6 @@ log = logging.getLogger("efile_mcp.server")
 
 #: Stands in for the remote home when `~` roots are checked at start-up, before the home is known.
 _OFFLINE_HOME = "/home-reported-by-the-scnet-center"
-
-
-def is_home_relative(root: str) -> bool:
-    return root == "~" or root.startswith("~/")
-
-
-def expand_home(root: str, home: str) -> str:
-    """`~` and `~/...` at the start of an allowed root mean the remote home the SCNet center reports."""
-    if not is_home_relative(root):
-        return root
-    return (home.rstrip("/") + root[1:]) or "/"
 
 
 def _credentials(settings: Settings) -> Credentials | None:

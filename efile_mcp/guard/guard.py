@@ -47,7 +47,7 @@ from ..models.wire import Order, OrderBy, QuotaEntry
 from .audit import AuditLog
 from .insight import Matcher, Totals, find, incomplete_reason, usage_collector
 from .inspect import Budget
-from .paths import PathPolicy, display
+from .paths import PathPolicy, display, expand_home, is_home_relative
 
 if TYPE_CHECKING:
     from .store import StateStore
@@ -71,17 +71,6 @@ _UNREADABLE_SHOWN = 10
 class QuotaSource(Protocol):
     async def read(self) -> Any: ...  # an object with `entries: list[QuotaEntry]` and `error: str | None`
 
-
-
-
-def _home_relative(root: str) -> bool:
-    return root == "~" or root.startswith("~/")
-
-
-def expand_home(root: str, home: str) -> str:
-    if not _home_relative(root):
-        return root
-    return (home.rstrip("/") + root[1:]) or "/"
 
 
 
@@ -125,8 +114,8 @@ class Guard(RemovalSteps):
         self._quota = quota
         self._home_value: str | None = None
         self._ready_lock = anyio.Lock()
-        self._needs_home = any(_home_relative(root) for root in roots)
-        self.policy = PathPolicy([r for r in roots if not _home_relative(r)], protected)
+        self._needs_home = any(is_home_relative(root) for root in roots)
+        self.policy = PathPolicy([r for r in roots if not is_home_relative(r)], protected)
 
     # ------------------------------------------------------------------ set-up
 

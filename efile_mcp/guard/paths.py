@@ -22,7 +22,9 @@ from urllib.parse import unquote
 
 __all__ = [
     "DEFAULT_PROTECTED",
+    "expand_home",
     "fold_name",
+    "is_home_relative",
     "MAX_NAME_BYTES",
     "MAX_PATH_BYTES",
     "Collapsed",
@@ -60,6 +62,18 @@ _ROOT_EXAMPLE = "/public/home/alice/scratch"
 _reprlib = reprlib.Repr()
 _reprlib.maxstring = 120
 _reprlib.maxother = 120
+
+
+def is_home_relative(root: str) -> bool:
+    """`~` or `~/...`: an allowed root relative to the remote home the SCNet center reports."""
+    return root == "~" or root.startswith("~/")
+
+
+def expand_home(root: str, home: str) -> str:
+    """`~` and `~/...` at the start of an allowed root mean the remote home the SCNet center reports."""
+    if not is_home_relative(root):
+        return root
+    return (home.rstrip("/") + root[1:]) or "/"
 
 
 def fold_name(name: str) -> str:

@@ -51,6 +51,10 @@ def path_set_digest(paths: Collection[str]) -> str:
     return hashlib.sha256(joined).hexdigest()
 
 
+def iso_utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     token: str
@@ -59,7 +63,7 @@ class IssuedToken:
 
     @property
     def expires_at_iso(self) -> str:
-        return datetime.fromtimestamp(self.expires_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return iso_utc(self.expires_at)
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ class Sealed:
 
     @property
     def expires_at_iso(self) -> str:
-        return datetime.fromtimestamp(self.expires_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return iso_utc(self.expires_at)
 
 
 @dataclass
@@ -106,19 +110,10 @@ class ConfirmationSigner:
         """A token for exactly `paths`. `total_size` rides along (sealed) for the person's confirmation form."""
         plan_id = secrets.token_hex(12)
         expires_at = int(self.clock() + self.ttl)
-        payload = {
-            "p": plan_id,
-            "e": expires_at,
-            "z": int(total_size),
-            "n": len(set(paths)),
-            "d": path_set_digest(paths),
-            "s": self._scope_digest,
-        }
-        body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
-        mac = _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
+        token = self.seal(plan_id, paths, expires_at, total_size=total_size)
         self._forget_expired()
         self._plans[plan_id] = (expires_at, frozenset(paths))
-        return IssuedToken(token=f"{TOKEN_PREFIX}.{body}.{mac}", plan_id=plan_id, expires_at=expires_at)
+        return IssuedToken(token=token, plan_id=plan_id, expires_at=expires_at)
 
     def redeem(self, token: str | None, paths: Collection[str]) -> str:
         """Check the token against `paths` and mark it used. Returns the plan id. Raises ConfirmationRefused.

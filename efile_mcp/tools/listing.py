@@ -10,6 +10,7 @@ from ..models.results import ListFilesResult
 from ..models.wire import Order, OrderBy
 from .errors import tool_errors
 from .output import as_result
+from .paths import absolute_path
 from .state import state_of
 
 DESCRIPTION = """\
@@ -20,22 +21,12 @@ order_by/order to sort. Use the paths it returns with remove_paths.
 """
 
 
-def _absolute_path(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not value.startswith("/"):
-        raise ValueError("path must be absolute (start with '/'); omit it to list the home directory")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValueError("path must not contain control characters")
-    return value
-
-
 def build(settings: Settings) -> Any:
     async def list_files(
         ctx: Context,
         path: Annotated[
             str | None,
-            AfterValidator(_absolute_path),
+            AfterValidator(absolute_path),
             Field(description="Absolute directory path; omit for the home directory."),
         ] = None,
         keyword: Annotated[str | None, Field(max_length=255, description="Only names containing this text.")] = None,

@@ -61,9 +61,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         name="list_files",
         title="List files",
         description=listing.DESCRIPTION,
-        annotations=ToolAnnotations(
-            title="List files", read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-        ),
+        annotations=_reader("List files"),
         build=listing.build,
     ),
     ToolSpec(
@@ -83,13 +81,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         name="get_task",
         title="Follow removal tasks",
         description=tasks.GET_DESCRIPTION,
-        annotations=ToolAnnotations(
-            title="Follow removal tasks",
-            read_only_hint=True,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=False,
-        ),
+        annotations=_reader("Follow removal tasks"),
         build=tasks.build_get_task,
     ),
     ToolSpec(
