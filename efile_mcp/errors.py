@@ -1,9 +1,11 @@
-"""The one exception tree of efile-mcp.
+"""The one exception tree of efile-mcp: every exception it raises on purpose is drawn here.
 
     EfileMcpError
     ├── ConfigError                   bad or missing setting; start-up fails with one line
     ├── StateStoreError               the state store (SQLite file, Redis) failed at run time
     ├── AuditUnavailable              an audit record could not be written and fsynced (fails closed)
+    ├── GuardRefusal                  the guard refuses the whole call before anything is sent
+    ├── ConfirmationRefused           a confirmation token (or the person's answer) does not hold
     ├── ApiError                      the efile API answered an envelope with code != "0"
     │   ├── AuthError                 no token, 911406, 10008: the whole call stops, the fix is named
     │   │   └── SignInError           SCNet sign-in, token renewal or region discovery failed
@@ -13,10 +15,13 @@
     └── TransportError                no usable answer at all
         ├── HttpStatusError           a non-200 status from a gateway (429 and 5xx are retried first)
         ├── MalformedResponseError    not JSON, or not an envelope
-        └── ConnectionFailedError     connect/read failures and timeouts (retried first)
+        ├── ConnectionFailedError     connect/read failures and timeouts (retried first)
+        │   └── UnreachableError      a service never reached refuses, does not resolve or times out
+        └── RetryBudgetExhausted      retries ran out (count or time); carries the last error
 
 Messages are written for the agent that reads the tool error: what happened and what to do next.
-No message ever contains the API token.
+No message ever contains the API token, the access key or the secret key: the request pipeline
+replaces them with `<redacted>` in whatever the server says before it reaches an exception.
 """
 
 from __future__ import annotations
@@ -50,6 +55,22 @@ class AuditUnavailable(EfileMcpError):
     Fails closed: raised before a removal is sent, it means nothing was sent. The message names the
     file, the operating system's reason and the fix (free space, or EFILE_AUDIT_LOG elsewhere).
     """
+
+
+class GuardRefusal(EfileMcpError):
+    """The whole call is refused before anything is sent. `code` is stable; the message tells the agent what to do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class ConfirmationRefused(EfileMcpError):
+    """The confirmation does not hold. `code` is stable for tests and the audit log; the message tells the agent what to do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
 
 
 class ApiError(EfileMcpError):
@@ -128,34 +149,57 @@ class TransportError(EfileMcpError):
 
 
 class HttpStatusError(TransportError):
-    def __init__(self, status: int, endpoint: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, status: int, endpoint: str, retry_after: float | None = None, *, service: str = "efile API"
+    ) -> None:
         self.status = status
         self.endpoint = endpoint
         self.retry_after = retry_after
-        super().__init__(f"efile API answered HTTP {status} from {endpoint}")
+        super().__init__(f"{service} answered HTTP {status} from {endpoint}")
 
 
 class MalformedResponseError(TransportError):
-    def __init__(self, endpoint: str, why: str) -> None:
+    def __init__(self, endpoint: str, why: str, *, service: str = "efile API") -> None:
         self.endpoint = endpoint
-        super().__init__(f"efile API sent an answer efile-mcp cannot read from {endpoint}: {why}")
+        super().__init__(f"{service} sent an answer efile-mcp cannot read from {endpoint}: {why}")
 
 
 class ConnectionFailedError(TransportError):
-    def __init__(self, endpoint: str, why: str) -> None:
+    """No answer: the connection failed, broke, or the answer did not come in time.
+
+    `request_sent` is False when the connection was never made (refused, DNS, connect timeout):
+    then the server cannot have acted on the request.
+    """
+
+    def __init__(self, endpoint: str, why: str, *, request_sent: bool = True, service: str = "efile API") -> None:
         self.endpoint = endpoint
-        super().__init__(f"could not reach the efile API ({endpoint}): {why}")
+        self.why = why
+        self.request_sent = request_sent
+        super().__init__(f"could not reach the {service} ({endpoint}): {why}")
+
+
+class UnreachableError(ConnectionFailedError):
+    """A service that has never answered cannot be connected to: a wrong URL or a down network, not overload.
+
+    Raised after a short connect budget (RetryPolicy.connect_budget), naming the URL and its setting.
+    """
+
+    def __init__(self, service: str, url: str, setting: str, why: str, fix: str, *, endpoint: str = "") -> None:
+        super().__init__(endpoint, why, request_sent=False, service=service)
+        self.url = url
+        self.setting = setting
+        self.args = (f"cannot reach the {service} at {url} ({setting}): {why}. {fix}",)
 
 
 class RetryBudgetExhausted(TransportError):
     """Retries ran out (count or time); carries the last error."""
 
-    def __init__(self, endpoint: str, attempts: int, last: Exception) -> None:
+    def __init__(self, endpoint: str, attempts: int, last: Exception, *, service: str = "efile API") -> None:
         self.endpoint = endpoint
         self.attempts = attempts
         self.last = last
         super().__init__(
-            f"the efile API kept failing ({last}); gave up after {attempts} attempts. "
+            f"the {service} kept failing ({last}); gave up after {attempts} attempts. "
             "The service may be overloaded or unreachable: wait a minute and try again."
         )
 
@@ -164,12 +208,14 @@ def outcome_unknown(exc: BaseException) -> bool:
     """Whether the server may have acted although this error is all the client saw.
 
     A lost connection, a timeout, a gateway 5xx, an unreadable answer or a command timeout (911504)
-    say nothing about what happened behind them; a rate limit, a 429 or an error envelope do: the
-    request was turned away.
+    say nothing about what happened behind them; a rate limit, a 429, an error envelope or a
+    connection that was never made do: the request was turned away or never sent.
     """
     if isinstance(exc, RetryBudgetExhausted):
         return outcome_unknown(exc.last)
-    if isinstance(exc, ConnectionFailedError | MalformedResponseError):
+    if isinstance(exc, ConnectionFailedError):
+        return exc.request_sent
+    if isinstance(exc, MalformedResponseError):
         return True
     if isinstance(exc, HttpStatusError):
         return exc.status >= 500
@@ -186,6 +232,8 @@ def error_code_of(exc: BaseException) -> str:
         return f"http_{exc.status}"
     if isinstance(exc, MalformedResponseError):
         return "malformed_answer"
+    if isinstance(exc, UnreachableError):
+        return "unreachable"
     if isinstance(exc, ConnectionFailedError):
         return "connection_failed"
     return type(exc).__name__

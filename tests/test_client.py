@@ -7,18 +7,24 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx2 as httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from efile_mcp.client import EfileApi, EfileTransport, RetryPolicy, StaticToken, normalise_base_url
 from efile_mcp.client.removal import EfileRemover, RemovalRun
+from efile_mcp.client.auth import AccessKeyCredentials, AcClient
+from efile_mcp.client.transport import RequestPipeline
 from efile_mcp.errors import (
     ApiError,
     AuthError,
     ConnectionFailedError,
     MalformedResponseError,
     RetryBudgetExhausted,
+    UnreachableError,
+    error_code_of,
+    outcome_unknown,
 )
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.faults import FaultPlan, FaultRule
@@ -31,6 +37,21 @@ async def transport(sandbox: RunningSandbox) -> AsyncIterator[EfileTransport]:
     t = EfileTransport(sandbox.base_url, StaticToken(sandbox.token), retry=FAST, concurrency=4)
     yield t
     await t.aclose()
+
+
+class FakeTime:
+    """A monotonic clock that only sleeping moves: retries are tested without waiting for them."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
 
 
 def envelope(code: object, msg: str = "", data: object = None) -> JSONResponse:
@@ -89,11 +110,74 @@ async def test_transient_failures_are_retried(
     assert sandbox.sandbox.request_counts["file/list"] == 3
 
 
-async def test_retry_after_is_honoured(sandbox: RunningSandbox, transport: EfileTransport) -> None:
-    sandbox.sandbox.fault = fail_first(1, Response("slow down", status_code=429, headers={"Retry-After": "1"}))
+CALLS = ["efile", "sign-in", "center"]
+FAULT_NAME = {"efile": "file/list", "sign-in": "tokens-aksk", "center": "center"}
+
+
+async def call_through(kind: str, sandbox: RunningSandbox, pipeline: RequestPipeline) -> object:
+    """One call of `kind` through `pipeline`: the efile API, the AK/SK sign-in or the center."""
+    if kind == "efile":
+        t = EfileTransport(sandbox.base_url, StaticToken(sandbox.token))
+        t.pipeline = pipeline
+        return await EfileApi(t).list_dir()
+    ac = AcClient(ac_url=sandbox.base_url, api_url=sandbox.base_url, pipeline=pipeline)
+    if kind == "sign-in":
+        keys = sandbox.sandbox.config.ac
+        creds = AccessKeyCredentials(user=sandbox.sandbox.config.user, access_key=keys.access_key, secret_key=keys.secret_key)
+        return await ac.sign_in(creds)
+    return await ac.center(StaticToken(sandbox.token))
+
+
+@pytest.mark.parametrize("kind", CALLS)
+async def test_one_retry_policy_for_efile_sign_in_and_center_calls(sandbox: RunningSandbox, kind: str) -> None:
+    """The same pipeline: transient failures retried with the same backoff, Retry-After honoured, the rest not retried."""
+    name = FAULT_NAME[kind]
+    clock = FakeTime()
+    caps: list[float] = []
+
+    def jitter(cap: float) -> float:
+        caps.append(cap)
+        return cap / 2
+
+    pipeline = RequestPipeline(retry=FAST, sleep=clock.sleep, clock=clock, jitter=jitter)
+    try:
+        busy = [envelope("911048", "busy"), Response("bad gateway", status_code=502), Response("x", status_code=429, headers={"Retry-After": "2"})]
+        responses = iter(busy)
+
+        async def fault(endpoint: str, request: Request) -> Response | None:
+            return next(responses, None) if endpoint == name else None
+
+        sandbox.sandbox.fault = fault
+        assert await call_through(kind, sandbox, pipeline)
+        assert sandbox.sandbox.request_counts[name] == 4
+        assert caps == [0.01, 0.02, 0.04]  # base 0.01 doubling, capped at 0.05
+        assert clock.slept == [0.005, 0.01, 2.0]  # the jittered waits, then Retry-After
+        sandbox.sandbox.reset_records()
+        sandbox.sandbox.fault = fail_first(99, envelope("10004", "bad parameter"), endpoint=name)
+        with pytest.raises(ApiError) as caught:
+            await call_through(kind, sandbox, pipeline)
+        assert caught.value.code == "10004" and sandbox.sandbox.request_counts[name] == 1
+    finally:
+        await pipeline.aclose()
+
+
+async def test_retry_after_is_honoured_over_real_time(sandbox: RunningSandbox, transport: EfileTransport) -> None:
+    sandbox.sandbox.fault = fail_first(1, Response("slow down", status_code=429, headers={"Retry-After": "0.3"}))
     started = time.monotonic()
     await EfileApi(transport).list_dir()
-    assert time.monotonic() - started >= 0.95
+    assert time.monotonic() - started >= 0.28
+
+
+async def test_the_on_retry_hook_sees_each_failure_about_to_be_retried(sandbox: RunningSandbox) -> None:
+    clock = FakeTime()
+    t = EfileTransport(sandbox.base_url, StaticToken(sandbox.token), retry=FAST, sleep=clock.sleep, clock=clock)
+    seen: list[str] = []
+    sandbox.sandbox.fault = fail_first(2, Response("down", status_code=503))
+    try:
+        await t.call("GET", "/efile/openapi/v2/file/list", params={"start": 0, "limit": 1}, on_retry=lambda e: seen.append(error_code_of(e)))
+    finally:
+        await t.aclose()
+    assert seen == ["http_503", "http_503"]
 
 
 @pytest.mark.parametrize(
@@ -139,29 +223,103 @@ async def test_a_server_that_keeps_failing_ends_in_a_clear_error_within_budget(
 
 async def test_the_time_budget_bounds_retries_too(sandbox: RunningSandbox) -> None:
     sandbox.sandbox.fault = fail_first(10**6, Response("slow", status_code=429, headers={"Retry-After": "0.4"}))
-    t = EfileTransport(sandbox.base_url, StaticToken(sandbox.token), retry=RetryPolicy(attempts=20, budget=1.0))
-    started = time.monotonic()
-    try:
-        with pytest.raises(RetryBudgetExhausted):
-            await EfileApi(t).list_dir()
-    finally:
-        await t.aclose()
-    assert time.monotonic() - started < 1.5
-    assert sandbox.sandbox.request_counts["file/list"] <= 3
-
-
-async def test_connection_failures_are_retried_then_reported() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again at once: nothing listens there
-    t = EfileTransport(f"http://127.0.0.1:{port}", StaticToken("secret-token-value"), retry=FAST)
+    clock = FakeTime()
+    t = EfileTransport(
+        sandbox.base_url, StaticToken(sandbox.token), retry=RetryPolicy(attempts=20, budget=1.0),
+        sleep=clock.sleep, clock=clock,
+    )
     try:
         with pytest.raises(RetryBudgetExhausted) as caught:
             await EfileApi(t).list_dir()
     finally:
         await t.aclose()
-    assert isinstance(caught.value.last, ConnectionFailedError)
-    assert "secret-token-value" not in str(caught.value)
+    # 0.4 + 0.4 waited; one more 0.4 would end past the 1 s budget: stop after three requests.
+    assert clock.slept == [0.4, 0.4] and sandbox.sandbox.request_counts["file/list"] == 3
+    assert "HTTP 429" in str(caught.value) and "gave up after 3 attempts" in str(caught.value)
+
+
+async def test_an_unreachable_base_url_is_reported_as_unreachable_quickly_not_as_overload() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again at once: nothing listens there
+    clock = FakeTime()
+    # The default policy: 6 attempts, 30 s of budget, but only 3 s of connect retries on first contact.
+    t = EfileTransport(
+        f"http://127.0.0.1:{port}/efile", StaticToken("secret-token-value"), sleep=clock.sleep, clock=clock
+    )
+    try:
+        with pytest.raises(UnreachableError) as caught:
+            await EfileApi(t).list_dir()
+    finally:
+        await t.aclose()
+    text = str(caught.value)
+    assert text == (
+        f"cannot reach the efile API at http://127.0.0.1:{port}/efile (EFILE_BASE_URL): connection refused. "
+        "Check EFILE_BASE_URL (or the region the SCNet center reports) and the network."
+    )
+    assert "overloaded" not in text and "secret-token-value" not in text
+    assert 0 < sum(clock.slept) <= RetryPolicy().connect_budget
+    assert not outcome_unknown(caught.value) and error_code_of(caught.value) == "unreachable"
+
+
+@pytest.mark.parametrize(
+    ("fault", "why"),
+    [
+        pytest.param(
+            httpx.ConnectError("[Errno -2] Name or service not known"), "the host name does not resolve", id="dns"
+        ),
+        pytest.param(httpx.ConnectTimeout("timed out"), "no connection within 10 s (connect timeout)", id="timeout"),
+    ],
+)
+async def test_dns_failures_and_connect_timeouts_are_unreachable_too(fault: Exception, why: str) -> None:
+    """A sandbox cannot fail a DNS lookup or a connect: httpx.MockTransport raises what httpx would."""
+    if isinstance(fault, httpx.ConnectError):
+        fault.__cause__ = socket.gaierror(-2, "Name or service not known")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise fault
+
+    clock = FakeTime()
+    t = EfileTransport(
+        "https://efile.nowhere.example",
+        StaticToken("t0ken-value"),
+        http_transport=httpx.MockTransport(handler),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    try:
+        with pytest.raises(UnreachableError) as caught:
+            await EfileApi(t).list_dir()
+    finally:
+        await t.aclose()
+    assert "https://efile.nowhere.example/efile (EFILE_BASE_URL)" in str(caught.value) and why in str(caught.value)
+    assert sum(clock.slept) <= RetryPolicy().connect_budget
+
+
+async def test_a_service_that_answered_before_and_then_refuses_connections_is_retried_as_before() -> None:
+    calls = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return httpx.Response(200, json={"code": "0", "msg": "success", "data": {"total": 0, "fileList": []}})
+        raise httpx.ConnectError("All connection attempts failed")
+
+    clock = FakeTime()
+    t = EfileTransport(
+        "https://efile.example", StaticToken("t0ken-value"), retry=FAST,
+        http_transport=httpx.MockTransport(handler), sleep=clock.sleep, clock=clock,
+    )
+    try:
+        await EfileApi(t).list_dir()
+        with pytest.raises(RetryBudgetExhausted) as caught:
+            await EfileApi(t).list_dir()
+    finally:
+        await t.aclose()
+    assert calls["n"] == 1 + FAST.attempts
+    assert isinstance(caught.value.last, ConnectionFailedError) and not isinstance(caught.value.last, UnreachableError)
+    assert "gave up after 4 attempts" in str(caught.value)
+    assert not outcome_unknown(caught.value)  # the connection was never made: the request was not sent
 
 
 async def test_missing_or_wrong_token_is_an_auth_error(sandbox: RunningSandbox) -> None:

@@ -402,6 +402,23 @@ async def test_build_server_stays_offline_and_an_unreachable_service_is_a_tool_e
         for name, arguments in [("list_files", {}), ("remove_paths", {"paths": ["/public/home/u/scratch/a"]})]:
             text = await call_error(client, name, arguments)
             assert "could not sign in to SCNet" in text and "SCNET_API_URL" in text and "sk-not-shown" not in text
+            assert f"cannot reach the SCNet API at {nowhere} (SCNET_API_URL): connection refused" in text
+            assert "overloaded" not in text
+
+
+async def test_an_unreachable_center_is_reported_with_its_url_and_setting(
+    sandbox: RunningSandbox, audit_path: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
+    settings = Settings(token=sandbox.token, scnet_ac_url=nowhere, allowed_roots=("~",), audit_log=audit_path)
+    started = time.monotonic()
+    async with Client(build_server(settings)) as client:
+        text = await call_error(client, "list_files", {})
+    assert time.monotonic() - started < 5  # the short connect budget, not the 30 s retry budget
+    assert f"cannot reach the SCNet AC service at {nowhere} (SCNET_AC_URL): connection refused" in text
+    assert "Check SCNET_AC_URL and the network" in text and "EFILE_BASE_URL" in text and "overloaded" not in text
 
 
 # ---------------------------------------------------------------------------------------------- `~` roots

@@ -25,25 +25,15 @@ from typing import Any
 import anyio
 import httpx2 as httpx
 from pydantic import ValidationError
-from tenacity import (
-    AsyncRetrying,
-    RetryError,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
 
 from ..errors import (
     ApiError,
     AuthError,
-    ConnectionFailedError,
     EfileMcpError,
-    HttpStatusError,
     MalformedResponseError,
     SignInError,
     TransportError,
-    is_retryable,
+    UnreachableError,
 )
 from ..models.wire import (
     AC_CENTER,
@@ -52,11 +42,10 @@ from ..models.wire import (
     AKSK_TOKENS,
     PLATFORM_CLUSTER_ID,
     CenterInfo,
-    Envelope,
     RegionToken,
     TokenClaims,
 )
-from .transport import LazyHttpClient, RenewableTokenSource, RetryPolicy, TokenSource
+from .transport import RenewableTokenSource, RequestPipeline, RetryPolicy, Service, TokenSource
 
 log = logging.getLogger("efile_mcp.client.auth")
 
@@ -202,6 +191,9 @@ def _describe(exc: EfileMcpError) -> str:
 # ---------------------------------------------------------------------------------------------------
 # The AC calls
 
+AC_SERVICE = Service("SCNet AC service", "SCNET_AC_URL", "Check SCNET_AC_URL and the network.")
+API_SERVICE = Service("SCNet API", "SCNET_API_URL", "Check SCNET_API_URL and the network.")
+
 
 class AcClient:
     """HTTP calls to the SCNet AC service. Answers use the efile envelope; transient failures are retried."""
@@ -215,15 +207,18 @@ class AcClient:
         retry: RetryPolicy | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        pipeline: RequestPipeline | None = None,
     ) -> None:
+        """`pipeline`: send through another client's pipeline (and its HTTP connections); else one of its own."""
         self.ac_url = ac_url.strip().rstrip("/")
         self.api_url = api_url.strip().rstrip("/")
-        self._retry = retry or RetryPolicy()
         self._clock = clock
-        self._http = LazyHttpClient(timeout=timeout, transport=http_transport)
+        self._owns_pipeline = pipeline is None
+        self._pipeline = pipeline or RequestPipeline(timeout=timeout, retry=retry, http_transport=http_transport)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_pipeline:
+            await self._pipeline.aclose()
 
     def sign_in_url(self, credentials: Credentials) -> str:
         if isinstance(credentials, AccessKeyCredentials):
@@ -240,18 +235,19 @@ class AcClient:
                 "timestamp": timestamp,
                 "signature": aksk_signature(credentials.user, credentials.access_key, credentials.secret_key, timestamp),
             }
-            endpoint = AKSK_TOKENS
+            endpoint, secrets = AKSK_TOKENS, (credentials.access_key, credentials.secret_key)
+            data = await self._request("POST", API_SERVICE, self.api_url, AKSK_TOKENS, headers=headers, secrets=secrets)
         else:
             headers = {"user": credentials.user, "password": credentials.password, "orgId": credentials.org_id}
-            endpoint = AC_TOKENS
-        data = await self._request("POST", self.sign_in_url(credentials), endpoint, headers)
+            endpoint, secrets = AC_TOKENS, (credentials.password, credentials.org_id)
+            data = await self._request("POST", AC_SERVICE, self.ac_url, AC_TOKENS, headers=headers, secrets=secrets)
         if not isinstance(data, list):
             raise MalformedResponseError(endpoint, "expected a list of regions")
         return self._regions(endpoint, data)
 
     async def renew(self, token: str, cluster_id: str | None) -> str:
         """A fresh token for the region of `token` (possible until it has been expired for 24 h)."""
-        data = await self._request("POST", self.ac_url + AC_TOKENS_NEXT, AC_TOKENS_NEXT, {"token": token})
+        data = await self._request("POST", AC_SERVICE, self.ac_url, AC_TOKENS_NEXT, headers={"token": token})
         # The docs show a list of regions; a bare token or {"token": ...} is accepted as well.
         if isinstance(data, str) and data:
             return data
@@ -267,10 +263,14 @@ class AcClient:
                 return same[0].token
         raise MalformedResponseError(AC_TOKENS_NEXT, "no token for this region in the answer")
 
-    async def center(self, token: str, cluster_id: str | None = None) -> CenterInfo:
-        data = await self._request("GET", self.ac_url + AC_CENTER, AC_CENTER, {"token": token})
+    async def center(self, tokens: TokenSource, cluster_id: str | None = None) -> CenterInfo:
+        """The center's answer for the region of `tokens`' token (renewed once if refused)."""
+        data = await self._request("GET", AC_SERVICE, self.ac_url, AC_CENTER, tokens=tokens)
+        if cluster_id is None:
+            token = await tokens.token()
+            cluster_id = token_cluster_id(token) if token else None
         try:
-            return CenterInfo.from_data(data, cluster_id or token_cluster_id(token))
+            return CenterInfo.from_data(data, cluster_id)
         except ValidationError as exc:
             raise MalformedResponseError(AC_CENTER, exc.errors()[0]["msg"]) from None
         except ValueError as exc:
@@ -283,43 +283,20 @@ class AcClient:
         except ValidationError as exc:
             raise MalformedResponseError(endpoint, exc.errors()[0]["msg"]) from None
 
-    async def _request(self, method: str, url: str, endpoint: str, headers: dict[str, str]) -> Any:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._retry.attempts) | stop_after_delay(self._retry.budget),
-            wait=wait_random_exponential(multiplier=self._retry.base_delay, max=self._retry.max_delay),
-            retry=retry_if_exception(is_retryable),
-            reraise=False,
+    async def _request(
+        self,
+        method: str,
+        service: Service,
+        base_url: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        tokens: TokenSource | None = None,
+        secrets: tuple[str, ...] = (),
+    ) -> Any:
+        return await self._pipeline.send(
+            method, base_url, path, service=service, tokens=tokens, headers=headers, secrets=secrets
         )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._once(method, url, endpoint, headers)
-        except RetryError as exc:
-            last = exc.last_attempt.exception()
-            assert isinstance(last, EfileMcpError)
-            raise last from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _once(self, method: str, url: str, endpoint: str, headers: dict[str, str]) -> Any:
-        try:
-            response = await self._http.request(method, url, headers=headers)
-        except httpx.TransportError as exc:
-            raise ConnectionFailedError(endpoint, type(exc).__name__) from None
-        except UnicodeEncodeError:
-            # A header value that is not ASCII; the exception's text would quote the credential itself.
-            raise SignInError(
-                "a sign-in setting holds characters that cannot be sent as an HTTP header (non-ASCII)"
-            ) from None
-        if response.status_code != 200:
-            raise HttpStatusError(response.status_code, endpoint)
-        try:
-            envelope = Envelope.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise MalformedResponseError(endpoint, exc.errors()[0]["msg"]) from None
-        log.debug("SCNet AC %s %s -> code %s", method, endpoint, envelope.code)
-        if not envelope.ok:
-            raise ApiError.from_envelope(envelope.code, envelope.msg, endpoint=endpoint)
-        return envelope.data
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -415,6 +392,8 @@ class SignedInToken:
             raise SignInError(
                 f"SCNet refused the sign-in as {credentials.user!r} ({_describe(exc)}). Check {credentials.settings}."
             ) from None
+        except UnreachableError as exc:
+            raise SignInError(f"could not sign in to SCNet: {exc}") from None
         except TransportError as exc:
             raise SignInError(
                 f"could not sign in to SCNet at {self._ac.sign_in_url(credentials)}: {exc}. Check "
@@ -537,12 +516,7 @@ class RegionLocator:
         if not token:
             raise SignInError("no token to ask the SCNet center with: set EFILE_TOKEN, or sign in with SCNET_USER")
         try:
-            try:
-                info = await self._ac.center(token, self._cluster_id())
-            except AuthError:
-                if not isinstance(self._tokens, RenewableTokenSource):
-                    raise
-                info = await self._ac.center(await self._tokens.refresh(token) or token, self._cluster_id())
+            info = await self._ac.center(self._tokens, self._cluster_id())
         except SignInError:
             raise
         except AuthError as exc:
@@ -555,6 +529,11 @@ class RegionLocator:
             raise SignInError(
                 f"the SCNet center at {self._ac.ac_url} refused the token ({_describe(exc)}): {fix}; "
                 "or set EFILE_BASE_URL and use absolute EFILE_ALLOWED_ROOTS, which need no center."
+            ) from None
+        except UnreachableError as exc:
+            raise SignInError(
+                f"could not find the region's file service: {exc} Or set EFILE_BASE_URL (with absolute "
+                "EFILE_ALLOWED_ROOTS), which needs no center."
             ) from None
         except (ApiError, TransportError) as exc:
             raise SignInError(
