@@ -24,14 +24,9 @@ from .client import (
     TokenSource,
     normalise_base_url,
 )
-from .client.auth import (
-    AccessKeyCredentials,
-    AcClient,
-    Credentials,
-    PasswordCredentials,
-    RegionLocator,
-    SignedInToken,
-)
+from .client.center import RegionLocator
+from .client.signin import AccessKeyCredentials, AcClient, Credentials, PasswordCredentials
+from .client.tokens import SignedInToken
 from .config import Settings
 from .errors import ConfigError
 from .guard.audit import AuditLog, default_audit_path

@@ -12,9 +12,15 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from efile_mcp.client import EfileApi, EfileTransport, RetryPolicy, StaticToken, normalise_base_url
+from efile_mcp.client import (
+    EfileApi,
+    EfileTransport,
+    RetryPolicy,
+    StaticToken,
+    normalise_base_url,
+)
+from efile_mcp.client.signin import AccessKeyCredentials, AcClient
 from efile_mcp.client.removal import EfileRemover, RemovalRun
-from efile_mcp.client.auth import AccessKeyCredentials, AcClient
 from efile_mcp.client.transport import RequestPipeline
 from efile_mcp.errors import (
     ApiError,

@@ -29,16 +29,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from efile_mcp.client import EfileApi, EfileTransport, RetryPolicy
-from efile_mcp.client.auth import (
+from efile_mcp.client.center import RegionLocator
+from efile_mcp.client.signin import (
     AccessKeyCredentials,
     AcClient,
     PasswordCredentials,
-    RegionLocator,
-    SignedInToken,
     aksk_message,
     aksk_signature,
     token_expiry,
 )
+from efile_mcp.client.tokens import SignedInToken
 from efile_mcp.config import Settings, load_settings
 from efile_mcp.errors import AuthError, ConfigError, SignInError
 from efile_mcp.sandbox import (
