@@ -107,6 +107,13 @@ def write_markdown(rows: list[Row], info: dict[str, Any], path: Path) -> None:
             f"Python {box['python']}, mcp {box['mcp']}, efile-mcp {box['efile-mcp']}."
         ),
         "",
+        (
+            f"Load average (1, 5, 15 min) before the run {', '.join(map(str, info['load_average']['before']))}, "
+            f"after {', '.join(map(str, info['load_average']['after']))}; sections took "
+            + ", ".join(f"{k} {v} s" for k, v in info["section_seconds"].items())
+            + "."
+        ),
+        "",
         "Ratios are against a baseline measured in the same run (lower is better). The sandbox efile API",
         "runs in its own process and adds a 20 ms round trip to every request. See benchmarks/README.md.",
         "",
@@ -129,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     chosen = args.only or list(SECTIONS)
+    load_before = os.getloadavg()  # the machine may be shared: the load says how much
     context: dict[str, Any] = {}  # sections share measurements through it (limits reuse the memory sweep)
     rows: list[Row] = []
     timings = {}
@@ -143,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "sections": chosen,
         "section_seconds": timings,
+        "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
     }
     print_table(rows)
     results = HERE / "results"
