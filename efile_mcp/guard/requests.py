@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EfileMcpError
+from ..errors import GuardRefusal as GuardRefusal  # noqa: PLC0414 - re-exported; defined in errors.py
 from ..models.results import (
     Selection,
 )
@@ -21,14 +21,6 @@ TOOL = "remove_paths"
 #: A refusal names at most this many paths in the audit log (each cut to 300 characters).
 REFUSED_PATHS_AUDITED = 200
 
-
-
-class GuardRefusal(EfileMcpError):
-    """The whole call is refused before anything is sent. The message tells the agent what to do."""
-
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
-        super().__init__(message)
 
 
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]

@@ -23,18 +23,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..errors import ConfirmationRefused as ConfirmationRefused  # noqa: PLC0414 - re-exported; defined in errors.py
+
 TOKEN_PREFIX = "efc1"
 _KEY_LABEL = b"efile-mcp confirmation token v1"
 _REMEMBERED_PLANS = 64
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
-
-
-class ConfirmationRefused(Exception):
-    """The confirmation does not hold. `code` is stable for tests and the audit log; the message tells the agent what to do."""
-
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
-        super().__init__(message)
 
 
 def _b64(data: bytes) -> str:
