@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -19,8 +20,8 @@ from efile_mcp.client import (
     StaticToken,
     normalise_base_url,
 )
-from efile_mcp.client.signin import AccessKeyCredentials, AcClient
 from efile_mcp.client.removal import EfileRemover, RemovalRun
+from efile_mcp.client.signin import AccessKeyCredentials, AcClient
 from efile_mcp.client.transport import RequestPipeline
 from efile_mcp.errors import (
     ApiError,
@@ -471,3 +472,47 @@ async def test_an_answer_of_the_wrong_shape_is_a_malformed_answer_not_a_crash(
     sandbox.sandbox.fault = fail_first(1, envelope("0", "success", [{"taskId": None}]), endpoint="task/list")
     with pytest.raises(MalformedResponseError):
         await EfileApi(transport).tasks(["a" * 32])
+
+
+# ---------------------------------------------------------------------------------------------- secrets
+
+
+async def test_a_token_the_server_echoes_never_reaches_an_error_a_result_or_a_log(
+    sandbox: RunningSandbox, transport: EfileTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = sandbox.token
+
+    async def echo(name: str, request: Request) -> Response | None:
+        sent = request.headers.get("token", "")
+        if name == "file/list":
+            return envelope("10004", f"invalid parameter for token {sent} (token={sent})")
+        if name == "task/list":
+            task = {"taskId": "a" * 32, "status": "fail", "errorCode": "10001", "errorMsg": f"cannot act as {sent}"}
+            return envelope("0", "success", [task])
+        return None
+
+    sandbox.sandbox.fault = echo
+    with pytest.raises(ApiError) as caught:
+        await EfileApi(transport).list_dir()
+    assert str(caught.value) == (
+        "efile API error 10004 (invalid parameter) from /file/list: "
+        "invalid parameter for token <redacted> (token=<redacted>)"
+    )
+    assert token not in caught.value.server_msg
+    lookup = await EfileApi(transport).tasks(["a" * 32])
+    assert lookup.tasks["a" * 32].error_msg == "cannot act as <redacted>"
+    sandbox.sandbox.fault = fail_first(2, Response("busy", status_code=503))
+    await EfileApi(transport).list_dir()  # retried: the retries' log lines hold no token either
+    assert token not in caplog.text and "<redacted>" in str(caught.value)
+
+
+def test_scrubbing_catches_every_form_of_a_secret_and_leaves_the_rest_alone() -> None:
+    from efile_mcp.client.transport import Secrets
+
+    secrets = Secrets(["tok/en-1234", "AKAKAKAK", None, "", "pw"])  # too short to search for: "pw"
+    body = b'{"msg": "tok\\/en-1234 and AKAKAKAK"}'
+    assert secrets.found_in(body) and not secrets.found_in(b'{"msg": "nothing here, pw"}')
+    data = {"msg": "tok/en-1234", "list": [{"AKAKAKAK": "x AKAKAKAK y"}], "n": 3}
+    assert secrets.scrub_data(data) == {"msg": "<redacted>", "list": [{"<redacted>": "x <redacted> y"}], "n": 3}
+    assert secrets.scrub("a pw b") == "a pw b"

@@ -698,6 +698,35 @@ async def test_secrets_never_reach_results_logs_or_the_audit_log(
     assert "'pw'" not in repr(settings) and "'org'" not in repr(settings)
 
 
+async def test_a_server_echoing_the_token_ak_and_sk_gives_a_tool_error_without_them(
+    scnet: RunningSandbox, audit_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    ac = scnet.sandbox.config.ac
+    echoed = f"ak={ac.access_key} sk={ac.secret_key}"
+
+    async def echo(name: str, request: Request) -> Response | None:
+        if name == "file/list":
+            return envelope("911030", f"token {request.headers.get('token')} of {echoed} may not read this")
+        if name == "tokens-aksk" and scnet.sandbox.request_counts["tokens-aksk"] > 1:
+            return envelope("10004", f"signature does not match for {echoed}")
+        return None
+
+    scnet.sandbox.fault = echo
+    async with Client(build_server(signin_settings(scnet, audit_path))) as client:
+        listing = await call_error(client, "list_files", {})
+    ac_client = AcClient(ac_url=scnet.base_url, api_url=scnet.base_url, retry=FAST)
+    try:
+        with pytest.raises(SignInError) as caught:
+            await SignedInToken(ac_client, aksk(scnet)).token()
+    finally:
+        await ac_client.aclose()
+    assert "911030" in listing and "token <redacted> of ak=<redacted> sk=<redacted>" in listing
+    assert "signature does not match for ak=<redacted> sk=<redacted>" in str(caught.value)
+    texts = [listing, str(caught.value), caplog.text]
+    assert [secret for secret in secrets_of(scnet) if any(secret in text for text in texts)] == []
+
+
 @pytest.mark.parametrize(
     ("flag", "variable"),
     [
