@@ -162,6 +162,13 @@ def remaining_files(sandbox: Sandbox, name: str) -> int:
     return sum(len(files) for _, _, files in os.walk(sandbox.root / name))
 
 
+def _state_dir(audit_log: Path) -> Path:
+    """A state store of the run's own, beside its audit log: never the person's (nor a shared) one."""
+    directory = audit_log.parent / f"{audit_log.stem}-state"
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
 def settings_for(sandbox: Sandbox, audit_log: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "base_url": sandbox.base_url,
@@ -169,6 +176,7 @@ def settings_for(sandbox: Sandbox, audit_log: Path, **overrides: Any) -> Setting
         "allowed_roots": (sandbox.home,),
         "audit_log": audit_log,
         "max_paths": 50_000,
+        "state_dir": _state_dir(audit_log),
     }
     return Settings(**{**values, **overrides})
 
@@ -181,6 +189,7 @@ def server_env(sandbox: Sandbox, audit_log: Path, **extra: str) -> dict[str, str
         EFILE_TOKEN=sandbox.token,
         EFILE_ALLOWED_ROOTS=sandbox.home,
         EFILE_AUDIT_LOG=str(audit_log),
+        EFILE_STATE_DIR=str(_state_dir(audit_log)),
         **extra,
     )
     return env
