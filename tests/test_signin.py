@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 
 from efile_mcp.client import EfileApi, EfileTransport, RetryPolicy
 from efile_mcp.client.center import RegionLocator
+from efile_mcp.client.removal import EfileRemover, RemovalRun
 from efile_mcp.client.signin import (
     AccessKeyCredentials,
     AcClient,
@@ -97,6 +98,7 @@ def signin_settings(sandbox: RunningSandbox, audit_path: Path, **overrides: Any)
         "scnet_api_url": sandbox.base_url,
         "allowed_roots": ("~/scratch",),
         "audit_log": audit_path,
+        "state_dir": audit_path.parent,  # never the user's own state directory
         "retry_budget": 3.0,
     }
     values.update(overrides)
@@ -393,6 +395,7 @@ async def test_build_server_stays_offline_and_an_unreachable_service_is_a_tool_e
         scnet_api_url=nowhere,
         allowed_roots=("~/scratch",),
         audit_log=audit_path,
+        state_dir=audit_path.parent,
         retry_budget=0.5,
     )
     started = time.monotonic()
@@ -412,7 +415,7 @@ async def test_an_unreachable_center_is_reported_with_its_url_and_setting(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
-    settings = Settings(token=sandbox.token, scnet_ac_url=nowhere, allowed_roots=("~",), audit_log=audit_path)
+    settings = Settings(token=sandbox.token, scnet_ac_url=nowhere, allowed_roots=("~",), audit_log=audit_path, state_dir=audit_path.parent)
     started = time.monotonic()
     async with Client(build_server(settings)) as client:
         text = await call_error(client, "list_files", {})
@@ -449,7 +452,7 @@ async def test_home_relative_roots_are_anchored_at_the_home_the_center_reports(
 
 
 async def test_a_static_token_finds_the_region_and_the_home_too(sandbox: RunningSandbox, audit_path: Path) -> None:
-    settings = Settings(token=sandbox.token, scnet_ac_url=sandbox.base_url, allowed_roots=("~",), audit_log=audit_path)
+    settings = Settings(token=sandbox.token, scnet_ac_url=sandbox.base_url, allowed_roots=("~",), audit_log=audit_path, state_dir=audit_path.parent)
     async with Client(build_server(settings)) as client:
         plan = await call_ok(client, "remove_paths", {"paths": [f"{sandbox.home}/notes.txt", f"{sandbox.home}/.ssh"]})
     assert [item["status"] for item in plan["items"]] == ["would_remove", "refused"]
@@ -459,7 +462,7 @@ async def test_a_static_token_finds_the_region_and_the_home_too(sandbox: Running
 
 @pytest.mark.parametrize("root", ["~/../etc", "~bob/scratch", "~/a//b", "~/scratch/"])
 def test_home_relative_roots_are_checked_at_start(root: str, audit_path: Path) -> None:
-    settings = Settings(token="t", base_url="https://efile.example", allowed_roots=(root,), audit_log=audit_path)
+    settings = Settings(token="t", base_url="https://efile.example", allowed_roots=(root,), audit_log=audit_path, state_dir=audit_path.parent)
     with pytest.raises(ConfigError) as caught:
         build_server(settings)
     text = str(caught.value)
@@ -524,43 +527,71 @@ async def test_a_failed_renewal_keeps_a_token_that_still_works(scnet: RunningSan
         await client.aclose()
 
 
-@pytest.mark.parametrize("sandbox", [{"ac": AcConfig(token_ttl=3.0), "task_step_delay": 0.015}], indirect=True)
-async def test_a_long_get_task_wait_survives_the_token_expiring(scnet: RunningSandbox, audit_path: Path) -> None:
+def _moving_clock(scnet: RunningSandbox) -> tuple[Clock, AcClient, SignedInToken]:
+    """One wall clock for the sandbox's tokens and the client's renewal: tests move it instead of sleeping."""
+    clock = Clock()
+    scnet.sandbox.config.ac.clock = clock
+    client = AcClient(ac_url=scnet.base_url, api_url=scnet.base_url, retry=FAST, clock=clock)
+    return clock, client, SignedInToken(client, aksk(scnet), clock=clock)
+
+
+@pytest.mark.parametrize("sandbox", [{"ac": AcConfig(token_ttl=3.0), "inline_max_entries": 0}], indirect=True)
+async def test_a_long_task_wait_survives_the_token_expiring(scnet: RunningSandbox) -> None:
     big = f"{scnet.home}/scratch/big-run"
-    async with Client(build_server(signin_settings(scnet, audit_path))) as client:
-        plan = await call_ok(client, "remove_paths", {"paths": [big]})
-        done = await call_ok(
-            client, "remove_paths", {"paths": [big], "dry_run": False, "confirmation_token": plan["confirmation_token"]}
-        )
-        (item,) = done["items"]
-        assert item["status"] == "queued"
-        started = time.monotonic()
-        report = await call_ok(client, "get_task", {"task_ids": [item["task_id"]], "wait_seconds": 30})
-    assert time.monotonic() - started > 3.0  # the wait outlived the first token
-    assert report["all_terminal"] and report["tasks"][0]["status"] == "complete"
-    assert not on_disk(scnet, big).exists()
+    clock, client, tokens = _moving_clock(scnet)
+    transport = EfileTransport(scnet.base_url, tokens, retry=FAST)
+    api = EfileApi(transport)
+    try:
+        run = RemovalRun(paths=(big,))
+        await EfileRemover(transport).remove(run)
+        task = run.outcomes[big].task
+        assert task is not None and task.status == "waiting"  # queued, not run inline
+        started = clock.now
+        while True:  # what get_task's wait does, a second of token lifetime per look
+            clock.now += 1.0
+            found = (await api.tasks([task.task_id])).tasks[task.task_id]
+            if found.terminal:
+                break
+            await anyio.sleep(0.01)
+        if clock.now - started < 4:  # the task was quick: look once more, past the first token's life
+            clock.now += 4
+            found = (await api.tasks([task.task_id])).tasks[task.task_id]
+    finally:
+        await transport.aclose()
+        await client.aclose()
+    assert found.status == "complete" and not on_disk(scnet, big).exists()
     counts = scnet.sandbox.request_counts
     assert counts["tokens/next"] >= 1 and counts["tokens-aksk"] == 1  # renewed ahead, never refused
 
 
-@pytest.mark.parametrize("sandbox", [{"ac": AcConfig(token_ttl=1.0), "delay": 0.05}], indirect=True)
-async def test_a_large_removal_survives_the_token_expiring(scnet: RunningSandbox, audit_path: Path) -> None:
+@pytest.mark.parametrize("sandbox", [{"ac": AcConfig(token_ttl=1.0)}], indirect=True)
+async def test_a_large_removal_survives_the_token_expiring(scnet: RunningSandbox) -> None:
     many = scnet.root / "scratch" / "many"
     many.mkdir()
     for i in range(2000):
         (many / f"f-{i:04d}").write_text("x")
-    paths = [f"{scnet.home}/scratch/many/f-{i:04d}" for i in range(2000)]
-    settings = signin_settings(scnet, audit_path, max_paths=5000, concurrency=1)
-    async with Client(build_server(settings)) as client:
-        plan = await call_ok(client, "remove_paths", {"paths": paths})
-        started = time.monotonic()
-        done = await call_ok(
-            client, "remove_paths", {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"]}
-        )
-    assert time.monotonic() - started > 1.0  # longer than a token lives
-    assert done["summary"]["removed"] == 2000 and not any(many.iterdir())
+    paths = tuple(f"{scnet.home}/scratch/many/f-{i:04d}" for i in range(2000))
+    clock, client, tokens = _moving_clock(scnet)
+
+    async def time_passes(name: str, request: Request) -> Response | None:
+        if name == "async-remove":
+            # Less than the renewal window (10% of 1 s) per batch, 1.6 token lifetimes in all: the
+            # token is renewed ahead between batches, never found expired by the server.
+            clock.now += 0.08
+        return None
+
+    scnet.sandbox.fault = time_passes
+    transport = EfileTransport(scnet.base_url, tokens, retry=FAST, concurrency=1)
+    try:
+        run = RemovalRun(paths=paths)
+        await EfileRemover(transport, concurrency=1).remove(run)
+    finally:
+        await transport.aclose()
+        await client.aclose()
+    assert {outcome.kind for outcome in run.outcomes.values()} == {"submitted"} and not any(many.iterdir())
     counts = scnet.sandbox.request_counts
-    assert counts["async-remove"] >= 20 and counts["tokens/next"] + counts["tokens-aksk"] >= 2  # signed in, renewed
+    assert counts["async-remove"] == 20 and counts["tokens/next"] >= 1 and counts["tokens-aksk"] == 1
+    assert tokens.renewals == counts["tokens/next"]
 
 
 # ---------------------------------------------------------------------------------------------- refusal
@@ -773,7 +804,7 @@ def test_incomplete_sign_in_settings_fail_at_start_with_one_line(
     for name in list(os.environ):
         if name.startswith(("EFILE_", "SCNET_")):
             monkeypatch.delenv(name)
-    for name, value in {**env, "EFILE_AUDIT_LOG": str(tmp_path / "audit.jsonl")}.items():
+    for name, value in {**env, "EFILE_AUDIT_LOG": str(tmp_path / "audit.jsonl"), "EFILE_STATE_DIR": str(tmp_path)}.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as caught:
         build_server(load_settings())
@@ -806,6 +837,7 @@ async def test_a_fresh_user_with_only_aksk_and_a_region_name_deletes_a_confirmed
         scnet_api_url=scnet.base_url,
         allowed_roots=("~/scratch",),
         audit_log=audit_path,
+        state_dir=audit_path.parent,
     )
     async with Client(build_server(settings), mode=era) as client:
         home = await call_ok(client, "list_files", {})
@@ -839,6 +871,7 @@ async def test_over_stdio_with_only_scnet_settings_in_the_environment(tmp_path: 
                 "SCNET_API_URL": running.base_url,
                 "EFILE_ALLOWED_ROOTS": "~/scratch",
                 "EFILE_AUDIT_LOG": str(audit),
+                "EFILE_STATE_DIR": str(tmp_path / "state"),
             }
             params = StdioServerParameters(
                 command=sys.executable, args=["-m", "efile_mcp", "--log-level", "DEBUG"], env=env
