@@ -1,7 +1,8 @@
-"""`efile-mcp`: serve MCP over stdio (the default), against a local sandbox (`--sandbox`), or run the demo.
+"""`efile-mcp`: serve MCP over stdio (the default) or Streamable HTTP, against a local sandbox (`--sandbox`), or run the demo.
 
 stdout carries MCP messages only; everything else goes to stderr. Secrets are never flags: the token,
-or the SCNet sign-in credentials, come from the environment.
+or the SCNet sign-in credentials, come from the environment. The options are the settings' own
+(`config.OPTIONS`): each flag, its help and the override it makes are derived from its field.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ import argparse
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from . import __version__
+from . import __version__, logs
+from .config import OPTIONS, Option, load_settings, option
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 log = logging.getLogger("efile_mcp")
 
@@ -41,51 +45,78 @@ class _SecretFlag(argparse.Action):
                      f"other users in the process list): set {variable} in the environment instead")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, not the usage block: what is wrong and where to look."""
+        self.exit(2, f"efile-mcp: {message} (see efile-mcp --help)\n")
+
+
+#: The settings of a real SCNet account. `--sandbox` overrides every one of them with its own.
+REAL_ACCOUNT = (
+    "base_url", "token", "scnet_user", "scnet_access_key", "scnet_secret_key", "scnet_password", "scnet_org_id",
+    "scnet_region", "scnet_ac_url", "scnet_api_url", "scnet_hpc_url",
+)  # fmt: skip
+
+#: Positional commands, which `--sandbox demo` would otherwise take for a directory.
+COMMANDS = ("serve", "demo")
+
+
+def _help(opt: Option) -> str:
+    text = opt.description.rstrip(".")
+    if text[:1].isupper() and not text[1:2].isupper():
+        text = text[0].lower() + text[1:]
+    default = opt.default
+    if opt.kind == "list":
+        text += "; repeatable"
+    shown = f"; default {default}" if default not in (None, (), False) else ""
+    return f"{text} ({opt.env}{shown})".replace("%", "%%")
+
+
+def _add_option(parser: argparse.ArgumentParser, opt: Option) -> None:
+    assert opt.flag is not None
+    # No type= or choices=: the value goes to the settings as given, so a bad one is reported by the same
+    # one line whether it came from the flag or the environment.
+    if opt.kind == "switch":
+        parser.add_argument(opt.flag.name, dest=opt.field, action="store_true", default=None, help=_help(opt))
+        return
+    metavar = opt.flag.metavar or ("{" + ",".join(opt.choices) + "}" if opt.choices else None)
+    action = "append" if opt.kind == "list" else "store"
+    parser.add_argument(opt.flag.name, dest=opt.field, action=action, default=None, metavar=metavar, help=_help(opt))
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (None: not given, the environment or the default decides)."""
+    given: dict[str, Any] = {}
+    for opt in OPTIONS:
+        value = getattr(args, opt.field, None) if opt.flag is not None else None
+        if value is not None:
+            given[opt.field] = tuple(value) if opt.kind == "list" else value
+    return given
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="efile-mcp",
         description="A guarded MCP server for deleting files on SCNet storage (efile OpenAPI v2). "
-        "Serves MCP over stdio. Credentials come from the environment (EFILE_TOKEN, or SCNET_USER with "
-        "SCNET_ACCESS_KEY and SCNET_SECRET_KEY), never from flags.",
+        "Serves MCP over stdio, or Streamable HTTP with --transport http. Credentials come from the environment "
+        "(EFILE_TOKEN, or SCNET_USER with SCNET_ACCESS_KEY and SCNET_SECRET_KEY), never from flags.",
     )
     parser.add_argument("--version", action="version", version=f"efile-mcp {__version__}")
     for flags in _SECRET_FLAGS:
         parser.add_argument(*flags, action=_SecretFlag, nargs="?", help=argparse.SUPPRESS)
-    parser.add_argument("--base-url", help="efile base URL of the region (EFILE_BASE_URL; default: discovered)")
-    parser.add_argument("--region", help="SCNet region name or cluster id to sign in to (SCNET_REGION)")
-    parser.add_argument(
-        "--allowed-root",
-        action="append",
-        metavar="PATH",
-        help="absolute remote prefix under which deletion is allowed; repeatable (EFILE_ALLOWED_ROOTS)",
-    )
-    parser.add_argument("--protect", action="append", metavar="NAME", help="extra protected name; repeatable")
-    parser.add_argument("--max-paths", type=int, metavar="N", help="most paths one call may name (default 1000)")
-    parser.add_argument("--read-only", action="store_true", default=None, help="offer no tool that changes anything")
-    parser.add_argument("--audit-log", type=Path, metavar="FILE", help="audit log file (EFILE_AUDIT_LOG)")
+    for opt in OPTIONS:
+        if opt.flag is not None:
+            _add_option(parser, opt)
     parser.add_argument(
         "--sandbox",
         nargs="?",
         const="",
         metavar="DIR",
-        help="serve against an in-process efile sandbox over DIR (default: a fresh sample tree in a temp dir)",
+        help="serve against an in-process efile sandbox over DIR, deleting real files in DIR (default: a fresh "
+        "sample tree in a temporary directory); every real-account setting is ignored",
     )
-    parser.add_argument(
-        "--log-level", default=os.environ.get("EFILE_LOG_LEVEL", "WARNING"), help="stderr log level (WARNING)"
-    )
-    parser.add_argument(
-        "--transport", choices=["stdio", "http"], default="stdio", help="stdio (default) or Streamable HTTP"
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="HTTP: address to bind (default 127.0.0.1, loopback)")
-    parser.add_argument("--port", type=int, default=8765, help="HTTP: port (default 8765); the endpoint is /mcp")
-    parser.add_argument("command", nargs="?", choices=["serve", "demo"], default="serve", help="serve (default) or demo")
+    parser.add_argument("command", nargs="?", choices=COMMANDS, default="serve", help="serve (default) or demo")
     return parser
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(stream=sys.stderr, level=level.upper(), format="efile-mcp %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "uvicorn", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,83 +125,110 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo()
-    _configure_logging(args.log_level)
+    overrides = _overrides(args)
+    # Until the settings are read, in the format asked for (read raw), so that even their error is in it.
+    logs.configure("WARNING", _requested_log_format(overrides))
+    ignored: list[str] = []
+    if args.sandbox is not None:
+        # The sandbox has its own URL, token and home: a real account's settings (say, in the shell) must not
+        # reach the real SCNet from a sandbox session, nor be validated as if they would.
+        ignored = _real_account_settings_given(overrides)
+        overrides.update(dict.fromkeys(REAL_ACCOUNT, ""))
+    sandbox = sandbox_scratch = None
     try:
-        overrides = {
-            "base_url": args.base_url,
-            "allowed_roots": tuple(args.allowed_root) if args.allowed_root else None,
-            "protected": tuple(args.protect) if args.protect else None,
-            "max_paths": args.max_paths,
-            "read_only": args.read_only,
-            "audit_log": args.audit_log,
-            "scnet_region": args.region,
-        }
-        sandbox = sandbox_scratch = None
+        settings = load_settings(**overrides)
+        logs.configure(settings.log_level, settings.log_format)
         if args.sandbox is not None:
-            sandbox, sandbox_scratch, sandbox_overrides = _start_sandbox(args.sandbox, overrides)
+            sandbox, sandbox_scratch, sandbox_overrides = _start_sandbox(args.sandbox, overrides, settings, ignored)
             overrides.update(sandbox_overrides)
-        from .config import load_settings
+            settings = load_settings(**overrides)
+        if settings.transport == "http" and not settings.read_only and _shared_secret_without_store(settings):
+            log.warning(
+                "replicas sharing EFILE_CONFIRM_SECRET need a shared state store: set EFILE_STATE_URL=redis://"
+                "host:port/db; removal is disabled until then (serving read-only)"
+            )
+            overrides["read_only"] = True
+            settings = load_settings(**overrides)
+        from .serve_http import prepare
         from .server import build_server
 
-        settings = load_settings(**overrides)
         server = build_server(settings)
-        security = _http_security(args.host, settings.http_allowed_hosts) if args.transport == "http" else None
+        plan = prepare(settings) if settings.transport == "http" else None
     except ConfigError as exc:
-        print(f"efile-mcp: {exc}", file=sys.stderr)
-        if sandbox is not None:
-            sandbox.stop()
+        logs.fatal(str(exc))
+        _stop_sandbox(sandbox, sandbox_scratch)
         return 2
     try:
-        if args.transport == "http":
-            log.warning("serving MCP over Streamable HTTP at http://%s:%d/mcp", args.host, args.port)
-            server.run("streamable-http", host=args.host, port=args.port, transport_security=security)
+        if plan is not None:
+            from .serve_http import serve
+
+            serve(server, plan)
         else:
             server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        if sandbox is not None:
-            sandbox.stop()
-            if sandbox_scratch is not None:
-                shutil.rmtree(sandbox_scratch, ignore_errors=True)
+        _stop_sandbox(sandbox, sandbox_scratch)
     return 0
 
 
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+def _requested_log_format(overrides: dict[str, Any]) -> Literal["text", "json"]:
+    environment = {name.upper(): value for name, value in os.environ.items()}
+    asked = overrides.get("log_format") or environment.get(option("log_format").env, "")
+    return "json" if str(asked).strip().lower() == "json" else "text"
 
 
-def _http_security(host: str, allowed_hosts: tuple[str, ...]) -> Any:
-    """DNS-rebinding protection: the SDK's own for loopback; for any other address, only the named hosts.
-
-    A server that deletes files must not answer a web page that rebinds a name to it, and must not be
-    reachable under a Host header nobody chose.
-    """
-    if host in LOOPBACK:
-        return None  # the SDK enables loopback-only Host/Origin checks by itself
-    if not allowed_hosts:
-        raise ConfigError(
-            f"--host {host} exposes efile-mcp beyond this machine: set EFILE_HTTP_ALLOWED_HOSTS to the host names "
-            "(with port) clients use, e.g. efile-mcp.internal:8765, and put an authenticating proxy in front"
-        )
-    from mcp.server.transport_security import TransportSecuritySettings
-
-    origins = [f"{scheme}://{name}" for name in allowed_hosts for scheme in ("http", "https")]
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True, allowed_hosts=list(allowed_hosts), allowed_origins=origins
-    )
+def _stop_sandbox(sandbox: Any, scratch: Path | None) -> None:
+    if sandbox is not None:
+        sandbox.stop()
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _start_sandbox(directory: str, overrides: dict[str, object]) -> tuple[Any, Path | None, dict[str, object]]:
-    """Start the embedded sandbox and point the settings at it (roots default to the sandbox home).
+def _shared_secret_without_store(settings: Settings) -> bool:
+    """A confirmation secret shared by replicas, but spent tokens kept per replica: a token could redeem twice."""
+    shared_store = (settings.state_url or "").strip().lower().startswith(("redis://", "rediss://"))
+    return settings.confirm_secret is not None and not shared_store
+
+
+def _real_account_settings_given(overrides: dict[str, Any]) -> list[str]:
+    """The real-account settings the person gave (as a flag, or non-blank in the environment), by their names."""
+    environment = {name.upper(): value for name, value in os.environ.items()}
+    given = []
+    for field in REAL_ACCOUNT:
+        opt = option(field)
+        if opt.flag is not None and overrides.get(field) is not None:
+            given.append(opt.flag.name)
+        elif environment.get(opt.env, "").strip():
+            given.append(opt.env)
+    return given
+
+
+def _start_sandbox(
+    directory: str, overrides: dict[str, object], configured: Settings, ignored: list[str]
+) -> tuple[Any, Path | None, dict[str, object]]:
+    """Start the embedded sandbox and point the settings at it (roots default to the sandbox home, `~` is it).
 
     Without DIR the sandbox lives in a fresh temporary directory (its audit log too), removed at exit.
     """
+    from .guard.paths import expand_home, is_home_relative
     from .sandbox import SandboxConfig, run_sandbox_in_thread, seed_sample_tree
 
     if directory:
         root = Path(directory).expanduser().resolve()
+        if directory in COMMANDS and not root.is_dir():
+            retry = "efile-mcp demo" if directory == "demo" else "efile-mcp --sandbox"
+            raise ConfigError(f"`{directory}` is a command, not a directory: run `{retry}`")
+        if not root.exists():
+            raise ConfigError(
+                f"--sandbox {directory}: no such directory; give an existing directory (the sandbox really deletes "
+                "files in it), or no DIR for a fresh sample tree"
+            )
         if not root.is_dir():
-            raise ConfigError(f"--sandbox {directory!r} is not a directory")
+            raise ConfigError(
+                f"--sandbox {directory} is not a directory; give a directory (the sandbox really deletes files in "
+                "it), or no DIR for a fresh sample tree"
+            )
         scratch = None
     else:
         scratch = Path(tempfile.mkdtemp(prefix="efile-mcp-sandbox-"))
@@ -178,12 +236,20 @@ def _start_sandbox(directory: str, overrides: dict[str, object]) -> tuple[Any, P
         root.mkdir()
         seed_sample_tree(root)
     running = run_sandbox_in_thread(SandboxConfig(root=root))
-    log.warning("sandbox: %s is served as %s at %s", root, running.home, running.base_url)
+    log.info("sandbox: %s is served as %s at %s", root, running.home, running.base_url)
+    # The sandbox has its own URL and token (main blanked every other real-account setting).
     result: dict[str, object] = {"base_url": running.base_url, "token": running.token}
-    # The sandbox has its own token: sign-in credentials in the environment are for the real service.
-    result.update(dict.fromkeys(("scnet_user", "scnet_access_key", "scnet_secret_key", "scnet_password", "scnet_org_id"), ""))
-    if not overrides.get("allowed_roots") and not os.environ.get("EFILE_ALLOWED_ROOTS"):
-        result["allowed_roots"] = (running.home,)
+    roots = configured.allowed_roots
+    result["allowed_roots"] = tuple(expand_home(r, running.home) for r in roots) if roots else (running.home,)
+    home_roots = [r for r in roots if is_home_relative(r)]
+    if ignored or home_roots:
+        what = []
+        if ignored:
+            what.append(f"ignoring {', '.join(ignored)} (a real account's settings: the sandbox has its own URL, "
+                        "token and sign-in)")
+        if home_roots:
+            what.append(f"~ in the allowed roots is the sandbox home {running.home}")
+        log.info("sandbox: %s", "; ".join(what))
     if not overrides.get("audit_log") and not os.environ.get("EFILE_AUDIT_LOG"):
         # A sandbox session does not belong in the person's real audit trail. Its own lives in a fresh
         # private directory (mkdtemp: 0700, a new name each run), never at a fixed name in the shared
@@ -191,4 +257,7 @@ def _start_sandbox(directory: str, overrides: dict[str, object]) -> tuple[Any, P
         private = scratch or Path(tempfile.mkdtemp(prefix="efile-mcp-sandbox-audit-"))
         result["audit_log"] = private / "audit.jsonl"
     log.warning("sandbox: audit log %s", result.get("audit_log") or overrides.get("audit_log") or "as configured")
+    if not os.environ.get("EFILE_STATE_URL") and not os.environ.get("EFILE_STATE_DIR"):
+        # Nor do its plans and spent tokens belong in the person's real state store.
+        result["state_dir"] = scratch or Path(tempfile.mkdtemp(prefix="efile-mcp-sandbox-state-"))
     return running, scratch, result

@@ -24,7 +24,7 @@ from .client import (
     TokenSource,
     normalise_base_url,
 )
-from .client.center import RegionLocator
+from .client.center import QuotaReader, RegionLocator
 from .client.signin import AccessKeyCredentials, AcClient, Credentials, PasswordCredentials
 from .client.tokens import SignedInToken
 from .config import Settings
@@ -199,7 +199,7 @@ def build_server(settings: Settings) -> MCPServer[ToolState]:
             concurrency=settings.concurrency,
             home=locator.home if locator is not None else None,
             region=region,
-            quota=None,
+            quota=QuotaReader.for_settings(settings, ac=ac, tokens=tokens, locator=locator, transport=transport),
         )
         try:
             yield ToolState(settings=settings, guard=guard)

@@ -214,14 +214,16 @@ async def test_usage_survives_every_listing_variant(client: Client, sandbox: Run
 
 
 @pytest.mark.parametrize("sandbox", [{"list_ignores_start": True, "list_page_cap": 100}], indirect=True)
-async def test_a_dry_run_on_a_server_that_ignores_start_never_claims_more_than_it_read(
+async def test_a_dry_run_never_confirms_a_folder_it_could_not_read_whole(
     client: Client, sandbox: RunningSandbox
 ) -> None:
     base = real(sandbox, f"{sandbox.home}/scratch/wide")
     make_tree(base, dirs=1, files_per_dir=250, size=10)
     plan = await call_ok(client, "remove_paths", {"paths": [f"{sandbox.home}/scratch/wide"]})
     (item,) = plan["items"]
-    assert item["status"] == "would_remove" and item["lower_bound"] is True and item["file_count"] == 100
+    # What could not be read could hold a protected name or a link: the folder is not confirmed, and says why.
+    assert item["status"] == "refused" and "could not be read whole" in item["reason"]
+    assert "confirmation_token" not in plan
 
 
 async def test_restart_keeps_a_spent_token_spent(make_settings: Any, sandbox: RunningSandbox, tmp_path: Path, era: str) -> None:
@@ -236,3 +238,18 @@ async def test_restart_keeps_a_spent_token_spent(make_settings: Any, sandbox: Ru
                                  {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
     assert "already used" in error
     assert real(sandbox, target).exists()
+
+
+async def test_storage_status_reports_the_quota_of_the_hpc_url(make_settings: Any, sandbox: RunningSandbox, era: str) -> None:
+    settings = make_settings(scnet_hpc_url=f"{sandbox.base_url}/hpc", scnet_user="demo")
+    async with Client(build_server(settings), mode=era) as client:
+        status = await call_ok(client, "storage_status", {})
+    (quota,) = status["quota"]
+    assert quota["path"] == sandbox.home and quota["limit_gb"] == 300
+    assert 0 <= quota["used_gb"] < 1 and quota["used_percent"] == round(quota["used_gb"] * 100 / 300, 1)
+    assert "quota_error" not in status
+
+
+async def test_storage_status_says_why_quota_is_unknown(client: Client) -> None:
+    status = await call_ok(client, "storage_status", {})
+    assert status["quota"] == [] and "SCNET_HPC_URL" in status["quota_error"]

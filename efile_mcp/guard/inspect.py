@@ -115,6 +115,10 @@ class Inspector:
                 return ("refused", link_refusal(prefix, path))
             if prefix != path and entry.kind != "directory":
                 return ("missing", f"does not exist: its parent {display(prefix)} is a {entry.kind}, not a folder")
+            if prefix == path and entry.mtime is None:
+                # Known only from `children` of a cut listing: nothing to tell it apart from a swapped-in folder later.
+                return ("refused", "its parent's listing was cut, so it cannot be identified (no modification time) "
+                        "and checked again at execution; name what is inside it instead.")
         last = found[chain[-1]]
         assert isinstance(last, Entry)
         return last
@@ -161,8 +165,19 @@ class Inspector:
                 "rest by naming it, and ask the person to remove the links by hand."
             )
             return
-        if any(u.path == path for u in stats.unreadable):
-            result.refused[path] = f"could not read the folder ({stats.unreadable[0].reason}); not confirmed, try again later."
+        if stats.unreadable:
+            where = stats.unreadable[0]
+            inside = "the folder" if where.path == path else f"{display(where.path)} inside it"
+            result.refused[path] = (f"could not read {inside} ({where.reason}): what it holds cannot be vouched for, so "
+                                    "it is not confirmed; try again later, or name the readable parts.")
+            return
+        if not stats.complete:
+            # What was not read may hold a protected name or a link: a folder is removed only when seen whole.
+            why = ("it holds more than this call may read (the walk budget, EFILE_WALK_MAX_ENTRIES / "
+                   "EFILE_WALK_MAX_SECONDS)" if stats.stopped else
+                   "the server would not list some folder in it whole (cut or repeated pages)")
+            result.refused[path] = (f"it could not be read whole: {why}, after {stats.entries_seen} entries. "
+                                    "Unread contents cannot be vouched for: remove its sub-folders one by one instead.")
             return
         result.seen[path] = SeenPath(
             path, "directory", size, entry.mtime, entry.size, files, newest, complete=stats.complete

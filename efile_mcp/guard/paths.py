@@ -352,9 +352,10 @@ class PathPolicy:
         return None
 
     def root_of(self, path: str) -> str | None:
-        """The innermost allowed root strictly containing `path` (links below it are refused)."""
+        """The outermost allowed root strictly containing `path`: every component below it must be a real
+        folder, so a link between nested roots (outer/x -> elsewhere, inner root outer/x/y) is caught."""
         inside = [root for root in self._allowed_roots if is_within(path, root)]
-        return max(inside, key=len) if inside else None
+        return min(inside, key=len) if inside else None
 
     @staticmethod
     def contains(root: str, path: str) -> bool:

@@ -344,21 +344,24 @@ class RemovalSteps:
                                dry_run=False, plan_id=plan.plan_id)
         confirmed_by = "person" if person_confirmed else "token"
 
-        # What is there now: the same objects, or not sent.
+        # The policy as it is now (a name protected or a root added since the dry run), then what is there now:
+        # the same objects, folders read whole again (their contents may have changed without their own mtime).
+        _, refused_now, _ = self._screen(plan.path_set)
         listings = self._listings()
-        now_seen = await Inspector(listings, self.policy, self._budget()).check(plan.path_set, walk_folders=False)
+        checkable = [p for p in plan.path_set if p not in refused_now]
+        now_seen = await Inspector(listings, self.policy, self._budget()).check(checkable, walk_folders=True)
         items: dict[str, RemoveItem] = {}
         to_send: list[str] = []
         for seen in plan.paths:
             current = now_seen.seen.get(seen.path)
-            if seen.path in now_seen.missing:
+            if seen.path in refused_now:
+                items[seen.path] = RemoveItem(path=seen.path, status="refused", reason=refused_now[seen.path])
+            elif seen.path in now_seen.missing:
                 items[seen.path] = RemoveItem(path=seen.path, status="missing", reason="already absent")
             elif current is None:
                 items[seen.path] = RemoveItem(path=seen.path, status="changed", reason=_changed(
                     now_seen.refused.get(seen.path, "it can no longer be checked")))
-            elif (current.kind, current.listed_size if seen.kind != "directory" else 0, current.mtime) != (
-                seen.kind, seen.listed_size if seen.kind != "directory" else 0, seen.mtime
-            ):
+            elif _identity(current) != _identity(seen):
                 items[seen.path] = RemoveItem(path=seen.path, status="changed", reason=_changed(_difference(seen, current)))
             else:
                 to_send.append(seen.path)
@@ -460,11 +463,22 @@ def _changed(what: str) -> str:
     return f"it changed since the dry run ({what}); not sent. Run a new dry run to see it as it is now."
 
 
+def _identity(seen: SeenPath) -> tuple[object, ...]:
+    """What must be as the dry run saw it: type and own mtime; a file's size; a folder's whole tree."""
+    if seen.kind == "directory":
+        return (seen.kind, seen.mtime, seen.size, seen.file_count, seen.newest)
+    return (seen.kind, seen.mtime, seen.listed_size)
+
+
 def _difference(before: SeenPath, now: SeenPath) -> str:
     if before.kind != now.kind:
         return f"was a {before.kind}, is now a {now.kind}"
     if before.kind != "directory" and before.listed_size != now.listed_size:
         return f"size {before.listed_size} B, now {now.listed_size} B"
+    if before.kind == "directory" and (before.size, before.file_count) != (now.size, now.file_count):
+        return (f"it held {before.file_count} files, {before.size} B; now {now.file_count} files, {now.size} B")
+    if before.kind == "directory" and before.newest != now.newest:
+        return "something inside it was modified"
     return "its modification time changed"
 
 

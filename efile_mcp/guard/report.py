@@ -137,6 +137,17 @@ def _suspicious(ch: str) -> bool:
     )
 
 
+_SCRIPTS = ("LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE")
+
+
+def _mixed_scripts(component: str) -> bool:
+    """Latin letters next to Cyrillic or Greek ones: `dаta` with a Cyrillic а passes for `data` on screen."""
+    seen = {next((script for script in _SCRIPTS if unicodedata.name(ch, "").startswith(script)), "")
+            for ch in component if ch.isalpha()}
+    seen.discard("")
+    return len(seen) > 1
+
+
 def shown_name(path: str) -> str:
     """A path as the person's form shows it: anything that would render blank, reorder the line or hide as
     something else is written as a visible `\\u{…}` escape; so are runs of combining marks and names of
@@ -148,10 +159,14 @@ def shown_name(path: str) -> str:
             continue
         text: list[str] = []
         marks = 0
-        for ch in component:
+        mixed = _mixed_scripts(component)
+        edge = len(component) - len(component.rstrip(" ")), len(component) - len(component.lstrip(" "))
+        for index, ch in enumerate(component):
             combining = unicodedata.category(ch) in ("Mn", "Me")
             marks = marks + 1 if combining else 0
-            if _suspicious(ch) or (combining and marks > 2) or (combining and not text):
+            at_edge = ch == " " and (index < edge[1] or index >= len(component) - edge[0])
+            foreign_letter = mixed and ord(ch) > 0x7F and ch.isalpha()
+            if _suspicious(ch) or (combining and marks > 2) or (combining and not text) or at_edge or foreign_letter:
                 text.append(f"\\u{{{ord(ch):04x}}}")
             else:
                 text.append(ch)
@@ -159,7 +174,8 @@ def shown_name(path: str) -> str:
     return "/".join(out)
 
 
-FORM_PATHS = 8
+FORM_PATHS = 20
+FORM_PARENTS = 5
 
 
 def _counted(seen: Sequence[SeenPath]) -> str:
@@ -196,7 +212,15 @@ def question(seen: Sequence[SeenPath], *, covered: int = 0, now: float | None = 
         lines.append(f"  {shown_name(s.path)}  ({what})")
     rest = ordered[FORM_PATHS:]
     if rest:
-        lines.append(f"  … and {len(rest)} more: {totals_line(rest, now)}")
+        lines.append(f"  … and {len(rest)} more: {totals_line(rest, now)}, in")
+        by_parent: dict[str, list[SeenPath]] = defaultdict(list)
+        for s in rest:
+            by_parent[s.path.rpartition("/")[0] or "/"].append(s)
+        ranked = sorted(by_parent.items(), key=lambda kv: -len(kv[1]))
+        for parent, inside in ranked[:FORM_PARENTS]:
+            lines.append(f"      {shown_name(parent)}/  ({totals_line(inside, now)})")
+        if len(ranked) > FORM_PARENTS:
+            lines.append(f"      and {len(ranked) - FORM_PARENTS} more folders")
     if covered:
         lines.append(f"  ({covered} more path(s) named lie inside these folders and go with them)")
     lines += ["", "This cannot be undone. Delete them?"]
