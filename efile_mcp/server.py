@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
@@ -25,7 +26,12 @@ from .client import (
     normalise_base_url,
 )
 from .client.center import QuotaReader, RegionLocator
-from .client.signin import AccessKeyCredentials, AcClient, Credentials, PasswordCredentials
+from .client.signin import (
+    AccessKeyCredentials,
+    AcClient,
+    Credentials,
+    PasswordCredentials,
+)
 from .client.tokens import SignedInToken
 from .config import Settings
 from .errors import ConfigError
@@ -105,7 +111,7 @@ def _request_state_security(settings: Settings) -> RequestStateSecurity | None:
     return RequestStateSecurity(keys=[key], audience="efile-mcp")
 
 
-def build_server(settings: Settings) -> MCPServer[ToolState]:
+def build_server(settings: Settings, *, clock: Callable[[], float] = time.time) -> MCPServer[ToolState]:
     """Check everything that can be checked without the network, then return a ready server.
 
     Raises ConfigError (one line, naming the setting) for anything the person must fix.
@@ -144,9 +150,9 @@ def build_server(settings: Settings) -> MCPServer[ToolState]:
         if settings.base_url
         else f"scnet:{settings.scnet_ac_url}|{settings.scnet_user or ''}|{settings.scnet_region or ''}"
     )
-    signer = ConfirmationSigner(secret=secret, ttl=settings.confirm_ttl, scope=scope)
+    signer = ConfirmationSigner(secret=secret, ttl=settings.confirm_ttl, scope=scope, clock=clock)
 
-    store = open_store(settings.state_url, settings.state_dir)
+    store = open_store(settings.state_url, settings.state_dir, clock=clock)
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[ToolState]) -> AsyncIterator[ToolState]:
@@ -199,6 +205,7 @@ def build_server(settings: Settings) -> MCPServer[ToolState]:
             concurrency=settings.concurrency,
             home=locator.home if locator is not None else None,
             region=region,
+            clock=clock,
             quota=QuotaReader.for_settings(settings, ac=ac, tokens=tokens, locator=locator, transport=transport),
         )
         try:

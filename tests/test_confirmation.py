@@ -214,11 +214,13 @@ async def test_reused_token_is_refused(client: Client, sandbox: RunningSandbox, 
 
 
 async def test_expired_token_is_refused(make_settings: Any, sandbox: RunningSandbox, era: str) -> None:
-    server = build_server(make_settings(confirm_ttl=5))
+    clock = FakeClock()
+    clock.now = __import__("time").time()
+    server = build_server(make_settings(confirm_ttl=5), clock=clock)
     paths = [f"{sandbox.home}/scratch/tmp.log"]
     async with Client(server, mode=era) as client:
         plan = await plan_for(client, paths)
-        await anyio.sleep(6)
+        clock.now += 6  # the server's clock, not a sleep
         text = await execute(client, paths, plan["confirmation_token"])
     assert "expired" in text and "dry_run=true again" in text
     assert_nothing_sent(sandbox)
