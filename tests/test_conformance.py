@@ -16,7 +16,7 @@ import pytest
 
 from efile_mcp.sandbox import RunningSandbox
 
-from .test_http import http_server, settings_env
+from .test_http import bearer_proxy, http_server, settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".conformance" / "node_modules"
@@ -30,7 +30,8 @@ def test_conformance_scenarios_that_apply_pass(sandbox: RunningSandbox, tmp_path
         if os.environ.get("EFILE_REQUIRE_CONFORMANCE"):
             pytest.fail(message)
         pytest.skip(message)
-    with http_server(env=settings_env(sandbox, tmp_path / "audit.jsonl")) as url:
+    # The suite sends no Authorization header: a loopback proxy adds the bearer token and passes the rest on.
+    with http_server(env=settings_env(sandbox, tmp_path / "audit.jsonl")) as server, bearer_proxy(server) as url:
         run = subprocess.run(
             [str(node), str(suite), "server", "--url", url, "--expected-failures",
              str(ROOT / "conformance" / "expected-failures.yml"), "-o", str(tmp_path / "results")],

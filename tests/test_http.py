@@ -1,22 +1,36 @@
-"""Streamable HTTP for shared deployments: end to end in both eras, DNS-rebinding protection, replicas."""
+"""Streamable HTTP for shared deployments: end to end in both eras, DNS-rebinding protection, replicas.
+
+Every request carries the bearer token (`connect`); the token itself is tested in test_http_auth.py.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from efile_mcp.sandbox import RunningSandbox
 
 from .conftest import call_error, call_ok, child_env, run_cli
+from .redis_server import RedisServer, start_redis
+
+#: The bearer token the test servers are started with (EFILE_HTTP_TOKEN in `settings_env`).
+HTTP_TOKEN = "test-only-http-bearer-token-0123456789"
+AUTH = {"Authorization": f"Bearer {HTTP_TOKEN}"}
 
 
 def free_port() -> int:
@@ -25,34 +39,113 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_port(port: int, proc: subprocess.Popen[Any], stderr: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited: {stderr.read_text()}") from None
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 @contextmanager
-def http_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """`efile-mcp --transport http` as a process; yields its MCP endpoint once it accepts connections."""
+def http_process(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
+    """`efile-mcp --transport http` as a process; yields its MCP endpoint once it accepts connections, and the
+    file its stderr goes to (a file, not a pipe: a chatty server cannot block, the test can read it any time)."""
     port = free_port()
+    fd, name = tempfile.mkstemp(prefix="efile-mcp-http-", suffix=".stderr")
+    stderr = Path(name)
     proc = subprocess.Popen(
         [sys.executable, "-m", "efile_mcp", "--transport", "http", "--port", str(port), *args],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=fd, text=True,
         env=child_env(**(env or {})),
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise AssertionError(f"server exited: {proc.stderr.read() if proc.stderr else ''}") from None
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
+        wait_for_port(port, proc, stderr)
+        yield f"http://127.0.0.1:{port}/mcp", stderr
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        os.close(fd)
+        stderr.unlink(missing_ok=True)
+
+
+@contextmanager
+def http_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    with http_process(*args, env=env) as (url, _):
+        yield url
+
+
+@asynccontextmanager
+async def connect(url: str, token: str = HTTP_TOKEN, **options: Any) -> AsyncIterator[Client]:
+    """An MCP client that sends `Authorization: Bearer <token>` with every request."""
+    async with (
+        create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http,
+        Client(streamable_http_client(url, http_client=http), **options) as client,
+    ):
+        yield client
+
+
+@contextmanager
+def bearer_proxy(url: str, token: str = HTTP_TOKEN) -> Iterator[str]:
+    """A loopback proxy that adds the bearer token to every request, for clients that cannot send a header
+    (the conformance suite). Everything else, Host and Origin included, is passed on as it came."""
+    import anyio
+    import uvicorn
+
+    upstream = url.rsplit("/mcp", 1)[0]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in (b"authorization", b"content-length")]
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+        target = upstream + scope["raw_path"].decode() + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
+        async with httpx.AsyncClient(timeout=None) as http:
+            request = http.build_request(scope["method"], target, headers=headers, content=body)
+            answer = await http.send(request, stream=True)
+            hop = {b"transfer-encoding", b"connection", b"content-length"}
+            await send({"type": "http.response.start", "status": answer.status_code,
+                        "headers": [(k, v) for k, v in answer.headers.raw if k.lower() not in hop]})
+            try:
+                async for chunk in answer.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (httpx.HTTPError, anyio.ClosedResourceError):
+                pass
+            finally:
+                await answer.aclose()
+            await send({"type": "http.response.body", "body": b""})
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the bearer proxy did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def settings_env(sandbox: RunningSandbox, audit: Path, **extra: str) -> dict[str, str]:
@@ -61,6 +154,8 @@ def settings_env(sandbox: RunningSandbox, audit: Path, **extra: str) -> dict[str
         "EFILE_TOKEN": sandbox.token,
         "EFILE_ALLOWED_ROOTS": f"{sandbox.home}/scratch",
         "EFILE_AUDIT_LOG": str(audit),
+        "EFILE_STATE_DIR": str(audit.with_suffix(".state")),
+        "EFILE_HTTP_TOKEN": HTTP_TOKEN,
         **extra,
     }
 
@@ -69,7 +164,7 @@ def settings_env(sandbox: RunningSandbox, audit: Path, **extra: str) -> dict[str
 async def test_removal_end_to_end_over_http(sandbox: RunningSandbox, tmp_path: Path, mode: str) -> None:
     targets = [f"{sandbox.home}/scratch/big-run", f"{sandbox.home}/scratch/tmp.log"]
     with http_server(env=settings_env(sandbox, tmp_path / "audit.jsonl")) as url:
-        async with Client(url, mode=mode) as client:
+        async with connect(url, mode=mode) as client:
             assert {t.name for t in (await client.list_tools()).tools} == {
                 "storage_status", "disk_usage", "find_paths", "list_files", "remove_paths", "get_task", "cancel_tasks"}
             plan = await call_ok(client, "remove_paths", {"paths": targets})
@@ -86,6 +181,7 @@ def test_dns_rebinding_protection_refuses_foreign_hosts_and_origins(sandbox: Run
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}}
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     with http_server(env=settings_env(sandbox, tmp_path / "audit.jsonl")) as url:
+        headers |= AUTH  # the DNS-rebinding check applies to authenticated requests too
         ok = httpx.post(url, json=initialize, headers=headers, timeout=10)
         rebound = httpx.post(url, json=initialize, headers={**headers, "Host": "attacker.example"}, timeout=10)
         cross_site = httpx.post(url, json=initialize, headers={**headers, "Origin": "http://attacker.example"}, timeout=10)
@@ -103,20 +199,46 @@ def test_binding_beyond_loopback_needs_named_hosts(sandbox: RunningSandbox, tmp_
     assert "EFILE_HTTP_ALLOWED_HOSTS" in line
 
 
-async def test_replicas_sharing_the_confirmation_secret_accept_each_others_tokens(
-    sandbox: RunningSandbox, tmp_path: Path
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis-http"))
+    yield server
+    server.stop()
+
+
+async def test_replicas_sharing_the_confirmation_secret_and_a_store_accept_each_others_tokens(
+    sandbox: RunningSandbox, tmp_path: Path, redis_server: RedisServer
 ) -> None:
     target = [f"{sandbox.home}/scratch/tmp.log"]
-    shared = {"EFILE_CONFIRM_SECRET": "a shared secret for this test only"}
+    shared = {"EFILE_CONFIRM_SECRET": "a shared secret for this test only", "EFILE_STATE_URL": redis_server.url}
     with (
         http_server(env=settings_env(sandbox, tmp_path / "a.jsonl", **shared)) as replica_a,
         http_server(env=settings_env(sandbox, tmp_path / "b.jsonl", **shared)) as replica_b,
         http_server(env=settings_env(sandbox, tmp_path / "c.jsonl")) as loner,
     ):
-        async with Client(replica_a) as a, Client(replica_b) as b, Client(loner) as c:
+        async with connect(replica_a) as a, connect(replica_b) as b, connect(loner) as c:
             plan = await call_ok(a, "remove_paths", {"paths": target})
             execute = {"paths": target, "dry_run": False, "confirmation_token": plan["confirmation_token"]}
             assert "another efile-mcp process" in await call_error(c, "remove_paths", execute)
             done = await call_ok(b, "remove_paths", execute)
     assert [i["status"] for i in done["items"]] == ["removed"]
     assert sandbox.sandbox.received_remove_paths == target
+
+
+async def test_a_shared_secret_without_a_shared_store_serves_read_only_and_says_why(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """Per-replica stores could each honour a token once: with a shared secret, that is a token redeemed twice."""
+    env = settings_env(sandbox, tmp_path / "a.jsonl", EFILE_CONFIRM_SECRET="a shared secret for this test only")
+    with http_process(env=env) as (url, stderr):
+        async with connect(url) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            status = await call_ok(client, "storage_status", {})
+        log = stderr.read_text()
+    assert tools == {"storage_status", "disk_usage", "find_paths", "list_files", "get_task"}
+    assert status["read_only"] is True
+    (line,) = [line for line in log.splitlines() if "EFILE_CONFIRM_SECRET" in line]
+    assert line.startswith("efile-mcp WARNING ")
+    assert "replicas sharing EFILE_CONFIRM_SECRET need a shared state store: set EFILE_STATE_URL=redis://" in line
+    assert "removal is disabled until then" in line
+    assert "a shared secret for this test only" not in log
