@@ -1,5 +1,9 @@
 """Settings from the environment (EFILE_*, and SCNET_* for sign-in) and, where safe, from command-line flags.
 
+Each setting is declared once, here: its field gives the environment variable (EFILE_ + the name, or
+its SCNET_* alias), and a `Flag` marker in its annotation gives the command-line flag, if it has one.
+The CLI builds its options, their help and its overrides from `OPTIONS`; error lines name both.
+
 No side effects: reading settings never touches the network or the file system. Every problem
 becomes a `ConfigError` with one line naming the setting and the fix, which the CLI prints to stderr.
 """
@@ -7,6 +11,8 @@ becomes a `ConfigError` with one line naming the setting and the fix, which the 
 from __future__ import annotations
 
 import re
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +30,17 @@ SCNET_DEFAULT_URL = "https://api.scnet.cn"
 _UNFILLED = re.compile(r"\$\{user_config\.[A-Za-z0-9_]*\}")
 
 
+@dataclass(frozen=True)
+class Flag:
+    """The command-line flag of a setting. A tuple setting's flag is repeatable; a bool's takes no value."""
+
+    name: str
+    metavar: str | None = None
+
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -33,16 +50,16 @@ def _split_csv(value: Any) -> Any:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    base_url: str | None = Field(default=None, description="efile base URL of the region, with or without /efile.")
+    base_url: Annotated[str | None, Flag("--base-url", "URL")] = Field(default=None, description="efile base URL of the region, with or without /efile.")
     token: SecretStr | None = Field(default=None, description="The efile API token (environment only).")
-    allowed_roots: Annotated[tuple[str, ...], NoDecode] = Field(
+    allowed_roots: Annotated[tuple[str, ...], NoDecode, Flag("--allowed-root", "PATH")] = Field(
         default=(), description="Absolute remote prefixes under which deletion is allowed."
     )
-    protected: Annotated[tuple[str, ...], NoDecode] = Field(
+    protected: Annotated[tuple[str, ...], NoDecode, Flag("--protect", "NAME")] = Field(
         default=(), description="Extra protected names, added to the built-in ones."
     )
-    max_paths: int = Field(default=10_000, ge=1, le=100_000, description="Most paths one call may name or a selection may expand to.")
-    read_only: bool = Field(default=False, description="Offer no tool that changes anything.")
+    max_paths: Annotated[int, Flag("--max-paths", "N")] = Field(default=10_000, ge=1, le=100_000, description="Most paths one call may name or a selection may expand to.")
+    read_only: Annotated[bool, Flag("--read-only")] = Field(default=False, description="Offer no tool that changes anything.")
     confirm_ttl: int = Field(default=300, ge=5, le=3600, description="Confirmation token lifetime, seconds.")
     confirm: Literal["auto", "human", "token"] = Field(
         default="auto",
@@ -55,7 +72,7 @@ class Settings(BaseSettings):
     confirm_secret: SecretStr | None = Field(
         default=None, description="Key for confirmation tokens shared by replicas (default: random per process)."
     )
-    audit_log: Path | None = Field(default=None, description="Audit log file (default under the user state dir).")
+    audit_log: Annotated[Path | None, Flag("--audit-log", "FILE")] = Field(default=None, description="Audit log file (default under the user state dir).")
     http_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="HTTP transport on a non-loopback address: the Host header values to accept."
     )
@@ -82,6 +99,21 @@ class Settings(BaseSettings):
     walk_max_seconds: float = Field(
         default=40.0, gt=0, le=600, description="Most seconds one tree walk may take before it answers incomplete."
     )
+    log_level: Annotated[LogLevel, Flag("--log-level", "LEVEL")] = Field(
+        default="WARNING", description="stderr log level: DEBUG, INFO (start-up facts), WARNING, ERROR or CRITICAL."
+    )
+    log_format: Annotated[Literal["text", "json"], Flag("--log-format")] = Field(
+        default="text", description="stderr log format: text, or json (one object a line: time, level, logger, message)."
+    )
+    transport: Annotated[Literal["stdio", "http"], Flag("--transport")] = Field(
+        default="stdio", description="stdio, or http (Streamable HTTP at http://HOST:PORT/mcp, bearer token required)."
+    )
+    http_host: Annotated[str, Flag("--host", "ADDRESS")] = Field(
+        default="127.0.0.1", description="HTTP transport: the address to bind (loopback unless told otherwise)."
+    )
+    http_port: Annotated[int, Flag("--port", "PORT")] = Field(
+        default=8765, ge=1, le=65535, description="HTTP transport: the port; the endpoint is /mcp."
+    )
 
     # Sign-in instead of EFILE_TOKEN. SCNET_* in the environment (no EFILE_ prefix), as SCNet tools name them.
     scnet_user: str | None = Field(default=None, validation_alias="SCNET_USER", description="SCNet user name.")
@@ -97,7 +129,7 @@ class Settings(BaseSettings):
     scnet_org_id: SecretStr | None = Field(
         default=None, validation_alias="SCNET_ORG_ID", description="orgId, for the older password sign-in."
     )
-    scnet_region: str | None = Field(
+    scnet_region: Annotated[str | None, Flag("--region", "NAME")] = Field(
         default=None, validation_alias="SCNET_REGION", description="Region name or cluster id (default: the only one)."
     )
     scnet_ac_url: str = Field(
@@ -120,6 +152,16 @@ class Settings(BaseSettings):
         if isinstance(value, str) and (not value.strip() or _UNFILLED.fullmatch(value.strip())):
             raise PydanticUseDefault()
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", "transport", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("scnet_ac_url", "scnet_api_url", mode="before")
     @classmethod
@@ -156,15 +198,52 @@ class Settings(BaseSettings):
         return value
 
 
-_FLAG_OF = {
-    "base_url": "--base-url",
-    "allowed_roots": "--allowed-root",
-    "protected": "--protect",
-    "max_paths": "--max-paths",
-    "read_only": "--read-only",
-    "audit_log": "--audit-log",
-    "scnet_region": "--region",
-}
+@dataclass(frozen=True)
+class Option:
+    """One setting as a person meets it: its environment variable and, if it has one, its flag."""
+
+    field: str
+    env: str
+    flag: Flag | None
+    description: str
+    default: Any
+    kind: Literal["value", "switch", "list"]
+    choices: tuple[str, ...]
+
+    @property
+    def where(self) -> str:
+        """How error lines name the setting: `EFILE_MAX_PATHS (or --max-paths)`."""
+        return f"{self.env} (or {self.flag.name})" if self.flag else self.env
+
+
+def _options() -> tuple[Option, ...]:
+    hints = typing.get_type_hints(Settings, include_extras=True)
+    found = []
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        env = alias if isinstance(alias, str) else ENV_PREFIX + name.upper()
+        flag = next((m for m in info.metadata if isinstance(m, Flag)), None)
+        hint = hints[name]
+        while typing.get_origin(hint) is Annotated:
+            hint = typing.get_args(hint)[0]
+        kind: Literal["value", "switch", "list"] = "value"
+        if hint is bool:
+            kind = "switch"
+        elif typing.get_origin(hint) is tuple:
+            kind = "list"
+        choices = tuple(str(c) for c in typing.get_args(hint)) if typing.get_origin(hint) is Literal else ()
+        found.append(Option(name, env, flag, info.description or "", info.default, kind, choices))
+    return tuple(found)
+
+
+#: Every setting, in declaration order: what the CLI, its help, error lines and the README table derive from.
+OPTIONS: tuple[Option, ...] = _options()
+_BY_NAME = {option.field: option for option in OPTIONS} | {option.env.lower(): option for option in OPTIONS}
+
+
+def option(field: str) -> Option:
+    """The option of a field, by field name or environment variable name (any case)."""
+    return _BY_NAME[field.lower()]
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -174,9 +253,7 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]).lower() if first["loc"] else "settings"
-        name = field.upper() if field.startswith("scnet_") else ENV_PREFIX + field.upper()
-        flag = _FLAG_OF.get(field)
-        where = f"{name} (or {flag})" if flag else name
+        field = str(first["loc"][0]) if first["loc"] else ""
+        where = option(field).where if field.lower() in _BY_NAME else "settings"
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"invalid setting {where}: {message}") from None
