@@ -233,7 +233,7 @@ async def test_the_time_budget_bounds_retries_too(sandbox: RunningSandbox) -> No
     clock = FakeTime()
     t = EfileTransport(
         sandbox.base_url, StaticToken(sandbox.token), retry=RetryPolicy(attempts=20, budget=1.0),
-        sleep=clock.sleep, clock=clock,
+        sleep=clock.sleep, clock=clock, jitter=lambda cap: 0.0,  # Retry-After alone sets the wait
     )
     try:
         with pytest.raises(RetryBudgetExhausted) as caught:
