@@ -9,7 +9,7 @@ from typing import Any
 from common import Row, delayed_sandbox, efile_stdio, make_tree
 
 SECTION = "3 dry-run API cost"
-LIST_PAGE = 1000  # entries per listing page the server asks for (efile_mcp.client.api.LIST_PAGE_SIZE)
+LIST_PAGE = 1000  # entries per page of the fallback listing (efile_mcp.client.walk.DOCUMENTED_PAGE)
 
 
 def dry_run_requests(sandbox: Any, audit: Path, paths: list[str]) -> dict[str, int]:

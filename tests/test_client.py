@@ -23,6 +23,7 @@ from efile_mcp.client import (
 from efile_mcp.client.removal import EfileRemover, RemovalRun
 from efile_mcp.client.signin import AccessKeyCredentials, AcClient
 from efile_mcp.client.transport import RequestPipeline
+from efile_mcp.client.walk import Listings
 from efile_mcp.errors import (
     ApiError,
     AuthError,
@@ -458,8 +459,8 @@ async def test_an_answer_trickled_a_byte_at_a_time_cannot_outlast_the_deadline(s
 async def test_a_server_that_caps_pages_is_still_read_to_the_end(
     sandbox: RunningSandbox, transport: EfileTransport
 ) -> None:
-    names = [entry.name async for entry in EfileApi(transport).iter_dir(f"{sandbox.home}/scratch/big-run/shard-1")]
-    assert len(names) == len(set(names)) == 100
+    listing = await Listings(EfileApi(transport)).read_dir(f"{sandbox.home}/scratch/big-run/shard-1")
+    assert len(listing.entries) == 100 and listing.complete
 
 
 async def test_an_answer_of_the_wrong_shape_is_a_malformed_answer_not_a_crash(

@@ -5,19 +5,18 @@ The one destructive call (async-remove) lives in `removal.py`, which only the gu
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from ..errors import AuthError, EfileMcpError, MalformedResponseError, NotFoundError
+from ..errors import MalformedResponseError
 from ..models.wire import (
     FILE_LIST,
     TASK_CANCEL,
     TASK_IDS_BATCH,
     TASK_LIST,
-    FileEntry,
     FileListResult,
     FileOperTask,
     Order,
@@ -28,9 +27,6 @@ from ._groups import task_group
 from .transport import EfileTransport
 
 T = TypeVar("T")
-
-#: Page size used when the whole of a directory is read (dry runs).
-LIST_PAGE_SIZE = 1000
 
 
 def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
@@ -45,12 +41,6 @@ def _parse(parse: Callable[[Any], T], data: Any, endpoint: str) -> T:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "data"
         raise MalformedResponseError(endpoint, f"{where}: {first['msg']}") from None
-
-
-@dataclass
-class ParentLookup:
-    found: dict[str, FileEntry] = field(default_factory=dict)
-    failed: dict[str, EfileMcpError] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,65 +75,6 @@ class EfileApi:
             params["order"] = order
         data = await self.transport.call("GET", FILE_LIST, params=params, on_retry=on_retry)
         return _parse(FileListResult.model_validate, data or {}, "/file/list")
-
-    async def iter_dir(
-        self, path: str, *, keyword: str | None = None, page_size: int = LIST_PAGE_SIZE
-    ) -> AsyncIterator[FileEntry]:
-        """Every entry of a directory, page by page; the pages after the first are fetched concurrently."""
-        first = await self.list_dir(path, keyword=keyword, start=0, limit=page_size, order_by="name", order="asc")
-        for entry in first.file_list:
-            yield entry
-        if first.total <= len(first.file_list) or not first.file_list:
-            return
-        # Step by what the server actually returned: one that caps pages below `limit` must not make
-        # whole ranges go unread.
-        step = len(first.file_list)
-        starts = range(step, first.total, step)
-        pages: dict[int, list[FileEntry]] = {}
-
-        async def fetch(start: int) -> None:
-            page = await self.list_dir(path, keyword=keyword, start=start, limit=step, order_by="name", order="asc")
-            pages[start] = page.file_list
-
-        async with task_group() as tg:
-            for start in starts:
-                tg.start_soon(fetch, start)
-        for start in starts:
-            for entry in pages.get(start, ()):
-                yield entry
-
-    async def find_in_parents(self, paths: Iterable[str]) -> ParentLookup:
-        """Each path's entry, from one (paged) listing per distinct parent, not one call per path.
-
-        A parent holding one wanted name is listed with keyWord set to that name, so a lone file in a
-        huge directory costs one small page. A parent that is gone (911020) leaves its paths unfound;
-        one that cannot be listed for another reason puts its paths in `failed`. An auth failure
-        stops the lookup: nothing per path can be said.
-        """
-        by_parent: dict[str, set[str]] = {}
-        for path in paths:
-            parent, _, name = path.rpartition("/")
-            by_parent.setdefault(parent or "/", set()).add(name)
-        lookup = ParentLookup()
-
-        async def list_parent(parent: str, names: set[str]) -> None:
-            keyword = next(iter(names)) if len(names) == 1 else None
-            prefix = parent.rstrip("/") + "/"
-            try:
-                async for entry in self.iter_dir(parent, keyword=keyword):
-                    if entry.name in names:
-                        lookup.found[prefix + entry.name] = entry
-            except NotFoundError:
-                return
-            except AuthError:
-                raise
-            except EfileMcpError as exc:
-                lookup.failed.update(dict.fromkeys((prefix + name for name in names), exc))
-
-        async with task_group() as tg:
-            for parent, names in by_parent.items():
-                tg.start_soon(list_parent, parent, names)
-        return lookup
 
     async def tasks(self, task_ids: Iterable[str]) -> TaskLookup:
         """Look tasks up, 100 ids a request, requests concurrent; ids the server does not return are not_found."""

@@ -26,6 +26,7 @@ from ..models.wire import ASYNC_REMOVE, REMOVE_BATCH_MAX, FileOperTask, RemoveRe
 from ._groups import task_group
 from .api import EfileApi, chunked
 from .transport import EfileTransport
+from .walk import Listings
 
 log = logging.getLogger("efile_mcp.client")
 
@@ -224,23 +225,24 @@ class EfileRemover:
     async def _seen_in_parents(self, chunk: Sequence[str]) -> set[str] | None:
         """The paths their parents' listings show (one listing per parent); None when a listing fails."""
         try:
-            lookup = await self._api.find_in_parents(chunk)
+            found = await Listings(self._api, concurrency=self.concurrency).entries(chunk)
         except AuthError:
             raise
         except EfileMcpError:
             return None
-        return None if lookup.failed else set(lookup.found)
+        if any(isinstance(entry, EfileMcpError) for entry in found.values()):
+            return None
+        return {path for path, entry in found.items() if entry is not None}
 
     async def _present_by_name(self, paths: Sequence[str]) -> set[str] | None:
         """Which paths exist, each looked up with keyWord = its own name; None when a lookup fails."""
         present: set[str] = set()
+        # keep=False: no folder is read once and trusted for the others; each path is asked about by its name.
+        listings = Listings(self._api, concurrency=self.concurrency, keep=False)
 
         async def look(path: str) -> None:
-            parent, _, name = path.rpartition("/")
-            async for entry in self._api.iter_dir(parent or "/", keyword=name):
-                if entry.name == name:
-                    present.add(path)
-                    return
+            if await listings.entry(path) is not None:
+                present.add(path)
 
         try:
             async with task_group() as tg:
