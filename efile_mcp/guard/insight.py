@@ -11,7 +11,7 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..client.walk import DirListing, Listings, WalkStats, join
+from ..client.walk import DirListing, Entry, Listings, WalkStats, join
 from ..models.results import Selection
 
 
@@ -26,6 +26,17 @@ class Totals:
     def see(self, mtime: float | None) -> None:
         if mtime is not None and (self.newest is None or mtime > self.newest):
             self.newest = mtime
+
+    def count(self, entry: Entry) -> None:
+        """One listed entry: a file adds its bytes, a folder or a link is counted (a link adds no bytes)."""
+        self.see(entry.mtime)
+        if entry.kind == "file":
+            self.size += entry.size
+            self.files += 1
+        elif entry.kind == "directory":
+            self.dirs += 1
+        elif entry.kind == "symlink":
+            self.links += 1
 
     def add(self, other: Totals) -> None:
         self.size += other.size
@@ -75,15 +86,8 @@ def usage_collector(root: str) -> tuple[Usage, Callable[[str, int, DirListing], 
                 target = own
             else:
                 target = child_totals if child_totals is not None else Totals()
-            for totals in (target, usage.total):
-                totals.see(entry.mtime)
-                if entry.kind == "file":
-                    totals.size += entry.size
-                    totals.files += 1
-                elif entry.kind == "directory":
-                    totals.dirs += 1
-                elif entry.kind == "symlink":
-                    totals.links += 1
+            target.count(entry)
+            usage.total.count(entry)
 
     return usage, on_dir
 
@@ -181,20 +185,14 @@ def _tree_totals(dirs: dict[str, DirListing], stats: WalkStats) -> tuple[dict[st
     for folder in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
         own = Totals()
         for entry in dirs[folder].entries.values():
-            own.see(entry.mtime)
-            if entry.kind == "file":
-                own.size += entry.size
-                own.files += 1
-            elif entry.kind == "directory":
+            own.count(entry)
+            if entry.kind == "directory":
                 child = join(folder, entry.name)
-                own.dirs += 1
                 if child in totals:
                     own.add(totals[child])
                 else:
                     partial.add(child)
                 if child in partial:
                     partial.add(folder)
-            elif entry.kind == "symlink":
-                own.links += 1
         totals[folder] = own
     return totals, partial

@@ -20,6 +20,7 @@ import anyio
 from ..client._groups import task_group
 from ..client.walk import DirListing, Entry, Listings, WalkStats, join
 from ..errors import EfileMcpError
+from .insight import Totals
 from .paths import PathPolicy, display
 from .seen import SeenPath
 
@@ -124,23 +125,18 @@ class Inspector:
         return last
 
     async def _size_folder(self, path: str, entry: Entry, result: Inspection) -> None:
-        size = files = 0
-        newest = entry.mtime
+        tree = Totals()
+        tree.see(entry.mtime)
         protected: list[str] = []
         links: list[str] = []
 
         def on_dir(folder: str, depth: int, listing: DirListing) -> None:
-            nonlocal size, files, newest
             for child in listing.entries.values():
-                if child.mtime is not None and (newest is None or child.mtime > newest):
-                    newest = child.mtime
+                tree.count(child)
                 if self.policy.is_protected_name(child.name):
                     protected.append(join(folder, child.name))
                 if child.kind == "symlink":
                     links.append(join(folder, child.name))
-                elif child.kind == "file":
-                    files += 1
-                    size += child.size
 
         stats = await self.listings.walk(
             path,
@@ -180,5 +176,5 @@ class Inspector:
                                     "Unread contents cannot be vouched for: remove its sub-folders one by one instead.")
             return
         result.seen[path] = SeenPath(
-            path, "directory", size, entry.mtime, entry.size, files, newest, complete=stats.complete
+            path, "directory", tree.size, entry.mtime, entry.size, tree.files, tree.newest, complete=stats.complete
         )
