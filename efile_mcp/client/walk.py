@@ -283,7 +283,6 @@ class Listings:
         `max_depth` 0 reads `root` alone.
         """
         stats = stats or WalkStats()
-        deadline_hit = False
         last_progress = -math.inf
 
         async def visit(path: str, depth: int) -> None:
@@ -324,8 +323,6 @@ class Listings:
             async with task_group() as tg:
                 tg.start_soon(visit, root, 0)
         if scope.cancelled_caught:
-            deadline_hit = True
-        if deadline_hit:
             stats.stopped = "deadline"
         stats.requests += self.requests - requests_before
         return stats
