@@ -94,7 +94,7 @@ def _fit(points: list[Point], attribute: str) -> tuple[float, float]:
     xs = [p.paths for p in points]
     ys = [getattr(p, attribute) for p in points]
     mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-    b = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+    b = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=False)) / sum((x - mean_x) ** 2 for x in xs)
     return mean_y - b * mean_x, b
 
 

@@ -55,7 +55,9 @@ def call(session: StdioSession, name: str, arguments: dict[str, Any]) -> tuple[d
     result = session.request("tools/call", {"name": name, "arguments": arguments})
     text = "".join(block.get("text", "") for block in result.get("content", ()) if block.get("type") == "text")
     if result.get("isError"):
-        raise RuntimeError(f"{name} answered an error: {text[:500]}\nserver stderr (tail): {session.stderr_text()[-2000:]}")
+        raise RuntimeError(
+            f"{name} answered an error: {text[:500]}\nserver stderr (tail): {session.stderr_text()[-2000:]}"
+        )
     return result["structuredContent"], len(text), len(json.dumps(arguments, separators=(",", ":")))
 
 
@@ -156,16 +158,45 @@ def run_usage(quick: bool, context: dict[str, Any]) -> list[Row]:
     counted = median([r.sandbox_file_list for r in runs])
     tree = f"{files:,} files in {walked:,} folders (3 levels), 20 ms RTT"
     return [
-        Row(section, "baseline: sequential walker, plain httpx, 1 file/list per folder", base_s, "s",
-            note=f"{tree}; {base[0][1]:,} requests; {spread([b[0] for b in base])}"),
-        Row(section, "stdio disk_usage: time", median(times), "s", base_s, 0.3,
-            f"{spread(times)}; ratio range {min(times) / base_s:.2f}–{max(times) / base_s:.2f}×"),
-        Row(section, "file/list requests per folder", counted / walked, "req", target=1.1,
-            note=f"{counted:,.0f} counted by the sandbox, answer says {requests:,.0f}, {walked:,} folders"),
-        Row(section, "server peak RSS (VmHWM)", max(r.rss_peak for r in runs), "MB", target=200,
-            note=f"worst of {len(runs)}; idle {median([r.rss_idle for r in runs]):.0f} MB"),
-        Row(section, "server CPU for the call", median([r.server_cpu for r in runs]), "s",
-            note=f"user+sys of the server process; {spread([r.server_cpu for r in runs])}"),
+        Row(
+            section,
+            "baseline: sequential walker, plain httpx, 1 file/list per folder",
+            base_s,
+            "s",
+            note=f"{tree}; {base[0][1]:,} requests; {spread([b[0] for b in base])}",
+        ),
+        Row(
+            section,
+            "stdio disk_usage: time",
+            median(times),
+            "s",
+            base_s,
+            0.3,
+            f"{spread(times)}; ratio range {min(times) / base_s:.2f}–{max(times) / base_s:.2f}×",
+        ),
+        Row(
+            section,
+            "file/list requests per folder",
+            counted / walked,
+            "req",
+            target=1.1,
+            note=f"{counted:,.0f} counted by the sandbox, answer says {requests:,.0f}, {walked:,} folders",
+        ),
+        Row(
+            section,
+            "server peak RSS (VmHWM)",
+            max(r.rss_peak for r in runs),
+            "MB",
+            target=200,
+            note=f"worst of {len(runs)}; idle {median([r.rss_idle for r in runs]):.0f} MB",
+        ),
+        Row(
+            section,
+            "server CPU for the call",
+            median([r.server_cpu for r in runs]),
+            "s",
+            note=f"user+sys of the server process; {spread([r.server_cpu for r in runs])}",
+        ),
         Row(section, "answer text", median([r.text_chars for r in runs]), "chars", note="top 20 children"),
     ]
 
@@ -200,7 +231,9 @@ def execute_by_token(session: StdioSession, plan: dict[str, Any], run: SelectRun
     assert done["summary"]["removed"] == expected, done["summary"]
 
 
-def guarded_removal(sandbox: Sandbox, audit: Path, tree: str, expected: int, paths: list[str] | None = None) -> SelectRun:
+def guarded_removal(
+    sandbox: Sandbox, audit: Path, tree: str, expected: int, paths: list[str] | None = None
+) -> SelectRun:
     """Dry run by select (or by `paths`, the reference flow of section 2), then execution by token alone."""
     run = SelectRun()
     arguments: dict[str, Any] = (
@@ -261,19 +294,54 @@ def run_select(quick: bool, context: dict[str, Any]) -> list[Row]:
         return median([getattr(r, attribute) for r in flows])
 
     return [
-        Row(section, "baseline: plain httpx, 100 paths/request, sequential", base_s, "s",
-            note=f"{expected:,} files in {parents} dirs, 20 ms RTT; {spread(base)}"),
-        Row(section, "stdio select: dry run + execution by token", median(totals), "s", base_s, 1.5,
-            f"{spread(totals)}; ratio range {min(totals) / base_s:.2f}–{max(totals) / base_s:.2f}×"),
-        Row(section, "stdio select: dry run alone", med(sel, "dry_run"), "s", base_s,
-            note=f"{spread([r.dry_run for r in sel])}; {_requests(sel[-1].dry_run_requests)}"),
-        Row(section, "stdio select: execution alone", med(sel, "execution"), "s", base_s,
-            note=f"{spread([r.execution for r in sel])}; {_requests(sel[-1].requests)}"),
-        Row(section, "stdio select: server CPU / sandbox CPU, both steps", med(sel, "server_cpu"), "s",
-            note=f"sandbox {med(sel, 'sandbox_cpu'):.2f} s; user+sys of each process"),
-        Row(section, "reference, stdio by paths: dry run + execution by token", med(ref, "total"), "s", base_s,
+        Row(
+            section,
+            "baseline: plain httpx, 100 paths/request, sequential",
+            base_s,
+            "s",
+            note=f"{expected:,} files in {parents} dirs, 20 ms RTT; {spread(base)}",
+        ),
+        Row(
+            section,
+            "stdio select: dry run + execution by token",
+            median(totals),
+            "s",
+            base_s,
+            1.5,
+            f"{spread(totals)}; ratio range {min(totals) / base_s:.2f}–{max(totals) / base_s:.2f}×",
+        ),
+        Row(
+            section,
+            "stdio select: dry run alone",
+            med(sel, "dry_run"),
+            "s",
+            base_s,
+            note=f"{spread([r.dry_run for r in sel])}; {_requests(sel[-1].dry_run_requests)}",
+        ),
+        Row(
+            section,
+            "stdio select: execution alone",
+            med(sel, "execution"),
+            "s",
+            base_s,
+            note=f"{spread([r.execution for r in sel])}; {_requests(sel[-1].requests)}",
+        ),
+        Row(
+            section,
+            "stdio select: server CPU / sandbox CPU, both steps",
+            med(sel, "server_cpu"),
+            "s",
+            note=f"sandbox {med(sel, 'sandbox_cpu'):.2f} s; user+sys of each process",
+        ),
+        Row(
+            section,
+            "reference, stdio by paths: dry run + execution by token",
+            med(ref, "total"),
+            "s",
+            base_s,
             note=f"section 2's flow in this run; {spread([r.total for r in ref])}; execution "
-            f"{med(ref, 'execution'):.2f} s, {_requests(ref[-1].requests)}"),
+            f"{med(ref, 'execution'):.2f} s, {_requests(ref[-1].requests)}",
+        ),
     ]
 
 
@@ -304,8 +372,12 @@ def run_sizes(quick: bool, context: dict[str, Any]) -> list[Row]:
         }
         if "select" in context:  # the select section already measured its answers: the same call
             last = context["select"]["select"][-1]
-            select_run = SelectRun(**{k: last[k] for k in ("dry_run_chars", "execution_chars", "execution_argument_chars",
-                                                  "execution_paths")})
+            select_run = SelectRun(
+                **{
+                    k: last[k]
+                    for k in ("dry_run_chars", "execution_chars", "execution_argument_chars", "execution_paths")
+                }
+            )
         else:
             make_tree(sandbox, "s10k", 100, 100)
             select_run = guarded_select(sandbox, Path(tmp) / "s10k.jsonl", "s10k", 10_000)
@@ -318,7 +390,14 @@ def run_sizes(quick: bool, context: dict[str, Any]) -> list[Row]:
         target = m["target"]
         rows.append(Row(section, f"{label}: dry-run answer text", m["dry_run_chars"], "chars", target=target))
         rows.append(Row(section, f"{label}: execution answer text", m["execution_chars"], "chars", target=target))
-        rows.append(Row(section, f"{label}: paths named by the execution call", m["execution_paths"], "paths",
-                        target=0, note=f"arguments: dry_run=false + confirmation_token, "
-                        f"{m['execution_argument_chars']} chars"))
+        rows.append(
+            Row(
+                section,
+                f"{label}: paths named by the execution call",
+                m["execution_paths"],
+                "paths",
+                target=0,
+                note=f"arguments: dry_run=false + confirmation_token, {m['execution_argument_chars']} chars",
+            )
+        )
     return rows

@@ -91,7 +91,7 @@ def print_table(rows: list[Row]) -> None:
     table = [list(COLUMNS)] + [cells(row) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     for n, line in enumerate(table):
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)).rstrip())
         if n == 0:
             print("  ".join("-" * width for width in widths))
 

@@ -41,8 +41,10 @@ class _SecretFlag(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
         variable = next(env for flags, env in _SECRET_FLAGS.items() if self.option_strings[0] in flags)
-        parser.error(f"{self.option_strings[0]} is not accepted on the command line (it would be visible to "
-                     f"other users in the process list): set {variable} in the environment instead")
+        parser.error(
+            f"{self.option_strings[0]} is not accepted on the command line (it would be visible to "
+            f"other users in the process list): set {variable} in the environment instead"
+        )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -245,8 +247,10 @@ def _start_sandbox(
     if ignored or home_roots:
         what = []
         if ignored:
-            what.append(f"ignoring {', '.join(ignored)} (a real account's settings: the sandbox has its own URL, "
-                        "token and sign-in)")
+            what.append(
+                f"ignoring {', '.join(ignored)} (a real account's settings: the sandbox has its own URL, "
+                "token and sign-in)"
+            )
         if home_roots:
             what.append(f"~ in the allowed roots is the sandbox home {running.home}")
         log.info("sandbox: %s", "; ".join(what))

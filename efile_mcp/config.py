@@ -50,7 +50,9 @@ def _split_csv(value: Any) -> Any:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    base_url: Annotated[str | None, Flag("--base-url", "URL")] = Field(default=None, description="efile base URL of the region, with or without /efile.")
+    base_url: Annotated[str | None, Flag("--base-url", "URL")] = Field(
+        default=None, description="efile base URL of the region, with or without /efile."
+    )
     token: SecretStr | None = Field(default=None, description="The efile API token (environment only).")
     allowed_roots: Annotated[tuple[str, ...], NoDecode, Flag("--allowed-root", "PATH")] = Field(
         default=(), description="Absolute remote prefixes under which deletion is allowed."
@@ -58,8 +60,12 @@ class Settings(BaseSettings):
     protected: Annotated[tuple[str, ...], NoDecode, Flag("--protect", "NAME")] = Field(
         default=(), description="Extra protected names, added to the built-in ones."
     )
-    max_paths: Annotated[int, Flag("--max-paths", "N")] = Field(default=10_000, ge=1, le=100_000, description="Most paths one call may name or a selection may expand to.")
-    read_only: Annotated[bool, Flag("--read-only")] = Field(default=False, description="Offer no tool that changes anything.")
+    max_paths: Annotated[int, Flag("--max-paths", "N")] = Field(
+        default=10_000, ge=1, le=100_000, description="Most paths one call may name or a selection may expand to."
+    )
+    read_only: Annotated[bool, Flag("--read-only")] = Field(
+        default=False, description="Offer no tool that changes anything."
+    )
     confirm_ttl: int = Field(default=300, ge=5, le=3600, description="Confirmation token lifetime, seconds.")
     confirm: Literal["auto", "human", "token"] = Field(
         default="auto",
@@ -72,7 +78,9 @@ class Settings(BaseSettings):
     confirm_secret: SecretStr | None = Field(
         default=None, description="Key for confirmation tokens shared by replicas (default: random per process)."
     )
-    audit_log: Annotated[Path | None, Flag("--audit-log", "FILE")] = Field(default=None, description="Audit log file (default under the user state dir).")
+    audit_log: Annotated[Path | None, Flag("--audit-log", "FILE")] = Field(
+        default=None, description="Audit log file (default under the user state dir)."
+    )
     http_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="HTTP transport on a non-loopback address: the Host header values to accept."
     )
@@ -87,14 +95,18 @@ class Settings(BaseSettings):
         "(default: SQLite in the user state directory).",
     )
     state_dir: Path | None = Field(
-        default=None, description="Directory for the SQLite state store and the HTTP token file (default: user state dir)."
+        default=None,
+        description="Directory for the SQLite state store and the HTTP token file (default: user state dir).",
     )
     http_token: SecretStr | None = Field(
         default=None,
         description="HTTP transport: the bearer token clients must send (default: random, written to a 0600 file).",
     )
     walk_max_entries: int = Field(
-        default=200_000, ge=100, le=5_000_000, description="Most entries one tree walk (disk_usage, find, select) reads."
+        default=200_000,
+        ge=100,
+        le=5_000_000,
+        description="Most entries one tree walk (disk_usage, find, select) reads.",
     )
     walk_max_seconds: float = Field(
         default=40.0, gt=0, le=600, description="Most seconds one tree walk may take before it answers incomplete."
@@ -103,7 +115,8 @@ class Settings(BaseSettings):
         default="WARNING", description="stderr log level: DEBUG, INFO (start-up facts), WARNING, ERROR or CRITICAL."
     )
     log_format: Annotated[Literal["text", "json"], Flag("--log-format")] = Field(
-        default="text", description="stderr log format: text, or json (one object a line: time, level, logger, message)."
+        default="text",
+        description="stderr log format: text, or json (one object a line: time, level, logger, message).",
     )
     transport: Annotated[Literal["stdio", "http"], Flag("--transport")] = Field(
         default="stdio", description="stdio, or http (Streamable HTTP at http://HOST:PORT/mcp, bearer token required)."

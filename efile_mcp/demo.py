@@ -66,6 +66,7 @@ async def _session(audit_log: Path) -> int:
         args=["-m", "efile_mcp", "--sandbox", "--audit-log", str(audit_log)],
         env={key: value for key, value in os.environ.items() if key.startswith(("PYTHON", "VIRTUAL_ENV"))},
     )
+
     async def person(context: Any, params: Any) -> Any:
         """Claude Desktop would show this form to the person; the demo's person reads it and agrees."""
         import mcp.types as types
@@ -73,7 +74,7 @@ async def _session(audit_log: Path) -> int:
         _say("person ◂ a confirmation form from the server, shown to the person (not the model):")
         for line in params.message.splitlines():
             _say(f"     │ {line}")
-        _say("person ▸ ticks \"Delete permanently\" and accepts")
+        _say('person ▸ ticks "Delete permanently" and accepts')
         return types.ElicitResult(action="accept", content={"confirm": True})
 
     async with Client(params, mode="legacy", elicitation_callback=person) as client:
@@ -81,7 +82,13 @@ async def _session(audit_log: Path) -> int:
         tools = (await client.list_tools()).tools
         for tool in tools:
             hints = tool.annotations
-            kind = "read-only" if hints and hints.read_only_hint else "destructive" if hints and hints.destructive_hint else "writes"
+            kind = (
+                "read-only"
+                if hints and hints.read_only_hint
+                else "destructive"
+                if hints and hints.destructive_hint
+                else "writes"
+            )
             _say(f"     tool {tool.name:<13} {kind}")
 
         async def call(name: str, arguments: dict[str, Any]) -> tuple[bool, dict[str, Any] | str]:
@@ -107,8 +114,10 @@ async def _session(audit_log: Path) -> int:
 
         _, usage = await call("disk_usage", {"path": scratch, "top": 3})
         assert isinstance(usage, dict)
-        _say(f"server ◂ {usage['path']}: {_size(usage['total_size'])} in {usage['file_count']} files, "
-             f"{usage['dir_count']} folders ({usage['requests']} listings)")
+        _say(
+            f"server ◂ {usage['path']}: {_size(usage['total_size'])} in {usage['file_count']} files, "
+            f"{usage['dir_count']} folders ({usage['requests']} listings)"
+        )
         for child in usage["children"]:
             _say(f"     {_size(child['size']):>9}  {child['file_count']:>4} files  {child['type']:<9} {child['path']}")
         if usage.get("others"):
@@ -121,23 +130,27 @@ async def _session(audit_log: Path) -> int:
         for match in found["matches"]:
             _say(f"     {_size(match['size']):>9}  {match['modified']}  {match['path']}")
 
-        _, refused = await call("remove_paths", {"paths": [f"{root}/.ssh", f"{scratch}/*.log", "/etc/passwd",
-                                                           f"{scratch}/tmp.log"]})
+        _, refused = await call(
+            "remove_paths", {"paths": [f"{root}/.ssh", f"{scratch}/*.log", "/etc/passwd", f"{scratch}/tmp.log"]}
+        )
         assert isinstance(refused, dict)
         _say(f"server ◂ dry run: {_counts(refused['summary'])}")
         _show_items(refused.get("items", []))
 
         _, plan = await call("remove_paths", {"select": select})
         assert isinstance(plan, dict)
-        _say(f"server ◂ dry run of the selection: {_counts(plan['summary'])} "
-             f"(a summary: {len(json.dumps(plan))} characters for {plan['summary']['would_remove']} paths)")
+        _say(
+            f"server ◂ dry run of the selection: {_counts(plan['summary'])} "
+            f"(a summary: {len(json.dumps(plan))} characters for {plan['summary']['would_remove']} paths)"
+        )
         for group in plan.get("by_parent", []):
             _say(f"     {group['count']:>4} paths  {_size(group['size']):>9}  in {group['parent']}")
         token = plan["confirmation_token"]
 
         _say("\n(the agent tries to execute the token with a wider selection than was previewed)")
-        await call("remove_paths", {"select": {**select, "older_than_days": 0}, "dry_run": False,
-                                    "confirmation_token": token})
+        await call(
+            "remove_paths", {"select": {**select, "older_than_days": 0}, "dry_run": False, "confirmation_token": token}
+        )
         _say("\n(the agent executes the plan by its token alone; the server asks the person first)")
         _, done = await call("remove_paths", {"dry_run": False, "confirmation_token": token})
         assert isinstance(done, dict)
@@ -152,8 +165,10 @@ async def _session(audit_log: Path) -> int:
         await call("remove_paths", {"dry_run": False, "confirmation_token": token})
         _, after = await call("disk_usage", {"path": scratch, "top": 3})
         assert isinstance(after, dict)
-        _say(f"server ◂ {scratch} now holds {_size(after['total_size'])} in {after['file_count']} files: "
-             + ", ".join(c["path"].rsplit("/", 1)[1] for c in after["children"]))
+        _say(
+            f"server ◂ {scratch} now holds {_size(after['total_size'])} in {after['file_count']} files: "
+            + ", ".join(c["path"].rsplit("/", 1)[1] for c in after["children"])
+        )
     return 0
 
 

@@ -119,11 +119,16 @@ class BearerAuth:
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self._expected = token.encode("ascii")
-        self._body = json.dumps({
-            "error": "unauthorized",
-            "message": "efile-mcp needs 'Authorization: Bearer <token>' on every request: the token is the "
-            "server's EFILE_HTTP_TOKEN, or the one in the token file whose path the server logs at start-up",
-        }).encode() + b"\n"
+        self._body = (
+            json.dumps(
+                {
+                    "error": "unauthorized",
+                    "message": "efile-mcp needs 'Authorization: Bearer <token>' on every request: the token is the "
+                    "server's EFILE_HTTP_TOKEN, or the one in the token file whose path the server logs at start-up",
+                }
+            ).encode()
+            + b"\n"
+        )
 
     def _authorized(self, scope: Scope) -> bool:
         given = b""
@@ -139,15 +144,17 @@ class BearerAuth:
         if scope["type"] != "http" or self._authorized(scope):
             await self.app(scope, receive, send)
             return
-        await send({
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"www-authenticate", f'Bearer realm="{REALM}"'.encode()),
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(self._body)).encode()),
-            ],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"www-authenticate", f'Bearer realm="{REALM}"'.encode()),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(self._body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": self._body})
 
 

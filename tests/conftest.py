@@ -8,7 +8,6 @@ import pytest
 
 from efile_mcp.sandbox import RunningSandbox, SandboxConfig, run_sandbox_in_thread, seed_sample_tree
 
-
 # ---------------------------------------------------------------------------- the token never leaks
 
 #: Every API token a sandbox issued in this run; at the end, nothing the suite produced may contain one.
@@ -20,7 +19,7 @@ class _KeepEverything(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             _LOG_LINES.append(self.format(record))
-        except Exception:  # noqa: BLE001 - a log line that cannot be formatted cannot leak either
+        except Exception:
             pass
 
 

@@ -25,7 +25,9 @@ def redis_server_binary() -> str:
         return found
     if os.environ.get(REQUIRE_ENV):
         pytest.fail(f"redis-server is not installed but {REQUIRE_ENV} is set: apt-get install redis-server")
-    pytest.skip("redis-server is not installed (apt-get install redis-server); set EFILE_REQUIRE_REDIS=1 to fail instead")
+    pytest.skip(
+        "redis-server is not installed (apt-get install redis-server); set EFILE_REQUIRE_REDIS=1 to fail instead"
+    )
 
 
 def free_port() -> int:
@@ -58,8 +60,23 @@ class RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = (self.workdir / f"redis-{self.port}.log").open("wb")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--daemonize", "no", "--protected-mode", "yes"],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

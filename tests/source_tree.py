@@ -35,7 +35,11 @@ DECOY_BYTES = 2_000_000  # big.bin: a bundle or sdist that carries it is plainly
 def git(*args: str, cwd: Path) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false", *args],
-        cwd=cwd, check=True, capture_output=True, text=True, timeout=60,
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
     ).stdout
 
 

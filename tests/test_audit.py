@@ -98,7 +98,14 @@ async def test_concurrent_writers_never_interleave_lines(tmp_path: Path) -> None
 def test_audit_lines_from_threads_are_whole(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path)
-    threads = [threading.Thread(target=lambda n=n: [log._append(json.dumps({"n": n, "pad": "y" * 70_000}).encode() + b"\n") for _ in range(10)]) for n in range(4)]
+    threads = [
+        threading.Thread(
+            target=lambda n=n: [
+                log._append(json.dumps({"n": n, "pad": "y" * 70_000}).encode() + b"\n") for _ in range(10)
+            ]
+        )
+        for n in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import struct
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -94,7 +94,9 @@ def test_packing_the_clone_itself_still_leaves_out_environments_build_output_and
     assert direct.stat().st_size < 500_000
 
 
-def host_config(manifest: dict[str, object], app: Path, answers: dict[str, str]) -> tuple[str, list[str], dict[str, str]]:
+def host_config(
+    manifest: dict[str, object], app: Path, answers: dict[str, str]
+) -> tuple[str, list[str], dict[str, str]]:
     """What Claude Desktop runs for this bundle: `${__dirname}` and `${user_config.*}` filled in."""
     server = manifest["server"]
     assert isinstance(server, dict)
@@ -107,7 +109,9 @@ def host_config(manifest: dict[str, object], app: Path, answers: dict[str, str])
         for key, spec in user_config.items():
             default = spec.get("default", "")
             value = answers.get(key, default)
-            text = text.replace("${user_config.%s}" % key, str(value).lower() if isinstance(value, bool) else str(value))
+            text = text.replace(
+                f"${{user_config.{key}}}", str(value).lower() if isinstance(value, bool) else str(value)
+            )
         return text
 
     return config["command"], [fill(a) for a in config["args"]], {k: fill(v) for k, v in config["env"].items()}
@@ -130,23 +134,31 @@ async def test_a_fresh_user_with_ak_sk_and_a_region_installs_the_bundle_and_dele
     root = seed_sample_tree(tmp_path / "home")
     with run_sandbox_in_thread(SandboxConfig(root=root)) as sandbox:
         ac = sandbox.sandbox.config.ac
-        command, args, env = host_config(manifest, app, {
-            "scnet_user": sandbox.sandbox.config.user,
-            "scnet_access_key": ac.access_key,
-            "scnet_secret_key": ac.secret_key,
-            "scnet_region": "sandbox",
-            "allowed_roots": "~/scratch",
-        })
+        command, args, env = host_config(
+            manifest,
+            app,
+            {
+                "scnet_user": sandbox.sandbox.config.user,
+                "scnet_access_key": ac.access_key,
+                "scnet_secret_key": ac.secret_key,
+                "scnet_region": "sandbox",
+                "allowed_roots": "~/scratch",
+            },
+        )
         assert command == "uv"
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("EFILE_", "SCNET_"))}
-        env = inherited | env | {  # the machine's own environment (certificates, proxies), as a desktop host has
-            # Where SCNet is: here the sandbox (the real hosts are the defaults).
-            "SCNET_AC_URL": sandbox.base_url,
-            "SCNET_API_URL": sandbox.base_url,
-            "EFILE_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
-            "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
-            "VIRTUAL_ENV": "",
-        }
+        env = (
+            inherited
+            | env
+            | {  # the machine's own environment (certificates, proxies), as a desktop host has
+                # Where SCNet is: here the sandbox (the real hosts are the defaults).
+                "SCNET_AC_URL": sandbox.base_url,
+                "SCNET_API_URL": sandbox.base_url,
+                "EFILE_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+                "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
+                "VIRTUAL_ENV": "",
+            }
+        )
         params = StdioServerParameters(command=uv, args=args, env=env)
         async with Client(params, mode="legacy") as client:  # Claude Desktop's protocol era
             offered = [t.name for t in (await client.list_tools()).tools]
@@ -155,8 +167,11 @@ async def test_a_fresh_user_with_ak_sk_and_a_region_installs_the_bundle_and_dele
             target = f"{home['path']}/scratch/run-001"
             plan = await call_ok(client, "remove_paths", {"paths": [target, f"{home['path']}/notes.txt"]})
             assert plan["confirm_paths"] == [target]  # notes.txt is outside ~/scratch
-            done = await call_ok(client, "remove_paths", {
-                "paths": [target], "dry_run": False, "confirmation_token": plan["confirmation_token"]})
+            done = await call_ok(
+                client,
+                "remove_paths",
+                {"paths": [target], "dry_run": False, "confirmation_token": plan["confirmation_token"]},
+            )
         assert [item["status"] for item in done["items"]] == ["removed"]
         assert sandbox.sandbox.received_remove_paths == [target]
         assert not (root / "scratch" / "run-001").exists() and (root / "notes.txt").exists()

@@ -62,8 +62,13 @@ async def test_disk_usage_tells_folder_sizes_in_one_call(client: Client, sandbox
     assert usage["complete"] is True
     largest = usage["children"][0]
     big_size, big_files = tree_bytes(real(sandbox, f"{scratch}/big-run"))
-    assert largest == {**largest, "path": f"{scratch}/big-run", "type": "directory", "size": big_size,
-                       "file_count": big_files}
+    assert largest == {
+        **largest,
+        "path": f"{scratch}/big-run",
+        "type": "directory",
+        "size": big_size,
+        "file_count": big_files,
+    }
     assert largest["newest_modified"].endswith("+08:00")
     # The rest is summed, not listed: run-001, run-002, tmp.log.
     assert usage["others"]["count"] == 2
@@ -83,14 +88,25 @@ async def test_find_paths_by_name_size_and_age_largest_first(client: Client, san
     old = real(sandbox, f"{sandbox.home}/scratch/old")
     make_tree(old, dirs=2, files_per_dir=3, size=500, age_days=40)
     make_tree(real(sandbox, f"{sandbox.home}/scratch/new"), dirs=1, files_per_dir=2, size=500)
-    found = await call_ok(client, "find_paths", {
-        "path": f"{sandbox.home}/scratch", "name": "*.dat", "type": "file", "min_size": 400, "older_than_days": 30,
-    })
+    found = await call_ok(
+        client,
+        "find_paths",
+        {
+            "path": f"{sandbox.home}/scratch",
+            "name": "*.dat",
+            "type": "file",
+            "min_size": 400,
+            "older_than_days": 30,
+        },
+    )
     assert found["total_matches"] == 6 and found["total_size"] == 3000 and found["complete"] is True
     assert {m["path"].split("/scratch/")[1].split("/")[0] for m in found["matches"]} == {"old"}
     assert all(m["modified"].endswith("+08:00") for m in found["matches"])
-    folders = await call_ok(client, "find_paths", {"path": f"{sandbox.home}/scratch", "type": "directory",
-                                                   "max_depth": 1, "min_size": 10_000})
+    folders = await call_ok(
+        client,
+        "find_paths",
+        {"path": f"{sandbox.home}/scratch", "type": "directory", "max_depth": 1, "min_size": 10_000},
+    )
     assert [m["path"].rsplit("/", 1)[1] for m in folders["matches"]] == ["big-run"]
 
 
@@ -165,7 +181,9 @@ async def test_a_folder_holding_a_protected_name_or_a_link_is_refused(client: Cl
     links = real(sandbox, f"{sandbox.home}/scratch/links")
     links.mkdir()
     (links / "to-notes").symlink_to(real(sandbox, f"{sandbox.home}/notes.txt"))
-    plan = await call_ok(client, "remove_paths", {"paths": [f"{sandbox.home}/scratch/cache", f"{sandbox.home}/scratch/links"]})
+    plan = await call_ok(
+        client, "remove_paths", {"paths": [f"{sandbox.home}/scratch/cache", f"{sandbox.home}/scratch/links"]}
+    )
     by_path = {item["path"]: item for item in plan["items"]}
     assert by_path[f"{sandbox.home}/scratch/cache"]["status"] == "refused"
     assert ".SSH" in by_path[f"{sandbox.home}/scratch/cache"]["reason"]
@@ -183,7 +201,9 @@ async def test_a_thousand_path_answer_fits_an_agents_context(client: Client, san
     plan = await call_ok(client, "remove_paths", {"paths": paths})
     text = json.dumps(plan, ensure_ascii=False, separators=(",", ":"))
     assert len(text) <= 8000, len(text)
-    assert plan["summary"]["would_remove"] == 998 and plan["summary"]["refused"] == 1 and plan["summary"]["missing"] == 1
+    assert (
+        plan["summary"]["would_remove"] == 998 and plan["summary"]["refused"] == 1 and plan["summary"]["missing"] == 1
+    )
     assert {e["status"] for e in plan["exceptions"]} == {"refused", "missing"}
     full = await call_ok(client, "remove_paths", {"paths": paths, "detail": "full"})
     assert len(full["items"]) == 1000
@@ -226,7 +246,9 @@ async def test_a_dry_run_never_confirms_a_folder_it_could_not_read_whole(
     assert "confirmation_token" not in plan
 
 
-async def test_restart_keeps_a_spent_token_spent(make_settings: Any, sandbox: RunningSandbox, tmp_path: Path, era: str) -> None:
+async def test_restart_keeps_a_spent_token_spent(
+    make_settings: Any, sandbox: RunningSandbox, tmp_path: Path, era: str
+) -> None:
     settings = make_settings(confirm_secret="shared-secret-for-replicas-0123456789", state_dir=tmp_path / "state")
     target = f"{sandbox.home}/scratch/tmp.log"
     async with Client(build_server(settings), mode=era) as first:
@@ -234,13 +256,16 @@ async def test_restart_keeps_a_spent_token_spent(make_settings: Any, sandbox: Ru
         await call_ok(first, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
     real(sandbox, target).write_text("a later file at a confirmed path, never dry-run\n")
     async with Client(build_server(settings), mode=era) as restarted:
-        error = await call_error(restarted, "remove_paths",
-                                 {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+        error = await call_error(
+            restarted, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
     assert "already used" in error
     assert real(sandbox, target).exists()
 
 
-async def test_storage_status_reports_the_quota_of_the_hpc_url(make_settings: Any, sandbox: RunningSandbox, era: str) -> None:
+async def test_storage_status_reports_the_quota_of_the_hpc_url(
+    make_settings: Any, sandbox: RunningSandbox, era: str
+) -> None:
     settings = make_settings(scnet_hpc_url=f"{sandbox.base_url}/hpc", scnet_user="demo")
     async with Client(build_server(settings), mode=era) as client:
         status = await call_ok(client, "storage_status", {})

@@ -116,8 +116,14 @@ def test_sandbox_demo_is_a_directory_when_one_named_demo_exists(tmp_path: Path) 
 
     (tmp_path / "demo").mkdir()
     proc = subprocess.run(
-        [sys.executable, "-m", "efile_mcp", "--sandbox", "demo"], check=False, cwd=tmp_path, stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=60, env=child_env(EFILE_LOG_LEVEL="info"),
+        [sys.executable, "-m", "efile_mcp", "--sandbox", "demo"],
+        check=False,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(EFILE_LOG_LEVEL="info"),
     )
     assert proc.returncode == 0, proc.stderr
     assert f"sandbox: {tmp_path / 'demo'} is served as /public/home/demo" in proc.stderr
@@ -164,8 +170,16 @@ async def test_the_sandbox_ignores_every_real_account_setting_and_says_so(tmp_pa
     assert plan["confirm_paths"] == ["/public/home/demo/scratch/tmp.log"]
     (line,) = [line for line in stderr.splitlines() if "ignoring" in line]
     assert line.startswith("efile-mcp INFO efile_mcp: sandbox: ignoring ")
-    for name in ("EFILE_BASE_URL", "EFILE_TOKEN", "SCNET_USER", "SCNET_ACCESS_KEY", "SCNET_SECRET_KEY",
-                 "SCNET_REGION", "SCNET_AC_URL", "SCNET_API_URL"):
+    for name in (
+        "EFILE_BASE_URL",
+        "EFILE_TOKEN",
+        "SCNET_USER",
+        "SCNET_ACCESS_KEY",
+        "SCNET_SECRET_KEY",
+        "SCNET_REGION",
+        "SCNET_AC_URL",
+        "SCNET_API_URL",
+    ):
         assert name in line
     assert "~ in the allowed roots is the sandbox home /public/home/demo" in line
     for secret in ("a-real-token-never-used", "real-ak", "real-sk"):
@@ -173,7 +187,9 @@ async def test_the_sandbox_ignores_every_real_account_setting_and_says_so(tmp_pa
 
 
 def test_a_malformed_real_account_setting_does_not_stop_the_sandbox(tmp_path: Path) -> None:
-    proc = run_cli("--sandbox", "--base-url", "not-a-url", env={"EFILE_STATE_DIR": str(tmp_path), "EFILE_LOG_LEVEL": "info"})
+    proc = run_cli(
+        "--sandbox", "--base-url", "not-a-url", env={"EFILE_STATE_DIR": str(tmp_path), "EFILE_LOG_LEVEL": "info"}
+    )
     assert proc.returncode == 0, proc.stderr
     assert "sandbox: ignoring --base-url" in proc.stderr
 
@@ -201,4 +217,3 @@ async def test_the_valid_sort_arguments_still_sort(client: Client) -> None:
     page = await call_ok(client, "list_files", {"path": home, "order_by": "size", "order": "desc"})
     sizes = [entry["size"] for entry in page["entries"]]
     assert sizes == sorted(sizes, reverse=True)
-

@@ -34,7 +34,9 @@ GOOD = {"EFILE_BASE_URL": "https://efile.example/efile", "EFILE_TOKEN": "tok-123
         (("--audit-log", "/proc/forbidden/audit.jsonl"), GOOD, "cannot write the audit log"),
     ],
 )
-def test_bad_settings_fail_at_start_with_one_clear_line(args: tuple[str, ...], env: dict[str, str], expected: str) -> None:
+def test_bad_settings_fail_at_start_with_one_clear_line(
+    args: tuple[str, ...], env: dict[str, str], expected: str
+) -> None:
     proc = run_cli(*args, env=env)
     assert proc.returncode == 2
     assert proc.stdout == ""
@@ -88,7 +90,13 @@ def test_every_tool_is_annotated_and_named_once() -> None:
 
 def test_read_only_mode_offers_only_read_only_tools() -> None:
     ro = Settings(read_only=True)
-    assert {spec.name for spec in offered(ro)} == {"storage_status", "disk_usage", "find_paths", "list_files", "get_task"}
+    assert {spec.name for spec in offered(ro)} == {
+        "storage_status",
+        "disk_usage",
+        "find_paths",
+        "list_files",
+        "get_task",
+    }
     assert all(spec.annotations.read_only_hint for spec in offered(ro))
 
 

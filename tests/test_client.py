@@ -131,7 +131,9 @@ async def call_through(kind: str, sandbox: RunningSandbox, pipeline: RequestPipe
     ac = AcClient(ac_url=sandbox.base_url, api_url=sandbox.base_url, pipeline=pipeline)
     if kind == "sign-in":
         keys = sandbox.sandbox.config.ac
-        creds = AccessKeyCredentials(user=sandbox.sandbox.config.user, access_key=keys.access_key, secret_key=keys.secret_key)
+        creds = AccessKeyCredentials(
+            user=sandbox.sandbox.config.user, access_key=keys.access_key, secret_key=keys.secret_key
+        )
         return await ac.sign_in(creds)
     return await ac.center(StaticToken(sandbox.token))
 
@@ -149,7 +151,11 @@ async def test_one_retry_policy_for_efile_sign_in_and_center_calls(sandbox: Runn
 
     pipeline = RequestPipeline(retry=FAST, sleep=clock.sleep, clock=clock, jitter=jitter)
     try:
-        busy = [envelope("911048", "busy"), Response("bad gateway", status_code=502), Response("x", status_code=429, headers={"Retry-After": "2"})]
+        busy = [
+            envelope("911048", "busy"),
+            Response("bad gateway", status_code=502),
+            Response("x", status_code=429, headers={"Retry-After": "2"}),
+        ]
         responses = iter(busy)
 
         async def fault(endpoint: str, request: Request) -> Response | None:
@@ -182,7 +188,12 @@ async def test_the_on_retry_hook_sees_each_failure_about_to_be_retried(sandbox: 
     seen: list[str] = []
     sandbox.sandbox.fault = fail_first(2, Response("down", status_code=503))
     try:
-        await t.call("GET", "/efile/openapi/v2/file/list", params={"start": 0, "limit": 1}, on_retry=lambda e: seen.append(error_code_of(e)))
+        await t.call(
+            "GET",
+            "/efile/openapi/v2/file/list",
+            params={"start": 0, "limit": 1},
+            on_retry=lambda e: seen.append(error_code_of(e)),
+        )
     finally:
         await t.aclose()
     assert seen == ["http_503", "http_503"]
@@ -233,8 +244,12 @@ async def test_the_time_budget_bounds_retries_too(sandbox: RunningSandbox) -> No
     sandbox.sandbox.fault = fail_first(10**6, Response("slow", status_code=429, headers={"Retry-After": "0.4"}))
     clock = FakeTime()
     t = EfileTransport(
-        sandbox.base_url, StaticToken(sandbox.token), retry=RetryPolicy(attempts=20, budget=1.0),
-        sleep=clock.sleep, clock=clock, jitter=lambda cap: 0.0,  # Retry-After alone sets the wait
+        sandbox.base_url,
+        StaticToken(sandbox.token),
+        retry=RetryPolicy(attempts=20, budget=1.0),
+        sleep=clock.sleep,
+        clock=clock,
+        jitter=lambda cap: 0.0,  # Retry-After alone sets the wait
     )
     try:
         with pytest.raises(RetryBudgetExhausted) as caught:
@@ -315,8 +330,12 @@ async def test_a_service_that_answered_before_and_then_refuses_connections_is_re
 
     clock = FakeTime()
     t = EfileTransport(
-        "https://efile.example", StaticToken("t0ken-value"), retry=FAST,
-        http_transport=httpx.MockTransport(handler), sleep=clock.sleep, clock=clock,
+        "https://efile.example",
+        StaticToken("t0ken-value"),
+        retry=FAST,
+        http_transport=httpx.MockTransport(handler),
+        sleep=clock.sleep,
+        clock=clock,
     )
     try:
         await EfileApi(t).list_dir()

@@ -33,9 +33,20 @@ def test_conformance_scenarios_that_apply_pass(sandbox: RunningSandbox, tmp_path
     # The suite sends no Authorization header: a loopback proxy adds the bearer token and passes the rest on.
     with http_server(env=settings_env(sandbox, tmp_path / "audit.jsonl")) as server, bearer_proxy(server) as url:
         run = subprocess.run(
-            [str(node), str(suite), "server", "--url", url, "--expected-failures",
-             str(ROOT / "conformance" / "expected-failures.yml"), "-o", str(tmp_path / "results")],
-            capture_output=True, text=True, timeout=600,
+            [
+                str(node),
+                str(suite),
+                "server",
+                "--url",
+                url,
+                "--expected-failures",
+                str(ROOT / "conformance" / "expected-failures.yml"),
+                "-o",
+                str(tmp_path / "results"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
     summary = run.stdout[run.stdout.find("=== SUMMARY ===") :]
     assert run.returncode == 0, summary

@@ -78,8 +78,14 @@ async def test_accept_proceeds_and_the_person_saw_what_was_previewed(
     ids=["decline", "cancel", "unticked"],
 )
 async def test_no_from_the_person_refuses_and_spends_the_token(
-    make_settings: Any, sandbox: RunningSandbox, targets: list[str], audit_path: Path, era: str,
-    person: Person, code: str, spent: bool,
+    make_settings: Any,
+    sandbox: RunningSandbox,
+    targets: list[str],
+    audit_path: Path,
+    era: str,
+    person: Person,
+    code: str,
+    spent: bool,
 ) -> None:
     async with Client(build_server(make_settings()), mode=era, elicitation_callback=person) as client:
         plan, result = await plan_then_execute(client, targets)
@@ -107,7 +113,9 @@ async def test_no_answer_in_time_refuses_on_the_legacy_era(
 ) -> None:
     """Claude Desktop's era: the server waits EFILE_CONFIRM_TIMEOUT for a form some clients never render."""
     person = Person(delay=30)
-    async with Client(build_server(make_settings(confirm_timeout=1.0)), mode="legacy", elicitation_callback=person) as client:
+    async with Client(
+        build_server(make_settings(confirm_timeout=1.0)), mode="legacy", elicitation_callback=person
+    ) as client:
         with anyio.fail_after(10):
             _, result = await plan_then_execute(client, targets)
     assert result.is_error and "did not answer" in text_of(result)
@@ -121,14 +129,14 @@ async def test_a_client_that_cannot_ask_falls_back_to_the_token_in_auto_mode(
     async with Client(build_server(make_settings()), mode=era) as client:  # no elicitation callback
         _, result = await plan_then_execute(client, targets)
     assert not result.is_error, text_of(result)
-    assert [line for line in audit_lines(audit_path) if line["event"] == "execution"][0]["confirmed_by"] == "token"
+    assert next(line for line in audit_lines(audit_path) if line["event"] == "execution")["confirmed_by"] == "token"
 
 
 async def test_human_mode_fails_closed_when_the_client_cannot_ask(
     make_settings: Any, sandbox: RunningSandbox, targets: list[str], audit_path: Path, era: str
 ) -> None:
     async with Client(build_server(make_settings(confirm="human")), mode=era) as client:
-        plan, result = await plan_then_execute(client, targets)
+        _plan, result = await plan_then_execute(client, targets)
     assert result.is_error and "EFILE_CONFIRM=human" in text_of(result)
     assert sandbox.sandbox.request_counts["async-remove"] == 0
     assert audit_lines(audit_path)[-1]["reason"] == "person_unreachable"
@@ -143,9 +151,7 @@ async def test_human_mode_with_a_capable_client_asks(
     assert not result.is_error and len(person.asked) == 1
 
 
-async def test_token_mode_never_asks(
-    make_settings: Any, sandbox: RunningSandbox, targets: list[str], era: str
-) -> None:
+async def test_token_mode_never_asks(make_settings: Any, sandbox: RunningSandbox, targets: list[str], era: str) -> None:
     person = Person("decline")
     async with Client(build_server(make_settings(confirm="token")), mode=era, elicitation_callback=person) as client:
         _, result = await plan_then_execute(client, targets)
@@ -248,14 +254,21 @@ async def test_once_the_person_is_asked_only_their_yes_executes_the_token(
     assert [line["confirmed_by"] for line in executions] == ["person"]
 
 
-async def test_no_answer_in_time_spends_the_token(make_settings: Any, sandbox: RunningSandbox, targets: list[str]) -> None:
+async def test_no_answer_in_time_spends_the_token(
+    make_settings: Any, sandbox: RunningSandbox, targets: list[str]
+) -> None:
     person = Person(delay=5)
     secret = "one-secret-for-both-server-runs-0123456789abcdef"
-    async with Client(build_server(make_settings(confirm_timeout=0.2, confirm_secret=secret)), mode="legacy",
-                      elicitation_callback=person) as c:
+    async with Client(
+        build_server(make_settings(confirm_timeout=0.2, confirm_secret=secret)),
+        mode="legacy",
+        elicitation_callback=person,
+    ) as c:
         plan, result = await plan_then_execute(c, targets)
         assert result.is_error and "did not answer" in text_of(result)
     async with Client(build_server(make_settings(confirm_secret=secret)), mode="legacy") as later:  # same store
-        again = await later.call_tool("remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+        again = await later.call_tool(
+            "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
     assert again.is_error and "already used" in text_of(again)
     assert all((sandbox.root / p.removeprefix(sandbox.home + "/")).exists() for p in targets)

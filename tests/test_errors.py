@@ -52,8 +52,8 @@ def test_every_documented_code_maps_to_its_documented_behaviour(code: str) -> No
 
 def test_the_code_table_covers_the_documented_special_codes_and_success() -> None:
     assert set(DOCUMENTED) <= set(CODE_MEANINGS) and CODE_MEANINGS["0"] == "success"
-    assert errors.AUTH_CODES == {c for c, kind in DOCUMENTED.items() if kind is AuthError}
-    assert errors.RETRYABLE_CODES == {c for c, kind in DOCUMENTED.items() if kind is RetryableApiError}
+    assert {c for c, kind in DOCUMENTED.items() if kind is AuthError} == errors.AUTH_CODES
+    assert {c for c, kind in DOCUMENTED.items() if kind is RetryableApiError} == errors.RETRYABLE_CODES
     assert errors.NOT_FOUND_CODE == "911020"
     unknown = ApiError.from_envelope("123456", None)
     assert type(unknown) is ApiError and unknown.meaning == "undocumented code" and not is_retryable(unknown)
@@ -118,6 +118,8 @@ def test_no_public_exception_class_is_defined_outside_errors_py() -> None:
             if not isinstance(node, ast.ClassDef) or node.name.startswith("_"):
                 continue
             bases = {ast.unparse(base).rsplit(".", 1)[-1] for base in node.bases}
-            if bases & {"Exception", "BaseException", "EfileMcpError"} or any(b.endswith(("Error", "Refused")) for b in bases):
+            if bases & {"Exception", "BaseException", "EfileMcpError"} or any(
+                b.endswith(("Error", "Refused")) for b in bases
+            ):
                 outside.append(f"{relative}: {node.name}")
     assert outside == []

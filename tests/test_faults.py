@@ -17,6 +17,7 @@ from efile_mcp.server import build_server
 from .conftest import audit_lines, call_ok
 from .invariants import FIGURES, check_invariants, tree
 
+
 def three_hundred_files(sandbox: RunningSandbox) -> list[str]:
     base = f"{sandbox.home}/scratch/big-run"
     return [f"{base}/shard-{i % 3}/out-{i:04d}.dat" for i in range(300)]
@@ -28,7 +29,8 @@ async def plan_and_execute(
     plan = await call_ok(client, "remove_paths", {"paths": paths})
     assert plan["summary"]["would_remove"] == len(set(paths)) and plan["confirmation_token"]
     result = await client.call_tool(
-        "remove_paths", {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"], "detail": "full"}
+        "remove_paths",
+        {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"], "detail": "full"},
     )
     text = " ".join(getattr(block, "text", "") for block in result.content)
     if result.is_error:
@@ -73,7 +75,11 @@ async def test_invariant_holds_under_fault(
     assert error is None, error
     assert done is not None
     report = check_invariants(
-        sandbox, confirmed=paths, before=before, items=done["items"], audit_path=audit_path,
+        sandbox,
+        confirmed=paths,
+        before=before,
+        items=done["items"],
+        audit_path=audit_path,
         unknown_outcome_allowed=unknown_allowed,
     )
     assert sum(injected.values()) > 0, "the fault never fired"
@@ -152,7 +158,9 @@ async def test_token_expiry_mid_batch_stops_and_keeps_what_was_obtained(
     assert "200 were not sent" in error and "audit log" in error
     report = check_invariants(sandbox, confirmed=paths, before=before, items=None, audit_path=audit_path)
     assert report.statuses == Counter({"removed": 100, "failed": 200})
-    execution = [line for line in map(json.loads, audit_path.read_text().splitlines()) if line["event"] == "execution"][-1]
+    execution = [line for line in map(json.loads, audit_path.read_text().splitlines()) if line["event"] == "execution"][
+        -1
+    ]
     assert len(execution["task_ids"]) == 100 and "10008" in execution["error"]
     # The third batch was never started once the token was refused.
     assert sandbox.sandbox.request_counts["async-remove"] == 2
@@ -201,7 +209,8 @@ async def test_an_answer_lost_after_acting_is_never_reported_as_not_done(
         plan = await call_ok(client, "remove_paths", {"paths": [target]})
         sandbox.sandbox.faults = FaultPlan([FaultRule("lose_answer", burst=1), FaultRule(then, seconds=0.01)])
         result = await client.call_tool(
-            "remove_paths", {"paths": [target], "dry_run": False, "confirmation_token": plan["confirmation_token"], "detail": "full"}
+            "remove_paths",
+            {"paths": [target], "dry_run": False, "confirmation_token": plan["confirmation_token"], "detail": "full"},
         )
     sandbox.sandbox.faults = None
     assert not (sandbox.root / "scratch" / "tmp.log").exists()
@@ -233,7 +242,9 @@ async def test_a_vanished_path_in_a_shrinking_directory_never_hides_present_ones
         plan = await call_ok(client, "remove_paths", {"paths": paths})
         sandbox.sandbox.faults = FaultPlan([FaultRule("vanish", burst=1)])
         done = await call_ok(
-            client, "remove_paths", {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"], "detail": "full"}
+            client,
+            "remove_paths",
+            {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"], "detail": "full"},
         )
     sandbox.sandbox.faults = None
     check_invariants(sandbox, confirmed=paths, before=before, items=done["items"], audit_path=audit_path)

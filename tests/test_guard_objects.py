@@ -90,8 +90,12 @@ async def test_protected_names_are_compared_folded_and_whatever_the_spelling(
     home = sandbox.home
     for name in (".SSH", "\uff0e\uff53\uff53\uff48", ".ssh ", ".ssh."):
         (sandbox.root / "scratch" / "cache" / name).mkdir(parents=True, exist_ok=True)
-    variants = [f"{home}/scratch/cache/.SSH", f"{home}/scratch/cache/\uff0e\uff53\uff53\uff48",
-                f"{home}/scratch/cache/.ssh ", f"{home}/scratch/cache/.ssh."]
+    variants = [
+        f"{home}/scratch/cache/.SSH",
+        f"{home}/scratch/cache/\uff0e\uff53\uff53\uff48",
+        f"{home}/scratch/cache/.ssh ",
+        f"{home}/scratch/cache/.ssh.",
+    ]
     plan = await call_ok(client, "remove_paths", {"paths": variants})
     assert {item["status"] for item in plan["items"]} == {"refused"}
     for spelling in (f"{home}/scratch/cache/.ssh/", f"{home}/scratch/cache//.ssh"):
@@ -106,8 +110,9 @@ async def test_an_ancestor_of_an_allowed_root_is_refused(make_settings, sandbox:
 
     settings = make_settings(allowed_roots=(sandbox.home, f"{sandbox.home}/scratch/run-001/checkpoints"))
     async with Client(build_server(settings), mode=era) as client:
-        plan = await call_ok(client, "remove_paths", {"paths": [f"{sandbox.home}/scratch/run-001",
-                                                                f"{sandbox.home}/scratch"]})
+        plan = await call_ok(
+            client, "remove_paths", {"paths": [f"{sandbox.home}/scratch/run-001", f"{sandbox.home}/scratch"]}
+        )
     assert {item["status"] for item in plan["items"]} == {"refused"}
     assert all("allowed root" in item["reason"] for item in plan["items"])
 

@@ -62,7 +62,10 @@ def http_process(*args: str, env: dict[str, str] | None = None) -> Iterator[tupl
     stderr = Path(name)
     proc = subprocess.Popen(
         [sys.executable, "-m", "efile_mcp", "--transport", "http", "--port", str(port), *args],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=fd, text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=fd,
+        text=True,
         env=child_env(**(env or {})),
     )
     try:
@@ -117,13 +120,22 @@ def bearer_proxy(url: str, token: str = HTTP_TOKEN) -> Iterator[str]:
                 break
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in (b"authorization", b"content-length")]
         headers.append((b"authorization", f"Bearer {token}".encode()))
-        target = upstream + scope["raw_path"].decode() + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
+        target = (
+            upstream
+            + scope["raw_path"].decode()
+            + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
+        )
         async with httpx.AsyncClient(timeout=None) as http:
             request = http.build_request(scope["method"], target, headers=headers, content=body)
             answer = await http.send(request, stream=True)
             hop = {b"transfer-encoding", b"connection", b"content-length"}
-            await send({"type": "http.response.start", "status": answer.status_code,
-                        "headers": [(k, v) for k, v in answer.headers.raw if k.lower() not in hop]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": answer.status_code,
+                    "headers": [(k, v) for k, v in answer.headers.raw if k.lower() not in hop],
+                }
+            )
             try:
                 async for chunk in answer.aiter_raw():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -166,10 +178,20 @@ async def test_removal_end_to_end_over_http(sandbox: RunningSandbox, tmp_path: P
     with http_server(env=settings_env(sandbox, tmp_path / "audit.jsonl")) as url:
         async with connect(url, mode=mode) as client:
             assert {t.name for t in (await client.list_tools()).tools} == {
-                "storage_status", "disk_usage", "find_paths", "list_files", "remove_paths", "get_task", "cancel_tasks"}
+                "storage_status",
+                "disk_usage",
+                "find_paths",
+                "list_files",
+                "remove_paths",
+                "get_task",
+                "cancel_tasks",
+            }
             plan = await call_ok(client, "remove_paths", {"paths": targets})
-            done = await call_ok(client, "remove_paths", {
-                "paths": targets, "dry_run": False, "confirmation_token": plan["confirmation_token"]})
+            done = await call_ok(
+                client,
+                "remove_paths",
+                {"paths": targets, "dry_run": False, "confirmation_token": plan["confirmation_token"]},
+            )
             report = await call_ok(client, "get_task", {"task_ids": done["task_ids"], "wait_seconds": 30})
     assert report["all_terminal"] and {t["status"] for t in report["tasks"]} == {"complete"}
     assert sorted(sandbox.sandbox.received_remove_paths) == sorted(targets)
@@ -177,21 +199,32 @@ async def test_removal_end_to_end_over_http(sandbox: RunningSandbox, tmp_path: P
 
 
 def test_dns_rebinding_protection_refuses_foreign_hosts_and_origins(sandbox: RunningSandbox, tmp_path: Path) -> None:
-    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}},
+    }
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     with http_server(env=settings_env(sandbox, tmp_path / "audit.jsonl")) as url:
         headers |= AUTH  # the DNS-rebinding check applies to authenticated requests too
         ok = httpx.post(url, json=initialize, headers=headers, timeout=10)
         rebound = httpx.post(url, json=initialize, headers={**headers, "Host": "attacker.example"}, timeout=10)
-        cross_site = httpx.post(url, json=initialize, headers={**headers, "Origin": "http://attacker.example"}, timeout=10)
+        cross_site = httpx.post(
+            url, json=initialize, headers={**headers, "Origin": "http://attacker.example"}, timeout=10
+        )
     assert ok.status_code == 200
     assert rebound.status_code in (400, 403, 421) and cross_site.status_code in (400, 403)
 
 
 def test_binding_beyond_loopback_needs_named_hosts(sandbox: RunningSandbox, tmp_path: Path) -> None:
     proc = run_cli(
-        "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port()),
+        "--transport",
+        "http",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(free_port()),
         env=settings_env(sandbox, tmp_path / "a.jsonl"),
     )
     assert proc.returncode == 2

@@ -15,8 +15,12 @@ from efile_mcp.sandbox import RunningSandbox
 from .conftest import call_ok, run_cli
 from .test_http import HTTP_TOKEN, connect, free_port, http_process, settings_env
 
-INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}},
+}
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
@@ -34,11 +38,21 @@ async def test_a_request_without_the_right_bearer_token_gets_401_and_the_right_o
 ) -> None:
     with http_process(env=settings_env(sandbox, tmp_path / "audit.jsonl")) as (url, stderr):
         assert_refused(httpx.post(url, json=INITIALIZE, headers=MCP_HEADERS, timeout=10))
-        for wrong in (f"Bearer {HTTP_TOKEN}x", f"Bearer {HTTP_TOKEN[:-1]}", "Bearer", f"Basic {HTTP_TOKEN}", HTTP_TOKEN):
-            assert_refused(httpx.post(url, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": wrong}, timeout=10))
+        for wrong in (
+            f"Bearer {HTTP_TOKEN}x",
+            f"Bearer {HTTP_TOKEN[:-1]}",
+            "Bearer",
+            f"Basic {HTTP_TOKEN}",
+            HTTP_TOKEN,
+        ):
+            assert_refused(
+                httpx.post(url, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": wrong}, timeout=10)
+            )
         assert_refused(httpx.get(url, timeout=10))  # every method, every path
         assert_refused(httpx.get(url.replace("/mcp", "/other"), timeout=10))
-        ok = httpx.post(url, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"bearer {HTTP_TOKEN}"}, timeout=10)
+        ok = httpx.post(
+            url, json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"bearer {HTTP_TOKEN}"}, timeout=10
+        )
         assert ok.status_code == 200
         async with connect(url) as client:
             assert "remove_paths" in {tool.name for tool in (await client.list_tools()).tools}

@@ -24,7 +24,9 @@ def test_stdio_start_up_facts_are_info_and_hidden_at_the_default_level(tmp_path:
     told = run_cli("--sandbox", str(root), "--log-level", "info", env=env)
     assert told.returncode == 0 and told.stdout == ""
     (line,) = [line for line in told.stderr.splitlines() if "is served as" in line]
-    assert line.startswith(f"efile-mcp INFO efile_mcp: sandbox: {root} is served as /public/home/demo at http://127.0.0.1:")
+    assert line.startswith(
+        f"efile-mcp INFO efile_mcp: sandbox: {root} is served as /public/home/demo at http://127.0.0.1:"
+    )
     assert [line for line in told.stderr.splitlines() if " WARNING " in line and "audit log" not in line] == []
 
 
@@ -38,7 +40,9 @@ async def test_http_logs_in_one_text_format_including_uvicorns_lines(sandbox: Ru
     assert lines and all(line.startswith("efile-mcp ") for line in lines), text
     assert f"efile-mcp INFO efile_mcp.http: serving MCP over Streamable HTTP at {url}" in lines
     assert any(line.startswith("efile-mcp INFO uvicorn.error: Uvicorn running on") for line in lines), text
-    assert any(line.startswith("efile-mcp INFO uvicorn.access: ") and '"POST /mcp HTTP/1.1" 200' in line for line in lines)
+    assert any(
+        line.startswith("efile-mcp INFO uvicorn.access: ") and '"POST /mcp HTTP/1.1" 200' in line for line in lines
+    )
     assert not any(" WARNING " in line for line in lines), text  # EFILE_HTTP_TOKEN given: nothing to act on
 
 
@@ -54,9 +58,11 @@ async def test_log_format_json_is_one_object_a_line_for_every_logger(sandbox: Ru
         assert set(entry) == {"time", "level", "logger", "message"}, entry
         assert entry["time"].endswith("+00:00") and "T" in entry["time"]
     assert {"efile_mcp.http", "uvicorn.error", "uvicorn.access"} <= {entry["logger"] for entry in entries}
-    assert {"level": "INFO", "logger": "efile_mcp.http", "message": f"serving MCP over Streamable HTTP at {url}"}.items() <= next(
-        e for e in entries if e["logger"] == "efile_mcp.http"
-    ).items()
+    assert {
+        "level": "INFO",
+        "logger": "efile_mcp.http",
+        "message": f"serving MCP over Streamable HTTP at {url}",
+    }.items() <= next(e for e in entries if e["logger"] == "efile_mcp.http").items()
 
 
 def test_a_settings_error_is_json_too_when_json_was_asked_for() -> None:

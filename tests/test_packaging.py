@@ -47,7 +47,9 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("dist")
     proc = subprocess.run(
         [sys.executable, "-m", "build", "--outdir", str(out), str(clone)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (wheel,) = out.glob("*.whl")
@@ -109,7 +111,10 @@ def installed(dists: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
     assert uv is not None
     proc = subprocess.run(
         [uv, "pip", "install", "--python", str(python), str(wheel)],
-        capture_output=True, text=True, timeout=600, env=user_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=user_env(),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return python.parent
@@ -117,14 +122,22 @@ def installed(dists: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 
 def user_env() -> dict[str, str]:
     """A user's shell: no import path into this checkout, no EFILE_/SCNET_ settings of the developer."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("EFILE_", "SCNET_")) and k not in {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"}}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("EFILE_", "SCNET_")) and k not in {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"}
+    }
 
 
 def run_installed(bin_dir: Path, *args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(bin_dir / "efile-mcp"), *args], cwd=cwd, stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=timeout, env=user_env(),
+        [str(bin_dir / "efile-mcp"), *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=user_env(),
     )
 
 
@@ -134,7 +147,11 @@ def test_the_installed_command_prints_its_version_from_the_installed_package(ins
     assert proc.stdout.strip() == f"efile-mcp {VERSION}"
     where = subprocess.run(
         [str(installed / "python"), "-c", "import efile_mcp; print(efile_mcp.__file__)"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, env=user_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=user_env(),
     )
     assert Path(where.stdout.strip()).is_relative_to(installed.parent), where.stdout + where.stderr
 
@@ -178,7 +195,7 @@ def healthcheck_command() -> list[str]:
     import json
 
     (spec,) = instructions("HEALTHCHECK")
-    return json.loads(spec[spec.index("CMD") + 3:])
+    return json.loads(spec[spec.index("CMD") + 3 :])
 
 
 def test_the_image_runs_the_documented_command_as_a_non_root_user_with_no_secret_inside() -> None:
@@ -202,8 +219,9 @@ def test_the_image_runs_the_documented_command_as_a_non_root_user_with_no_secret
     ignore = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert ignore[0] == "*"
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    copied = {src.rstrip("/") for spec in instructions("COPY") if not spec.startswith("--from")
-              for src in spec.split()[:-1]}
+    copied = {
+        src.rstrip("/") for spec in instructions("COPY") if not spec.startswith("--from") for src in spec.split()[:-1]
+    }
     assert copied == allowed == {"pyproject.toml", "README.md", "LICENSE", "efile_mcp"}
 
 
@@ -222,11 +240,18 @@ def test_the_image_command_needs_allowed_hosts_and_the_health_check_needs_no_tok
 
     port = free_port()
     command = [sys.executable, "-m", "efile_mcp", *(str(port) if a == "8765" else a for a in DOCUMENTED_CMD[1:])]
-    env = user_env() | {"PYTHONPATH": str(ROOT), "EFILE_STATE_DIR": str(tmp_path),
-                        "EFILE_AUDIT_LOG": str(tmp_path / "audit.jsonl"), "EFILE_HTTP_TOKEN": secrets.token_hex(16),
-                        # credentials as the container gets them (sign-in waits for the first tool call)
-                        "SCNET_USER": "someone", "SCNET_ACCESS_KEY": "ak", "SCNET_SECRET_KEY": "sk",
-                        "SCNET_API_URL": "http://127.0.0.1:9", "SCNET_AC_URL": "http://127.0.0.1:9"}
+    env = user_env() | {
+        "PYTHONPATH": str(ROOT),
+        "EFILE_STATE_DIR": str(tmp_path),
+        "EFILE_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+        "EFILE_HTTP_TOKEN": secrets.token_hex(16),
+        # credentials as the container gets them (sign-in waits for the first tool call)
+        "SCNET_USER": "someone",
+        "SCNET_ACCESS_KEY": "ak",
+        "SCNET_SECRET_KEY": "sk",
+        "SCNET_API_URL": "http://127.0.0.1:9",
+        "SCNET_AC_URL": "http://127.0.0.1:9",
+    }
     refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert refused.returncode == 2 and "EFILE_HTTP_ALLOWED_HOSTS" in refused.stderr, refused.stderr
 
@@ -237,8 +262,9 @@ def test_the_image_command_needs_allowed_hosts_and_the_health_check_needs_no_tok
         return subprocess.run(check, env=env, capture_output=True, timeout=30).returncode == 0
 
     assert not healthy()  # nothing listens yet
-    server = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 30
         while not healthy():
@@ -288,18 +314,30 @@ def test_compose_runs_two_replicas_behind_one_port_sharing_redis_and_secrets_fro
     assert "server efile:8765" in conf and "proxy_buffering off" in conf and "$http_host" in conf
     assert proxy["depends_on"]["efile"]["condition"] == "service_healthy"
 
-    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
-                   if line and not line.startswith("#"))
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     assert {"EFILE_CONFIRM_SECRET", "EFILE_HTTP_TOKEN"} <= set(example)
     assert all(value == "" for key, value in example.items() if any(s in key for s in SECRET_NAMES))
 
 
 def test_the_readme_container_section_names_what_the_files_do() -> None:
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Container"):]
-    section = section[:section.index("\n## ", 1)]
-    for needle in ("docker compose up", "EFILE_CONFIRM_SECRET", "EFILE_HTTP_TOKEN", "EFILE_HTTP_ALLOWED_HOSTS",
-                   "redis://redis:6379/0", "8765", "two replicas", "docker build", "non-root"):
+    section = readme[readme.index("## Container") :]
+    section = section[: section.index("\n## ", 1)]
+    for needle in (
+        "docker compose up",
+        "EFILE_CONFIRM_SECRET",
+        "EFILE_HTTP_TOKEN",
+        "EFILE_HTTP_ALLOWED_HOSTS",
+        "redis://redis:6379/0",
+        "8765",
+        "two replicas",
+        "docker build",
+        "non-root",
+    ):
         assert needle in section, needle
 
 
@@ -310,12 +348,14 @@ def test_the_readme_install_snippets_parse_and_start_the_published_command() -> 
     import re
 
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Install"):]
-    section = section[:section.index("\n## ", 1)]
+    section = readme[readme.index("## Install") :]
+    section = section[: section.index("\n## ", 1)]
     (script,) = PYPROJECT["project"]["scripts"]
     repository = PYPROJECT["project"]["urls"]["Repository"]
-    servers = [json.loads(block)["mcpServers"]["scnet-efile"]
-               for block in re.findall(r"```json\n(.*?)```", section, flags=re.S)]
+    servers = [
+        json.loads(block)["mcpServers"]["scnet-efile"]
+        for block in re.findall(r"```json\n(.*?)```", section, flags=re.S)
+    ]
     stdio = [s for s in servers if "command" in s]
     remote = [s for s in servers if "url" in s]
     assert len(stdio) == 2 and len(remote) == 1  # Claude Desktop and Cursor; Cursor over HTTP
@@ -324,10 +364,18 @@ def test_the_readme_install_snippets_parse_and_start_the_published_command() -> 
         assert {"SCNET_ACCESS_KEY", "SCNET_SECRET_KEY", "EFILE_ALLOWED_ROOTS"} <= set(server["env"])
     assert remote[0]["url"] == "http://127.0.0.1:8765/mcp"
     assert remote[0]["headers"]["Authorization"].startswith("Bearer ")
-    for needle in (f"uvx --from git+{repository} {script}", f"uvx --from /path/to/clone {script}",
-                   f"pipx install git+{repository}", f"uvx {script}", f"pipx install {script}",
-                   "claude mcp add --transport http scnet-efile http://127.0.0.1:8765/mcp --header "
-                   '"Authorization: Bearer <token>"', "~/Library/Application Support/Claude/claude_desktop_config.json",
-                   r"%APPDATA%\Claude\claude_desktop_config.json", "~/.cursor/mcp.json", ".cursor/mcp.json"):
+    for needle in (
+        f"uvx --from git+{repository} {script}",
+        f"uvx --from /path/to/clone {script}",
+        f"pipx install git+{repository}",
+        f"uvx {script}",
+        f"pipx install {script}",
+        "claude mcp add --transport http scnet-efile http://127.0.0.1:8765/mcp --header "
+        '"Authorization: Bearer <token>"',
+        "~/Library/Application Support/Claude/claude_desktop_config.json",
+        r"%APPDATA%\Claude\claude_desktop_config.json",
+        "~/.cursor/mcp.json",
+        ".cursor/mcp.json",
+    ):
         assert needle in section, needle
     assert f"-- uvx --from git+{repository} {script}" in section.replace("\\\n  ", "")

@@ -154,7 +154,9 @@ async def test_with_a_static_token_and_no_center_the_settings_to_give_are_named(
     assert report.error is None and len(report.entries) == 1
 
 
-@pytest.mark.parametrize("sandbox", [{"ac": AcConfig(hpc_urls=({"url": "{base}/hpc", "enable": False},))}], indirect=True)
+@pytest.mark.parametrize(
+    "sandbox", [{"ac": AcConfig(hpc_urls=({"url": "{base}/hpc", "enable": False},))}], indirect=True
+)
 async def test_a_center_with_no_enabled_hpc_url_says_to_set_scnet_hpc_url(
     sandbox: RunningSandbox, pipeline: RequestPipeline
 ) -> None:
@@ -170,9 +172,13 @@ async def test_a_center_with_no_enabled_hpc_url_says_to_set_scnet_hpc_url(
 async def test_a_user_the_hpc_api_does_not_know_names_scnet_user(
     sandbox: RunningSandbox, pipeline: RequestPipeline
 ) -> None:
-    report = await QuotaReader(pipeline, StaticToken(sandbox.token), hpc_url=sandbox.base_url, user_name="nobody").read()
+    report = await QuotaReader(
+        pipeline, StaticToken(sandbox.token), hpc_url=sandbox.base_url, user_name="nobody"
+    ).read()
     assert report.entries == [] and report.error is not None
-    assert "does not know the user 'nobody'" in report.error and "911009" in report.error and "SCNET_USER" in report.error
+    assert (
+        "does not know the user 'nobody'" in report.error and "911009" in report.error and "SCNET_USER" in report.error
+    )
 
 
 async def test_a_refused_token_is_quota_unknown_but_no_token_at_all_raises(
@@ -209,7 +215,9 @@ async def test_a_malformed_quota_answer_is_quota_unknown(data: object, expected:
 
     p = RequestPipeline(retry=FAST, http_transport=httpx.MockTransport(handler))
     try:
-        report = await QuotaReader(p, StaticToken("t0ken-value"), hpc_url="https://hpc.example/hpc", user_name="u").read()
+        report = await QuotaReader(
+            p, StaticToken("t0ken-value"), hpc_url="https://hpc.example/hpc", user_name="u"
+        ).read()
     finally:
         await p.aclose()
     assert report.entries == [] and report.error is not None
@@ -222,12 +230,17 @@ async def test_the_composition_root_builds_it_from_settings_on_the_efile_transpo
     transport = EfileTransport(sandbox.base_url, StaticToken(sandbox.token), retry=FAST)
     tokens = transport.tokens
     try:
-        settings = Settings(token=sandbox.token, base_url=sandbox.base_url, scnet_hpc_url=f"{sandbox.base_url}/hpc", scnet_user="demo")
+        settings = Settings(
+            token=sandbox.token, base_url=sandbox.base_url, scnet_hpc_url=f"{sandbox.base_url}/hpc", scnet_user="demo"
+        )
         report = await QuotaReader.for_settings(settings, tokens=tokens, transport=transport).read()
         assert report.error is None and report.entries[0].path == sandbox.home
         plain = Settings(token=sandbox.token, base_url=sandbox.base_url)
         report = await QuotaReader.for_settings(plain, tokens=tokens, transport=transport).read()
-        assert report.error is not None and "with EFILE_TOKEN and EFILE_BASE_URL efile-mcp asks no SCNet center" in report.error
+        assert (
+            report.error is not None
+            and "with EFILE_TOKEN and EFILE_BASE_URL efile-mcp asks no SCNet center" in report.error
+        )
         ac = AcClient(ac_url=sandbox.base_url, api_url=sandbox.base_url, pipeline=transport.pipeline)
         report = await QuotaReader.for_settings(plain, ac=ac, tokens=tokens, transport=transport).read()
         assert report.error is None and isinstance(report, QuotaReport)

@@ -36,7 +36,9 @@ async def plan_and_maybe_execute(client: Client, args: dict[str, Any]) -> tuple[
     plan = await call_ok(client, "remove_paths", args)
     done = None
     if plan.get("confirmation_token"):
-        done = await call_ok(client, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+        done = await call_ok(
+            client, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
         await settle(client, done)
     return plan, done
 
@@ -136,7 +138,9 @@ async def test_a_cut_listing_hiding_a_link_is_not_removed(client: Client, sandbo
     assert (folder / "zz-link").is_symlink()
 
 
-async def test_an_unreadable_sub_folder_does_not_vouch_for_its_contents(client: Client, sandbox: RunningSandbox) -> None:
+async def test_an_unreadable_sub_folder_does_not_vouch_for_its_contents(
+    client: Client, sandbox: RunningSandbox
+) -> None:
     """The listing of one sub-folder fails (here: an unknown code from file/list, as a flaky gateway or a
     permission error gives). What is in it is unknown, so the folder cannot be said to hold no `.ssh`."""
     from efile_mcp.sandbox.faults import FaultPlan, FaultRule
@@ -179,7 +183,8 @@ async def test_data_moved_deep_into_a_confirmed_folder_is_not_deleted_unseen(
     done = await call_ok(client, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
     await settle(client, done)
     assert (top / "checkpoints" / "results").exists(), (
-        f"400 files never previewed were deleted with the confirmed folder: {done['items'][0]}")
+        f"400 files never previewed were deleted with the confirmed folder: {done['items'][0]}"
+    )
 
 
 async def test_a_protected_name_moved_deep_into_a_confirmed_folder_is_not_deleted(
@@ -196,7 +201,9 @@ async def test_a_protected_name_moved_deep_into_a_confirmed_folder_is_not_delete
     assert (top / "checkpoints" / ".ssh" / "id_rsa").exists(), "a protected .ssh was deleted at execution"
 
 
-async def test_a_link_planted_deep_in_a_confirmed_folder_is_not_removed(client: Client, sandbox: RunningSandbox) -> None:
+async def test_a_link_planted_deep_in_a_confirmed_folder_is_not_removed(
+    client: Client, sandbox: RunningSandbox
+) -> None:
     run = f"{sandbox.home}/scratch/run-001"
     plan = await call_ok(client, "remove_paths", {"paths": [run]})
     top = real(sandbox, run)
@@ -207,7 +214,9 @@ async def test_a_link_planted_deep_in_a_confirmed_folder_is_not_removed(client: 
     assert done["items"][0]["status"] == "changed", done["items"][0]
 
 
-async def test_a_confirmed_folder_renamed_away_and_replaced_is_not_deleted(client: Client, sandbox: RunningSandbox) -> None:
+async def test_a_confirmed_folder_renamed_away_and_replaced_is_not_deleted(
+    client: Client, sandbox: RunningSandbox
+) -> None:
     """Dry run: run-002 (2 files, a few hundred bytes). A co-user renames it away and renames big-run
     (300 files) into its place, copying the old folder's mtime (`touch -r`). Type, size (a folder's own
     listing size is ignored) and mtime all match, so big-run is deleted as "run-002"."""
@@ -226,7 +235,9 @@ async def test_a_confirmed_folder_renamed_away_and_replaced_is_not_deleted(clien
 
 
 @pytest.mark.parametrize("sandbox", [{"list_ignores_start": True, "list_page_cap": 100}], indirect=True)
-async def test_a_cut_listing_leaves_no_mtime_to_compare_so_a_swap_passes(client: Client, sandbox: RunningSandbox) -> None:
+async def test_a_cut_listing_leaves_no_mtime_to_compare_so_a_swap_passes(
+    client: Client, sandbox: RunningSandbox
+) -> None:
     """Where listings are cut, folders beyond the first page are known only from `children` (no mtime): a
     folder swapped after the dry run is not detected even without copying the mtime."""
     scratch = real(sandbox, f"{sandbox.home}/scratch")
@@ -275,7 +286,8 @@ async def test_a_link_between_nested_roots_cannot_lead_outside_them(
     (sandbox.root / "scratch" / "run-001").symlink_to(sandbox.root / "projects" / "p")
     async with Client(build_server(settings), mode=era) as client:
         plan, _done = await plan_and_maybe_execute(
-            client, {"paths": [f"{home}/scratch/run-001/checkpoints/ckpt-0001.pt"]})
+            client, {"paths": [f"{home}/scratch/run-001/checkpoints/ckpt-0001.pt"]}
+        )
     assert (victim / "ckpt-0001.pt").exists(), "a file outside every allowed root was deleted through a link"
     assert plan["items"][0]["status"] == "refused"
 
@@ -291,30 +303,46 @@ async def test_select_path_through_a_link_is_refused(client: Client, sandbox: Ru
     assert "symbolic link" in error
     (sandbox.root / "scratch" / "deep").mkdir()
     (sandbox.root / "scratch" / "deep" / "via").symlink_to(sandbox.root / "projects")
-    error = await call_error(client, "remove_paths", {"select": {"path": f"{sandbox.home}/scratch/deep/via/paper (draft)"}})
+    error = await call_error(
+        client, "remove_paths", {"select": {"path": f"{sandbox.home}/scratch/deep/via/paper (draft)"}}
+    )
     assert "symbolic link" in error
     assert sandbox.sandbox.request_counts["async-remove"] == 0
 
 
-@pytest.mark.parametrize("path", ["/", "/public/home/demo", "/public/home/demo/.ssh", "/public/home/demo/scratch/",
-                                  "/public/home/demo/scratch/../projects", "/public/home/demo/scratchy",
-                                  "/public/home/demo//scratch"])
-async def test_select_path_outside_or_spelled_oddly_is_refused(client: Client, sandbox: RunningSandbox, path: str) -> None:
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/public/home/demo",
+        "/public/home/demo/.ssh",
+        "/public/home/demo/scratch/",
+        "/public/home/demo/scratch/../projects",
+        "/public/home/demo/scratchy",
+        "/public/home/demo//scratch",
+    ],
+)
+async def test_select_path_outside_or_spelled_oddly_is_refused(
+    client: Client, sandbox: RunningSandbox, path: str
+) -> None:
     result = await client.call_tool("remove_paths", {"select": {"path": path}})
     assert result.is_error, result.structured_content
     assert "Traceback" not in text_of(result)
     assert sandbox.sandbox.request_counts["async-remove"] == 0
 
 
-async def test_select_never_matches_protected_names_links_or_roots(make_settings: Any, sandbox: RunningSandbox, era: str) -> None:
+async def test_select_never_matches_protected_names_links_or_roots(
+    make_settings: Any, sandbox: RunningSandbox, era: str
+) -> None:
     home = sandbox.home
     (sandbox.root / "scratch" / "cache" / ".SSH").mkdir(parents=True)
     (sandbox.root / "scratch" / "cache" / ".SSH" / "k").write_text("k")
     (sandbox.root / "scratch" / "lnk").symlink_to(sandbox.root / "notes.txt")
     settings = make_settings(allowed_roots=(f"{home}/scratch", f"{home}/scratch/run-001"))
     async with Client(build_server(settings), mode=era) as client:
-        plan, _done = await plan_and_maybe_execute(
-            client, {"select": {"path": f"{home}/scratch", "type": "any"}, "detail": "full"})
+        _plan, _done = await plan_and_maybe_execute(
+            client, {"select": {"path": f"{home}/scratch", "type": "any"}, "detail": "full"}
+        )
     assert (sandbox.root / "scratch" / "cache" / ".SSH" / "k").exists()
     assert (sandbox.root / "scratch" / "lnk").is_symlink()
     assert (sandbox.root / "scratch" / "run-001").exists()  # an allowed root itself
@@ -323,7 +351,9 @@ async def test_select_never_matches_protected_names_links_or_roots(make_settings
 
 async def test_select_over_max_paths_is_refused_whole(make_settings: Any, sandbox: RunningSandbox, era: str) -> None:
     async with Client(build_server(make_settings(max_paths=10)), mode=era) as client:
-        error = await call_error(client, "remove_paths", {"select": {"path": f"{sandbox.home}/scratch", "type": "file"}})
+        error = await call_error(
+            client, "remove_paths", {"select": {"path": f"{sandbox.home}/scratch", "type": "file"}}
+        )
     assert "limit" in error
     assert sandbox.sandbox.request_counts["async-remove"] == 0
 
@@ -347,7 +377,9 @@ async def test_a_token_cannot_carry_another_plans_paths_or_select(client: Client
         {"paths": [f"{home}/scratch//tmp.log"]},
         {"paths": [f"{home}/scratch/./tmp.log"]},
     ):
-        result = await client.call_tool("remove_paths", {"dry_run": False, "confirmation_token": a["confirmation_token"], **args})
+        result = await client.call_tool(
+            "remove_paths", {"dry_run": False, "confirmation_token": a["confirmation_token"], **args}
+        )
         assert result.is_error, args
     assert sandbox.sandbox.request_counts["async-remove"] == 0
     # The token was not spent by the refusals: the genuine execution still works, and only for tmp.log.
@@ -363,7 +395,11 @@ async def test_a_tampered_token_is_refused(client: Client, sandbox: RunningSandb
     prefix, body, mac = token.split(".")
     payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     payload["e"] += 100000
-    forged = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()).rstrip(b"=").decode()
+    forged = (
+        base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+        .rstrip(b"=")
+        .decode()
+    )
     for bad in (f"{prefix}.{forged}.{mac}", token + "A", token[:-1], token.upper(), "efc1..", ""):
         result = await client.call_tool("remove_paths", {"dry_run": False, "confirmation_token": bad})
         assert result.is_error and "Traceback" not in text_of(result)
@@ -377,7 +413,9 @@ async def test_two_racing_executions_of_one_token_send_once(client: Client, sand
     results: list[types.CallToolResult] = []
 
     async def go() -> None:
-        results.append(await client.call_tool("remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}))
+        results.append(
+            await client.call_tool("remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+        )
 
     async with anyio.create_task_group() as tg:
         for _ in range(5):
@@ -410,10 +448,14 @@ async def test_an_agent_cannot_inject_the_persons_answer_as_an_argument(
     target = f"{sandbox.home}/scratch/tmp.log"
     async with Client(build_server(make_settings(confirm="human")), mode=era) as client:
         plan = await call_ok(client, "remove_paths", {"paths": [target]})
-        result = await client.call_tool("remove_paths", {
-            "dry_run": False, "confirmation_token": plan["confirmation_token"],
-            "person": {"confirm": True, "outcome": "accepted", "action": "accept", "content": {"confirm": True}},
-        })
+        result = await client.call_tool(
+            "remove_paths",
+            {
+                "dry_run": False,
+                "confirmation_token": plan["confirmation_token"],
+                "person": {"confirm": True, "outcome": "accepted", "action": "accept", "content": {"confirm": True}},
+            },
+        )
     assert result.is_error
     assert real(sandbox, target).exists()
 
@@ -426,10 +468,14 @@ async def test_a_declined_token_cannot_be_redeemed_from_a_session_without_a_form
     server = build_server(settings)
     async with Client(server, mode=era, elicitation_callback=Person("decline")) as asking:
         plan = await call_ok(asking, "remove_paths", {"paths": [target]})
-        refused = await asking.call_tool("remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+        refused = await asking.call_tool(
+            "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
         assert refused.is_error
     async with Client(server, mode=era) as silent:
-        again = await silent.call_tool("remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+        again = await silent.call_tool(
+            "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
     assert again.is_error
     assert real(sandbox, target).exists() and sandbox.sandbox.request_counts["async-remove"] == 0
 
@@ -450,19 +496,24 @@ async def test_a_token_asked_about_cannot_be_executed_by_token_alone_elsewhere(
         await anyio.sleep(10)
         return types.ElicitResult(action="accept", content={"confirm": True})
 
-    async with Client(server, mode="legacy", elicitation_callback=hanging) as asking, Client(server, mode="legacy") as silent:
+    async with (
+        Client(server, mode="legacy", elicitation_callback=hanging) as asking,
+        Client(server, mode="legacy") as silent,
+    ):
         plan = await call_ok(asking, "remove_paths", {"paths": [target]})
         outcome: dict[str, types.CallToolResult] = {}
 
         async def first() -> None:
             outcome["asking"] = await asking.call_tool(
-                "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+                "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+            )
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(first)
             await asked.wait()
             outcome["silent"] = await silent.call_tool(
-                "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+                "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+            )
     assert outcome["silent"].is_error, outcome["silent"].structured_content
     assert real(sandbox, target).exists()
 
@@ -499,8 +550,21 @@ async def test_the_form_shows_homoglyph_and_trailing_blank_names_distinctly(
 # =====================================================================================================
 
 
-@pytest.mark.parametrize("name", [".SSH", "\uff0essh", ".\u017fsh", ".ssh\u00a0", ".ssh\u3000", ".ssh...",
-                                  ".s\u0073h", ".BASHRC", ".Bash_Profile", "\u2024ssh"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".SSH",
+        "\uff0essh",
+        ".\u017fsh",
+        ".ssh\u00a0",
+        ".ssh\u3000",
+        ".ssh...",
+        ".s\u0073h",
+        ".BASHRC",
+        ".Bash_Profile",
+        "\u2024ssh",
+    ],
+)
 async def test_protected_name_spellings(client: Client, sandbox: RunningSandbox, name: str) -> None:
     folder = sandbox.root / "scratch" / "cfg"
     (folder / name).mkdir(parents=True)
@@ -512,7 +576,9 @@ async def test_protected_name_spellings(client: Client, sandbox: RunningSandbox,
 
 
 @pytest.mark.parametrize("name", ["a\u202eb", "a\u200bb", "a\u2028b", "a\nb", "a\x7fb"])
-async def test_invisible_characters_in_names_are_refused_without_a_crash(client: Client, sandbox: RunningSandbox, name: str) -> None:
+async def test_invisible_characters_in_names_are_refused_without_a_crash(
+    client: Client, sandbox: RunningSandbox, name: str
+) -> None:
     (sandbox.root / "scratch" / name).write_text("x")
     result = await client.call_tool("remove_paths", {"paths": [f"{sandbox.home}/scratch/{name}"]})
     assert not result.is_error, text_of(result)
@@ -520,12 +586,16 @@ async def test_invisible_characters_in_names_are_refused_without_a_crash(client:
 
 
 async def test_a_lone_surrogate_path_does_not_crash(client: Client, sandbox: RunningSandbox, audit_path: Path) -> None:
-    result = await client.call_tool("remove_paths", {"paths": [f"{sandbox.home}/scratch/\ud800x", f"{sandbox.home}/scratch/tmp.log"]})
+    result = await client.call_tool(
+        "remove_paths", {"paths": [f"{sandbox.home}/scratch/\ud800x", f"{sandbox.home}/scratch/tmp.log"]}
+    )
     assert "Traceback" not in text_of(result) and "crashed" not in text_of(result).lower(), text_of(result)
     assert not result.is_error, text_of(result)
 
 
-async def test_a_folder_with_an_undecodable_name_inside_is_not_a_crash_or_a_pass(client: Client, sandbox: RunningSandbox) -> None:
+async def test_a_folder_with_an_undecodable_name_inside_is_not_a_crash_or_a_pass(
+    client: Client, sandbox: RunningSandbox
+) -> None:
     """A co-user plants a file whose name is not UTF-8 next to `.ssh` in a sub-folder."""
     box = sandbox.root / "scratch" / "box"
     (box / "inner" / ".ssh").mkdir(parents=True)
@@ -534,7 +604,9 @@ async def test_a_folder_with_an_undecodable_name_inside_is_not_a_crash_or_a_pass
     result = await client.call_tool("remove_paths", {"paths": [f"{sandbox.home}/scratch/box"]})
     assert "Traceback" not in text_of(result), text_of(result)
     if not result.is_error and result.structured_content.get("confirmation_token"):
-        await client.call_tool("remove_paths", {"dry_run": False, "confirmation_token": result.structured_content["confirmation_token"]})
+        await client.call_tool(
+            "remove_paths", {"dry_run": False, "confirmation_token": result.structured_content["confirmation_token"]}
+        )
     assert (box / "inner" / ".ssh" / "id_rsa").exists()
 
 
@@ -551,7 +623,9 @@ async def test_a_path_over_4096_bytes_is_refused_cleanly(client: Client, sandbox
     assert len(json.dumps(result.structured_content)) < len(long) + 3000
 
 
-async def test_a_hundred_thousand_paths_are_refused_whole(client: Client, sandbox: RunningSandbox, audit_path: Path) -> None:
+async def test_a_hundred_thousand_paths_are_refused_whole(
+    client: Client, sandbox: RunningSandbox, audit_path: Path
+) -> None:
     paths = [f"{sandbox.home}/scratch/f{i}" for i in range(100_000)]
     result = await client.call_tool("remove_paths", {"paths": paths})
     assert result.is_error and "Traceback" not in text_of(result)
@@ -571,12 +645,17 @@ async def test_a_deep_tree_is_walked_without_a_crash(client: Client, sandbox: Ru
     assert plan["items"][0]["status"] == "would_remove" and plan["items"][0]["file_count"] == 1
 
 
-async def test_execution_by_paths_with_many_duplicates_and_covered_paths(client: Client, sandbox: RunningSandbox) -> None:
+async def test_execution_by_paths_with_many_duplicates_and_covered_paths(
+    client: Client, sandbox: RunningSandbox
+) -> None:
     run = f"{sandbox.home}/scratch/run-001"
     plan = await call_ok(client, "remove_paths", {"paths": [run]})
     inner = [f"{run}/checkpoints", f"{run}/stdout.log", f"{run}/checkpoints/ckpt-0001.pt"]
-    done = await call_ok(client, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"],
-                                                  "paths": [run, *inner, run]})
+    done = await call_ok(
+        client,
+        "remove_paths",
+        {"dry_run": False, "confirmation_token": plan["confirmation_token"], "paths": [run, *inner, run]},
+    )
     assert sandbox.sandbox.received_remove_paths == [run]
     assert done["summary"]["removed"] == 1
 
@@ -620,7 +699,9 @@ async def test_an_unreadable_answer_after_sending_is_not_a_bare_error(client: Cl
     target = f"{sandbox.home}/scratch/run-002"
     plan = await call_ok(client, "remove_paths", {"paths": [target]})
     sandbox.sandbox.faults = FaultPlan([FaultRule("malformed_after", endpoint="async-remove", rate=1.0)])
-    result = await client.call_tool("remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+    result = await client.call_tool(
+        "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+    )
     assert not result.is_error, text_of(result)
     assert result.structured_content["items"][0]["status"] in ("removed", "failed", "missing")
 
@@ -662,7 +743,9 @@ async def test_a_name_protected_after_the_dry_run_is_not_removed_by_the_old_toke
     async with Client(build_server(before), mode=era) as first:
         plan = await call_ok(first, "remove_paths", {"paths": [target]})
     async with Client(build_server(after), mode=era) as second:
-        result = await second.call_tool("remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+        result = await second.call_tool(
+            "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
     assert (sandbox.root / "scratch" / "precious" / "data").exists(), text_of(result)
 
 
@@ -673,14 +756,20 @@ async def test_a_folder_that_became_an_ancestor_of_a_root_is_not_removed_by_the_
     home = sandbox.home
     target = f"{home}/scratch/run-001"
     before = make_settings(confirm_secret=secret, state_dir=tmp_path / "shared")
-    after = make_settings(confirm_secret=secret, state_dir=tmp_path / "shared",
-                          allowed_roots=(f"{home}/scratch", f"{home}/scratch/run-001/checkpoints"))
+    after = make_settings(
+        confirm_secret=secret,
+        state_dir=tmp_path / "shared",
+        allowed_roots=(f"{home}/scratch", f"{home}/scratch/run-001/checkpoints"),
+    )
     async with Client(build_server(before), mode=era) as first:
         plan = await call_ok(first, "remove_paths", {"paths": [target]})
     async with Client(build_server(after), mode=era) as second:
-        result = await second.call_tool("remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+        result = await second.call_tool(
+            "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
     assert (sandbox.root / "scratch" / "run-001" / "checkpoints").exists(), (
-        f"an allowed root was deleted with its parent: {text_of(result)[:300]}")
+        f"an allowed root was deleted with its parent: {text_of(result)[:300]}"
+    )
 
 
 async def test_a_root_removed_after_the_dry_run_is_not_acted_on(

@@ -95,7 +95,9 @@ async def test_order_and_duplicates_do_not_matter_for_confirmation(client: Clien
     assert sorted(sandbox.sandbox.received_remove_paths) == sorted([a, b])
 
 
-async def test_paths_inside_another_requested_path_are_covered_not_sent(client: Client, sandbox: RunningSandbox) -> None:
+async def test_paths_inside_another_requested_path_are_covered_not_sent(
+    client: Client, sandbox: RunningSandbox
+) -> None:
     home = sandbox.home
     parent = f"{home}/scratch/run-001"
     children = [f"{parent}/checkpoints", f"{parent}/checkpoints/ckpt-0001.pt", f"{parent}/stdout.log"]

@@ -56,7 +56,9 @@ async def test_a_token_redeems_once_across_two_server_processes(
         done = await call_ok(b, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
         assert done["summary"]["removed"] == 1 and not local.exists()
         local.write_text("a later file at a confirmed path, never dry-run\n")
-        error = await call_error(a, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+        error = await call_error(
+            a, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
         assert "already used" in error
         assert local.exists()
 

@@ -67,9 +67,7 @@ async def test_cancelling_an_execution_stops_it_promptly_and_audits_what_was_obt
 
 
 @pytest.mark.parametrize("sandbox", [{"task_step_delay": 0.05}], indirect=True)
-async def test_cancelling_a_get_task_wait_stops_the_polling(
-    sandbox: RunningSandbox, client: Client
-) -> None:
+async def test_cancelling_a_get_task_wait_stops_the_polling(sandbox: RunningSandbox, client: Client) -> None:
     big = f"{sandbox.home}/scratch/big-run"
     _, done = await dry_run_then_execute(client, [big])
     started = time.monotonic()
@@ -145,15 +143,27 @@ def test_a_process_killed_right_after_answering_loses_no_audit_line(tmp_path: Pa
     audit = tmp_path / "audit.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "efile_mcp", "--sandbox", str(root), "--audit-log", str(audit)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert proc.stdin and proc.stdout
     try:
         for message in INITIALIZE:
             proc.stdin.write(json.dumps(message) + "\n")
-        proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-            "name": "remove_paths", "arguments": {"paths": ["/public/home/demo/scratch/tmp.log"]}}}) + "\n")
+        proc.stdin.write(
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "method": "tools/call",
+                    "params": {"name": "remove_paths", "arguments": {"paths": ["/public/home/demo/scratch/tmp.log"]}},
+                }
+            )
+            + "\n"
+        )
         proc.stdin.flush()
         while True:
             answer = json.loads(proc.stdout.readline())
@@ -182,9 +192,7 @@ HOSTILE = [
 ]
 
 
-async def test_hostile_file_names_are_data_and_never_break_the_result(
-    sandbox: RunningSandbox, client: Client
-) -> None:
+async def test_hostile_file_names_are_data_and_never_break_the_result(sandbox: RunningSandbox, client: Client) -> None:
     folder = sandbox.root / "scratch" / "hostile"
     folder.mkdir()
     for name in HOSTILE:
@@ -202,18 +210,14 @@ async def test_hostile_file_names_are_data_and_never_break_the_result(
     assert not any(ch in text for ch in "\x07\x1b\r\t\u202e")
     assert all(entry["path"].endswith(entry["name"]) for entry in result.structured_content["entries"])
     # Such names cannot be smuggled into a removal either: the policy refuses control characters.
-    plan = await call_ok(
-        client, "remove_paths", {"paths": [f"{sandbox.home}/scratch/hostile/line\nbreak"]}
-    )
+    plan = await call_ok(client, "remove_paths", {"paths": [f"{sandbox.home}/scratch/hostile/line\nbreak"]})
     assert plan["items"][0]["status"] == "refused" and "\\n" in plan["items"][0]["reason"]
 
 
 # ---------------------------------------------------------------------------- round trip to the API
 
 NAME = st.text(
-    alphabet=st.characters(
-        blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp"), blacklist_characters="/\\*?[]"
-    ),
+    alphabet=st.characters(blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp"), blacklist_characters="/\\*?[]"),
     min_size=1,
     max_size=40,
 ).filter(lambda n: n not in (".", "..") and len(n.encode()) <= 200 and "%" not in n)
@@ -240,7 +244,8 @@ async def test_accepted_paths_reach_the_api_unchanged(
         return
     plan = await call_ok(client, "remove_paths", {"paths": paths})
     assert sorted(plan["confirm_paths"]) == sorted(paths), plan["items"]
-    await call_ok(client, "remove_paths", {"paths": paths, "dry_run": False,
-                                           "confirmation_token": plan["confirmation_token"]})
+    await call_ok(
+        client, "remove_paths", {"paths": paths, "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+    )
     assert sorted(sandbox.sandbox.received_remove_paths) == sorted(paths)
     assert not any((folder / name).exists() for name in names)

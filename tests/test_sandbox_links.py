@@ -42,7 +42,9 @@ def outside(tmp_path: Path) -> Path:
 # -- following links inside DIR -------------------------------------------------------------------
 
 
-async def test_a_link_inside_dir_is_followed_like_a_posix_path(sandbox: RunningSandbox, api: httpx2.AsyncClient) -> None:
+async def test_a_link_inside_dir_is_followed_like_a_posix_path(
+    sandbox: RunningSandbox, api: httpx2.AsyncClient
+) -> None:
     os.symlink("scratch/run-001", sandbox.root / "latest")  # relative
     os.symlink(sandbox.root / "projects", sandbox.root / "scratch" / "proj")  # absolute, into DIR
     os.symlink("../run-002", sandbox.root / "scratch" / "run-001" / "sibling")  # relative, with ..

@@ -36,7 +36,9 @@ async def test_a_server_that_ignores_start_answers_the_first_page_every_time(
     assert len(names(await list_dir(api, start=4, limit=100_000))) == 6
 
 
-async def test_children_lists_every_sub_folder_whatever_the_page(sandbox: RunningSandbox, api: httpx2.AsyncClient) -> None:
+async def test_children_lists_every_sub_folder_whatever_the_page(
+    sandbox: RunningSandbox, api: httpx2.AsyncClient
+) -> None:
     folder = sandbox.root / "many"
     make_folder(folder, files=30, folders=12)
     os.symlink("sub000", folder / "link-to-sub")  # a link is not a sub-folder

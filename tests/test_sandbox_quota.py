@@ -71,7 +71,9 @@ CLOCK = FakeClock()
 
 
 @pytest.mark.parametrize("sandbox", [{"quota_clock": CLOCK, "quota_cache_seconds": 5}], indirect=True)
-async def test_usage_is_measured_afresh_once_the_cache_is_stale(sandbox: RunningSandbox, api: httpx2.AsyncClient) -> None:
+async def test_usage_is_measured_afresh_once_the_cache_is_stale(
+    sandbox: RunningSandbox, api: httpx2.AsyncClient
+) -> None:
     sparse(sandbox.root / "a.bin", 2 * GB)
     first = (await quota(api))["data"][0]["usage"]
     sparse(sandbox.root / "b.bin", 1 * GB)
@@ -108,9 +110,14 @@ async def test_center_leads_to_the_quota_call(sandbox: RunningSandbox, api: http
 
 
 @pytest.mark.parametrize(
-    "sandbox", [{"ac": AcConfig(hpc_urls=({"url": "{base}", "enable": False}, {"url": "{base}/", "enable": True}))}], indirect=True
+    "sandbox",
+    [{"ac": AcConfig(hpc_urls=({"url": "{base}", "enable": False}, {"url": "{base}/", "enable": True}))}],
+    indirect=True,
 )
 async def test_hpc_urls_are_configurable(sandbox: RunningSandbox, api: httpx2.AsyncClient) -> None:
     data = (await api.get(AC_CENTER)).json()["data"]
-    assert data["hpcUrls"] == [{"url": sandbox.base_url, "enable": False}, {"url": f"{sandbox.base_url}/", "enable": True}]
+    assert data["hpcUrls"] == [
+        {"url": sandbox.base_url, "enable": False},
+        {"url": f"{sandbox.base_url}/", "enable": True},
+    ]
     assert CenterInfo.from_data(data).hpc_url == f"{sandbox.base_url}/"

@@ -296,8 +296,12 @@ async def test_the_region_is_chosen_by_name_or_cluster_id(
             ["2 regions", "set SCNET_REGION", "east (id 11250)", "central (id 20091)", "ac (id 0, platform only)"],
             id="ambiguous",
         ),
-        pytest.param({"ac": AcConfig(regions=TWO_REGIONS)}, "west", ["'west' is none", "east (id 11250)"], id="unknown"),
-        pytest.param({"ac": AcConfig(regions=TWO_REGIONS)}, "ac", ["platform region", "east (id 11250)"], id="platform"),
+        pytest.param(
+            {"ac": AcConfig(regions=TWO_REGIONS)}, "west", ["'west' is none", "east (id 11250)"], id="unknown"
+        ),
+        pytest.param(
+            {"ac": AcConfig(regions=TWO_REGIONS)}, "ac", ["platform region", "east (id 11250)"], id="platform"
+        ),
         pytest.param({}, "sandbox-suspended", ["suspended", "no token", "Top the account up"], id="suspended"),
         pytest.param(
             {"ac": AcConfig(regions=(SandboxRegion("0", "ac"), SandboxRegion("7", "only", suspended=True)))},
@@ -415,7 +419,13 @@ async def test_an_unreachable_center_is_reported_with_its_url_and_setting(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
-    settings = Settings(token=sandbox.token, scnet_ac_url=nowhere, allowed_roots=("~",), audit_log=audit_path, state_dir=audit_path.parent)
+    settings = Settings(
+        token=sandbox.token,
+        scnet_ac_url=nowhere,
+        allowed_roots=("~",),
+        audit_log=audit_path,
+        state_dir=audit_path.parent,
+    )
     started = time.monotonic()
     async with Client(build_server(settings)) as client:
         text = await call_error(client, "list_files", {})
@@ -452,7 +462,13 @@ async def test_home_relative_roots_are_anchored_at_the_home_the_center_reports(
 
 
 async def test_a_static_token_finds_the_region_and_the_home_too(sandbox: RunningSandbox, audit_path: Path) -> None:
-    settings = Settings(token=sandbox.token, scnet_ac_url=sandbox.base_url, allowed_roots=("~",), audit_log=audit_path, state_dir=audit_path.parent)
+    settings = Settings(
+        token=sandbox.token,
+        scnet_ac_url=sandbox.base_url,
+        allowed_roots=("~",),
+        audit_log=audit_path,
+        state_dir=audit_path.parent,
+    )
     async with Client(build_server(settings)) as client:
         plan = await call_ok(client, "remove_paths", {"paths": [f"{sandbox.home}/notes.txt", f"{sandbox.home}/.ssh"]})
     assert [item["status"] for item in plan["items"]] == ["would_remove", "refused"]
@@ -462,7 +478,13 @@ async def test_a_static_token_finds_the_region_and_the_home_too(sandbox: Running
 
 @pytest.mark.parametrize("root", ["~/../etc", "~bob/scratch", "~/a//b", "~/scratch/"])
 def test_home_relative_roots_are_checked_at_start(root: str, audit_path: Path) -> None:
-    settings = Settings(token="t", base_url="https://efile.example", allowed_roots=(root,), audit_log=audit_path, state_dir=audit_path.parent)
+    settings = Settings(
+        token="t",
+        base_url="https://efile.example",
+        allowed_roots=(root,),
+        audit_log=audit_path,
+        state_dir=audit_path.parent,
+    )
     with pytest.raises(ConfigError) as caught:
         build_server(settings)
     text = str(caught.value)
@@ -474,9 +496,7 @@ def test_home_relative_roots_are_checked_at_start(root: str, audit_path: Path) -
 
 
 @pytest.mark.parametrize(("ttl", "ahead"), [(3600.0, 300.0), (100.0, 10.0)])
-async def test_the_token_is_renewed_ahead_of_expiry(
-    scnet: RunningSandbox, ttl: float, ahead: float
-) -> None:
+async def test_the_token_is_renewed_ahead_of_expiry(scnet: RunningSandbox, ttl: float, ahead: float) -> None:
     clock = Clock()
     scnet.sandbox.config.ac.clock = clock
     scnet.sandbox.config.ac.token_ttl = ttl
@@ -712,12 +732,17 @@ async def test_secrets_never_reach_results_logs_or_the_audit_log(
             ("list_files", {}),
             ("remove_paths", {"paths": [f"{home}/scratch/tmp.log", f"{home}/.ssh", "/etc"]}),
             ("remove_paths", {"paths": [f"{home}/scratch/tmp.log"], "dry_run": False, "confirmation_token": "x"}),
-            ("remove_paths", {"paths": plan["confirm_paths"], "dry_run": False, "confirmation_token": plan["confirmation_token"]}),
+            (
+                "remove_paths",
+                {"paths": plan["confirm_paths"], "dry_run": False, "confirmation_token": plan["confirmation_token"]},
+            ),
             ("get_task", {"task_ids": ["0" * 32]}),
             ("cancel_tasks", {"task_ids": ["0" * 32]}),
         ]:
             result = await client.call_tool(name, arguments)
-            texts.append(json.dumps(result.structured_content) + " ".join(getattr(b, "text", "") for b in result.content))
+            texts.append(
+                json.dumps(result.structured_content) + " ".join(getattr(b, "text", "") for b in result.content)
+            )
     scnet.sandbox.fault = fail("file/list", envelope("10008"))
     async with Client(build_server(signin_settings(scnet, audit_path))) as client:
         texts.append(await call_error(client, "list_files", {}))
@@ -787,11 +812,21 @@ def test_secrets_are_never_flags(flag: str, variable: str) -> None:
             "EFILE_TOKEN and SCNet sign-in (SCNET_*) are both set",
         ),
         (
-            {"SCNET_USER": "bob", "SCNET_ACCESS_KEY": "ak-9", "SCNET_SECRET_KEY": "sk-9", "SCNET_AC_URL": "api.scnet.cn"},
+            {
+                "SCNET_USER": "bob",
+                "SCNET_ACCESS_KEY": "ak-9",
+                "SCNET_SECRET_KEY": "sk-9",
+                "SCNET_AC_URL": "api.scnet.cn",
+            },
             "invalid setting SCNET_AC_URL",
         ),
         (
-            {"SCNET_USER": "bob", "SCNET_ACCESS_KEY": "ak-9", "SCNET_SECRET_KEY": "sk-9", "EFILE_ALLOWED_ROOTS": "~/../x"},
+            {
+                "SCNET_USER": "bob",
+                "SCNET_ACCESS_KEY": "ak-9",
+                "SCNET_SECRET_KEY": "sk-9",
+                "EFILE_ALLOWED_ROOTS": "~/../x",
+            },
             "invalid setting EFILE_ALLOWED_ROOTS",
         ),
         ({"SCNET_USER": "bob", "SCNET_PASSWORD": "pässwörd-9", "SCNET_ORG_ID": "o"}, "SCNET_PASSWORD holds non-ASCII"),
@@ -804,7 +839,11 @@ def test_incomplete_sign_in_settings_fail_at_start_with_one_line(
     for name in list(os.environ):
         if name.startswith(("EFILE_", "SCNET_")):
             monkeypatch.delenv(name)
-    for name, value in {**env, "EFILE_AUDIT_LOG": str(tmp_path / "audit.jsonl"), "EFILE_STATE_DIR": str(tmp_path)}.items():
+    for name, value in {
+        **env,
+        "EFILE_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+        "EFILE_STATE_DIR": str(tmp_path),
+    }.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as caught:
         build_server(load_settings())
@@ -847,7 +886,9 @@ async def test_a_fresh_user_with_only_aksk_and_a_region_name_deletes_a_confirmed
         plan = await call_ok(client, "remove_paths", {"paths": [target]})
         assert plan["confirm_paths"] == [target]
         done = await call_ok(
-            client, "remove_paths", {"paths": [target], "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+            client,
+            "remove_paths",
+            {"paths": [target], "dry_run": False, "confirmation_token": plan["confirmation_token"]},
         )
     assert [item["status"] for item in done["items"]] == ["removed"]
     assert not on_disk(scnet, target).exists() and on_disk(scnet, f"{scnet.home}/scratch/run-002").exists()
@@ -906,10 +947,16 @@ def test_a_center_answering_with_a_list_gives_the_region_signed_in_to() -> None:
 
     regions = [
         {"id": "0", "name": "ac", "efileUrls": []},
-        {"id": "11250", "efileUrls": [{"url": "https://east/efile", "enable": "true"}],
-         "clusterUserInfo": {"homePath": "/public/home/east"}},
-        {"id": "20091", "efileUrls": [{"url": "https://central/efile", "enable": True}],
-         "clusterUserInfo": {"homePath": "/public/home/central"}},
+        {
+            "id": "11250",
+            "efileUrls": [{"url": "https://east/efile", "enable": "true"}],
+            "clusterUserInfo": {"homePath": "/public/home/east"},
+        },
+        {
+            "id": "20091",
+            "efileUrls": [{"url": "https://central/efile", "enable": True}],
+            "clusterUserInfo": {"homePath": "/public/home/central"},
+        },
     ]
     central = CenterInfo.from_data(regions, "20091")
     assert (central.efile_url, central.home_path) == ("https://central/efile", "/public/home/central")
@@ -927,8 +974,11 @@ def test_settings_a_bundle_host_left_empty_or_unfilled_mean_unset(monkeypatch: p
         if name.startswith(("EFILE_", "SCNET_")):
             monkeypatch.delenv(name)
     for name, value in {
-        "EFILE_MAX_PATHS": "", "EFILE_READ_ONLY": " ", "EFILE_ALLOWED_ROOTS": "",
-        "EFILE_BASE_URL": "${user_config.efile_base_url}", "EFILE_TOKEN": "${user_config.efile_token}",
+        "EFILE_MAX_PATHS": "",
+        "EFILE_READ_ONLY": " ",
+        "EFILE_ALLOWED_ROOTS": "",
+        "EFILE_BASE_URL": "${user_config.efile_base_url}",
+        "EFILE_TOKEN": "${user_config.efile_token}",
         "SCNET_REGION": "${user_config.scnet_region}",
     }.items():
         monkeypatch.setenv(name, value)

@@ -33,11 +33,20 @@ async def test_agent_session_over_stdio_removes_exactly_the_confirmed_paths(tmp_
     before = {p.relative_to(root) for p in root.rglob("*")}
     audit = tmp_path / "audit.jsonl"
     targets = [f"{HOME}/scratch/run-001", f"{HOME}/scratch/big-run", f"{HOME}/数据/结果.csv"]
-    async with Client(server_params(root, audit, "--allowed-root", f"{HOME}/scratch", "--allowed-root", f"{HOME}/数据"), mode=mode) as client:
+    async with Client(
+        server_params(root, audit, "--allowed-root", f"{HOME}/scratch", "--allowed-root", f"{HOME}/数据"), mode=mode
+    ) as client:
         assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-        assert set(tools) == {"storage_status", "disk_usage", "find_paths", "list_files", "remove_paths", "get_task",
-                              "cancel_tasks"}
+        assert set(tools) == {
+            "storage_status",
+            "disk_usage",
+            "find_paths",
+            "list_files",
+            "remove_paths",
+            "get_task",
+            "cancel_tasks",
+        }
         plan = await call_ok(client, "remove_paths", {"paths": [*targets, f"{HOME}/notes.txt"]})
         assert plan["confirm_paths"] == targets  # notes.txt is outside the allowed roots
         done = await call_ok(
@@ -63,18 +72,25 @@ async def test_agent_session_over_stdio_removes_exactly_the_confirmed_paths(tmp_
 
 
 INITIALIZE = [
-    {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+    },
     {"jsonrpc": "2.0", "method": "notifications/initialized"},
 ]
 
 
 def raw_session(args: list[str], messages: list[dict[str, object]], timeout: float = 60) -> tuple[list[str], str]:
     """Speak raw JSON-RPC over the server's stdio; keep stdin open until every request is answered."""
-    errors = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty stderr cannot block the server
+    errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed after the process ends) a file, not a pipe: a chatty stderr cannot block the server
     proc = subprocess.Popen(
         [sys.executable, "-m", "efile_mcp", *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=errors,
+        text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert proc.stdin and proc.stdout
@@ -107,8 +123,12 @@ def test_stdout_carries_only_mcp_messages(tmp_path: Path) -> None:
         *INITIALIZE,
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
         {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "list_files", "arguments": {}}},
-        {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
-            "name": "remove_paths", "arguments": {"paths": [f"{HOME}/scratch/tmp.log"]}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 4,
+            "method": "tools/call",
+            "params": {"name": "remove_paths", "arguments": {"paths": [f"{HOME}/scratch/tmp.log"]}},
+        },
     ]
     lines, stderr = raw_session(
         ["--sandbox", str(root), "--audit-log", str(tmp_path / "a.jsonl"), "--log-level", "DEBUG"], messages
@@ -125,4 +145,10 @@ def test_read_only_flag_over_stdio_lists_no_writing_tool(tmp_path: Path) -> None
     messages = [*INITIALIZE, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}]
     lines, _ = raw_session(["--sandbox", str(root), "--read-only", "--audit-log", str(tmp_path / "a.jsonl")], messages)
     listing = next(m for m in map(json.loads, filter(str.strip, lines)) if m.get("id") == 2)
-    assert sorted(tool["name"] for tool in listing["result"]["tools"]) == ["disk_usage", "find_paths", "get_task", "list_files", "storage_status"]
+    assert sorted(tool["name"] for tool in listing["result"]["tools"]) == [
+        "disk_usage",
+        "find_paths",
+        "get_task",
+        "list_files",
+        "storage_status",
+    ]

@@ -149,7 +149,10 @@ async def test_redis_keys_expire_relative_to_the_callers_clock(redis_server: Red
 async def test_a_five_megabyte_plan_round_trips_quickly(store: StateStore) -> None:
     # 10,000 paths with what was seen of each: about 5 MB.
     plan = json.dumps(
-        [{"path": f"/public/home/u/run-{i:05d}/" + "d" * 300, "size": i * 4096, "seen": "x" * 180} for i in range(10_000)]
+        [
+            {"path": f"/public/home/u/run-{i:05d}/" + "d" * 300, "size": i * 4096, "seen": "x" * 180}
+            for i in range(10_000)
+        ]
     ).encode()
     plan += b" " * max(0, 5 * 1024 * 1024 - len(plan))
     assert len(plan) >= 5 * 1024 * 1024
@@ -215,7 +218,11 @@ def race(url: str, state_dir: str, prefix: str, ids: list[str], processes: int =
     children = [
         subprocess.Popen(
             [sys.executable, "-c", RACER, url, state_dir, prefix, json.dumps(ids)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for _ in range(processes)
     ]

@@ -22,8 +22,13 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
 
 
 async def published(tmp_path: Path) -> list[dict[str, object]]:
-    settings = Settings(base_url="http://127.0.0.1:9", token="t", audit_log=tmp_path / "audit.jsonl",
-                        state_dir=tmp_path / "state", allowed_roots=("/public/home/x/scratch",))
+    settings = Settings(
+        base_url="http://127.0.0.1:9",
+        token="t",
+        audit_log=tmp_path / "audit.jsonl",
+        state_dir=tmp_path / "state",
+        allowed_roots=("/public/home/x/scratch",),
+    )
     async with Client(build_server(settings), mode="legacy") as client:
         tools = (await client.list_tools()).tools
     return [
@@ -31,7 +36,8 @@ async def published(tmp_path: Path) -> list[dict[str, object]]:
             "name": tool.name,
             "title": tool.title,
             "annotations": tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
-            if tool.annotations else None,
+            if tool.annotations
+            else None,
             "description": tool.description,
             "inputSchema": tool.input_schema,
             "outputSchema": tool.output_schema,
@@ -41,7 +47,9 @@ async def published(tmp_path: Path) -> list[dict[str, object]]:
 
 
 async def test_published_tools_match_the_reviewed_snapshot(tmp_path: Path) -> None:
-    current = published_text = json.dumps(await published(tmp_path), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    current = published_text = (
+        json.dumps(await published(tmp_path), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    )
     if os.environ.get("EFILE_UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(published_text, encoding="utf-8")
     assert SNAPSHOT.exists(), "no snapshot yet: run with EFILE_UPDATE_SNAPSHOTS=1 and review tests/snapshots/tools.json"

@@ -189,7 +189,9 @@ class EfileRemover:
                 message=f"an earlier attempt's answer was lost and the retry was refused ({exc})",
             )
         if kind == "not_sent":
-            return RemoveOutcome(path, "not_sent", error_code=error_code_of(exc), message="the API did not accept the token")
+            return RemoveOutcome(
+                path, "not_sent", error_code=error_code_of(exc), message="the API did not accept the token"
+            )
         return RemoveOutcome(path, kind, error_code=error_code_of(exc), message=str(exc))
 
     async def _isolate(self, run: RemovalRun, chunk: Sequence[str], exc: ApiError, *, probe: bool = True) -> None:
@@ -274,7 +276,5 @@ class EfileRemover:
 
 def _absent(run: RemovalRun, path: str) -> str:
     if path in run.resent_after_unknown:
-        return (
-            "absent when resent: an earlier attempt's answer was lost, so it was most likely removed by this call"
-        )
+        return "absent when resent: an earlier attempt's answer was lost, so it was most likely removed by this call"
     return "already absent"

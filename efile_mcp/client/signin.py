@@ -225,7 +225,9 @@ class AcClient:
                 "user": credentials.user,
                 "accessKey": credentials.access_key,
                 "timestamp": timestamp,
-                "signature": aksk_signature(credentials.user, credentials.access_key, credentials.secret_key, timestamp),
+                "signature": aksk_signature(
+                    credentials.user, credentials.access_key, credentials.secret_key, timestamp
+                ),
             }
             endpoint = AKSK_TOKENS
             data = await self._request(
@@ -250,7 +252,9 @@ class AcClient:
         if isinstance(data, dict) and isinstance(data.get("token"), str) and data["token"]:
             return str(data["token"])
         if isinstance(data, list):
-            regions = [r for r in self._regions(AC_TOKENS_NEXT, data) if r.token and r.cluster_id != PLATFORM_CLUSTER_ID]
+            regions = [
+                r for r in self._regions(AC_TOKENS_NEXT, data) if r.token and r.cluster_id != PLATFORM_CLUSTER_ID
+            ]
             # A lone entry is taken only when our region is not known: a token for another region is no renewal.
             same = [r for r in regions if r.cluster_id == cluster_id] or (
                 regions if len(regions) == 1 and cluster_id is None else []

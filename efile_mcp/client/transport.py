@@ -123,9 +123,7 @@ EFILE_FIX = "Check EFILE_BASE_URL (or the region the SCNet center reports) and t
 #: The efile API at a configured EFILE_BASE_URL.
 EFILE_SERVICE = Service("efile API", "EFILE_BASE_URL", EFILE_FIX, API_PREFIX, "/efile")
 #: The efile API at the URL the SCNet center reported.
-EFILE_DISCOVERED = Service(
-    "efile API", "the efile URL the SCNet center reports", EFILE_FIX, API_PREFIX, "/efile"
-)
+EFILE_DISCOVERED = Service("efile API", "the efile URL the SCNet center reports", EFILE_FIX, API_PREFIX, "/efile")
 
 #: Secrets shorter than this are not searched for: replacing two letters everywhere would garble every message.
 SECRET_MIN_LENGTH = 4
@@ -326,7 +324,11 @@ class RequestPipeline:
             return await call.with_retries()
         except AuthError as refused:
             # Only the API's refusal of a token it was sent; a failed sign-in is not retried here.
-            if refused.code not in AUTH_CODES or not isinstance(tokens, RenewableTokenSource) or call.sent.token is None:
+            if (
+                refused.code not in AUTH_CODES
+                or not isinstance(tokens, RenewableTokenSource)
+                or call.sent.token is None
+            ):
                 raise
             log.info("%s refused the token (%s); renewing it and retrying once", service.name, refused.code)
             if not await tokens.refresh(call.sent.token):
@@ -517,5 +519,12 @@ class EfileTransport:
         """The envelope's `data` of one efile API call (`path` starts with `/efile/openapi/v2`)."""
         base_url = await self._resolve_base_url()
         return await self.pipeline.send(
-            method, base_url, path, service=self._service, tokens=self.tokens, json=json, params=params, on_retry=on_retry
+            method,
+            base_url,
+            path,
+            service=self._service,
+            tokens=self.tokens,
+            json=json,
+            params=params,
+            on_retry=on_retry,
         )

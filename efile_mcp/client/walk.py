@@ -157,11 +157,18 @@ class Listings:
     def cached(self, path: str) -> DirListing | None:
         return self._dirs.get(path)
 
-    async def _page_of(self, path: str, start: int, limit: int, keyword: str | None) -> tuple[list[FileEntry], int, list[str]]:
+    async def _page_of(
+        self, path: str, start: int, limit: int, keyword: str | None
+    ) -> tuple[list[FileEntry], int, list[str]]:
         async with self._limit.limiter:
             self.requests += 1
             page = await self._api.list_dir(
-                path, keyword=keyword, start=start, limit=limit, order_by="name", order="asc",
+                path,
+                keyword=keyword,
+                start=start,
+                limit=limit,
+                order_by="name",
+                order="asc",
                 on_retry=self._limit.pressure,
             )
         self._limit.calm()
@@ -237,13 +244,13 @@ class Listings:
                 self._named[key] = found
         return self._named[key]
 
-    async def entries(self, paths: Iterable[str]) -> dict[str, Entry | None | EfileMcpError]:
+    async def entries(self, paths: Iterable[str]) -> dict[str, Entry | EfileMcpError | None]:
         """Each path's entry (None: absent), one listing per distinct parent; a parent that cannot be read
         gives its paths the error. A parent wanted for several names is read whole."""
         by_parent: dict[str, list[str]] = {}
         for path in paths:
             by_parent.setdefault(path.rpartition("/")[0] or "/", []).append(path)
-        found: dict[str, Entry | None | EfileMcpError] = {}
+        found: dict[str, Entry | EfileMcpError | None] = {}
 
         async def look(parent: str, wanted: list[str]) -> None:
             try:

@@ -121,7 +121,11 @@ def _bounded(value: Any) -> Any:
 def encode_record(event: str, fields: dict[str, Any]) -> bytes:
     """One bounded record as one JSONL line (UTF-8, no character a line reader breaks on)."""
     record: dict[str, Any] = {"time": _now(), "event": event, **fields}
-    if event == "refusal" and isinstance(record.get("paths"), list | tuple) and len(record["paths"]) > REFUSAL_PATHS_LISTED:
+    if (
+        event == "refusal"
+        and isinstance(record.get("paths"), list | tuple)
+        and len(record["paths"]) > REFUSAL_PATHS_LISTED
+    ):
         paths = list(record["paths"])
         record["paths"] = paths[:REFUSAL_PATHS_LISTED]
         record["paths_not_listed"] = len(paths) - REFUSAL_PATHS_LISTED
@@ -231,6 +235,5 @@ class AuditLog:
             except (OSError, _NotAFile) as exc:
                 consequence = _CONSEQUENCE.get(event, "this record is not in the audit log")
                 raise AuditUnavailable(
-                    f"the audit log {str(self.path)!r} could not be written: {self._why(exc)}; "
-                    f"{consequence}. {_FIX}"
+                    f"the audit log {str(self.path)!r} could not be written: {self._why(exc)}; {consequence}. {_FIX}"
                 ) from None

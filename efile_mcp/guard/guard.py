@@ -67,11 +67,8 @@ _FIND_CURSOR_TTL = 600.0
 _UNREADABLE_SHOWN = 10
 
 
-
 class QuotaSource(Protocol):
     async def read(self) -> Any: ...  # an object with `entries: list[QuotaEntry]` and `error: str | None`
-
-
 
 
 class Guard(RemovalSteps):
@@ -168,7 +165,9 @@ class Guard(RemovalSteps):
             quota_error = "quota is not available in this configuration (no SCNet center and no SCNET_HPC_URL)"
         return StorageStatusResult(
             home=home,
-            allowed_roots=list(self.policy.allowed_roots) if not self._needs_home or self._home_value else list(self._raw_roots),
+            allowed_roots=list(self.policy.allowed_roots)
+            if not self._needs_home or self._home_value
+            else list(self._raw_roots),
             protected_names=sorted(self._protected),
             read_only=self.read_only,
             max_paths=self.max_paths,
@@ -226,8 +225,13 @@ class Guard(RemovalSteps):
         ranked = sorted(usage.children.items(), key=lambda kv: (-kv[1][1].size, -kv[1][1].files, kv[0]))
         shown, rest = ranked[:top], ranked[top:]
         children = [
-            UsageChild(path=root.rstrip("/") + "/" + name, type=kind, size=totals.size, file_count=totals.files,  # type: ignore[arg-type]
-                       newest_modified=iso_time(totals.newest))
+            UsageChild(
+                path=root.rstrip("/") + "/" + name,
+                type=kind,  # type: ignore[arg-type]
+                size=totals.size,
+                file_count=totals.files,
+                newest_modified=iso_time(totals.newest),
+            )
             for name, (kind, totals) in shown
         ]
         others = None
@@ -260,45 +264,63 @@ class Guard(RemovalSteps):
         if cursor:
             return await self._find_page(cursor, limit)
         matches, stats = await find(
-            self._listings(keep=False), selection, Matcher(selection, self.clock()),
-            progress=walk_progress(progress), **self._walk_limits(),
+            self._listings(keep=False),
+            selection,
+            Matcher(selection, self.clock()),
+            progress=walk_progress(progress),
+            **self._walk_limits(),
         )
         if any(u.path == selection.path for u in stats.unreadable):
             raise GuardRefusal("unreadable", f"cannot list {display(selection.path)}: {stats.unreadable[0].reason}")
         rows = [[m.path, m.kind, m.size, m.mtime] for m in matches]
         header = {
-            "path": selection.path, "total": len(rows), "size": _non_overlapping_size(matches),
-            "complete": stats.complete, "reason": incomplete_reason(stats, "EFILE_WALK_MAX_ENTRIES"),
-            "seen": stats.entries_seen, "unreadable": len(stats.unreadable),
+            "path": selection.path,
+            "total": len(rows),
+            "size": _non_overlapping_size(matches),
+            "complete": stats.complete,
+            "reason": incomplete_reason(stats, "EFILE_WALK_MAX_ENTRIES"),
+            "seen": stats.entries_seen,
+            "unreadable": len(stats.unreadable),
         }
         search_id = None
         if len(rows) > limit:
             search_id = "find-" + secrets.token_hex(8)
             blob = json.dumps({"h": header, "r": rows}, ensure_ascii=False, separators=(",", ":"))
-            await self.store.save_plan(search_id, blob.encode("utf-8", "surrogatepass"), self.clock() + _FIND_CURSOR_TTL)
+            await self.store.save_plan(
+                search_id, blob.encode("utf-8", "surrogatepass"), self.clock() + _FIND_CURSOR_TTL
+            )
         return _find_result(header, rows, 0, limit, search_id)
 
     async def _find_page(self, cursor: str, limit: int) -> FindPathsResult:
         search_id, _, offset_text = cursor.rpartition(":")
         data = await self.store.load_plan(search_id) if search_id.startswith("find-") else None
         if data is None or not offset_text.isdigit():
-            raise GuardRefusal("cursor", "this cursor is unknown or has expired (they last 10 minutes): call "
-                               "find_paths again without a cursor.")
+            raise GuardRefusal(
+                "cursor",
+                "this cursor is unknown or has expired (they last 10 minutes): call find_paths again without a cursor.",
+            )
         blob = json.loads(data.decode("utf-8", "surrogatepass"))
         return _find_result(blob["h"], blob["r"], int(offset_text), limit, search_id)
 
     # ------------------------------------------------------------------ tasks
 
     async def tasks(
-        self, task_ids: Sequence[str] | None, plan_id: str | None, *, wait_seconds: float,
+        self,
+        task_ids: Sequence[str] | None,
+        plan_id: str | None,
+        *,
+        wait_seconds: float,
         progress: Progress | None = None,
     ) -> GetTaskResult:
         wanted = list(dict.fromkeys(task_ids or ()))
         if plan_id:
             data = await self.store.load_plan("run-" + plan_id)
             if data is None:
-                raise GuardRefusal("unknown_plan", f"no execution of plan {plan_id!r} with server tasks is known here "
-                                   "(it had none, or it is older than a day): pass task_ids instead.")
+                raise GuardRefusal(
+                    "unknown_plan",
+                    f"no execution of plan {plan_id!r} with server tasks is known here "
+                    "(it had none, or it is older than a day): pass task_ids instead.",
+                )
             wanted = list(dict.fromkeys([*wanted, *json.loads(data)]))
         if not wanted:
             raise GuardRefusal("no_tasks", "give task_ids or the plan_id of an execution.")
@@ -310,7 +332,9 @@ class Guard(RemovalSteps):
             ended = sum(1 for task in lookup.tasks.values() if task.terminal)
             all_terminal = ended == len(lookup.tasks)
             if progress is not None:
-                await progress(ended + len(lookup.not_found), len(wanted), f"{ended} of {len(lookup.tasks)} tasks ended")
+                await progress(
+                    ended + len(lookup.not_found), len(wanted), f"{ended} of {len(lookup.tasks)} tasks ended"
+                )
             now = anyio.current_time()
             if all_terminal or now >= deadline:
                 break
@@ -346,8 +370,9 @@ class Guard(RemovalSteps):
             after = await self._api.tasks(running) if running else before
         except BaseException as exc:
             if sent:  # the cancel went out (or may have): the audit says so even if the call then failed
-                await self.audit.write("cancel", tool="cancel_tasks", decision=f"requested, then {type(exc).__name__}",
-                                       task_ids=running)
+                await self.audit.write(
+                    "cancel", tool="cancel_tasks", decision=f"requested, then {type(exc).__name__}", task_ids=running
+                )
             raise
         items: list[CancelItem] = []
         for task_id in wanted:
@@ -363,10 +388,23 @@ class Guard(RemovalSteps):
             if status_now == "cancel":
                 items.append(CancelItem(task_id=task_id, cancelled=True, status=status_now))
             else:
-                items.append(CancelItem(task_id=task_id, cancelled=False, status=status_now, reason=(
-                    f"the server reports {status_now or 'nothing'} after the cancel request; check with get_task")))
-        await self.audit.write("cancel", tool="cancel_tasks", decision="requested" if running else "nothing_to_cancel",
-                               task_ids=running, items=[item.model_dump(exclude_none=True) for item in items])
+                items.append(
+                    CancelItem(
+                        task_id=task_id,
+                        cancelled=False,
+                        status=status_now,
+                        reason=(
+                            f"the server reports {status_now or 'nothing'} after the cancel request; check with get_task"
+                        ),
+                    )
+                )
+        await self.audit.write(
+            "cancel",
+            tool="cancel_tasks",
+            decision="requested" if running else "nothing_to_cancel",
+            task_ids=running,
+            items=[item.model_dump(exclude_none=True) for item in items],
+        )
         return CancelTasksResult(tasks=items)
 
 
@@ -378,7 +416,9 @@ def _non_overlapping_size(matches: Sequence[Any]) -> int:
     return sum(m.size for m in matches if not ancestors_in(m.path, paths))
 
 
-def _find_result(header: dict[str, Any], rows: list[list[Any]], offset: int, limit: int, search_id: str | None) -> FindPathsResult:
+def _find_result(
+    header: dict[str, Any], rows: list[list[Any]], offset: int, limit: int, search_id: str | None
+) -> FindPathsResult:
     page = rows[offset : offset + limit]
     end = offset + len(page)
     return FindPathsResult(

@@ -49,11 +49,15 @@ class Totals:
 def incomplete_reason(stats: WalkStats, budget_setting: str = "max_entries") -> str | None:
     parts = []
     if stats.stopped == "entry_budget":
-        parts.append(f"stopped after {stats.entries_seen} entries (the entry budget; raise {budget_setting} "
-                     "or start lower in the tree)")
+        parts.append(
+            f"stopped after {stats.entries_seen} entries (the entry budget; raise {budget_setting} "
+            "or start lower in the tree)"
+        )
     elif stats.stopped == "deadline":
-        parts.append(f"stopped at the time budget after {stats.entries_seen} entries (EFILE_WALK_MAX_SECONDS); "
-                     "start lower in the tree")
+        parts.append(
+            f"stopped at the time budget after {stats.entries_seen} entries (EFILE_WALK_MAX_SECONDS); "
+            "start lower in the tree"
+        )
     if stats.unreadable:
         parts.append(f"{len(stats.unreadable)} folder(s) could not be listed")
     if stats.incomplete_dirs and not stats.stopped:
@@ -77,7 +81,7 @@ def usage_collector(root: str) -> tuple[Usage, Callable[[str, int, DirListing], 
         if depth == 0:
             child_totals = None
         else:
-            top = folder[len(prefix):].split("/", 1)[0]
+            top = folder[len(prefix) :].split("/", 1)[0]
             child_totals = usage.children[top][1] if top in usage.children else None
         for entry in listing.entries.values():
             if depth == 0:
@@ -144,7 +148,9 @@ class Matcher:
         return not (self.newer is not None and (mtime is None or mtime <= self.newer))
 
 
-async def find(listings: Listings, selection: Selection, matcher: Matcher, **walk: object) -> tuple[list[Match], WalkStats]:
+async def find(
+    listings: Listings, selection: Selection, matcher: Matcher, **walk: object
+) -> tuple[list[Match], WalkStats]:
     """Every match below `selection.path`, largest first. Folder totals from the walk's own listings."""
     root = selection.path
     candidates: list[tuple[str, str, int, float | None, int]] = []  # path, kind, size, mtime, depth

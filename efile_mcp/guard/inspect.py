@@ -55,10 +55,14 @@ def components_below_root(path: str, root: str) -> list[str]:
 
 def link_refusal(link: str, path: str) -> str:
     if link == path:
-        return (f"it is a symbolic link ({display(link)}): the storage would act on wherever it points, so links are "
-                "never removed through this tool; ask the person to remove it by hand if they want it gone.")
-    return (f"its parent {display(link)} is a symbolic link, so the path leads wherever the link points, possibly "
-            "outside the allowed roots; name the real location instead (a dry run of it shows whether it is allowed).")
+        return (
+            f"it is a symbolic link ({display(link)}): the storage would act on wherever it points, so links are "
+            "never removed through this tool; ask the person to remove it by hand if they want it gone."
+        )
+    return (
+        f"its parent {display(link)} is a symbolic link, so the path leads wherever the link points, possibly "
+        "outside the allowed roots; name the real location instead (a dry run of it shows whether it is allowed)."
+    )
 
 
 class Inspector:
@@ -91,8 +95,15 @@ class Inspector:
             if entry.kind == "directory" and walk_folders:
                 folders.append((path, entry))
             else:
-                result.seen[path] = SeenPath(path, entry.kind, entry.size if entry.kind != "directory" else 0,
-                                             entry.mtime, entry.size, int(entry.kind == "file"), entry.mtime)
+                result.seen[path] = SeenPath(
+                    path,
+                    entry.kind,
+                    entry.size if entry.kind != "directory" else 0,
+                    entry.mtime,
+                    entry.size,
+                    int(entry.kind == "file"),
+                    entry.mtime,
+                )
         if folders:
             async with task_group() as tg:
                 for path, entry in folders:
@@ -102,7 +113,7 @@ class Inspector:
 
     @staticmethod
     def _judge_chain(
-        path: str, chain: list[str], found: dict[str, Entry | None | EfileMcpError]
+        path: str, chain: list[str], found: dict[str, Entry | EfileMcpError | None]
     ) -> Entry | tuple[str, str]:
         for prefix in chain:
             entry = found.get(prefix)
@@ -118,8 +129,11 @@ class Inspector:
                 return ("missing", f"does not exist: its parent {display(prefix)} is a {entry.kind}, not a folder")
             if prefix == path and entry.mtime is None:
                 # Known only from `children` of a cut listing: nothing to tell it apart from a swapped-in folder later.
-                return ("refused", "its parent's listing was cut, so it cannot be identified (no modification time) "
-                        "and checked again at execution; name what is inside it instead.")
+                return (
+                    "refused",
+                    "its parent's listing was cut, so it cannot be identified (no modification time) "
+                    "and checked again at execution; name what is inside it instead.",
+                )
         last = found[chain[-1]]
         assert isinstance(last, Entry)
         return last
@@ -164,16 +178,23 @@ class Inspector:
         if stats.unreadable:
             where = stats.unreadable[0]
             inside = "the folder" if where.path == path else f"{display(where.path)} inside it"
-            result.refused[path] = (f"could not read {inside} ({where.reason}): what it holds cannot be vouched for, so "
-                                    "it is not confirmed; try again later, or name the readable parts.")
+            result.refused[path] = (
+                f"could not read {inside} ({where.reason}): what it holds cannot be vouched for, so "
+                "it is not confirmed; try again later, or name the readable parts."
+            )
             return
         if not stats.complete:
             # What was not read may hold a protected name or a link: a folder is removed only when seen whole.
-            why = ("it holds more than this call may read (the walk budget, EFILE_WALK_MAX_ENTRIES / "
-                   "EFILE_WALK_MAX_SECONDS)" if stats.stopped else
-                   "the server would not list some folder in it whole (cut or repeated pages)")
-            result.refused[path] = (f"it could not be read whole: {why}, after {stats.entries_seen} entries. "
-                                    "Unread contents cannot be vouched for: remove its sub-folders one by one instead.")
+            why = (
+                "it holds more than this call may read (the walk budget, EFILE_WALK_MAX_ENTRIES / "
+                "EFILE_WALK_MAX_SECONDS)"
+                if stats.stopped
+                else "the server would not list some folder in it whole (cut or repeated pages)"
+            )
+            result.refused[path] = (
+                f"it could not be read whole: {why}, after {stats.entries_seen} entries. "
+                "Unread contents cannot be vouched for: remove its sub-folders one by one instead."
+            )
             return
         result.seen[path] = SeenPath(
             path, "directory", tree.size, entry.mtime, entry.size, tree.files, tree.newest, complete=stats.complete

@@ -22,9 +22,6 @@ from urllib.parse import unquote
 
 __all__ = [
     "DEFAULT_PROTECTED",
-    "expand_home",
-    "fold_name",
-    "is_home_relative",
     "MAX_NAME_BYTES",
     "MAX_PATH_BYTES",
     "Collapsed",
@@ -32,12 +29,13 @@ __all__ = [
     "PathRefusal",
     "collapse",
     "display",
+    "expand_home",
+    "fold_name",
+    "is_home_relative",
     "is_within",
 ]
 
-DEFAULT_PROTECTED: frozenset[str] = frozenset(
-    {".ssh", ".gnupg", ".bashrc", ".bash_profile", ".profile", ".zshrc"}
-)
+DEFAULT_PROTECTED: frozenset[str] = frozenset({".ssh", ".gnupg", ".bashrc", ".bash_profile", ".profile", ".zshrc"})
 MAX_PATH_BYTES = 4096  # UTF-8 bytes of the whole path (Linux PATH_MAX)
 MAX_NAME_BYTES = 255  # UTF-8 bytes of one component (Linux NAME_MAX)
 
@@ -297,7 +295,7 @@ def _refusal(path: str, code: str, reason: str, hint: str) -> PathRefusal:
 class PathPolicy:
     """Decides, without I/O, whether a remote path may be deleted."""
 
-    __slots__ = ("_allowed_roots", "_protected_names", "_root_set", "_protected_folded")
+    __slots__ = ("_allowed_roots", "_protected_folded", "_protected_names", "_root_set")
 
     def __init__(
         self,

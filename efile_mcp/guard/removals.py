@@ -1,9 +1,9 @@
 """Dry run and execution: the guard's destructive half (a mixin of `Guard`, which tools talk to).
 
-    dry_run(paths | select)  policy -> the real objects (links, folders' contents) -> Plan -> store -> token
-    question(request)        the person's form for a valid request (marks the token "asked")
-    execute(request)         token -> stored plan -> redeemed once (store) -> listed again -> changed paths
-                             set aside -> audit intent (fsync, fail closed) -> remove -> audit
+dry_run(paths | select)  policy -> the real objects (links, folders' contents) -> Plan -> store -> token
+question(request)        the person's form for a valid request (marks the token "asked")
+execute(request)         token -> stored plan -> redeemed once (store) -> listed again -> changed paths
+                         set aside -> audit intent (fsync, fail closed) -> remove -> audit
 """
 
 from __future__ import annotations
@@ -52,8 +52,6 @@ log = logging.getLogger("efile_mcp.guard")
 _TASK_IDS_IN_ERRORS = 50
 
 
-
-
 class RemovalSteps:
     """The removal steps; `Guard` provides the state they use (declared here for the type checker)."""
 
@@ -85,8 +83,14 @@ class RemovalSteps:
         if quiet:
             raise GuardRefusal(code, message)
         await self.audit.write(
-            "refusal", tool=TOOL, dry_run=dry_run, decision="refused", reason=code,
-            paths_count=len(paths), paths=[p[:300] for p in list(paths)[:REFUSED_PATHS_AUDITED]], **extra,
+            "refusal",
+            tool=TOOL,
+            dry_run=dry_run,
+            decision="refused",
+            reason=code,
+            paths_count=len(paths),
+            paths=[p[:300] for p in list(paths)[:REFUSED_PATHS_AUDITED]],
+            **extra,
         )
         raise GuardRefusal(code, message)
 
@@ -122,12 +126,18 @@ class RemovalSteps:
 
     def _bound(self, count: int, what: str) -> str | None:
         if count > self.max_paths:
-            return (f"{what} {count} paths; the limit is {self.max_paths} per call (EFILE_MAX_PATHS). Nothing was "
-                    "done. Split the request, narrow the selection, or remove a common parent folder instead.")
+            return (
+                f"{what} {count} paths; the limit is {self.max_paths} per call (EFILE_MAX_PATHS). Nothing was "
+                "done. Split the request, narrow the selection, or remove a common parent folder instead."
+            )
         return None
 
     async def dry_run(
-        self, paths: Sequence[str] | None, select: Selection | None, *, detail: Detail = "auto",
+        self,
+        paths: Sequence[str] | None,
+        select: Selection | None,
+        *,
+        detail: Detail = "auto",
         progress: Progress | None = None,
     ) -> RemovePathsResult:
         await self._ready()
@@ -143,7 +153,9 @@ class RemovalSteps:
         else:
             assert paths is not None
             if not paths:
-                await self._refuse("no_paths", "name at least one absolute path to remove (or give select).", dry_run=True)
+                await self._refuse(
+                    "no_paths", "name at least one absolute path to remove (or give select).", dry_run=True
+                )
             if (why := self._bound(len(paths), "this call names")) is not None:
                 await self._refuse("too_many_paths", why, dry_run=True, paths=paths)
             named, matched_covered, requested = list(paths), 0, len(paths)
@@ -163,7 +175,8 @@ class RemovalSteps:
                 items[path] = RemoveItem(path=path, status="missing", reason=inspection.missing.get(path))
         for path, outer in collapsed.covered.items():
             items[path] = RemoveItem(
-                path=path, status=items[outer].status,
+                path=path,
+                status=items[outer].status,
                 reason=f"inside {display(outer)}, which this call removes; not sent separately",
             )
         ordered = [items[p] for p in distinct if p in items]
@@ -171,21 +184,34 @@ class RemovalSteps:
         covered = [p for p, outer in collapsed.covered.items() if outer in inspection.seen]
         summary = summarise(
             [i for i in ordered if i.path not in collapsed.covered],
-            requested=requested, covered=len(collapsed.covered) + matched_covered, counted=removable,
+            requested=requested,
+            covered=len(collapsed.covered) + matched_covered,
+            counted=removable,
         )
         plan_id = secrets.token_hex(12)
         now = self.clock()
         token = expires_iso = None
         if removable:
-            plan = Plan(plan_id=plan_id, expires_at=float(int(now + self.signer.ttl)), paths=removable,
-                        select=selection_key(select) if select is not None else None, covered=covered, created_at=now)
+            plan = Plan(
+                plan_id=plan_id,
+                expires_at=float(int(now + self.signer.ttl)),
+                paths=removable,
+                select=selection_key(select) if select is not None else None,
+                covered=covered,
+                created_at=now,
+            )
             await self.store.save_plan(plan_id, plan.to_bytes(), plan.expires_at)
             token = self.signer.seal(plan_id, plan.path_set, plan.expires_at, total_size=summary.total_size)
             expires_iso = self.signer.unseal(token).expires_at_iso
         await self.audit.write(
-            "plan", tool=TOOL, dry_run=True, decision="planned" if token else "nothing_to_remove",
-            plan_id=plan_id if token else None, select=selection_key(select) if select else None,
-            removable=[s.path for s in removable], summary=summary.model_dump(exclude_none=True),
+            "plan",
+            tool=TOOL,
+            dry_run=True,
+            decision="planned" if token else "nothing_to_remove",
+            plan_id=plan_id if token else None,
+            select=selection_key(select) if select else None,
+            removable=[s.path for s in removable],
+            summary=summary.model_dump(exclude_none=True),
             exceptions=[_audit_item(i) for i in ordered if i.status != "would_remove"][:REFUSED_PATHS_AUDITED],
         )
         if token is None:
@@ -193,15 +219,22 @@ class RemovalSteps:
             if not_found_note:
                 next_step = not_found_note + " " + next_step
         else:
-            how = ("call remove_paths with dry_run=false and confirmation_token set to this token (paths and select "
-                   f"may be left out; the token stands for exactly this plan), before {expires_iso}. It works once.")
-            next_step = (f"Show the person what would be removed ({summary.would_remove} path(s), "
-                         f"{'at least ' if summary.lower_bound else ''}{summary.total_size} bytes, "
-                         f"{summary.file_count} files). To delete them, {how}")
+            how = (
+                "call remove_paths with dry_run=false and confirmation_token set to this token (paths and select "
+                f"may be left out; the token stands for exactly this plan), before {expires_iso}. It works once."
+            )
+            next_step = (
+                f"Show the person what would be removed ({summary.would_remove} path(s), "
+                f"{'at least ' if summary.lower_bound else ''}{summary.total_size} bytes, "
+                f"{summary.file_count} files). To delete them, {how}"
+            )
             if not_found_note:
                 next_step = not_found_note + " " + next_step
         result = RemovePathsResult(
-            dry_run=True, plan_id=plan_id if token else None, summary=summary, confirmation_token=token,
+            dry_run=True,
+            plan_id=plan_id if token else None,
+            summary=summary,
+            confirmation_token=token,
             expires_at=expires_iso,
             confirm_paths=[s.path for s in removable] if token and len(removable) <= ITEMS_LISTED_MAX else None,
             next_step=next_step,
@@ -222,18 +255,26 @@ class RemovalSteps:
             seen = inspection.seen.get(root)
             if seen is None or seen.kind != "directory":
                 reason = inspection.refused.get(root) or inspection.missing.get(root) or "it is not a folder"
-                await self._refuse("select_path", f"select.path {display(root)} cannot be searched: {reason}",
-                                   dry_run=True, paths=[root])
-        matches, stats = await find(listings, select, Matcher(select, self.clock()),
-                                    progress=walk_progress(progress), **self._walk_limits())
+                await self._refuse(
+                    "select_path",
+                    f"select.path {display(root)} cannot be searched: {reason}",
+                    dry_run=True,
+                    paths=[root],
+                )
+        matches, stats = await find(
+            listings, select, Matcher(select, self.clock()), progress=walk_progress(progress), **self._walk_limits()
+        )
         if any(u.path == root for u in stats.unreadable):
-            await self._refuse("select_path", f"cannot list {display(root)}: {stats.unreadable[0].reason}",
-                               dry_run=True, paths=[root])
+            await self._refuse(
+                "select_path", f"cannot list {display(root)}: {stats.unreadable[0].reason}", dry_run=True, paths=[root]
+            )
         collapsed = collapse(m.path for m in matches)
         note = None
         if not stats.complete:
-            note = (f"The search was incomplete ({incomplete_reason(stats, 'EFILE_WALK_MAX_ENTRIES')}): there may be "
-                    "more matches than this plan holds.")
+            note = (
+                f"The search was incomplete ({incomplete_reason(stats, 'EFILE_WALK_MAX_ENTRIES')}): there may be "
+                "more matches than this plan holds."
+            )
         if not matches:
             note = (note + " " if note else "") + "The selection matches nothing."
         return list(collapsed.to_send), len(collapsed.covered), note
@@ -260,40 +301,69 @@ class RemovalSteps:
             raise AssertionError("unreachable") from None
         data = await self.store.load_plan(sealed.plan_id)
         if data is None:
-            await self._refuse("unknown_plan", "the plan behind this confirmation token is no longer known (it expired "
-                               "or was made by a server that does not share this one's state store): run remove_paths "
-                               "with dry_run=true again.", dry_run=False, quiet=quiet, plan_id=sealed.plan_id)
+            await self._refuse(
+                "unknown_plan",
+                "the plan behind this confirmation token is no longer known (it expired "
+                "or was made by a server that does not share this one's state store): run remove_paths "
+                "with dry_run=true again.",
+                dry_run=False,
+                quiet=quiet,
+                plan_id=sealed.plan_id,
+            )
         assert data is not None
         plan = Plan.from_bytes(data)
         if path_set_digest(plan.path_set) != sealed.digest:
-            await self._refuse("invalid_token", "the confirmation token does not match its plan: run a new dry run.",
-                               dry_run=False, quiet=quiet, plan_id=sealed.plan_id)
+            await self._refuse(
+                "invalid_token",
+                "the confirmation token does not match its plan: run a new dry run.",
+                dry_run=False,
+                quiet=quiet,
+                plan_id=sealed.plan_id,
+            )
         if request.paths is not None:
             if (why := self._bound(len(request.paths), "this call names")) is not None:
                 await self._refuse("too_many_paths", why, dry_run=False, paths=request.paths, quiet=quiet)
             _, refused, accepted = self._screen(request.paths)
             if refused:
                 first = next(iter(refused.values()))
-                await self._refuse("policy", f"{len(refused)} path(s) are not allowed, e.g. {first} Nothing was "
-                                   "deleted. Remove them from the request (a dry run shows which).",
-                                   dry_run=False, paths=request.paths, quiet=quiet)
+                await self._refuse(
+                    "policy",
+                    f"{len(refused)} path(s) are not allowed, e.g. {first} Nothing was "
+                    "deleted. Remove them from the request (a dry run shows which).",
+                    dry_run=False,
+                    paths=request.paths,
+                    quiet=quiet,
+                )
             given = set(collapse(accepted).to_send)
             confirmed = set(plan.path_set)
             if given != confirmed:
                 extra, absent = sorted(given - confirmed)[:3], sorted(confirmed - given)[:3]
-                message = (f"the paths differ from the set the dry run confirmed ({len(confirmed)} confirmed, "
-                           f"{len(given)} given after removing duplicates and paths inside other given paths)")
+                message = (
+                    f"the paths differ from the set the dry run confirmed ({len(confirmed)} confirmed, "
+                    f"{len(given)} given after removing duplicates and paths inside other given paths)"
+                )
                 if extra:
                     message += f"; not confirmed: {', '.join(map(repr, extra))}"
                 if absent:
                     message += f"; confirmed but not given: {', '.join(map(repr, absent))}"
-                await self._refuse("path_set_mismatch", message + ". Pass the dry run's token alone (or exactly its "
-                                   "confirm_paths), or run a new dry run for the new set. Nothing was deleted.",
-                                   dry_run=False, paths=request.paths, quiet=quiet, plan_id=plan.plan_id)
+                await self._refuse(
+                    "path_set_mismatch",
+                    message + ". Pass the dry run's token alone (or exactly its "
+                    "confirm_paths), or run a new dry run for the new set. Nothing was deleted.",
+                    dry_run=False,
+                    paths=request.paths,
+                    quiet=quiet,
+                    plan_id=plan.plan_id,
+                )
         if request.select is not None and selection_key(request.select) != plan.select:
-            await self._refuse("select_mismatch", "this select differs from the one the dry run expanded: pass the "
-                               "token alone (or the same select), or run a new dry run. Nothing was deleted.",
-                               dry_run=False, quiet=quiet, plan_id=plan.plan_id)
+            await self._refuse(
+                "select_mismatch",
+                "this select differs from the one the dry run expanded: pass the "
+                "token alone (or the same select), or run a new dry run. Nothing was deleted.",
+                dry_run=False,
+                quiet=quiet,
+                plan_id=plan.plan_id,
+            )
         return plan, sealed.expires_at_iso
 
     async def question(self, request: RemovalRequest) -> str | None:
@@ -326,7 +396,11 @@ class RemovalSteps:
         await self._refuse(code, message, dry_run=False, paths=request.paths or (), plan_id=plan_id)
 
     async def execute(
-        self, request: RemovalRequest, *, person_confirmed: bool, detail: Detail = "auto",
+        self,
+        request: RemovalRequest,
+        *,
+        person_confirmed: bool,
+        detail: Detail = "auto",
         progress: Progress | None = None,
     ) -> RemovePathsResult:
         await self._ready()
@@ -335,13 +409,22 @@ class RemovalSteps:
         plan, _ = await self._plan_for(request)
         outcome = await self.store.redeem(plan.plan_id, plan.expires_at, person_confirmed=person_confirmed)
         if outcome == "spent":
-            await self._refuse("reused", "this confirmation token was already used (or refused by the person): each "
-                               "token confirms one execution. Run remove_paths with dry_run=true again to preview what "
-                               "is left.", dry_run=False, plan_id=plan.plan_id)
+            await self._refuse(
+                "reused",
+                "this confirmation token was already used (or refused by the person): each "
+                "token confirms one execution. Run remove_paths with dry_run=true again to preview what "
+                "is left.",
+                dry_run=False,
+                plan_id=plan.plan_id,
+            )
         if outcome == "asked":
-            await self._refuse("person_asked", "the person was asked to confirm this token and only their yes can "
-                               "execute it; nothing was deleted. Run a new dry run and let the person confirm it.",
-                               dry_run=False, plan_id=plan.plan_id)
+            await self._refuse(
+                "person_asked",
+                "the person was asked to confirm this token and only their yes can "
+                "execute it; nothing was deleted. Run a new dry run and let the person confirm it.",
+                dry_run=False,
+                plan_id=plan.plan_id,
+            )
         confirmed_by = "person" if person_confirmed else "token"
 
         # The policy as it is now (a name protected or a root added since the dry run), then what is there now:
@@ -359,15 +442,24 @@ class RemovalSteps:
             elif seen.path in now_seen.missing:
                 items[seen.path] = RemoveItem(path=seen.path, status="missing", reason="already absent")
             elif current is None:
-                items[seen.path] = RemoveItem(path=seen.path, status="changed", reason=_changed(
-                    now_seen.refused.get(seen.path, "it can no longer be checked")))
+                items[seen.path] = RemoveItem(
+                    path=seen.path,
+                    status="changed",
+                    reason=_changed(now_seen.refused.get(seen.path, "it can no longer be checked")),
+                )
             elif _identity(current) != _identity(seen):
-                items[seen.path] = RemoveItem(path=seen.path, status="changed", reason=_changed(_difference(seen, current)))
+                items[seen.path] = RemoveItem(
+                    path=seen.path, status="changed", reason=_changed(_difference(seen, current))
+                )
             else:
                 to_send.append(seen.path)
 
         await self.audit.write(  # fails closed: AuditUnavailable here means nothing is sent
-            "intent", tool=TOOL, plan_id=plan.plan_id, confirmed_by=confirmed_by, paths=to_send,
+            "intent",
+            tool=TOOL,
+            plan_id=plan.plan_id,
+            confirmed_by=confirmed_by,
+            paths=to_send,
             changed=[p for p, i in items.items() if i.status == "changed"],
         )
         run = RemovalRun(paths=tuple(to_send))
@@ -393,26 +485,38 @@ class RemovalSteps:
             requested, covered_items = len(plan.paths) + len(plan.covered), _covered_items(request, items)
             if request.paths is not None:
                 requested = len(request.paths)
-            summary = summarise(ordered, requested=requested,
-                                covered=len(covered_items) if request.paths is not None else len(plan.covered),
-                                counted=done)
+            summary = summarise(
+                ordered,
+                requested=requested,
+                covered=len(covered_items) if request.paths is not None else len(plan.covered),
+                counted=done,
+            )
             ordered += covered_items
             # What was sent is sent: a record that cannot be kept now must not hide the per-path answer.
             with anyio.CancelScope(shield=True):
                 if task_ids:
                     try:
-                        await self.store.save_plan("run-" + plan.plan_id, json.dumps(task_ids).encode(),
-                                                   plan.expires_at + 86400)
+                        await self.store.save_plan(
+                            "run-" + plan.plan_id, json.dumps(task_ids).encode(), plan.expires_at + 86400
+                        )
                     except EfileMcpError as exc:
-                        afterwards.append(f"the task ids could not be kept for get_task by plan_id ({exc}); "
-                                          "follow the task_ids of this answer")
+                        afterwards.append(
+                            f"the task ids could not be kept for get_task by plan_id ({exc}); "
+                            "follow the task_ids of this answer"
+                        )
             try:
                 await self.audit.write(
-                    "execution", tool=TOOL, dry_run=False,
+                    "execution",
+                    tool=TOOL,
+                    dry_run=False,
                     decision=f"interrupted: {interrupted}" if interrupted else "executed",
-                    confirmed_by=confirmed_by, plan_id=plan.plan_id, requests_sent=run.requests_sent,
-                    task_ids=task_ids, items=[_audit_item(i) for i in ordered],
-                    summary=summary.model_dump(exclude_none=True), error=str(error) if error else None,
+                    confirmed_by=confirmed_by,
+                    plan_id=plan.plan_id,
+                    requests_sent=run.requests_sent,
+                    task_ids=task_ids,
+                    items=[_audit_item(i) for i in ordered],
+                    summary=summary.model_dump(exclude_none=True),
+                    error=str(error) if error else None,
                 )
             except AuditUnavailable as exc:
                 log.error("the execution of plan %s was sent but its audit record failed: %s", plan.plan_id, exc)
@@ -423,12 +527,16 @@ class RemovalSteps:
         if plan.select is not None and error is None:
             not_previewed = await self._not_previewed(plan)
         result = RemovePathsResult(
-            dry_run=False, plan_id=plan.plan_id, summary=summary,
+            dry_run=False,
+            plan_id=plan.plan_id,
+            summary=summary,
             # Above 50 the ids are kept for get_task(plan_id); if they could not be kept, they are all here.
             task_ids=task_ids if len(task_ids) <= ITEMS_LISTED_MAX or afterwards else None,
             task_count=len(task_ids) if len(task_ids) > ITEMS_LISTED_MAX else None,
             not_previewed=not_previewed or None,
-            next_step=" ".join([*afterwards, _next_step_after_execution(summary, plan.plan_id, len(task_ids), not_previewed)]),
+            next_step=" ".join(
+                [*afterwards, _next_step_after_execution(summary, plan.plan_id, len(task_ids), not_previewed)]
+            ),
         )
         return shape(result, ordered, detail)
 
@@ -436,13 +544,17 @@ class RemovalSteps:
         """Matches of the plan's selection now present that the dry run did not show: left alone, and counted."""
         select = Selection.model_validate(plan.select)
         try:
-            matches, _ = await find(self._listings(keep=False), select, Matcher(select, self.clock()),
-                                    **self._walk_limits())
+            matches, _ = await find(
+                self._listings(keep=False), select, Matcher(select, self.clock()), **self._walk_limits()
+            )
         except EfileMcpError:
             return 0
         planned = set(plan.path_set) | set(plan.covered)
-        return sum(1 for m in matches if m.path not in planned and not any(
-            m.path.startswith(p + "/") for p in ancestors_in(m.path, planned)))
+        return sum(
+            1
+            for m in matches
+            if m.path not in planned and not any(m.path.startswith(p + "/") for p in ancestors_in(m.path, planned))
+        )
 
 
 def _covered_items(request: RemovalRequest, items: dict[str, RemoveItem]) -> list[RemoveItem]:
@@ -451,11 +563,19 @@ def _covered_items(request: RemovalRequest, items: dict[str, RemoveItem]) -> lis
         return []
     collapsed = collapse(dict.fromkeys(request.paths))
     return [
-        items[outer].model_copy(update={
-            "path": path, "reason": f"inside {display(outer)}, which this call removes; not sent separately",
-            "type": None, "size": None, "file_count": None, "newest_modified": None, "task_id": None,
-        })
-        for path, outer in collapsed.covered.items() if outer in items
+        items[outer].model_copy(
+            update={
+                "path": path,
+                "reason": f"inside {display(outer)}, which this call removes; not sent separately",
+                "type": None,
+                "size": None,
+                "file_count": None,
+                "newest_modified": None,
+                "task_id": None,
+            }
+        )
+        for path, outer in collapsed.covered.items()
+        if outer in items
     ]
 
 
@@ -476,7 +596,7 @@ def _difference(before: SeenPath, now: SeenPath) -> str:
     if before.kind != "directory" and before.listed_size != now.listed_size:
         return f"size {before.listed_size} B, now {now.listed_size} B"
     if before.kind == "directory" and (before.size, before.file_count) != (now.size, now.file_count):
-        return (f"it held {before.file_count} files, {before.size} B; now {now.file_count} files, {now.size} B")
+        return f"it held {before.file_count} files, {before.size} B; now {now.file_count} files, {now.size} B"
     if before.kind == "directory" and before.newest != now.newest:
         return "something inside it was modified"
     return "its modification time changed"
@@ -493,7 +613,8 @@ def _item_from_outcome(outcome: RemoveOutcome, seen: SeenPath) -> RemoveItem:
         return RemoveItem(path=path, status="failed", reason=outcome.message, error_code=outcome.error_code)
     if outcome.kind == "unknown":
         return RemoveItem(
-            path=path, status="failed",
+            path=path,
+            status="failed",
             error_code=f"outcome_unknown:{outcome.error_code}" if outcome.error_code else "outcome_unknown",
             reason=f"outcome unknown: {outcome.message}. Run a dry run on it to see whether it is still there.",
         )
@@ -505,8 +626,9 @@ def _item_from_outcome(outcome: RemoveOutcome, seen: SeenPath) -> RemoveItem:
     if task.status == "complete":
         return RemoveItem(status="removed", **common, **sized)
     if task.status in ("waiting", "processing"):
-        return RemoveItem(status="queued", reason="a server task is removing it; follow it with get_task",
-                          **common, **sized)
+        return RemoveItem(
+            status="queued", reason="a server task is removing it; follow it with get_task", **common, **sized
+        )
     if task.error_code == "911020":
         return RemoveItem(status="missing", reason="already absent", error_code=task.error_code, **common)
     reason = task.error_msg or ("cancelled" if task.status == "cancel" else "the server reported a failure")
@@ -523,8 +645,10 @@ def _next_step_after_execution(summary: Any, plan_id: str, tasks: int, not_previ
     if summary.changed:
         steps.append(f"{summary.changed} path(s) changed since the dry run and were not sent: dry-run them again")
     if not_previewed:
-        steps.append(f"{not_previewed} path(s) now match the selection that the dry run did not show; they were not "
-                     "removed (run a new dry run to see them)")
+        steps.append(
+            f"{not_previewed} path(s) now match the selection that the dry run did not show; they were not "
+            "removed (run a new dry run to see them)"
+        )
     if not steps:
         return "Done: every confirmed path is removed or was already absent."
     return "; ".join(steps) + "."
@@ -535,12 +659,18 @@ def _auth_stopped(error: EfileMcpError, run: RemovalRun, task_ids: list[str], au
     shown = task_ids[:_TASK_IDS_IN_ERRORS]
     return (
         f"{error} The removal stopped: {kinds['submitted']} path(s) had already been submitted"
-        + (f" (task ids: {', '.join(shown)}{' …' if len(task_ids) > len(shown) else ''}; follow them "
-           "with get_task)" if task_ids else "")
+        + (
+            f" (task ids: {', '.join(shown)}{' …' if len(task_ids) > len(shown) else ''}; follow them with get_task)"
+            if task_ids
+            else ""
+        )
         + f", {kinds['not_sent']} were not sent"
         + (f", {kinds['unknown']} have an unknown outcome (an answer was lost)" if kinds["unknown"] else "")
-        + (f", {kinds['missing'] + kinds['verified_absent']} were already absent"
-           if kinds["missing"] + kinds["verified_absent"] else "")
+        + (
+            f", {kinds['missing'] + kinds['verified_absent']} were already absent"
+            if kinds["missing"] + kinds["verified_absent"]
+            else ""
+        )
         + (f", {kinds['failed']} failed" if kinds["failed"] else "")
         + f". Every path's state is in the audit log ({audit.path}). Dry-run again after fixing the token."
     )
@@ -555,4 +685,3 @@ def _audit_item(item: RemoveItem) -> dict[str, object]:
     if item.status in ("refused", "failed", "changed") and item.reason:
         record["reason"] = item.reason[:300]
     return record
-

@@ -74,9 +74,7 @@ def _short(item: RemoveItem) -> RemoveItem:
     return item
 
 
-def shape(
-    result: RemovePathsResult, items: Sequence[RemoveItem], detail: Detail
-) -> RemovePathsResult:
+def shape(result: RemovePathsResult, items: Sequence[RemoveItem], detail: Detail) -> RemovePathsResult:
     """Put `items` into the answer in full, or as a summary when there are many."""
     if detail == "full" or (detail == "auto" and len(items) <= ITEMS_LISTED_MAX):
         return result.model_copy(update={"items": list(items)})
@@ -124,8 +122,10 @@ def human_age(epoch: float | None, now: float) -> str | None:
 
 
 #: Characters that render as nothing, or as a blank, or that pass for something else.
-_BLANKS = frozenset("\u3164\u3000\u2800\u115f\u1160\uffa0\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
-                    "\u2008\u2009\u200a\u202f\u205f\u180e")
+_BLANKS = frozenset(
+    "\u3164\u3000\u2800\u115f\u1160\uffa0\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u202f\u205f\u180e"
+)
 
 
 def _suspicious(ch: str) -> bool:
@@ -142,8 +142,11 @@ _SCRIPTS = ("LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE")
 
 def _mixed_scripts(component: str) -> bool:
     """Latin letters next to Cyrillic or Greek ones: `dаta` with a Cyrillic а passes for `data` on screen."""
-    seen = {next((script for script in _SCRIPTS if unicodedata.name(ch, "").startswith(script)), "")
-            for ch in component if ch.isalpha()}
+    seen = {
+        next((script for script in _SCRIPTS if unicodedata.name(ch, "").startswith(script)), "")
+        for ch in component
+        if ch.isalpha()
+    }
     seen.discard("")
     return len(seen) > 1
 
@@ -207,8 +210,11 @@ def question(seen: Sequence[SeenPath], *, covered: int = 0, now: float | None = 
     ordered = sorted(seen, key=lambda s: (s.kind != "directory", -s.size, s.path))
     lines = [f"An AI agent asks to permanently delete {totals_line(ordered, now)} on your SCNet storage:", ""]
     for s in ordered[:FORM_PATHS]:
-        what = (f"folder, {'at least ' if not s.complete else ''}{human_size(s.size)}, {s.file_count} files"
-                if s.kind == "directory" else f"{s.kind}, {human_size(s.size)}")
+        what = (
+            f"folder, {'at least ' if not s.complete else ''}{human_size(s.size)}, {s.file_count} files"
+            if s.kind == "directory"
+            else f"{s.kind}, {human_size(s.size)}"
+        )
         lines.append(f"  {shown_name(s.path)}  ({what})")
     rest = ordered[FORM_PATHS:]
     if rest:

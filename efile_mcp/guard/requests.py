@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import GuardRefusal as GuardRefusal  # noqa: PLC0414 - re-exported; defined in errors.py
+from ..errors import GuardRefusal as GuardRefusal
 from ..models.results import (
     Selection,
 )
@@ -20,7 +20,6 @@ log = logging.getLogger("efile_mcp.guard")
 TOOL = "remove_paths"
 #: A refusal names at most this many paths in the audit log (each cut to 300 characters).
 REFUSED_PATHS_AUDITED = 200
-
 
 
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -57,5 +56,3 @@ def ancestors_in(path: str, paths: set[str]) -> list[str]:
             found.append(path[:index])
         index = path.find("/", index + 1)
     return found
-
-

@@ -32,8 +32,16 @@ class SeenPath:
     complete: bool = True
 
     def to_row(self) -> list[Any]:
-        return [self.path, self.kind, self.size, self.mtime, self.listed_size, self.file_count, self.newest,
-                int(self.complete)]
+        return [
+            self.path,
+            self.kind,
+            self.size,
+            self.mtime,
+            self.listed_size,
+            self.file_count,
+            self.newest,
+            int(self.complete),
+        ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> SeenPath:
@@ -56,16 +64,27 @@ class Plan:
 
     def to_bytes(self) -> bytes:
         return json.dumps(
-            {"v": 1, "id": self.plan_id, "e": self.expires_at, "s": self.select, "c": self.covered, "t": self.created_at,
-             "p": [seen.to_row() for seen in self.paths]},
-            ensure_ascii=False, separators=(",", ":"),
+            {
+                "v": 1,
+                "id": self.plan_id,
+                "e": self.expires_at,
+                "s": self.select,
+                "c": self.covered,
+                "t": self.created_at,
+                "p": [seen.to_row() for seen in self.paths],
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
         ).encode("utf-8", "surrogatepass")
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Plan:
         raw = json.loads(data.decode("utf-8", "surrogatepass"))
         return cls(
-            plan_id=raw["id"], expires_at=float(raw["e"]), select=raw.get("s"), covered=list(raw.get("c") or ()),
+            plan_id=raw["id"],
+            expires_at=float(raw["e"]),
+            select=raw.get("s"),
+            covered=list(raw.get("c") or ()),
             created_at=float(raw.get("t") or 0.0),
             paths=[SeenPath.from_row(row) for row in raw["p"]],
         )

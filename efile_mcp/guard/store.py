@@ -176,9 +176,7 @@ class SqliteStore:
                     os.fchmod(fd, 0o600)
             finally:
                 os.close(fd)
-            self._db = sqlite3.connect(
-                path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-            )
+            self._db = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
             try:
                 self._setup()
             except BaseException:
@@ -265,9 +263,7 @@ class SqliteStore:
         now = self.clock()
 
         def body(db: sqlite3.Connection) -> bytes | None:
-            row = db.execute(
-                "SELECT data FROM plans WHERE plan_id = ? AND expires_at > ?", (plan_id, now)
-            ).fetchone()
+            row = db.execute("SELECT data FROM plans WHERE plan_id = ? AND expires_at > ?", (plan_id, now)).fetchone()
             return None if row is None else bytes(row[0])
 
         return await self._call(body, write=False)
@@ -340,7 +336,9 @@ end
 """
 
 # -> 1 when asked (or already asked), 0 when spent.
-_MARK_ASKED = _KEEP_LONGEST + """
+_MARK_ASKED = (
+    _KEEP_LONGEST
+    + """
 local state = redis.call('GET', KEYS[1])
 if state == 'spent' then return 0 end
 local had = redis.call('PTTL', KEYS[1])
@@ -348,9 +346,12 @@ if not state then redis.call('SET', KEYS[1], 'asked') end
 keep(KEYS[1], tonumber(ARGV[1]), had)
 return 1
 """
+)
 
 # ARGV[2] '1' when the person said yes. -> 0 spent, 1 asked (unchanged), 2 redeemed (now spent).
-_REDEEM = _KEEP_LONGEST + """
+_REDEEM = (
+    _KEEP_LONGEST
+    + """
 local state = redis.call('GET', KEYS[1])
 if state == 'spent' then return 0 end
 if state == 'asked' and ARGV[2] ~= '1' then return 1 end
@@ -359,13 +360,17 @@ redis.call('SET', KEYS[1], 'spent')
 keep(KEYS[1], tonumber(ARGV[1]), had)
 return 2
 """
+)
 
-_SPEND = _KEEP_LONGEST + """
+_SPEND = (
+    _KEEP_LONGEST
+    + """
 local had = redis.call('PTTL', KEYS[1])
 redis.call('SET', KEYS[1], 'spent')
 keep(KEYS[1], tonumber(ARGV[1]), had)
 return 1
 """
+)
 
 _OUTCOMES: dict[int, RedeemOutcome] = {0: "spent", 1: "asked", 2: "redeemed"}
 _EXPIRY = struct.Struct(">d")  # a plan's value starts with its expires_at, so load_plan can check it on our clock
@@ -468,9 +473,7 @@ class RedisStore:
 
     async def save_plan(self, plan_id: str, data: bytes, expires_at: float) -> None:
         value = _EXPIRY.pack(float(expires_at)) + data
-        await self._do(
-            "save a plan", self._redis.set(self._plan_key(plan_id), value, px=self._ttl_ms(expires_at))
-        )
+        await self._do("save a plan", self._redis.set(self._plan_key(plan_id), value, px=self._ttl_ms(expires_at)))
 
     async def load_plan(self, plan_id: str) -> bytes | None:
         value = await self._do("load a plan", self._redis.get(self._plan_key(plan_id)))

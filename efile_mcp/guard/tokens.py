@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import ConfirmationRefused as ConfirmationRefused  # noqa: PLC0414 - re-exported; defined in errors.py
+from ..errors import ConfirmationRefused as ConfirmationRefused
 
 TOKEN_PREFIX = "efc1"
 _KEY_LABEL = b"efile-mcp confirmation token v1"

@@ -46,7 +46,8 @@ class Selection(ResultModel):
     """What to match below a folder: the same filter for find_paths and remove_paths(select=...)."""
 
     path: str = Field(
-        min_length=1, max_length=4096,
+        min_length=1,
+        max_length=4096,
         description="Absolute folder to search below (e.g. an allowed root such as ~/scratch, written out).",
     )
     name: str | None = Field(
@@ -157,7 +158,8 @@ class RemovePathsResult(ResultModel):
     )
     task_count: int | None = Field(default=None, description="Execution: server tasks in all (get_task takes plan_id).")
     not_previewed: int | None = Field(
-        default=None, description="Execution by select: matches now present that the dry run did not show (not removed)."
+        default=None,
+        description="Execution by select: matches now present that the dry run did not show (not removed).",
     )
     next_step: str = Field(description="What to do next.")
 
@@ -276,7 +278,9 @@ class FindMatch(ResultModel):
     path: Visible
     type: EntryType
     size: int = Field(description="Bytes (a folder: its whole tree, when it was read).")
-    modified: str | None = Field(default=None, description="Modification time (a folder: newest in its tree), ISO 8601.")
+    modified: str | None = Field(
+        default=None, description="Modification time (a folder: newest in its tree), ISO 8601."
+    )
 
 
 class FindPathsResult(ResultModel):
@@ -295,11 +299,15 @@ class QuotaInfo(ResultModel):
     path: str
     limit_gb: float | None = Field(default=None, description="The quota in GB; null when the service reports none (0).")
     used_gb: float
-    used_percent: float | None = Field(default=None, description="Usage above 100% is reported as is (the platform allows it).")
+    used_percent: float | None = Field(
+        default=None, description="Usage above 100% is reported as is (the platform allows it)."
+    )
 
 
 class StorageStatusResult(ResultModel):
-    home: str | None = Field(default=None, description="The home directory (null when unknown: EFILE_TOKEN without the center).")
+    home: str | None = Field(
+        default=None, description="The home directory (null when unknown: EFILE_TOKEN without the center)."
+    )
     allowed_roots: list[str] = Field(description="Where removal is allowed, resolved ('~' expanded).")
     protected_names: list[str]
     read_only: bool

@@ -23,7 +23,12 @@ log = logging.getLogger("efile_mcp.sandbox")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m efile_mcp.sandbox", description=__doc__)
-    parser.add_argument("dir", nargs="?", type=Path, help="local directory served as the home (default: a fresh temporary directory with the sample tree)")
+    parser.add_argument(
+        "dir",
+        nargs="?",
+        type=Path,
+        help="local directory served as the home (default: a fresh temporary directory with the sample tree)",
+    )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
     parser.add_argument("--token", help="token clients must send (default: random, printed to stderr)")
     parser.add_argument("--user", default="demo", help="user name; the home is /public/home/USER")

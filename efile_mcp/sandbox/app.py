@@ -144,7 +144,9 @@ class Sandbox:
             return
         # A lone object is refused later, but it still names a path the client asked to delete.
         items = body if isinstance(body, list) else [body]
-        paths = [item["sourcePath"] for item in items if isinstance(item, dict) and isinstance(item.get("sourcePath"), str)]
+        paths = [
+            item["sourcePath"] for item in items if isinstance(item, dict) and isinstance(item.get("sourcePath"), str)
+        ]
         with self.lock:
             self.received_remove_paths.extend(paths)
 

@@ -168,7 +168,7 @@ class FaultPlan:
         await handler(request)  # AFTER_HANDLER: the server has acted, its answer is lost
         if kind == "lose_answer":
             return DroppedConnection()
-        return Response("{\"code\": \"0\", \"msg\": \"succ", status_code=200, media_type="application/json")
+        return Response('{"code": "0", "msg": "succ', status_code=200, media_type="application/json")
 
 
 def _envelope(code: str, msg: str) -> JSONResponse:

@@ -146,7 +146,9 @@ class PathMapper:
         try:
             return os.open(self.root, _DIR_FLAGS)
         except OSError as error:
-            raise ApiError("10001", f"internal error: the sandbox directory cannot be opened ({error.strerror})") from None
+            raise ApiError(
+                "10001", f"internal error: the sandbox directory cannot be opened ({error.strerror})"
+            ) from None
 
     def _descend(self, names: list[str], virtual: str) -> int:
         """Open the folder `names` lead to from the root, one component at a time; the caller closes it."""

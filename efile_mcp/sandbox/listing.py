@@ -114,7 +114,9 @@ def parse_query(params: Any, home: str, rules: ListingRules) -> ListingQuery:
     order_by = params.get("orderBy") or "name"
     if order not in ("asc", "desc") or order_by not in ("name", "size", "lastModifiedTime"):
         raise ApiError("10004", "order must be asc|desc and orderBy name|size|lastModifiedTime")
-    return ListingQuery(params.get("path") or home, start, limit, order, order_by, (params.get("keyWord") or "").casefold())
+    return ListingQuery(
+        params.get("path") or home, start, limit, order, order_by, (params.get("keyWord") or "").casefold()
+    )
 
 
 def _name(entry: os.DirEntry[str]) -> str:
@@ -138,7 +140,11 @@ def list_folder(fs: PathMapper, query: ListingQuery, rules: ListingRules) -> dic
         base = virtual.rstrip("/")
         children = (
             sorted(
-                ({"id": f"{base}/{e.name}", "label": e.name, "path": f"{base}/{e.name}"} for e in entries if e.is_dir(follow_symlinks=False)),
+                (
+                    {"id": f"{base}/{e.name}", "label": e.name, "path": f"{base}/{e.name}"}
+                    for e in entries
+                    if e.is_dir(follow_symlinks=False)
+                ),
                 key=lambda child: child["label"],
             )
             if rules.children

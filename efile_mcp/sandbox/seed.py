@@ -32,9 +32,14 @@ def seed_sample_tree(root: Path) -> Path:
     _write(run2 / "slurm-123456.out", "srun: job 123456 queued and waiting for resources\n")
 
     _write(root / "scratch" / "tmp.log", "temporary output\n" * 8)
-    _write(root / "projects" / "paper (draft)" / "main.tex", "\\documentclass{article}\n\\begin{document}\nDraft.\n\\end{document}\n")
+    _write(
+        root / "projects" / "paper (draft)" / "main.tex",
+        "\\documentclass{article}\n\\begin{document}\nDraft.\n\\end{document}\n",
+    )
     _write(root / "数据" / "结果.csv", "样本,值\n" + "".join(f"s{i},{i * 3}\n" for i in range(10)))
-    _write(root / ".ssh" / "authorized_keys", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheSandboxOnly demo@laptop\n")
+    _write(
+        root / ".ssh" / "authorized_keys", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheSandboxOnly demo@laptop\n"
+    )
     _write(root / ".bashrc", "export PATH=$HOME/bin:$PATH\nmodule load compiler/gcc/12\n")
     _write(root / "notes.txt", "remember: clean scratch/ before the quota review\n")
 

@@ -58,7 +58,7 @@ def _fail(task: FileOperTask, error: OSError | ApiError) -> None:
 def remove_paths(body: Any) -> list[str]:
     """The paths of an async-remove body, or the error the API answers for a malformed one."""
     if not isinstance(body, list):
-        raise ApiError("10004", "body must be a JSON array of {\"sourcePath\": ...} objects")
+        raise ApiError("10004", 'body must be a JSON array of {"sourcePath": ...} objects')
     if not body:
         raise ApiError("10003", "no sourcePath given")
     if len(body) > REMOVE_BATCH_MAX:

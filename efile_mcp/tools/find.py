@@ -30,13 +30,23 @@ def build(settings: Settings) -> Any:
         max_size: Annotated[int | None, Field(ge=0, description="At most this many bytes.")] = None,
         older_than_days: Annotated[float | None, Field(ge=0, description="Modified more than N days ago.")] = None,
         newer_than_days: Annotated[float | None, Field(ge=0, description="Modified less than N days ago.")] = None,
-        max_depth: Annotated[int | None, Field(ge=1, le=64, description="Levels below path (1: direct entries).")] = None,
+        max_depth: Annotated[
+            int | None, Field(ge=1, le=64, description="Levels below path (1: direct entries).")
+        ] = None,
         limit: Annotated[int, Field(ge=1, le=200, description="Matches per page.")] = 50,
         cursor: Annotated[str | None, Field(max_length=100, description="next_cursor of the previous page.")] = None,
     ) -> FindPathsResult:
         state = state_of(ctx)
-        selection = Selection(path=path, name=name, type=type, min_size=min_size, max_size=max_size,
-                              older_than_days=older_than_days, newer_than_days=newer_than_days, max_depth=max_depth)
+        selection = Selection(
+            path=path,
+            name=name,
+            type=type,
+            min_size=min_size,
+            max_size=max_size,
+            older_than_days=older_than_days,
+            newer_than_days=newer_than_days,
+            max_depth=max_depth,
+        )
         async with tool_errors():
             result = await state.guard.find(selection, limit=limit, cursor=cursor, progress=progress_of(ctx))
         return as_result(result)  # type: ignore[return-value]

@@ -27,8 +27,11 @@ def build(settings: Settings) -> Any:
         top: Annotated[int, Field(ge=1, le=200, description="How many of the largest direct children to list.")] = 20,
         max_entries: Annotated[
             int | None,
-            Field(ge=100, le=settings.walk_max_entries,
-                  description=f"Most entries to read (default and maximum {settings.walk_max_entries})."),
+            Field(
+                ge=100,
+                le=settings.walk_max_entries,
+                description=f"Most entries to read (default and maximum {settings.walk_max_entries}).",
+            ),
         ] = None,
     ) -> DiskUsageResult:
         state = state_of(ctx)
