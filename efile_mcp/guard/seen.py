@@ -61,6 +61,14 @@ class Plan:
     covered: list[str] = field(default_factory=list)
     #: When the dry run saw it (epoch seconds): the person's form speaks of ages as of then, the same every round.
     created_at: float = 0.0
+    #: "quarantine" (move into the root's .efile-quarantine, restorable) or "delete" (permanent); bound by the plan.
+    mode: str = "delete"
+    #: What the dry run did not plan, for the person's review: [path, status, reason] rows (refused, missing).
+    exceptions: list[list[str]] = field(default_factory=list)
+    #: The dry run's summary (RemoveSummary.model_dump()), for the person's review page: totals equal the answer's.
+    summary: dict[str, Any] = field(default_factory=dict)
+    #: Quota before and after, when known: {"path", "limit_bytes", "used_bytes", "after_bytes"} per quota entry.
+    quota: list[dict[str, Any]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return json.dumps(
@@ -71,6 +79,10 @@ class Plan:
                 "s": self.select,
                 "c": self.covered,
                 "t": self.created_at,
+                "m": self.mode,
+                "x": self.exceptions,
+                "u": self.summary,
+                "q": self.quota,
                 "p": [seen.to_row() for seen in self.paths],
             },
             ensure_ascii=False,
@@ -86,6 +98,10 @@ class Plan:
             select=raw.get("s"),
             covered=list(raw.get("c") or ()),
             created_at=float(raw.get("t") or 0.0),
+            mode=str(raw.get("m") or "delete"),
+            exceptions=[list(row) for row in raw.get("x") or ()],
+            summary=dict(raw.get("u") or {}),
+            quota=[dict(q) for q in raw.get("q") or ()],
             paths=[SeenPath.from_row(row) for row in raw["p"]],
         )
 
