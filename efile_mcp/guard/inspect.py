@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import anyio
 
@@ -66,10 +67,21 @@ def link_refusal(link: str, path: str) -> str:
 
 
 class Inspector:
-    def __init__(self, listings: Listings, policy: PathPolicy, budget: Budget) -> None:
+    """`links_inside="allow"`: a folder holding symbolic links is seen like any other (a quarantine moves it
+    whole, and a move never follows links; or EFILE_LINKS_INSIDE=remove says the storage removes links as
+    links). Links on the way to a path, or the path itself a link, stay refused either way."""
+
+    def __init__(
+        self,
+        listings: Listings,
+        policy: PathPolicy,
+        budget: Budget,
+        links_inside: Literal["refuse", "allow"] = "refuse",
+    ) -> None:
         self.listings = listings
         self.policy = policy
         self.budget = budget
+        self.links_inside = links_inside
         self.entries_read = 0
 
     async def check(self, paths: Iterable[str], *, walk_folders: bool) -> Inspection:
@@ -167,12 +179,14 @@ class Inspector:
                 + ": removing the folder would remove it too. Name the other contents individually instead."
             )
             return
-        if links:
+        if links and self.links_inside == "refuse":
             result.refused[path] = (
                 f"it holds the symbolic link {display(links[0])}"
                 + (f" (and {len(links) - 1} more)" if len(links) > 1 else "")
-                + ": efile-mcp does not remove folders with links inside (the storage may follow them). Remove the "
-                "rest by naming it, and ask the person to remove the links by hand."
+                + ": efile-mcp does not remove folders with links inside for good (the storage may follow them). "
+                "Two ways out: remove it with mode='quarantine' (the folder is moved whole, links as links, and "
+                "can be restored), or, if the storage removes links as links (as `rm -rf` does), the person or "
+                "their admin sets EFILE_LINKS_INSIDE=remove."
             )
             return
         if stats.unreadable:
