@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,139 +9,11 @@ import anyio
 import pytest
 from mcp import Client
 
-from efile_mcp.guard.tokens import ConfirmationRefused, ConfirmationSigner
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
 
+from .clocks import ManualClock
 from .conftest import audit_lines, call_error, call_ok
-
-# ---------------------------------------------------------------------------- the signer alone
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def signer(clock: Callable[[], float] | None = None, **kwargs: Any) -> ConfirmationSigner:
-    return ConfirmationSigner(secret=b"k" * 32, ttl=300, clock=clock or FakeClock(), **kwargs)
-
-
-def refusal(fn: Callable[[], object]) -> str:
-    with pytest.raises(ConfirmationRefused) as caught:
-        fn()
-    return caught.value.code
-
-
-def test_a_token_confirms_its_exact_set_once() -> None:
-    s = signer()
-    issued = s.issue(["/a/x", "/a/y"])
-    assert s.redeem(issued.token, ["/a/y", "/a/x"]) == issued.plan_id
-    assert refusal(lambda: s.redeem(issued.token, ["/a/x", "/a/y"])) == "reused"
-
-
-def test_expiry_is_enforced_to_the_second() -> None:
-    clock = FakeClock()
-    s = signer(clock)
-    issued = s.issue(["/a/x"])
-    clock.now += 299
-    t2 = s.issue(["/a/x"])
-    assert s.redeem(issued.token, ["/a/x"])
-    clock.now += 301
-    assert refusal(lambda: s.redeem(t2.token, ["/a/x"])) == "expired"
-
-
-@pytest.mark.parametrize(
-    "mangle",
-    [
-        pytest.param(lambda t: t[:-1], id="truncated-mac"),
-        pytest.param(lambda t: t[: len(t) // 2], id="truncated-half"),
-        pytest.param(lambda t: t + "A", id="extended"),
-        pytest.param(lambda t: t.replace("efc1.", "efc2.", 1), id="wrong-prefix"),
-        pytest.param(lambda t: t.split(".", 1)[1], id="no-prefix"),
-        pytest.param(lambda t: "", id="empty"),
-        pytest.param(lambda t: "efc1..", id="hollow"),
-        pytest.param(lambda t: t.upper(), id="case-changed"),
-        pytest.param(lambda t: t[:10] + ("B" if t[10] != "B" else "C") + t[11:], id="payload-bit-flip"),
-        pytest.param(lambda t: t[:-3] + ("x" if t[-3] != "x" else "y") + t[-2:], id="mac-bit-flip"),
-        pytest.param(lambda t: "efc1.é.ü", id="non-ascii"),
-        pytest.param(lambda t: t + "!!!!", id="foreign-characters-appended"),
-        pytest.param(lambda t: t + "\n", id="newline-appended"),
-        pytest.param(lambda t: " " + t, id="space-prepended"),
-        pytest.param(lambda t: t[:-6] + "$$" + t[-6:], id="garbage-inside-mac"),
-        pytest.param(lambda t: t[:-1] + chr(ord(t[-1]) ^ 1), id="spare-bits-of-last-character"),
-    ],
-)
-def test_tampered_or_truncated_tokens_are_invalid(mangle: Callable[[str], str]) -> None:
-    s = signer()
-    issued = s.issue(["/a/x"])
-    code = refusal(lambda: s.redeem(mangle(issued.token), ["/a/x"]))
-    assert code in {"invalid_token", "missing_token"}
-    assert s.redeem(issued.token, ["/a/x"])  # the genuine token still works afterwards
-
-
-def test_a_re_signed_payload_for_more_paths_is_invalid() -> None:
-    """Editing the payload (a bigger count, another digest) without the key breaks the MAC."""
-    s = signer()
-    issued = s.issue(["/a/x"])
-    prefix, body, mac = issued.token.split(".")
-    payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    payload["n"] = 2
-    payload["e"] += 10_000
-    forged = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
-    assert refusal(lambda: s.redeem(f"{prefix}.{forged}.{mac}", ["/a/x", "/a/y"])) == "invalid_token"
-
-
-def test_a_token_from_another_process_key_is_invalid() -> None:
-    other = ConfirmationSigner(secret=b"z" * 32, ttl=300)
-    issued = other.issue(["/a/x"])
-    assert refusal(lambda: signer().redeem(issued.token, ["/a/x"])) == "invalid_token"
-
-
-def test_a_token_never_crosses_regions_even_with_a_shared_secret() -> None:
-    region_a = signer(scope="https://a.example/efile")
-    region_b = signer(scope="https://b.example/efile")
-    issued = region_a.issue(["/a/x"])
-    assert refusal(lambda: region_b.redeem(issued.token, ["/a/x"])) == "wrong_scope"
-
-
-@pytest.mark.parametrize(
-    ("given", "why"),
-    [
-        (["/a/x", "/a/y", "/a/z"], "superset"),
-        (["/a/x"], "subset"),
-        (["/a/x", "/a/w"], "same size, other member"),
-        ([], "empty"),
-    ],
-)
-def test_any_other_path_set_is_refused_and_names_the_difference(given: list[str], why: str) -> None:
-    s = signer()
-    issued = s.issue(["/a/x", "/a/y"])
-    with pytest.raises(ConfirmationRefused) as caught:
-        s.redeem(issued.token, given)
-    assert caught.value.code == "path_set_mismatch", why
-    assert "confirm_paths" in str(caught.value) and "Nothing was deleted" in str(caught.value)
-    if "/a/z" in given:
-        assert "'/a/z'" in str(caught.value)
-    assert s.redeem(issued.token, ["/a/x", "/a/y"])  # a refused attempt does not burn the token
-
-
-def test_tokens_cannot_be_swapped_between_plans() -> None:
-    s = signer()
-    first = s.issue(["/a/x"])
-    second = s.issue(["/a/y"])
-    assert refusal(lambda: s.redeem(first.token, ["/a/y"])) == "path_set_mismatch"
-    assert refusal(lambda: s.redeem(second.token, ["/a/x"])) == "path_set_mismatch"
-
-
-def test_path_set_digest_is_not_fooled_by_joining_tricks() -> None:
-    s = signer()
-    issued = s.issue(["/a/x", "/a/y"])
-    assert refusal(lambda: s.redeem(issued.token, ["/a/x\0/a/y"])) == "path_set_mismatch"
-
 
 # ---------------------------------------------------------------------------- through the MCP surface
 
@@ -214,8 +83,7 @@ async def test_reused_token_is_refused(client: Client, sandbox: RunningSandbox, 
 
 
 async def test_expired_token_is_refused(make_settings: Any, sandbox: RunningSandbox, era: str) -> None:
-    clock = FakeClock()
-    clock.now = __import__("time").time()
+    clock = ManualClock()
     server = build_server(make_settings(confirm_ttl=5), clock=clock)
     paths = [f"{sandbox.home}/scratch/tmp.log"]
     async with Client(server, mode=era) as client:
