@@ -5,15 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import GuardRefusal as GuardRefusal
-from ..models.results import (
-    Selection,
-)
-
-if TYPE_CHECKING:
-    pass
+from ..models.results import Selection
 
 log = logging.getLogger("efile_mcp.guard")
 
