@@ -20,12 +20,13 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 import anyio
 
 from ..errors import ApiError, AuthError, EfileMcpError, NotFoundError, is_retryable
+from ..models.times import iso_time as iso_time  # re-exported: the guard writes walk times with it
+from ..models.times import parse_server_time
 from ..models.wire import FileEntry
 from ._groups import task_group
 from .api import EfileApi
@@ -37,31 +38,6 @@ EntryKind = Literal["file", "directory", "symlink", "other"]
 #: Asked per page; third parties saw 6,000 and 100,000 answered whole. A server that refuses it gets 1000.
 LARGE_PAGE = 5000
 DOCUMENTED_PAGE = 1000
-#: Listing times are server local time: SCNet runs on Asia/Shanghai (UTC+8, no DST).
-SERVER_TZ = timezone(timedelta(hours=8))
-
-
-def parse_server_time(text: str | None) -> float | None:
-    """`YYYY-MM-DD HH:MM:SS` in server local time -> epoch seconds; None when absent or unreadable."""
-    if not text:
-        return None
-    try:
-        moment = datetime.strptime(text.strip(), "%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        try:
-            moment = datetime.fromisoformat(text.strip())
-        except ValueError:
-            return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=SERVER_TZ)
-    return moment.timestamp()
-
-
-def iso_time(epoch: float | None) -> str | None:
-    """An epoch as ISO 8601 with the server's offset, e.g. `2026-11-20T10:00:00+08:00`."""
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, SERVER_TZ).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True, slots=True)
