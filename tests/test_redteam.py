@@ -489,12 +489,13 @@ async def test_a_token_asked_about_cannot_be_executed_by_token_alone_elsewhere(
 
     target = f"{sandbox.home}/scratch/tmp.log"
     server = build_server(make_settings(confirm_timeout=3.0))
-    asked = anyio.Event()
+    asked, answered_elsewhere = anyio.Event(), anyio.Event()
 
     async def hanging(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        """The form stays open until the other session has had its try, then the person declines."""
         asked.set()
-        await anyio.sleep(10)
-        return types.ElicitResult(action="accept", content={"confirm": True})
+        await answered_elsewhere.wait()
+        return types.ElicitResult(action="decline")
 
     async with (
         Client(server, mode="legacy", elicitation_callback=hanging) as asking,
@@ -514,6 +515,7 @@ async def test_a_token_asked_about_cannot_be_executed_by_token_alone_elsewhere(
             outcome["silent"] = await silent.call_tool(
                 "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
             )
+            answered_elsewhere.set()
     assert outcome["silent"].is_error, outcome["silent"].structured_content
     assert real(sandbox, target).exists()
 
