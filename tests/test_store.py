@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from efile_mcp.errors import ConfigError, EfileMcpError, StateStoreError
-from efile_mcp.guard.store import STATE_GRACE, RedisStore, SqliteStore, StateStore, open_store
+from efile_mcp.guard.ports import Channel, Decision
+from efile_mcp.guard.store import STATE_GRACE, PlanState, RedisStore, SqliteStore, StateStore, open_store
 
 from .invariants import FIGURES
 from .redis_server import RedisServer, free_port, start_redis
@@ -74,30 +75,114 @@ EXP = T0 + 300
 # ------------------------------------------------------------------------------------- the semantics
 
 
-async def test_a_redeemed_plan_is_spent(store: StateStore) -> None:
-    assert await store.redeem("p1", EXP, person_confirmed=False) == "redeemed"
-    assert await store.redeem("p1", EXP, person_confirmed=False) == "spent"
-    assert await store.redeem("p1", EXP, person_confirmed=True) == "spent"
-    assert await store.redeem("p2", EXP, person_confirmed=False) == "redeemed"  # ids are independent
+def approve(channel: Channel = "review_page", at: float = T0) -> Decision:
+    return Decision("approved", channel, at=at)
 
 
-async def test_an_asked_plan_redeems_only_with_the_persons_yes(store: StateStore) -> None:
-    assert await store.mark_asked("p1", EXP) is True
-    assert await store.mark_asked("p1", EXP) is True  # asked stays asked
-    assert await store.redeem("p1", EXP, person_confirmed=False) == "asked"
-    assert await store.redeem("p1", EXP, person_confirmed=False) == "asked"  # unchanged by the refusal
-    assert await store.redeem("p1", EXP, person_confirmed=True) == "redeemed"
-    assert await store.redeem("p1", EXP, person_confirmed=True) == "spent"
-    assert await store.mark_asked("p1", EXP) is False  # spent stays spent
+def decline(channel: Channel = "review_page") -> Decision:
+    return Decision("declined", channel, at=T0)
 
 
-async def test_a_spent_plan_never_redeems(store: StateStore) -> None:
+async def test_a_plan_redeemed_by_its_token_alone_runs_once_then_is_done_with_its_outcome(store: StateStore) -> None:
+    won = await store.redeem("p1", EXP, token_alone=True)
+    assert won.outcome == "redeemed" and won.state.status == "running" and won.state.run_id
+    assert (await store.redeem("p1", EXP, token_alone=True)).outcome == "running"  # its lease holds
+    done = await store.finish("p1", EXP, won.state.run_id or "", {"removed": 3, "missing": 1})
+    assert done.status == "done" and done.outcome == {"removed": 3, "missing": 1}
+    again = await store.redeem("p1", EXP, token_alone=True)
+    assert again.outcome == "done" and again.state.outcome == {"removed": 3, "missing": 1}
+    assert (await store.redeem("p2", EXP, token_alone=True)).outcome == "redeemed"  # ids are independent
+
+
+async def test_without_a_decision_a_plan_waits_and_stays_open(store: StateStore) -> None:
+    assert (await store.redeem("p1", EXP)).outcome == "waiting"
+    assert (await store.plan_state("p1")).status == "open"
+    await store.save_plan("p1", b"plan", EXP)
+    assert await store.pending(T0) == ["p1"]
+
+
+async def test_first_decision_wins_and_an_approved_plan_redeems(store: StateStore) -> None:
+    assert (await store.mark_asked("p1", EXP, "session-a")).status == "asked"
+    assert (await store.redeem("p1", EXP, session="session-a")).outcome == "waiting"
+    decided = await store.decide("p1", EXP, approve("terminal"))
+    assert decided.status == "approved" and decided.decision == approve("terminal")
+    late = await store.decide("p1", EXP, decline("review_page"))  # a later answer changes nothing
+    assert late.status == "approved" and late.decision == approve("terminal")
+    # The terminal's approval is the plan's, whichever session executes it.
+    assert (await store.redeem("p1", EXP, session="session-b")).outcome == "redeemed"
+
+
+async def test_a_decline_is_final(store: StateStore) -> None:
+    await store.decide("p1", EXP, decline())
+    assert (await store.decide("p1", EXP, approve())).status == "declined"
+    assert (await store.redeem("p1", EXP, token_alone=True)).outcome == "declined"
+    assert (await store.mark_asked("p1", EXP, "s")).status == "declined"
+
+
+async def test_a_plan_asked_in_one_session_is_neither_answered_nor_run_from_another(store: StateStore) -> None:
+    assert (await store.mark_asked("p1", EXP, "session-a")).asked_by == "session-a"
+    again = await store.mark_asked("p1", EXP, "session-b")
+    assert again.asked_by == "session-a" and again.waits_in_other_session("session-b")
+    assert (await store.redeem("p1", EXP, session="session-b", token_alone=True)).outcome == "other_session"
+    answered_by_b = await store.decide("p1", EXP, approve("client_form"), "session-b")
+    assert answered_by_b.status == "asked" and answered_by_b.decision is None
+    assert (await store.decide("p1", EXP, approve("client_form"), "session-a")).status == "approved"
+    # A form's yes is bound to the session that asked: B still cannot run it.
+    assert (await store.redeem("p1", EXP, session="session-b")).outcome == "other_session"
+    assert (await store.redeem("p1", EXP, session="session-a")).outcome == "redeemed"
+
+
+async def test_a_running_plan_whose_lease_ran_out_is_resumed_by_exactly_one(store: StateStore, clock: Clock) -> None:
+    first = await store.redeem("p1", EXP, token_alone=True, lease=30)
+    clock.now += 20
+    assert await store.renew("p1", EXP, first.state.run_id or "", lease=30)
+    clock.now += 29  # renewed: still held
+    assert (await store.redeem("p1", EXP, token_alone=True)).outcome == "running"
+    clock.now += 2  # the process died: nobody renewed
+    resumed = await store.redeem("p1", EXP, token_alone=True)
+    assert resumed.outcome == "resumed" and resumed.state.runs == 2 and resumed.state.run_id != first.state.run_id
+    assert (await store.redeem("p1", EXP, token_alone=True)).outcome == "running"
+    assert not await store.renew("p1", EXP, first.state.run_id or "")  # the dead run lost it
+    assert (await store.finish("p1", EXP, resumed.state.run_id or "", {"removed": 1})).status == "done"
+
+
+async def test_a_run_that_sent_nothing_gives_the_plan_back(store: StateStore) -> None:
+    await store.decide("p1", EXP, approve())
+    won = await store.redeem("p1", EXP)
+    back = await store.release("p1", EXP, won.state.run_id or "")
+    assert back.status == "approved" and back.decision == approve()
+    assert (await store.redeem("p1", EXP)).outcome == "redeemed"
+
+
+async def test_a_spent_plan_never_redeems_nor_is_decided(store: StateStore) -> None:
     await store.spend("open", EXP)
-    assert await store.redeem("open", EXP, person_confirmed=True) == "spent"
-    assert await store.mark_asked("asked", EXP) is True
-    await store.spend("asked", EXP)  # a no, or the person's answer timed out
-    assert await store.redeem("asked", EXP, person_confirmed=True) == "spent"
-    assert await store.mark_asked("asked", EXP) is False
+    assert (await store.redeem("open", EXP, token_alone=True)).outcome == "spent"
+    assert (await store.decide("open", EXP, approve())).status == "spent"
+    assert (await store.mark_asked("asked", EXP, "s")).status == "asked"
+    await store.spend("asked", EXP)
+    assert (await store.redeem("asked", EXP, session="s")).outcome == "spent"
+    assert (await store.mark_asked("asked", EXP, "s")).status == "spent"
+
+
+async def test_pending_lists_undecided_unexpired_removal_plans_only(store: StateStore, clock: Clock) -> None:
+    for plan_id in ("open1", "asked1", "approved1", "declined1", "spent1", "short1"):
+        await store.save_plan(plan_id, b"plan", EXP if plan_id != "short1" else T0 + 10)
+    await store.save_plan("find-abc", b"cursor", EXP)
+    await store.save_plan("run-open1", b"[]", EXP)
+    await store.mark_asked("asked1", EXP, "s")
+    await store.decide("approved1", EXP, approve())
+    await store.decide("declined1", EXP, decline())
+    await store.spend("spent1", EXP)
+    assert sorted(await store.pending(T0)) == ["asked1", "open1", "short1"]
+    clock.now = T0 + 11
+    assert sorted(await store.pending(clock.now)) == ["asked1", "open1"]
+
+
+async def test_a_state_written_before_the_state_machine_reads_as_spent_or_asked() -> None:
+    assert PlanState.from_json(b"spent").status == "spent"
+    assert PlanState.from_json("asked").status == "asked"
+    state = PlanState("done", approve("terminal"), "a", "b", "r", 1.0, 2, {"removed": 1})
+    assert PlanState.from_json(state.to_json()) == state
 
 
 async def test_plans_round_trip_and_expire_on_the_injected_clock(store: StateStore, clock: Clock) -> None:
@@ -113,14 +198,14 @@ async def test_plans_round_trip_and_expire_on_the_injected_clock(store: StateSto
 
 
 async def test_a_spent_mark_outlives_the_token_by_the_grace_then_goes(store: StateStore, clock: Clock) -> None:
-    assert await store.redeem("p1", EXP, person_confirmed=False) == "redeemed"
+    await store.spend("p1", EXP)
     clock.now = EXP + STATE_GRACE - 1  # a replica whose clock is behind may still think the token alive
-    assert await store.redeem("p1", EXP, person_confirmed=False) == "spent"
+    assert (await store.redeem("p1", EXP, token_alone=True)).outcome == "spent"
     if isinstance(store, SqliteStore):
         clock.now = EXP + STATE_GRACE + 1
         await store.save_plan("other", b"x", clock.now + 300)  # a write purges what has expired
         with sqlite3.connect(store.path) as db:
-            assert db.execute("SELECT count(*) FROM states").fetchone() == (0,)
+            assert db.execute("SELECT count(*) FROM plan_states").fetchone() == (0,)
             assert db.execute("SELECT plan_id FROM plans").fetchall() == [("other",)]
 
 
@@ -134,7 +219,7 @@ async def test_redis_keys_expire_relative_to_the_callers_clock(redis_server: Red
     raw = redis.asyncio.Redis.from_url(redis_server.url)
     try:
         await store.save_plan("p1", b"data", T0 + 60)
-        await store.redeem("p1", T0 + 60, person_confirmed=False)
+        await store.redeem("p1", T0 + 60, token_alone=True)
         plan_ttl = await raw.pttl(f"{store.prefix}plan:p1")
         state_ttl = await raw.pttl(f"{store.prefix}state:p1")
         assert 55_000 < plan_ttl <= 60_000
@@ -173,14 +258,14 @@ async def test_a_five_megabyte_plan_round_trips_quickly(store: StateStore) -> No
 async def test_single_use_holds_across_a_restart(tmp_path: Path) -> None:
     first = open_store(None, tmp_path)
     await first.save_plan("p1", b"plan", time.time() + 300)
-    assert await first.redeem("p1", time.time() + 300, person_confirmed=False) == "redeemed"
-    assert await first.mark_asked("p2", time.time() + 300)
+    assert (await first.redeem("p1", time.time() + 300, token_alone=True)).outcome == "redeemed"
+    assert (await first.mark_asked("p2", time.time() + 300, "s")).status == "asked"
     await first.aclose()
 
     second = open_store(f"sqlite:///{tmp_path / 'state.sqlite3'}", None)  # the same file, named by URL
     try:
-        assert await second.redeem("p1", time.time() + 300, person_confirmed=True) == "spent"
-        assert await second.redeem("p2", time.time() + 300, person_confirmed=False) == "asked"
+        assert (await second.redeem("p1", time.time() + 300, token_alone=True)).outcome == "running"
+        assert (await second.redeem("p2", time.time() + 300, session="t", token_alone=True)).outcome == "other_session"
         assert await second.load_plan("p1") == b"plan"
     finally:
         await second.aclose()
@@ -196,14 +281,14 @@ RACER = textwrap.dedent(
         if prefix:
             store.prefix = prefix
         expires = time.time() + 300
-        await store.redeem("warm-up-" + str(time.time_ns()), expires, person_confirmed=False)  # connected, script loaded
+        await store.redeem("warm-up-" + str(time.time_ns()), expires, token_alone=True)  # connected
         print("ready", flush=True)
         start, slot = map(float, sys.stdin.readline().split())
         outcomes = []
         for n, plan_id in enumerate(ids):
             while time.time() < start + n * slot:  # every racer fires at the same instant, id after id
                 pass
-            outcomes.append(await store.redeem(plan_id, expires, person_confirmed=False))
+            outcomes.append((await store.redeem(plan_id, expires, token_alone=True)).outcome)
         await store.aclose()
         print(json.dumps(dict(zip(ids, outcomes))), flush=True)
 
@@ -251,7 +336,7 @@ def race(url: str, state_dir: str, prefix: str, ids: list[str], processes: int =
 def assert_one_winner_each(results: list[dict[str, str]], ids: list[str], name: str) -> None:
     for plan_id in ids:
         outcomes = sorted(result[plan_id] for result in results)
-        assert outcomes == ["redeemed"] + ["spent"] * (len(results) - 1), (plan_id, outcomes)
+        assert outcomes == ["redeemed"] + ["running"] * (len(results) - 1), (plan_id, outcomes)
     wins = [sum(outcome == "redeemed" for outcome in result.values()) for result in results]
     FIGURES[f"race wins per process ({name}) " + "/".join(map(str, wins))] += 1
 
@@ -316,7 +401,7 @@ def test_an_unopenable_state_file_url_is_a_config_error_naming_the_setting(tmp_p
 async def test_the_state_dir_and_file_are_private(tmp_path: Path) -> None:
     store = open_store(None, tmp_path / "new" / "state")
     try:
-        await store.redeem("p1", time.time() + 300, person_confirmed=False)
+        await store.redeem("p1", time.time() + 300, token_alone=True)
     finally:
         await store.aclose()
     assert stat.S_IMODE((tmp_path / "new" / "state").stat().st_mode) == 0o700
@@ -340,10 +425,10 @@ async def test_redis_down_at_run_time_is_a_state_store_error(tmp_path: Path) -> 
     server = start_redis(tmp_path)
     store = open_store(server.url, None)
     try:
-        assert await store.redeem("p1", time.time() + 300, person_confirmed=False) == "redeemed"
+        assert (await store.redeem("p1", time.time() + 300, token_alone=True)).outcome == "redeemed"
         server.stop()
         for call in (
-            store.redeem("p1", time.time() + 300, person_confirmed=False),
+            store.redeem("p1", time.time() + 300, token_alone=True),
             store.load_plan("p1"),
             store.save_plan("p2", b"x", time.time() + 300),
             store.mark_asked("p2", time.time() + 300),
@@ -371,4 +456,4 @@ async def test_a_closed_sqlite_store_refuses_with_a_state_store_error(tmp_path: 
     store = open_store(None, tmp_path)
     await store.aclose()
     with pytest.raises(StateStoreError, match="closed"):
-        await store.redeem("p1", time.time() + 300, person_confirmed=False)
+        await store.redeem("p1", time.time() + 300, token_alone=True)

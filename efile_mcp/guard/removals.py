@@ -30,6 +30,7 @@ from .audit import AuditLog
 from .insight import Matcher, find, incomplete_reason
 from .inspect import Budget, Inspector
 from .paths import MAX_PATH_BYTES, PathPolicy, PathRefusal, collapse, display
+from .ports import Decision
 from .report import Detail, item_of, question, shape, summarise
 from .seen import Plan, SeenPath
 
@@ -378,7 +379,7 @@ class RemovalSteps:
             plan, _ = await self._plan_for(request, quiet=True)
         except GuardRefusal:
             return None  # the tool body refuses it with the precise reason (and audits it)
-        if not await self.store.mark_asked(plan.plan_id, plan.expires_at):
+        if (await self.store.mark_asked(plan.plan_id, plan.expires_at)).status != "asked":
             return None  # already spent: refused by the body as reused
         return question(plan.paths, covered=len(plan.covered), now=plan.created_at or None)
 
@@ -407,7 +408,10 @@ class RemovalSteps:
         if self.read_only:
             raise GuardRefusal("read_only", "efile-mcp runs read-only (EFILE_READ_ONLY): removal is disabled.")
         plan, _ = await self._plan_for(request)
-        outcome = await self.store.redeem(plan.plan_id, plan.expires_at, person_confirmed=person_confirmed)
+        if person_confirmed:
+            await self.store.decide(plan.plan_id, plan.expires_at, Decision("approved", "client_form", at=self.clock()))
+        redeemed = await self.store.redeem(plan.plan_id, plan.expires_at, token_alone=True)
+        outcome = "redeemed" if redeemed.won else "asked" if redeemed.outcome == "waiting" else "spent"
         if outcome == "spent":
             await self._refuse(
                 "reused",

@@ -7,9 +7,18 @@ Single use must hold across restarts and across replicas, so it cannot live in p
   servers of several Claude Desktop windows); `shared` is False: it is one machine's.
 * `redis://[user:password@]host:port/db` or `rediss://`: one Redis for every replica; `shared` is True.
 
-A plan id is *open* until marked; `mark_asked` moves it to *asked* (a person is being asked about
-it), `redeem` to *spent* with exactly one winner among all processes sharing the store, `spend`
-to *spent* whatever it was. An asked plan redeems only with the person's yes (`person_confirmed`).
+A plan id goes through one state machine (`PlanState`; no record means *open*):
+
+    open ──mark_asked──> asked ──decide──> approved ──redeem──> running ──finish──> done
+      │                    │        └────> declined                │  ^
+      └──decide / redeem(token alone)──────────────┘               └──┘ lease expired: redeem resumes it
+    spend: -> spent from anything but done (a refusal that must not be retried)
+
+First decision wins. A plan asked in one session (`mark_asked(session=...)`) cannot be asked, answered by
+form or executed from another while it waits for the person; an approval from the review page or the
+terminal is bound to the plan only. `redeem` makes exactly one winner among all processes sharing the
+store and gives it a *lease*: the running execution renews it; a running plan whose lease ran out (its
+process died) is redeemed again as "resumed", so an interrupted execution is finished, never burnt.
 
 Expiry: `expires_at` is epoch seconds from the caller's clock (the token's expiry). A plan is gone
 once the clock passes it. A state record is kept `STATE_GRACE` seconds longer, so that a replica
@@ -23,21 +32,23 @@ a bad URL or an unopenable file is a `ConfigError` at `open_store`.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import anyio.to_thread
 
 from ..errors import ConfigError, StateStoreError
-
-RedeemOutcome = Literal["redeemed", "spent", "asked"]
+from .ports import Decision
 
 #: Seconds a state record outlives its token: covers clocks of replicas that differ by up to this much.
 STATE_GRACE = 600.0
@@ -53,6 +64,157 @@ DIR_SETTING = "EFILE_STATE_DIR"
 T = TypeVar("T")
 
 
+RedeemOutcome = Literal["redeemed", "resumed", "waiting", "other_session", "running", "done", "declined", "spent"]
+PlanStatus = Literal["open", "asked", "approved", "declined", "running", "done", "spent"]
+
+#: Seconds an execution holds its plan without renewing: a process that died lets go after this long.
+LEASE_SECONDS = 30.0
+#: Plan ids of removals have no dash; `find-…` cursors and `run-…` task lists share the plans table.
+_NOT_A_REMOVAL = "-"
+
+
+@dataclass(frozen=True)
+class PlanState:
+    """Where a plan stands: asked, decided, running (under a lease), done (with its outcome) or spent."""
+
+    status: PlanStatus = "open"
+    #: The person's (or a client's) decision, once there is one; a running or done plan keeps it.
+    decision: Decision | None = None
+    #: The session whose client is asking the person (a form); None when no form was shown.
+    asked_by: str | None = None
+    #: The session whose client answered the form (a `client_form` decision is bound to it).
+    decided_in: str | None = None
+    #: The execution holding the plan (running), and until when (epoch seconds, the callers' clock).
+    run_id: str | None = None
+    lease_until: float = 0.0
+    #: Executions started: above 1, an interrupted one was resumed.
+    runs: int = 0
+    #: For done: the outcome's counts (removed, quarantined, queued, missing, failed, changed...).
+    outcome: dict[str, int] | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Nobody decided yet and nothing ran: the person can still approve or decline it."""
+        return self.status in ("open", "asked")
+
+    def waits_in_other_session(self, session: str | None) -> bool:
+        """A form in another session is asking the person about it (only that session may answer or run it)."""
+        return self.status == "asked" and self.asked_by is not None and self.asked_by != session
+
+    def to_json(self) -> str:
+        raw: dict[str, Any] = {"s": self.status, "a": self.asked_by, "di": self.decided_in, "r": self.run_id}
+        raw |= {"l": self.lease_until, "n": self.runs, "o": self.outcome}
+        if self.decision is not None:
+            d = self.decision
+            raw["d"] = {"k": d.kind, "c": d.channel, "m": d.mode, "t": d.at}
+        return json.dumps(raw, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes | None) -> PlanState:
+        if text is None:
+            return cls()
+        if isinstance(text, bytes):
+            text = text.decode()
+        if text in ("asked", "spent"):  # a record written before the state machine
+            return cls(status=text)  # type: ignore[arg-type]
+        raw = json.loads(text)
+        d = raw.get("d")
+        decision = Decision(kind=d["k"], channel=d["c"], mode=d.get("m"), at=float(d.get("t") or 0.0)) if d else None
+        return cls(
+            status=raw["s"],
+            decision=decision,
+            asked_by=raw.get("a"),
+            decided_in=raw.get("di"),
+            run_id=raw.get("r"),
+            lease_until=float(raw.get("l") or 0.0),
+            runs=int(raw.get("n") or 0),
+            outcome=raw.get("o"),
+        )
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """What `redeem` did: `outcome` says why; `state` is the plan's state afterwards (with the run id if won)."""
+
+    outcome: RedeemOutcome
+    state: PlanState
+
+    @property
+    def won(self) -> bool:
+        return self.outcome in ("redeemed", "resumed")
+
+
+# The transitions, written once for both stores: each takes the current state (and the caller's clock)
+# and returns the new state, or None to leave the record as it is. The stores run them atomically.
+
+
+def _asked(state: PlanState, session: str | None) -> PlanState | None:
+    if state.status == "open":
+        return replace(state, status="asked", asked_by=session)
+    if state.status == "asked" and state.asked_by is None and session is not None:
+        return replace(state, asked_by=session)
+    return None
+
+
+def _decided(state: PlanState, decision: Decision, session: str | None) -> PlanState | None:
+    if not state.pending:
+        return None  # first decision wins; nothing decides a running, done or spent plan
+    if decision.channel == "client_form" and state.waits_in_other_session(session):
+        return None  # another session's form is asking the person: this client cannot answer for them
+    status: PlanStatus = "approved" if decision.kind == "approved" else "declined"
+    return replace(state, status=status, decision=decision, decided_in=session)
+
+
+def _redeemed(
+    state: PlanState, *, session: str | None, token_alone: bool, run_id: str, lease_until: float, now: float
+) -> tuple[RedeemOutcome, PlanState | None]:
+    run = replace(state, status="running", run_id=run_id, lease_until=lease_until, runs=state.runs + 1)
+    if state.status in ("spent", "declined", "done"):
+        return state.status, None
+    if state.status == "running":
+        if state.lease_until > now:
+            return "running", None
+        return "resumed", run  # its process died (or stalled past its lease): finish it
+    if state.status == "approved":
+        bound = state.decision is not None and state.decision.channel == "client_form"
+        if bound and state.decided_in is not None and state.decided_in != session:
+            return "other_session", None
+        return "redeemed", run
+    if state.waits_in_other_session(session):
+        return "other_session", None
+    if state.status == "open" and token_alone:
+        return "redeemed", run
+    return "waiting", None
+
+
+def _renewed(state: PlanState, run_id: str, lease_until: float) -> PlanState | None:
+    if state.status != "running" or state.run_id != run_id:
+        return None
+    return replace(state, lease_until=max(state.lease_until, lease_until))
+
+
+def _finished(state: PlanState, run_id: str, outcome: dict[str, int]) -> PlanState | None:
+    if state.status != "running":
+        return None
+    return replace(state, status="done", outcome=dict(outcome), run_id=run_id, lease_until=0.0)
+
+
+def _released(state: PlanState, run_id: str) -> PlanState | None:
+    """An execution that stopped before sending anything gives the plan back as it was (approved or open)."""
+    if state.status != "running" or state.run_id != run_id:
+        return None
+    back: PlanStatus = "approved" if state.decision is not None else "open"
+    return replace(state, status=back, run_id=None, lease_until=0.0, runs=max(0, state.runs - 1))
+
+
+def _spent(state: PlanState) -> PlanState | None:
+    return None if state.status in ("spent", "done") else replace(state, status="spent", lease_until=0.0)
+
+
+def _is_removal_plan(plan_id: str) -> bool:
+    return _NOT_A_REMOVAL not in plan_id
+
+
 class StateStore(Protocol):
     #: True when several server processes on different machines can share it (Redis); SQLite is per machine.
     shared: bool
@@ -65,16 +227,55 @@ class StateStore(Protocol):
         """The plan's bytes; None when unknown or expired."""
         ...
 
-    async def mark_asked(self, plan_id: str, expires_at: float) -> bool:
-        """The person is being asked: open -> asked (asked stays asked). False when already spent."""
+    async def plan_state(self, plan_id: str) -> PlanState:
+        """Where the plan stands (open when nothing was recorded)."""
         ...
 
-    async def redeem(self, plan_id: str, expires_at: float, *, person_confirmed: bool) -> RedeemOutcome:
-        """Atomically: spent -> "spent"; asked without the person's yes -> "asked" (unchanged); else spent, "redeemed"."""
+    async def pending(self, now: float) -> list[str]:
+        """Ids of removal plans not expired at `now`, not decided, not running, done or spent (oldest first)."""
+        ...
+
+    async def mark_asked(self, plan_id: str, expires_at: float, session: str | None = None) -> PlanState:
+        """A form is asking the person: open -> asked by `session`. Returns the state afterwards (unchanged
+        unless it was open): the caller checks `status == "asked"` and `asked_by`."""
+        ...
+
+    async def decide(
+        self, plan_id: str, expires_at: float, decision: Decision, session: str | None = None
+    ) -> PlanState:
+        """Record the decision if the plan is pending (first decision wins). Returns the state afterwards:
+        `decision is` the one given only when it was recorded. A `client_form` decision from another session
+        than the asking one is not recorded."""
+        ...
+
+    async def redeem(
+        self,
+        plan_id: str,
+        expires_at: float,
+        *,
+        session: str | None = None,
+        token_alone: bool = False,
+        lease: float = LEASE_SECONDS,
+    ) -> Redemption:
+        """Start (or resume) the execution, with exactly one winner: approved, or open when `token_alone`
+        -> running under a new run id and a lease of `lease` seconds; running with its lease run out ->
+        "resumed". Otherwise the state is unchanged and the outcome says why."""
+        ...
+
+    async def renew(self, plan_id: str, expires_at: float, run_id: str, lease: float = LEASE_SECONDS) -> bool:
+        """Extend the lease of run `run_id`. False when the plan is no longer that run's."""
+        ...
+
+    async def finish(self, plan_id: str, expires_at: float, run_id: str, outcome: dict[str, int]) -> PlanState:
+        """running -> done with the outcome's counts."""
+        ...
+
+    async def release(self, plan_id: str, expires_at: float, run_id: str) -> PlanState:
+        """running -> approved (or open): the run stopped before it sent anything."""
         ...
 
     async def spend(self, plan_id: str, expires_at: float) -> None:
-        """A no, a timeout or an error: never redeemable again."""
+        """A refusal that must not be retried: never redeemable again (a done plan stays done)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -141,12 +342,12 @@ CREATE TABLE IF NOT EXISTS plans (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS plans_expiry ON plans (expires_at);
-CREATE TABLE IF NOT EXISTS states (
+CREATE TABLE IF NOT EXISTS plan_states (
     plan_id    TEXT PRIMARY KEY,
-    state      TEXT NOT NULL CHECK (state IN ('asked', 'spent')),
+    state      TEXT NOT NULL,
     keep_until REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS states_expiry ON states (keep_until);
+CREATE INDEX IF NOT EXISTS plan_states_expiry ON plan_states (keep_until);
 """
 
 
@@ -205,6 +406,10 @@ class SqliteStore:
         try:
             for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                 db.execute(statement)
+            # A file of an earlier version keeps its spent and asked marks ('asked' / 'spent' read as states).
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'states'").fetchone():
+                db.execute("INSERT OR IGNORE INTO plan_states SELECT plan_id, state, keep_until FROM states")
+                db.execute("DROP TABLE states")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -240,7 +445,7 @@ class SqliteStore:
     def _purge_now(self) -> None:
         now = self.clock()
         self._db.execute("DELETE FROM plans WHERE expires_at <= ?", (now,))
-        self._db.execute("DELETE FROM states WHERE keep_until <= ?", (now,))
+        self._db.execute("DELETE FROM plan_states WHERE keep_until <= ?", (now,))
 
     async def _call(self, body: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         return await anyio.to_thread.run_sync(lambda: self._run(body, write=write))
@@ -250,7 +455,7 @@ class SqliteStore:
 
         def body(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM plans WHERE expires_at <= ?", (now,))
-            db.execute("DELETE FROM states WHERE keep_until <= ?", (now,))
+            db.execute("DELETE FROM plan_states WHERE keep_until <= ?", (now,))
             db.execute(
                 "INSERT INTO plans (plan_id, data, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (plan_id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
@@ -269,52 +474,99 @@ class SqliteStore:
         return await self._call(body, write=False)
 
     @staticmethod
-    def _state(db: sqlite3.Connection, plan_id: str, now: float) -> str | None:
-        row = db.execute("SELECT state FROM states WHERE plan_id = ? AND keep_until > ?", (plan_id, now)).fetchone()
-        return None if row is None else str(row[0])
+    def _state(db: sqlite3.Connection, plan_id: str, now: float) -> PlanState:
+        row = db.execute(
+            "SELECT state FROM plan_states WHERE plan_id = ? AND keep_until > ?", (plan_id, now)
+        ).fetchone()
+        return PlanState.from_json(None if row is None else str(row[0]))
 
-    @staticmethod
-    def _set_state(db: sqlite3.Connection, plan_id: str, state: str, keep_until: float, now: float) -> None:
-        # An expired record counts as absent: its keep_until is replaced, not extended.
-        db.execute(
-            "INSERT INTO states (plan_id, state, keep_until) VALUES (?, ?, ?) "
-            "ON CONFLICT (plan_id) DO UPDATE SET state = excluded.state, "
-            "keep_until = CASE WHEN states.keep_until > ? THEN max(states.keep_until, excluded.keep_until) "
-            "ELSE excluded.keep_until END",
-            (plan_id, state, keep_until, now),
-        )
-
-    async def mark_asked(self, plan_id: str, expires_at: float) -> bool:
-        now, keep_until = self.clock(), float(expires_at) + STATE_GRACE
-
-        def body(db: sqlite3.Connection) -> bool:
-            state = self._state(db, plan_id, now)
-            if state == "spent":
-                return False
-            self._set_state(db, plan_id, "asked", keep_until, now)
-            return True
-
-        return await self._call(body, write=True)
-
-    async def redeem(self, plan_id: str, expires_at: float, *, person_confirmed: bool) -> RedeemOutcome:
+    async def _transition(
+        self, plan_id: str, expires_at: float, change: Callable[[PlanState, float], PlanState | None]
+    ) -> tuple[PlanState, PlanState]:
+        """Run `change` on the plan's state atomically: (before, after)."""
         now, keep_until = self.clock(), float(expires_at) + STATE_GRACE
 
         # BEGIN IMMEDIATE takes the file's write lock before the read: no other process can change
-        # the row between this read and the write below, so exactly one redemption wins.
-        def body(db: sqlite3.Connection) -> RedeemOutcome:
-            state = self._state(db, plan_id, now)
-            if state == "spent":
-                return "spent"
-            if state == "asked" and not person_confirmed:
-                return "asked"
-            self._set_state(db, plan_id, "spent", keep_until, now)
-            return "redeemed"
+        # the row between this read and the write below, so every transition has exactly one winner.
+        def body(db: sqlite3.Connection) -> tuple[PlanState, PlanState]:
+            before = self._state(db, plan_id, now)
+            after = change(before, now)
+            if after is None:
+                return before, before
+            # An expired record counts as absent: its keep_until is replaced, not extended.
+            db.execute(
+                "INSERT INTO plan_states (plan_id, state, keep_until) VALUES (?, ?, ?) "
+                "ON CONFLICT (plan_id) DO UPDATE SET state = excluded.state, "
+                "keep_until = CASE WHEN plan_states.keep_until > ? "
+                "THEN max(plan_states.keep_until, excluded.keep_until) ELSE excluded.keep_until END",
+                (plan_id, after.to_json(), keep_until, now),
+            )
+            return before, after
 
         return await self._call(body, write=True)
 
+    async def plan_state(self, plan_id: str) -> PlanState:
+        now = self.clock()
+        return await self._call(lambda db: self._state(db, plan_id, now), write=False)
+
+    async def pending(self, now: float) -> list[str]:
+        def body(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute(
+                "SELECT p.plan_id, s.state FROM plans p LEFT JOIN plan_states s "
+                "ON s.plan_id = p.plan_id AND s.keep_until > ? WHERE p.expires_at > ? "
+                "AND instr(p.plan_id, '-') = 0 ORDER BY p.expires_at, p.plan_id",
+                (now, now),
+            ).fetchall()
+            return [str(pid) for pid, state in rows if PlanState.from_json(state).pending]
+
+        return await self._call(body, write=False)
+
+    async def mark_asked(self, plan_id: str, expires_at: float, session: str | None = None) -> PlanState:
+        _, after = await self._transition(plan_id, expires_at, lambda state, _: _asked(state, session))
+        return after
+
+    async def decide(
+        self, plan_id: str, expires_at: float, decision: Decision, session: str | None = None
+    ) -> PlanState:
+        _, after = await self._transition(plan_id, expires_at, lambda state, _: _decided(state, decision, session))
+        return after
+
+    async def redeem(
+        self,
+        plan_id: str,
+        expires_at: float,
+        *,
+        session: str | None = None,
+        token_alone: bool = False,
+        lease: float = LEASE_SECONDS,
+    ) -> Redemption:
+        run_id = uuid.uuid4().hex
+        outcome: list[RedeemOutcome] = []
+
+        def change(state: PlanState, now: float) -> PlanState | None:
+            won, after = _redeemed(
+                state, session=session, token_alone=token_alone, run_id=run_id, lease_until=now + lease, now=now
+            )
+            outcome.append(won)
+            return after
+
+        _, after = await self._transition(plan_id, expires_at, change)
+        return Redemption(outcome[-1], after)
+
+    async def renew(self, plan_id: str, expires_at: float, run_id: str, lease: float = LEASE_SECONDS) -> bool:
+        _, after = await self._transition(plan_id, expires_at, lambda state, now: _renewed(state, run_id, now + lease))
+        return after.status == "running" and after.run_id == run_id
+
+    async def finish(self, plan_id: str, expires_at: float, run_id: str, outcome: dict[str, int]) -> PlanState:
+        _, after = await self._transition(plan_id, expires_at, lambda state, _: _finished(state, run_id, outcome))
+        return after
+
+    async def release(self, plan_id: str, expires_at: float, run_id: str) -> PlanState:
+        _, after = await self._transition(plan_id, expires_at, lambda state, _: _released(state, run_id))
+        return after
+
     async def spend(self, plan_id: str, expires_at: float) -> None:
-        now, keep_until = self.clock(), float(expires_at) + STATE_GRACE
-        await self._call(lambda db: self._set_state(db, plan_id, "spent", keep_until, now), write=True)
+        await self._transition(plan_id, expires_at, lambda state, _: _spent(state))
 
     async def aclose(self) -> None:
         def close() -> None:
@@ -328,56 +580,13 @@ class SqliteStore:
 
 # ------------------------------------------------------------------------------------------------- Redis
 
-# KEYS[1] the state key; ARGV[1] the record's TTL in ms. A record's TTL only ever grows.
-_KEEP_LONGEST = """
-local function keep(key, ttl, had)
-    if had <= 0 or had < ttl then redis.call('PEXPIRE', key, ttl) else redis.call('PEXPIRE', key, had) end
-end
-"""
-
-# -> 1 when asked (or already asked), 0 when spent.
-_MARK_ASKED = (
-    _KEEP_LONGEST
-    + """
-local state = redis.call('GET', KEYS[1])
-if state == 'spent' then return 0 end
-local had = redis.call('PTTL', KEYS[1])
-if not state then redis.call('SET', KEYS[1], 'asked') end
-keep(KEYS[1], tonumber(ARGV[1]), had)
-return 1
-"""
-)
-
-# ARGV[2] '1' when the person said yes. -> 0 spent, 1 asked (unchanged), 2 redeemed (now spent).
-_REDEEM = (
-    _KEEP_LONGEST
-    + """
-local state = redis.call('GET', KEYS[1])
-if state == 'spent' then return 0 end
-if state == 'asked' and ARGV[2] ~= '1' then return 1 end
-local had = redis.call('PTTL', KEYS[1])
-redis.call('SET', KEYS[1], 'spent')
-keep(KEYS[1], tonumber(ARGV[1]), had)
-return 2
-"""
-)
-
-_SPEND = (
-    _KEEP_LONGEST
-    + """
-local had = redis.call('PTTL', KEYS[1])
-redis.call('SET', KEYS[1], 'spent')
-keep(KEYS[1], tonumber(ARGV[1]), had)
-return 1
-"""
-)
-
-_OUTCOMES: dict[int, RedeemOutcome] = {0: "spent", 1: "asked", 2: "redeemed"}
 _EXPIRY = struct.Struct(">d")  # a plan's value starts with its expires_at, so load_plan can check it on our clock
 
 
 class RedisStore:
-    """One Redis shared by every replica. Transitions are Lua scripts: each runs alone on the server."""
+    """One Redis shared by every replica. A transition is an optimistic transaction (WATCH the state key, read,
+    MULTI/EXEC the new state): when another process changed the key in between, EXEC fails and it runs again on
+    what is there now, so each transition is atomic and a redemption has exactly one winner."""
 
     shared = True
 
@@ -406,9 +615,6 @@ class RedisStore:
             self._redis: redis.asyncio.Redis = redis.asyncio.Redis.from_pool(pool)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid setting {URL_SETTING}: {_redact(url)!r}: {exc}; fix the URL") from None
-        self._mark_asked = self._redis.register_script(_MARK_ASKED)
-        self._redeem = self._redis.register_script(_REDEEM)
-        self._spend = self._redis.register_script(_SPEND)
 
     @property
     def _where(self) -> str:
@@ -443,6 +649,10 @@ class RedisStore:
     def _state_key(self, plan_id: str) -> str:
         return f"{self.prefix}state:{plan_id}"
 
+    def _index_key(self) -> str:
+        """A sorted set of removal plan ids scored by expiry: what `pending` reads."""
+        return f"{self.prefix}plans"
+
     def _ttl_ms(self, expires_at: float, grace: float = 0.0) -> int:
         """Relative TTL from our clock: right however the Redis server's clock is set. At least 1 ms."""
         return max(1, int((float(expires_at) + grace - self.clock()) * 1000))
@@ -473,7 +683,14 @@ class RedisStore:
 
     async def save_plan(self, plan_id: str, data: bytes, expires_at: float) -> None:
         value = _EXPIRY.pack(float(expires_at)) + data
-        await self._do("save a plan", self._redis.set(self._plan_key(plan_id), value, px=self._ttl_ms(expires_at)))
+        if not _is_removal_plan(plan_id):
+            await self._do("save a plan", self._redis.set(self._plan_key(plan_id), value, px=self._ttl_ms(expires_at)))
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(self._plan_key(plan_id), value, px=self._ttl_ms(expires_at))
+        pipe.zadd(self._index_key(), {plan_id: float(expires_at)})
+        pipe.zremrangebyscore(self._index_key(), "-inf", self.clock())
+        await self._do("save a plan", pipe.execute())
 
     async def load_plan(self, plan_id: str) -> bytes | None:
         value = await self._do("load a plan", self._redis.get(self._plan_key(plan_id)))
@@ -484,24 +701,107 @@ class RedisStore:
             return None
         return value[_EXPIRY.size :]
 
-    async def mark_asked(self, plan_id: str, expires_at: float) -> bool:
-        ttl = self._ttl_ms(expires_at, STATE_GRACE)
-        done = await self._do("mark a plan as asked", self._mark_asked(keys=[self._state_key(plan_id)], args=[ttl]))
-        return int(done) == 1
+    async def _transition(
+        self, plan_id: str, expires_at: float, change: Callable[[PlanState, float], PlanState | None], what: str
+    ) -> tuple[PlanState, PlanState]:
+        import redis.exceptions
 
-    async def redeem(self, plan_id: str, expires_at: float, *, person_confirmed: bool) -> RedeemOutcome:
-        # If the reply to a script that ran is lost and the client retries, the retry answers "spent":
-        # a refusal, never a second execution.
-        ttl = self._ttl_ms(expires_at, STATE_GRACE)
-        code = await self._do(
-            "redeem a confirmation",
-            self._redeem(keys=[self._state_key(plan_id)], args=[ttl, "1" if person_confirmed else "0"]),
+        key = self._state_key(plan_id)
+
+        async def attempt() -> tuple[PlanState, PlanState]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(key)
+                        raw = await pipe.get(key)
+                        had = int(await pipe.pttl(key))
+                        before = PlanState.from_json(raw)
+                        after = change(before, self.clock())
+                        if after is None:
+                            await pipe.unwatch()  # type: ignore[no-untyped-call]
+                            return before, before
+                        # A record's TTL only ever grows: a shorter expiry given later never shortens it.
+                        ttl = max(self._ttl_ms(expires_at, STATE_GRACE), had)
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        pipe.set(key, after.to_json(), px=ttl)
+                        await pipe.execute()
+                        return before, after
+                    except redis.exceptions.WatchError:
+                        continue  # another process changed it first: decide again on what is there now
+
+        return await self._do(what, attempt())
+
+    async def plan_state(self, plan_id: str) -> PlanState:
+        raw = await self._do("read a plan's state", self._redis.get(self._state_key(plan_id)))
+        return PlanState.from_json(raw)
+
+    async def pending(self, now: float) -> list[str]:
+        index = self._index_key()
+        ids = await self._do("list pending plans", self._redis.zrangebyscore(index, f"({now}", "+inf"))
+        plan_ids = [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        if not plan_ids:
+            return []
+        states = await self._do("list pending plans", self._redis.mget([self._state_key(i) for i in plan_ids]))
+        return [pid for pid, raw in zip(plan_ids, states, strict=True) if PlanState.from_json(raw).pending]
+
+    async def mark_asked(self, plan_id: str, expires_at: float, session: str | None = None) -> PlanState:
+        _, after = await self._transition(
+            plan_id, expires_at, lambda state, _: _asked(state, session), "mark a plan as asked"
         )
-        return _OUTCOMES[int(code)]
+        return after
+
+    async def decide(
+        self, plan_id: str, expires_at: float, decision: Decision, session: str | None = None
+    ) -> PlanState:
+        _, after = await self._transition(
+            plan_id, expires_at, lambda state, _: _decided(state, decision, session), "record a decision"
+        )
+        return after
+
+    async def redeem(
+        self,
+        plan_id: str,
+        expires_at: float,
+        *,
+        session: str | None = None,
+        token_alone: bool = False,
+        lease: float = LEASE_SECONDS,
+    ) -> Redemption:
+        # If the reply to a transaction that ran is lost and the client retries, the retry finds the plan
+        # running under another run id: a refusal, never a second execution.
+        run_id = uuid.uuid4().hex
+        outcome: list[RedeemOutcome] = []
+
+        def change(state: PlanState, now: float) -> PlanState | None:
+            won, after = _redeemed(
+                state, session=session, token_alone=token_alone, run_id=run_id, lease_until=now + lease, now=now
+            )
+            outcome.append(won)
+            return after
+
+        _, after = await self._transition(plan_id, expires_at, change, "redeem a confirmation")
+        return Redemption(outcome[-1], after)
+
+    async def renew(self, plan_id: str, expires_at: float, run_id: str, lease: float = LEASE_SECONDS) -> bool:
+        _, after = await self._transition(
+            plan_id, expires_at, lambda state, now: _renewed(state, run_id, now + lease), "renew an execution's lease"
+        )
+        return after.status == "running" and after.run_id == run_id
+
+    async def finish(self, plan_id: str, expires_at: float, run_id: str, outcome: dict[str, int]) -> PlanState:
+        _, after = await self._transition(
+            plan_id, expires_at, lambda state, _: _finished(state, run_id, outcome), "record an execution's end"
+        )
+        return after
+
+    async def release(self, plan_id: str, expires_at: float, run_id: str) -> PlanState:
+        _, after = await self._transition(
+            plan_id, expires_at, lambda state, _: _released(state, run_id), "release an execution"
+        )
+        return after
 
     async def spend(self, plan_id: str, expires_at: float) -> None:
-        ttl = self._ttl_ms(expires_at, STATE_GRACE)
-        await self._do("mark a confirmation spent", self._spend(keys=[self._state_key(plan_id)], args=[ttl]))
+        await self._transition(plan_id, expires_at, lambda state, _: _spent(state), "mark a confirmation spent")
 
     async def aclose(self) -> None:
         await self._redis.aclose()
