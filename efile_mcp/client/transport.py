@@ -308,6 +308,9 @@ class RequestPipeline:
         params: dict[str, Any] | None = None,
         secrets: Iterable[str] = (),
         on_retry: Callable[[BaseException], None] | None = None,
+        data: dict[str, Any] | None = None,
+        files: dict[str, Any] | None = None,
+        retry_if: Callable[[BaseException], bool] = is_retryable,
     ) -> Any:
         """One call, retried by the policy; with `tokens`, its token goes in the `token` header and a
         refusal (10008, 911406) renews it once, if the source can, and sends the request once more
@@ -316,8 +319,11 @@ class RequestPipeline:
         `secrets` (with the token sent and the token source's credentials) are replaced by
         `<redacted>` in everything the server says. `on_retry` sees each failure about to be retried:
         the removal uses it to know that an attempt may have acted although its answer was lost.
+        `data` is a form body, `files` a multipart one. `retry_if` narrows what is retried: a call that
+        is not idempotent (a move) retries only what was turned away, never an answer lost after sending.
         """
         call = _Call(self, method, base_url, path, service, tokens, headers, json, params, tuple(secrets), on_retry)
+        call.data, call.files, call.retry_if = data, files, retry_if
         if tokens is None:
             return await call.with_retries()
         try:
@@ -363,6 +369,9 @@ class _Call:
         self.endpoint = path.removeprefix(service.prefix) or path
         self.tokens, self.headers, self.json, self.params = tokens, headers, json, params
         self.on_retry = on_retry
+        self.data: dict[str, Any] | None = None
+        self.files: dict[str, Any] | None = None
+        self.retry_if: Callable[[BaseException], bool] = is_retryable
         kept = tokens.secrets() if isinstance(tokens, SecretKeeper) else ()
         self.secrets = (*secrets, *kept)
         self.sent = _Sent()
@@ -379,7 +388,7 @@ class _Call:
                 async with self.p._limiter:
                     return await self.once()
             except EfileMcpError as exc:
-                if not is_retryable(exc):
+                if not self.retry_if(exc):
                     raise
                 delay = self.p._jitter(min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1)))
                 if isinstance(exc, HttpStatusError) and exc.retry_after is not None:
@@ -407,7 +416,13 @@ class _Call:
         hidden = Secrets((*self.secrets, self.sent.token, *self.headers_secret_values()))
         try:
             response = await self.p._http.request(
-                self.method, self.base_url + self.path, json=self.json, params=self.params, headers=headers
+                self.method,
+                self.base_url + self.path,
+                json=self.json,
+                params=self.params,
+                headers=headers,
+                data=self.data,
+                files=self.files,
             )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             why = _connect_failure(exc, self.p._http.connect_timeout)
@@ -515,8 +530,12 @@ class EfileTransport:
         json: Any = None,
         params: dict[str, Any] | None = None,
         on_retry: Callable[[BaseException], None] | None = None,
+        data: dict[str, Any] | None = None,
+        files: dict[str, Any] | None = None,
+        retry_if: Callable[[BaseException], bool] = is_retryable,
     ) -> Any:
-        """The envelope's `data` of one efile API call (`path` starts with `/efile/openapi/v2`)."""
+        """The envelope's `data` of one efile API call (`path` starts with `/efile/openapi/v2`); `data`, `files`
+        and `retry_if` as in `RequestPipeline.send`."""
         base_url = await self._resolve_base_url()
         return await self.pipeline.send(
             method,
@@ -527,4 +546,7 @@ class EfileTransport:
             json=json,
             params=params,
             on_retry=on_retry,
+            data=data,
+            files=files,
+            retry_if=retry_if,
         )

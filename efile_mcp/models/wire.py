@@ -17,6 +17,11 @@ ASYNC_REMOVE = f"{API_PREFIX}/file/async-remove"
 TASK_LIST = f"{API_PREFIX}/file/task/list"
 TASK_CANCEL = f"{API_PREFIX}/file/task/cancel"
 FILE_LIST = f"{API_PREFIX}/file/list"
+#: Moving, renaming, making folders and uploading (efile-api.md section 5a): what a quarantine is built from.
+FILE_MKDIR = f"{API_PREFIX}/file/mkdir"
+FILE_MOVE = f"{API_PREFIX}/file/move"
+FILE_RENAME = f"{API_PREFIX}/file/rename"
+FILE_UPLOAD = f"{API_PREFIX}/file/upload"
 
 #: The HPC service (quota) lives on its own base URL (`hpcUrls` of the center answer).
 HPC_PREFIX = "/hpc/openapi/v2"
@@ -27,6 +32,11 @@ REMOVE_BATCH_MAX = 100
 #: Advice for task/list and task/cancel; the hard maximum is TASK_IDS_HARD_MAX.
 TASK_IDS_BATCH = 100
 TASK_IDS_HARD_MAX = 500
+
+#: Sources per file/move call (the docs give no limit; the async-remove advice is kept), and the most bytes
+#: of the comma-separated `sourcePaths` form field: a move is synchronous, so batches stay modest.
+MOVE_BATCH_MAX = 100
+MOVE_SOURCES_MAX_BYTES = 64 * 1024
 
 SUCCESS_CODE = "0"
 
@@ -103,6 +113,53 @@ class SourcePath(WireModel):
     """One object of the async-remove body."""
 
     source_path: str = Field(alias="sourcePath")
+
+
+Duplicates = Literal["cover", "uncover"]
+
+
+class MoveForm(WireModel):
+    """The form body of file/move: sources comma-separated (so no source may hold a comma), a target folder."""
+
+    source_paths: str = Field(alias="sourcePaths")
+    target_path: str = Field(alias="targetPath")
+    cover: Duplicates = "uncover"
+
+    @classmethod
+    def of(cls, sources: list[str], target: str, *, cover: Duplicates = "uncover") -> MoveForm:
+        if not sources:
+            raise ValueError("a move needs at least one source")
+        for source in sources:
+            if "," in source:
+                raise ValueError(f"a path holding a comma cannot be carried in sourcePaths: {source!r}")
+        return cls(sourcePaths=",".join(sources), targetPath=target, cover=cover)
+
+    def form(self) -> dict[str, str]:
+        return {"sourcePaths": self.source_paths, "targetPath": self.target_path, "cover": self.cover}
+
+    @property
+    def sources(self) -> list[str]:
+        return self.source_paths.split(",")
+
+
+class RenameForm(WireModel):
+    """The form body of file/rename: `newName` is a name, not a path."""
+
+    file_absolute_path: str = Field(alias="fileAbsolutePath")
+    new_name: str = Field(alias="newName")
+
+    def form(self) -> dict[str, str]:
+        return {"fileAbsolutePath": self.file_absolute_path, "newName": self.new_name}
+
+
+class MkdirQuery(WireModel):
+    """The query string of file/mkdir (the docs' example sends an empty body)."""
+
+    path: str
+    create_parents: bool = Field(default=False, alias="createParents")
+
+    def params(self) -> dict[str, str]:
+        return {"path": self.path, "createParents": "true" if self.create_parents else "false"}
 
 
 class FileOperTask(WireModel):

@@ -22,13 +22,33 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from efile_mcp.models.wire import ASYNC_REMOVE, FILE_LIST, QUOTA, TASK_CANCEL, TASK_LIST, FileOperTask
+from efile_mcp.models.wire import (
+    ASYNC_REMOVE,
+    FILE_LIST,
+    FILE_MKDIR,
+    FILE_MOVE,
+    FILE_RENAME,
+    FILE_UPLOAD,
+    QUOTA,
+    TASK_CANCEL,
+    TASK_LIST,
+    FileOperTask,
+)
 from efile_mcp.sandbox.ac import SandboxAc
 from efile_mcp.sandbox.config import SandboxConfig
 from efile_mcp.sandbox.envelope import ApiError, answer, ok
 from efile_mcp.sandbox.faults import FaultPlan
 from efile_mcp.sandbox.fs import PathMapper
 from efile_mcp.sandbox.listing import ListingRules, list_folder, parse_query
+from efile_mcp.sandbox.moves import (
+    MoveRecord,
+    make_folder,
+    move_paths,
+    rename_path,
+    split_sources,
+    truthy,
+    write_upload,
+)
 from efile_mcp.sandbox.quota import QuotaService
 from efile_mcp.sandbox.tasks import CLUSTER, StepHook, TaskRunner, remove_paths, task_ids
 
@@ -63,6 +83,8 @@ class Sandbox:
         self.vanished_paths: list[str] = []
         #: Called in a worker thread before each step of a queued deletion (see tasks.StepHook).
         self.worker_step_hook: StepHook | None = None
+        #: Every move and rename the server carried out (file/move, file/rename), in order.
+        self.moves: list[MoveRecord] = []
         self.lock = threading.Lock()
         self.runner = TaskRunner(self)
         self.quota = QuotaService(self)
@@ -102,6 +124,10 @@ class Sandbox:
             Route(TASK_CANCEL, self._endpoint("task/cancel", self._task_cancel), methods=["POST"]),
             Route(FILE_LIST, self._endpoint("file/list", self._file_list), methods=["GET"]),
             Route(QUOTA, self._endpoint("quota", self._quota), methods=["GET"]),
+            Route(FILE_MKDIR, self._endpoint("mkdir", self._mkdir), methods=["POST"]),
+            Route(FILE_MOVE, self._endpoint("move", self._move), methods=["POST"]),
+            Route(FILE_RENAME, self._endpoint("rename", self._rename), methods=["POST"]),
+            Route(FILE_UPLOAD, self._endpoint("upload", self._upload), methods=["POST"]),
             *self.ac.routes(),
         ]
         return Starlette(routes=routes, lifespan=lifespan)
@@ -191,3 +217,57 @@ class Sandbox:
 
     async def _quota(self, request: Request) -> Response:
         return ok(await self.quota.answer(request.path_params["username"]))
+
+    # -- moving, renaming, making folders, uploading (moves.py) ----------------------------------
+
+    @staticmethod
+    async def _fields(request: Request) -> dict[str, str]:
+        """Form fields (the documented body), with the query string as a fallback (mkdir's example uses it)."""
+        fields = {key: value for key, value in request.query_params.items()}
+        if request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/")):
+            form = await request.form()
+            fields.update({key: value for key, value in form.items() if isinstance(value, str)})
+        return fields
+
+    async def _mkdir(self, request: Request) -> Response:
+        fields = await self._fields(request)
+        if not fields.get("path"):
+            raise ApiError("10003", "path is required")
+        create_parents = truthy(fields.get("createParents"))
+        await anyio.to_thread.run_sync(lambda: make_folder(self.fs, fields["path"], create_parents=create_parents))
+        return ok(None)
+
+    async def _move(self, request: Request) -> Response:
+        fields = await self._fields(request)
+        sources = split_sources(fields.get("sourcePaths"))
+        target = fields.get("targetPath")
+        if not target:
+            raise ApiError("10003", "targetPath is required")
+        cover = (fields.get("cover") or "uncover").strip().lower()
+        if cover not in ("cover", "uncover"):
+            raise ApiError("10004", "cover must be cover or uncover")
+        moved = await anyio.to_thread.run_sync(lambda: move_paths(self.fs, sources, target, cover=cover == "cover"))
+        with self.lock:
+            self.moves.extend(moved)
+        return ok(None)
+
+    async def _rename(self, request: Request) -> Response:
+        fields = await self._fields(request)
+        path, new_name = fields.get("fileAbsolutePath"), fields.get("newName")
+        if not path or new_name is None:
+            raise ApiError("10003", "fileAbsolutePath and newName are required")
+        renamed = await anyio.to_thread.run_sync(lambda: rename_path(self.fs, path, new_name))
+        with self.lock:
+            self.moves.append(renamed)
+        return ok(None)
+
+    async def _upload(self, request: Request) -> Response:
+        form = await request.form()
+        folder, upload = form.get("path"), form.get("file")
+        if not isinstance(folder, str) or not folder or upload is None or isinstance(upload, str):
+            raise ApiError("10003", "path and file are required")
+        content = await upload.read()
+        name = upload.filename or ""
+        cover = str(form.get("cover") or "").strip().lower() in ("cover", "true", "1")
+        await anyio.to_thread.run_sync(lambda: write_upload(self.fs, folder, name, content, cover=cover))
+        return ok(None)

@@ -37,9 +37,10 @@ FaultKind = Literal[
     "unknown_code",  # an envelope with a code the docs do not list
     "token_expired",  # envelope 10008
     "vanish",  # one path of the request is deleted behind the client's back first (-> whole-call 911020)
+    "late_answer",  # the server acts, then answers only after `seconds`: beyond the client's timeout (a slow move)
 ]
 KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
-AFTER_HANDLER = frozenset({"lose_answer", "malformed_after"})
+AFTER_HANDLER = frozenset({"lose_answer", "malformed_after", "late_answer"})
 
 
 class TrickledAnswer(Response):
@@ -165,6 +166,10 @@ class FaultPlan:
             if paths:
                 await self.vanish(paths)
             return await handler(request)
+        if kind == "late_answer":
+            acted = await handler(request)
+            await anyio.sleep(rule.seconds)
+            return acted
         await handler(request)  # AFTER_HANDLER: the server has acted, its answer is lost
         if kind == "lose_answer":
             return DroppedConnection()
