@@ -63,6 +63,20 @@ REAL_ACCOUNT = (
 COMMANDS = ("serve", "demo")
 
 
+#: The sandbox's quota by default, in GiB: below the sample home's ~58 KiB, so the demo's clean-up starts over quota.
+SANDBOX_QUOTA_GIB = 0.00005
+
+
+def _quota_gb(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in GiB (a number, 0 for an unknown quota)")
+    return value
+
+
 def _help(opt: Option) -> str:
     text = opt.description.rstrip(".")
     if text[:1].isupper() and not text[1:2].isupper():
@@ -117,6 +131,15 @@ def _parser() -> argparse.ArgumentParser:
         help="serve against an in-process efile sandbox over DIR, deleting real files in DIR (default: a fresh "
         "sample tree in a temporary directory); every real-account setting is ignored",
     )
+    parser.add_argument(
+        "--quota-gb",
+        type=_quota_gb,
+        default=SANDBOX_QUOTA_GIB,
+        metavar="GiB",
+        help="with --sandbox: the quota the sandbox reports for its home, in GiB (binary, 1024**3 bytes; its usage "
+        f"is measured from DIR; default {SANDBOX_QUOTA_GIB}, about {round(SANDBOX_QUOTA_GIB * 1024**2)} KiB, so "
+        "the sample home starts over quota)",
+    )
     parser.add_argument("command", nargs="?", choices=COMMANDS, default="serve", help="serve (default) or demo")
     return parser
 
@@ -137,14 +160,24 @@ def main(argv: list[str] | None = None) -> int:
         ignored = _real_account_settings_given(overrides)
         overrides.update(dict.fromkeys(REAL_ACCOUNT, ""))
     sandbox = sandbox_scratch = None
+    confirm_scope: str | None = None
     try:
         settings = load_settings(**overrides)
         logs.configure(settings.log_level, settings.log_format)
         if args.sandbox is not None:
-            sandbox, sandbox_scratch, sandbox_overrides = _start_sandbox(args.sandbox, overrides, settings, ignored)
+            sandbox, sandbox_scratch, sandbox_overrides = _start_sandbox(
+                args.sandbox, overrides, settings, ignored, args.quota_gb
+            )
             overrides.update(sandbox_overrides)
             settings = load_settings(**overrides)
-        if settings.transport == "http" and not settings.read_only and _shared_secret_without_store(settings):
+            # Tokens are bound to the sandbox's directory, not its URL (a new port in every process).
+            confirm_scope = f"sandbox:{sandbox.root}"
+        if (
+            settings.transport == "http"
+            and sandbox is None
+            and not settings.read_only
+            and _shared_secret_without_store(settings)
+        ):
             log.warning(
                 "replicas sharing EFILE_CONFIRM_SECRET need a shared state store: set EFILE_STATE_URL=redis://"
                 "host:port/db; removal is disabled until then (serving read-only)"
@@ -154,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         from .serve_http import prepare
         from .server import build_server
 
-        server = build_server(settings)
+        server = build_server(settings, confirm_scope=confirm_scope)
         plan = prepare(settings) if settings.transport == "http" else None
     except ConfigError as exc:
         logs.fatal(str(exc))
@@ -207,14 +240,18 @@ def _real_account_settings_given(overrides: dict[str, Any]) -> list[str]:
 
 
 def _start_sandbox(
-    directory: str, overrides: dict[str, object], configured: Settings, ignored: list[str]
+    directory: str, overrides: dict[str, object], configured: Settings, ignored: list[str], quota_gb: float
 ) -> tuple[Any, Path | None, dict[str, object]]:
     """Start the embedded sandbox and point the settings at it (roots default to the sandbox home, `~` is it).
 
-    Without DIR the sandbox lives in a fresh temporary directory (its audit log too), removed at exit.
+    Without DIR the sandbox lives in a fresh temporary directory (its audit log and state too), removed at exit.
+    With DIR it is the same sandbox in every process (an MCP client may start one server per call): its token,
+    confirmation secret, state store and audit log are kept in the state directory under a name derived from DIR
+    (`sandbox.identity`), never inside DIR (the sandbox could delete them) and never in the temporary directory.
     """
     from .guard.paths import expand_home, is_home_relative
     from .sandbox import SandboxConfig, run_sandbox_in_thread, seed_sample_tree
+    from .sandbox.identity import SandboxIdentity
 
     if directory:
         root = Path(directory).expanduser().resolve()
@@ -232,15 +269,26 @@ def _start_sandbox(
                 "it), or no DIR for a fresh sample tree"
             )
         scratch = None
+        identity = SandboxIdentity.for_directory(root, configured.state_dir)
+        private = identity.directory
     else:
         scratch = Path(tempfile.mkdtemp(prefix="efile-mcp-sandbox-"))
         root = scratch / "home"
         root.mkdir()
         seed_sample_tree(root)
-    running = run_sandbox_in_thread(SandboxConfig(root=root))
+        identity = SandboxIdentity.fresh(scratch)
+        private = scratch
+    # No quota cache: the person watches the usage fall right after a removal (a sandbox DIR is small).
+    config = SandboxConfig(root=root, token=identity.token, quota_threshold_gb=quota_gb, quota_cache_seconds=0.0)
+    running = run_sandbox_in_thread(config)
     log.info("sandbox: %s is served as %s at %s", root, running.home, running.base_url)
-    # The sandbox has its own URL and token (main blanked every other real-account setting).
-    result: dict[str, object] = {"base_url": running.base_url, "token": running.token}
+    # The sandbox has its own URL, token and quota service (main blanked every other real-account setting).
+    result: dict[str, object] = {
+        "base_url": running.base_url,
+        "token": running.token,
+        "scnet_hpc_url": running.base_url,
+        "scnet_user": running.sandbox.config.user,
+    }
     roots = configured.allowed_roots
     result["allowed_roots"] = tuple(expand_home(r, running.home) for r in roots) if roots else (running.home,)
     home_roots = [r for r in roots if is_home_relative(r)]
@@ -255,13 +303,17 @@ def _start_sandbox(
             what.append(f"~ in the allowed roots is the sandbox home {running.home}")
         log.info("sandbox: %s", "; ".join(what))
     if not overrides.get("audit_log") and not os.environ.get("EFILE_AUDIT_LOG"):
-        # A sandbox session does not belong in the person's real audit trail. Its own lives in a fresh
-        # private directory (mkdtemp: 0700, a new name each run), never at a fixed name in the shared
-        # temp directory, where another user could plant a file or a link first. Kept after exit with DIR.
-        private = scratch or Path(tempfile.mkdtemp(prefix="efile-mcp-sandbox-audit-"))
+        # A sandbox session does not belong in the person's real audit trail: its own is private (0700).
         result["audit_log"] = private / "audit.jsonl"
-    log.warning("sandbox: audit log %s", result.get("audit_log") or overrides.get("audit_log") or "as configured")
-    if not os.environ.get("EFILE_STATE_URL") and not os.environ.get("EFILE_STATE_DIR"):
+    log.info("sandbox: audit log %s", result.get("audit_log") or configured.audit_log)
+    if (
+        not os.environ.get("EFILE_STATE_URL")
+        and not os.environ.get("EFILE_STATE_DIR")
+        and not overrides.get("state_dir")
+    ):
         # Nor do its plans and spent tokens belong in the person's real state store.
-        result["state_dir"] = scratch or Path(tempfile.mkdtemp(prefix="efile-mcp-sandbox-state-"))
+        result["state_dir"] = private
+    if configured.confirm_secret is None:
+        # The same secret in every process of this sandbox: a dry run's token is good in the next one.
+        result["confirm_secret"] = identity.confirm_secret
     return running, scratch, result

@@ -18,18 +18,15 @@ from typing import Any
 
 import anyio
 
+from .models.units import human_size
+
 
 def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
 def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"  # pragma: no cover
+    return human_size(size)
 
 
 _STATUSES = ("would_remove", "removed", "queued", "missing", "failed", "refused", "changed", "covered")
@@ -42,6 +39,28 @@ def _counts(summary: dict[str, Any]) -> str:
     return ", ".join(counts)
 
 
+def _show_quota(status: dict[str, Any]) -> None:
+    for quota in status.get("quota", []):
+        used, limit = quota["used_bytes"], quota.get("limit_bytes")
+        if limit is None:
+            _say(f"     quota {quota['path']}: {_size(used)} used, no limit reported")
+            continue
+        over = "  OVER QUOTA" if used > limit else ""
+        _say(f"     quota {quota['path']}: {_size(used)} of {_size(limit)} ({quota['used_percent']}%){over}")
+    if status.get("quota_error"):
+        _say(f"     {status['quota_error']}")  # already says "quota is unknown: <the cause>"
+
+
+def _audit_line(record: dict[str, Any]) -> str:
+    """What each audit record says, in a few words (records differ: an intent has no decision)."""
+    event = record["event"]
+    if event == "intent":
+        what = f"about to send {len(record.get('paths') or [])} paths, confirmed by {record.get('confirmed_by')}"
+    else:
+        what = " ".join(str(part) for part in (record.get("decision"), record.get("reason")) if part)
+    return f"{record['time']} {event:<10} {what}"
+
+
 def _show_items(items: list[dict[str, Any]]) -> None:
     for item in items:
         status = item["status"]
@@ -49,7 +68,7 @@ def _show_items(items: list[dict[str, Any]]) -> None:
         if item.get("type"):
             extra.append(item["type"])
         if item.get("size") is not None:
-            extra.append(f"{item['size']} B")
+            extra.append(_size(item["size"]))
         if item.get("task_id"):
             extra.append(f"task {item['task_id'][:8]}…")
         if item.get("reason"):
@@ -105,10 +124,7 @@ async def _session(audit_log: Path) -> int:
         _, status = await call("storage_status", {})
         assert isinstance(status, dict)
         _say(f"server ◂ home {status['home']}; removal allowed below {', '.join(status['allowed_roots'])}")
-        for quota in status["quota"]:
-            _say(f"     quota {quota['path']}: {quota['used_gb']} of {quota['limit_gb']} GB ({quota['used_percent']}%)")
-        if status.get("quota_error"):
-            _say(f"     quota unknown: {status['quota_error']}")
+        _show_quota(status)
         root = status["home"]
         scratch = f"{root}/scratch"
 
@@ -163,6 +179,10 @@ async def _session(audit_log: Path) -> int:
             _say(f"server ◂ tasks: {counts}; all ended: {tasks['all_terminal']}")
         _say("\n(the same token, replayed)")
         await call("remove_paths", {"dry_run": False, "confirmation_token": token})
+        _, after_status = await call("storage_status", {})
+        assert isinstance(after_status, dict)
+        _say("server ◂ after the clean-up:")
+        _show_quota(after_status)
         _, after = await call("disk_usage", {"path": scratch, "top": 3})
         assert isinstance(after, dict)
         _say(
@@ -182,5 +202,5 @@ def run_demo() -> int:
         _say(f"\naudit log: {len(lines)} lines (plan, refusals, execution), e.g.")
         for line in lines:
             record = json.loads(line)
-            _say(f"     {record['time']} {record['event']:<10} {record.get('decision')} {record.get('reason') or ''}")
+            _say(f"     {_audit_line(record)}")
     return code

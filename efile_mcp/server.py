@@ -111,8 +111,13 @@ def _request_state_security(settings: Settings) -> RequestStateSecurity | None:
     return RequestStateSecurity(keys=[key], audience="efile-mcp")
 
 
-def build_server(settings: Settings, *, clock: Callable[[], float] = time.time) -> MCPServer[ToolState]:
+def build_server(
+    settings: Settings, *, clock: Callable[[], float] = time.time, confirm_scope: str | None = None
+) -> MCPServer[ToolState]:
     """Check everything that can be checked without the network, then return a ready server.
+
+    `confirm_scope` replaces what confirmation tokens are bound to (the efile URL): the sandbox binds them to
+    its directory, whose URL changes with every process.
 
     Raises ConfigError (one line, naming the setting) for anything the person must fix.
     """
@@ -145,7 +150,7 @@ def build_server(settings: Settings, *, clock: Callable[[], float] = time.time) 
     audit = AuditLog(settings.audit_log or default_audit_path())
     secret = settings.confirm_secret.get_secret_value().encode() if settings.confirm_secret else secrets.token_bytes(32)
     # A confirmation never crosses regions: bound to the efile URL, or to the account and region asked for.
-    scope = (
+    scope = confirm_scope or (
         normalise_base_url(settings.base_url)
         if settings.base_url
         else f"scnet:{settings.scnet_ac_url}|{settings.scnet_user or ''}|{settings.scnet_region or ''}"

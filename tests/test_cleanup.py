@@ -270,8 +270,9 @@ async def test_storage_status_reports_the_quota_of_the_hpc_url(
     async with Client(build_server(settings), mode=era) as client:
         status = await call_ok(client, "storage_status", {})
     (quota,) = status["quota"]
-    assert quota["path"] == sandbox.home and quota["limit_gb"] == 300
-    assert 0 <= quota["used_gb"] < 1 and quota["used_percent"] == round(quota["used_gb"] * 100 / 300, 1)
+    assert quota["path"] == sandbox.home and quota["limit_bytes"] == 300 * 1024**3  # the API's GB is a GiB
+    used = quota["used_bytes"]
+    assert 0 <= used < 1024**3 and quota["used_percent"] == round(used * 100 / 300 / 1024**3, 1)
     assert "quota_error" not in status
 
 

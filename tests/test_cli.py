@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
@@ -217,3 +218,72 @@ async def test_the_valid_sort_arguments_still_sort(client: Client) -> None:
     page = await call_ok(client, "list_files", {"path": home, "order_by": "size", "order": "desc"})
     sizes = [entry["size"] for entry in page["entries"]]
     assert sizes == sorted(sizes, reverse=True)
+
+
+# ---------------------------------------------------------------------------- one sandbox across processes
+
+
+async def _one_call(env: dict[str, str], directory: Path, name: str, arguments: dict[str, Any]) -> tuple[Any, str]:
+    """One server process for one call, as the Inspector CLI starts them: the result and the stderr."""
+    import tempfile
+
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "efile_mcp", "--sandbox", str(directory)], env=env
+    )
+    with tempfile.TemporaryFile("w+") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            result = await client.call_tool(name, arguments)
+        errlog.seek(0)
+        return result, errlog.read()
+
+
+async def test_a_dry_run_token_works_in_the_next_sandbox_process_and_nothing_is_left_in_tmp(tmp_path: Path) -> None:
+    from efile_mcp.sandbox import seed_sample_tree
+
+    home = seed_sample_tree(tmp_path / "home")
+    before = sorted(p.name for p in home.iterdir())
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    state = tmp_path / "xdg-state"
+    env = child_env(TMPDIR=str(temporary), XDG_STATE_HOME=str(state), EFILE_LOG_LEVEL="info", EFILE_CONFIRM="token")
+    target = "/public/home/demo/scratch/tmp.log"
+
+    plan, first_log = await _one_call(env, home, "remove_paths", {"paths": [target]})
+    assert not plan.is_error, plan.content
+    token = plan.structured_content["confirmation_token"]
+    done, _ = await _one_call(
+        env, home, "remove_paths", {"paths": [target], "dry_run": False, "confirmation_token": token}
+    )
+    assert not done.is_error, done.content
+    assert done.structured_content["summary"]["removed"] == 1
+    assert not (home / "scratch" / "tmp.log").exists()
+    # The same token in a third process: spent (the state store is the same sandbox's too).
+    again, _ = await _one_call(
+        env, home, "remove_paths", {"paths": [target], "dry_run": False, "confirmation_token": token}
+    )
+    assert again.is_error and "already" in " ".join(getattr(b, "text", "") for b in again.content)
+
+    assert list(temporary.iterdir()) == []  # no temporary folders left behind, audit log or otherwise
+    (private,) = (state / "efile-mcp" / "sandboxes").iterdir()
+    assert private.name.startswith("home-") and (private.stat().st_mode & 0o777) == 0o700
+    audit = (private / "audit.jsonl").read_text(encoding="utf-8")
+    assert target in audit
+    assert sorted(p.name for p in home.iterdir()) == before  # nothing of the sandbox's own inside DIR
+    assert f"sandbox: audit log {private / 'audit.jsonl'}" in first_log
+    assert "WARNING" not in first_log
+
+
+async def test_the_sandbox_reports_a_quota_with_usage_measured_from_dir(tmp_path: Path) -> None:
+    from efile_mcp.sandbox import seed_sample_tree
+
+    home = seed_sample_tree(tmp_path / "home")
+    env = child_env(XDG_STATE_HOME=str(tmp_path / "state"))
+    status, _ = await _one_call(env, home, "storage_status", {})
+    (quota,) = status.structured_content["quota"]
+    assert "quota_error" not in status.structured_content
+    assert quota["path"] == "/public/home/demo"
+    assert quota["used_percent"] > 100  # the default quota: the sample home starts over it
+    assert quota["limit_bytes"] == round(0.00005 * 1024**3)
+    assert abs(quota["used_bytes"] - sum(p.stat().st_size for p in home.rglob("*") if p.is_file())) <= 1

@@ -122,23 +122,3 @@ async def test_published_schemas_match_the_contract(client: Client) -> None:
     removal_output = json.dumps(remove.output_schema)
     for field in ("confirmation_token", "expires_at", "task_ids", "summary", "task_status"):
         assert field in removal_output
-
-
-def test_the_demo_runs_end_to_end_and_tells_the_story() -> None:
-    """The README's first command: a scripted agent session over stdio against the embedded sandbox."""
-    proc = run_cli("demo", timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout
-    assert "protocol 2025-11-25" in out
-    # The clean-up job: see the tree, find what is big and old, remove it by selection, by token alone.
-    assert "57.8 KB   300 files  directory /public/home/demo/scratch/big-run" in out
-    assert "300 matches, 57.8 KB" in out
-    assert "1 would remove, 3 refused" in out
-    assert "dry run of the selection: 300 would remove, 57.8 KB in 300 files" in out
-    assert "this select differs from the one the dry run expanded" in out
-    assert "person ▸ ticks" in out and "newest changed 45 days ago" in out
-    assert "executed: 300 removed" in out and "tasks: 300 complete; all ended: True" in out
-    assert "already used" in out
-    assert "scratch now holds 1.3 KB in 8 files: run-001, run-002, tmp.log" in out
-    assert "audit log: 6 lines" in out
-    assert "Traceback" not in proc.stderr

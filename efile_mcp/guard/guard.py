@@ -43,6 +43,7 @@ from ..models.results import (
     UsageChild,
     UsageRest,
 )
+from ..models.units import quota_bytes
 from ..models.wire import Order, OrderBy, QuotaEntry
 from .audit import AuditLog
 from .insight import Matcher, Totals, find, incomplete_reason, usage_collector
@@ -179,12 +180,12 @@ class Guard(RemovalSteps):
 
     @staticmethod
     def _quota_info(entry: QuotaEntry) -> QuotaInfo:
-        limit = entry.threshold if entry.threshold else None
-        used = float(entry.usage or 0.0)
+        limit = quota_bytes(entry.threshold) if entry.threshold else None
+        used = quota_bytes(float(entry.usage or 0.0))
         return QuotaInfo(
             path=entry.path or "",
-            limit_gb=limit,
-            used_gb=used,
+            limit_bytes=limit,
+            used_bytes=used,
             used_percent=round(used * 100 / limit, 1) if limit else None,
         )
 

@@ -22,6 +22,7 @@ from ..models.results import (
     RemovePathsResult,
     RemoveSummary,
 )
+from ..models.units import human_size  # binary units, as the quota and every other text
 from .seen import SeenPath
 
 Detail = Literal["auto", "full", "summary"]
@@ -99,15 +100,6 @@ def shape(result: RemovePathsResult, items: Sequence[RemoveItem], detail: Detail
 
 # ---------------------------------------------------------------------------------------------------
 # What the person reads
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def human_age(epoch: float | None, now: float) -> str | None:

@@ -297,8 +297,10 @@ class FindPathsResult(ResultModel):
 
 class QuotaInfo(ResultModel):
     path: str
-    limit_gb: float | None = Field(default=None, description="The quota in GB; null when the service reports none (0).")
-    used_gb: float
+    limit_bytes: int | None = Field(
+        default=None, description="The quota in bytes (the service's GB taken as GiB); null when it reports none (0)."
+    )
+    used_bytes: int
     used_percent: float | None = Field(
         default=None, description="Usage above 100% is reported as is (the platform allows it)."
     )

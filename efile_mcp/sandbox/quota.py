@@ -2,7 +2,8 @@
 
 `data` is an array with one element for the home path: `threshold` (the quota) and `usage` in GB.
 Usage is measured from DIR: the apparent size (st_size) of its regular files, links not followed,
-in GB of 1024**3 bytes, rounded to 2 decimals. Apparent size rather than allocated blocks because
+in GB of 1024**3 bytes (binary: storage systems count so), rounded to 9 decimals (about a byte: a
+small sample tree still shows a usage). Apparent size rather than allocated blocks because
 it is what a person adding up their files' sizes would expect, and it does not depend on the local
 file system the sandbox happens to run on. A measurement walks the whole tree, so it is reused for
 `quota_cache_seconds`; usage above the threshold is reported as is (the platform allows it).
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from efile_mcp.sandbox.app import Sandbox
 
 GB = 1024**3
+#: Decimals of the reported usage: 1e-9 GB is about a byte.
+USAGE_DECIMALS = 9
 
 
 @dataclass
@@ -51,7 +54,7 @@ class QuotaService:
             if last is None or now - last.taken_at >= config.quota_cache_seconds:
                 used = await anyio.to_thread.run_sync(regular_file_bytes, self._sandbox.fs.root)
                 self.measurements += 1
-                last = self._last = _Measurement(now, round(used / GB, 2))
+                last = self._last = _Measurement(now, round(used / GB, USAGE_DECIMALS))
             return last.usage_gb
 
     async def answer(self, username: str) -> list[dict[str, Any]]:
