@@ -391,7 +391,7 @@ def test_an_unopenable_state_dir_is_a_config_error_naming_the_setting(tmp_path: 
 
 
 def test_an_unopenable_state_file_url_is_a_config_error_naming_the_setting(tmp_path: Path) -> None:
-    (tmp_path / "state.sqlite3").write_bytes(b"this is not a database, and it is long enough to be read" * 20)
+    (tmp_path / "state.sqlite3").mkdir()  # (a damaged file is set aside instead: test_state_recovery.py)
     with pytest.raises(ConfigError) as caught:
         open_store(f"sqlite:///{tmp_path / 'state.sqlite3'}", None)
     assert "EFILE_STATE_URL" in str(caught.value) and "\n" not in str(caught.value)

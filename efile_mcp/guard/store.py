@@ -33,6 +33,7 @@ a bad URL or an unopenable file is a `ConfigError` at `open_store`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import struct
@@ -55,6 +56,8 @@ STATE_GRACE = 600.0
 #: How long a process waits for another one's write lock on the SQLite file.
 SQLITE_BUSY_TIMEOUT = 15.0
 SQLITE_FILE = "state.sqlite3"
+#: SQLite's answers for a file that is not, or no longer, a database: set aside, not "choose another directory".
+_DAMAGED = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 REDIS_PREFIX = "efile-mcp:v1:"
 #: Connections one process opens to Redis at most; more calls at once wait for one.
 REDIS_MAX_CONNECTIONS = 32
@@ -62,6 +65,8 @@ URL_SETTING = "EFILE_STATE_URL"
 DIR_SETTING = "EFILE_STATE_DIR"
 
 T = TypeVar("T")
+
+log = logging.getLogger("efile_mcp.store")
 
 
 RedeemOutcome = Literal["redeemed", "resumed", "waiting", "other_session", "running", "done", "declined", "spent"]
@@ -377,12 +382,13 @@ class SqliteStore:
                     os.fchmod(fd, 0o600)
             finally:
                 os.close(fd)
-            self._db = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
             try:
-                self._setup()
-            except BaseException:
-                self._db.close()
-                raise
+                self._connect()
+            except sqlite3.DatabaseError as exc:
+                if getattr(exc, "sqlite_errorname", "") not in _DAMAGED:
+                    raise
+                self._set_damaged_file_aside(exc)
+                self._connect()
         except (OSError, sqlite3.Error) as exc:
             fix = (
                 f"set {DIR_SETTING} to a writable directory of this user"
@@ -391,6 +397,37 @@ class SqliteStore:
             )
             where = f"{path}" if created_dir is None else f"{path} (in {created_dir})"
             raise ConfigError(f"invalid setting {setting}: cannot open the state file {where}: {exc}; {fix}") from None
+
+    def _connect(self) -> None:
+        self._db = sqlite3.connect(
+            self.path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._setup()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _set_damaged_file_aside(self, exc: sqlite3.DatabaseError) -> None:
+        """A damaged file (not a database, malformed) is kept under a new name and a new one started.
+
+        Setting EFILE_STATE_DIR elsewhere would not repair anything. Its plans are gone with it, so every
+        confirmation token issued before now is refused ("no longer known"): nothing it confirmed can run twice.
+        """
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        kept = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            part = self.path.with_name(self.path.name + suffix)
+            if part.exists():
+                os.replace(part, kept.with_name(kept.name + suffix))
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600))
+        log.warning(
+            "the state file %s was damaged (%s): moved it to %s (kept, not read again) and started a new one; "
+            "confirmation tokens issued before now are refused, so run the dry runs again",
+            self.path,
+            exc,
+            kept,
+        )
 
     def _setup(self) -> None:
         db = self._db
