@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
 
+from efile_mcp.config import Settings
 from efile_mcp.sandbox import RunningSandbox, SandboxConfig, run_sandbox_in_thread, seed_sample_tree
+from efile_mcp.server import build_server
 
 # ---------------------------------------------------------------------------- the token never leaks
 
@@ -68,20 +76,51 @@ def sandbox(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningS
     overrides = getattr(request, "param", None) or {}
     with run_sandbox_in_thread(SandboxConfig(root=root, **overrides)) as running:
         ISSUED_TOKENS.add(running.token)
-        yield running
+        try:
+            yield running
+        finally:
+            if isinstance(running.sandbox.fault, HeldRequest):
+                running.sandbox.fault.release()  # a held call must not hold up the server's shutdown
+
+
+class HeldRequest:
+    """A sandbox fault hook: the first `passed` calls of `endpoint` go through; the next one is held on the wire.
+
+    A test waits for `arrived` (the held call has reached the server), cancels, and then waits for `dropped`
+    (the client abandoned the held call: the cancel reached the server's HTTP client). Every later call is
+    held too, so nothing the cancelled code might still send goes unnoticed in `calls`. `release()` (also at
+    the sandbox fixture's end) lets held calls through.
+    """
+
+    def __init__(self, endpoint: str, passed: int) -> None:
+        self.endpoint, self.passed, self.calls = endpoint, passed, 0
+        self.arrived, self.dropped, self.released = threading.Event(), threading.Event(), threading.Event()
+
+    async def __call__(self, name: str, request: Any) -> None:
+        if name != self.endpoint:
+            return None
+        self.calls += 1
+        if self.calls <= self.passed:
+            return None
+        self.arrived.set()
+        while not self.released.is_set():  # polls on the sandbox's own loop, not in the test
+            if await request.is_disconnected():
+                self.dropped.set()
+                return None
+            await anyio.sleep(0.005)
+        return None
+
+    def release(self) -> None:
+        self.released.set()
+
+
+async def wait_for_event(event: threading.Event, what: str, timeout: float = 10) -> None:
+    """Wait (off the event loop) for something that will happen; fail naming it if it does not."""
+    if not await anyio.to_thread.run_sync(event.wait, timeout):
+        pytest.fail(f"waited {timeout} s: {what}")
 
 
 # ---------------------------------------------------------------------------- MCP server over the sandbox
-
-import json  # noqa: E402
-from collections.abc import AsyncIterator, Callable  # noqa: E402
-from typing import Any  # noqa: E402
-
-from mcp import Client  # noqa: E402
-from mcp.server.mcpserver import MCPServer  # noqa: E402
-
-from efile_mcp.config import Settings  # noqa: E402
-from efile_mcp.server import build_server  # noqa: E402
 
 ERAS = ["legacy", "auto"]  # 2025-11-25 (Claude Desktop) and 2026-07-28
 
