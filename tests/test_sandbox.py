@@ -29,14 +29,45 @@ from efile_mcp.models.wire import (
     TASK_LIST,
     Envelope,
     FileListResult,
+    FileOperTask,
     RemoveResult,
     TaskListResult,
 )
 from efile_mcp.sandbox import RunningSandbox, SandboxConfig, run_sandbox_in_thread, seed_sample_tree
 from efile_mcp.sandbox.fs import ApiError, PathMapper
 
+from .conftest import wait_for_event
+
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 SLOW = {"task_step_delay": 0.01}  # big-run (304 entries) then takes about 3 s in the worker
+STEPWISE = {"task_step_delay": 0.0001}  # the worker deletes one entry per step, with no noticeable pause
+
+
+class PausedWorker:
+    """The sandbox worker's step hook: pauses the first queued task before its step `pause_at` until resumed.
+
+    The worker runs one task after another, so the first step of the task queued next (`reached(task_id)`)
+    tells that the worker is done with every task before it: a test counts then, instead of waiting to see
+    that nothing more happens.
+    """
+
+    def __init__(self, pause_at: int) -> None:
+        self.pause_at = pause_at
+        self.paused, self.resume = threading.Event(), threading.Event()
+        self._steps: Counter[str] = Counter()
+        self._reached: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def reached(self, task_id: str) -> threading.Event:
+        with self._lock:
+            return self._reached.setdefault(task_id, threading.Event())
+
+    def __call__(self, task: FileOperTask) -> None:  # in a worker thread: blocking it pauses the worker only
+        self._steps[task.task_id] += 1
+        self.reached(task.task_id).set()
+        if not self.paused.is_set() and self._steps[task.task_id] == self.pause_at:
+            self.paused.set()
+            self.resume.wait(10)
 
 
 @pytest.fixture
@@ -355,44 +386,51 @@ async def test_big_removal_is_queued_and_progresses(sandbox: RunningSandbox, api
     assert sandbox.sandbox.deleted_paths == [big]
 
 
-@pytest.mark.parametrize("sandbox", [SLOW], indirect=True)
+@pytest.mark.parametrize("sandbox", [STEPWISE], indirect=True)
 async def test_cancel_stops_a_processing_task(sandbox: RunningSandbox, api: httpx2.AsyncClient) -> None:
+    worker = PausedWorker(pause_at=5)
+    sandbox.sandbox.worker_step_hook = worker
+    make_tree(sandbox.root / "next", 250)
     body = await remove(api, vpath(sandbox, "scratch/big-run"))
     task_id = body["data"]["fileOperTasks"][0]["taskId"]
-    with anyio.fail_after(10):
-        while (task := (await tasks(api, task_id))[task_id])["processedNum"] < 5:
-            await anyio.sleep(0.01)
-    assert task["status"] == "processing"
+    queued_next = (await remove(api, vpath(sandbox, "next")))["data"]["fileOperTasks"][0]["taskId"]
+    await wait_for_event(worker.paused, "the worker never reached the fifth entry")
+    assert (await tasks(api, task_id))[task_id]["status"] == "processing"
 
     cancel = (await api.post(TASK_CANCEL, json={"taskIds": [task_id, "0" * 32]})).json()
     assert cancel == {"code": "0", "msg": "success", "data": None}
-    await anyio.sleep(0.1)
+    worker.resume.set()
+    await wait_for_event(worker.reached(queued_next), "the worker never moved on to the next task")
     stopped = (await tasks(api, task_id))[task_id]
-    await anyio.sleep(0.1)
-    later = (await tasks(api, task_id))[task_id]
-    assert stopped["status"] == later["status"] == "cancel"
-    assert stopped["processedNum"] == later["processedNum"] < 304
+    assert stopped["status"] == "cancel"
+    assert stopped["processedNum"] == 5  # the entry it was on when the cancel came, and no other
     remaining = sum(1 for _ in (sandbox.root / "scratch" / "big-run").rglob("*"))
-    assert remaining + 1 + later["processedNum"] == 304
+    assert remaining + 1 + stopped["processedNum"] == 304
     assert sandbox.sandbox.deleted_paths == []
 
 
-@pytest.mark.parametrize("sandbox", [SLOW], indirect=True)
+@pytest.mark.parametrize("sandbox", [STEPWISE], indirect=True)
 async def test_cancel_a_waiting_task_and_terminal_tasks_stay(sandbox: RunningSandbox, api: httpx2.AsyncClient) -> None:
+    worker = PausedWorker(pause_at=1)
+    sandbox.sandbox.worker_step_hook = worker
     make_tree(sandbox.root / "big-2", 250)
+    make_tree(sandbox.root / "next", 250)
     inline = (await remove(api, vpath(sandbox, "notes.txt")))["data"]["fileOperTasks"][0]["taskId"]
     first = (await remove(api, vpath(sandbox, "scratch/big-run")))["data"]["fileOperTasks"][0]["taskId"]
     second = (await remove(api, vpath(sandbox, "big-2")))["data"]["fileOperTasks"][0]["taskId"]
-    await wait_for(api, first, {"processing"})
+    queued_next = (await remove(api, vpath(sandbox, "next")))["data"]["fileOperTasks"][0]["taskId"]
+    await wait_for_event(worker.paused, "the worker never started the first queued task")
+    assert (await tasks(api, first))[first]["status"] == "processing"
     assert (await tasks(api, second))[second]["status"] == "waiting"
 
     await api.post(TASK_CANCEL, json={"taskIds": [second, inline]})
     await api.post(TASK_CANCEL, json={"taskIds": [first]})
-    await anyio.sleep(0.2)
+    worker.resume.set()
+    await wait_for_event(worker.reached(queued_next), "the worker never moved past the cancelled tasks")
     after = await tasks(api, inline, first, second)
     assert after[inline]["status"] == "complete"
     assert after[first]["status"] == after[second]["status"] == "cancel"
-    assert after[second]["processedNum"] == 0
+    assert after[first]["processedNum"] == 1 and after[second]["processedNum"] == 0
     assert len(list((sandbox.root / "big-2").iterdir())) == 250
 
 
@@ -564,6 +602,7 @@ async def test_fault_hook(sandbox: RunningSandbox, api: httpx2.AsyncClient) -> N
     assert sandbox.sandbox.request_counts["async-remove"] == 1
 
 
+@pytest.mark.realtime  # the feature is a wall-clock delay; a lower bound, so load cannot fail it
 @pytest.mark.parametrize("sandbox", [{"delay": 0.05}], indirect=True)
 async def test_delay_is_added_to_every_request(api: httpx2.AsyncClient) -> None:
     await list_dir(api)  # connection set up outside the measurement
