@@ -60,7 +60,7 @@ REAL_ACCOUNT = (
 )  # fmt: skip
 
 #: Positional commands, which `--sandbox demo` would otherwise take for a directory.
-COMMANDS = ("serve", "demo")
+COMMANDS = ("serve", "demo", "approve")
 
 
 #: The sandbox's quota by default, in GiB: below the sample home's ~58 KiB, so the demo's clean-up starts over quota.
@@ -140,7 +140,13 @@ def _parser() -> argparse.ArgumentParser:
         f"is measured from DIR; default {SANDBOX_QUOTA_GIB}, about {round(SANDBOX_QUOTA_GIB * 1024**2)} KiB, so "
         "the sample home starts over quota)",
     )
-    parser.add_argument("command", nargs="?", choices=COMMANDS, default="serve", help="serve (default) or demo")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=COMMANDS,
+        default="serve",
+        help="serve (default), demo, or approve (decide a removal that waits for you, on this terminal)",
+    )
     return parser
 
 
@@ -150,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo()
+    if args.command == "approve":
+        return _approve(_overrides(args), args.sandbox)
     overrides = _overrides(args)
     # Until the settings are read, in the format asked for (read raw), so that even their error is in it.
     logs.configure("WARNING", _requested_log_format(overrides))
@@ -205,6 +213,29 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _stop_sandbox(sandbox, sandbox_scratch)
     return 0
+
+
+def _approve(overrides: dict[str, Any], sandbox: str | None) -> int:
+    """`efile-mcp approve`: the person approves or declines a pending removal on their own terminal.
+
+    Reads only the state store (EFILE_STATE_URL or EFILE_STATE_DIR; with --sandbox DIR, that sandbox's):
+    no credentials, no network."""
+    from .errors import StateStoreError
+    from .review.terminal import run
+
+    logs.configure("WARNING", _requested_log_format(overrides))
+    try:
+        settings = load_settings(**overrides)
+        logs.configure(settings.log_level, settings.log_format)
+        state_dir = settings.state_dir
+        if sandbox and not settings.state_url and state_dir is None:
+            from .sandbox.identity import identity_directory
+
+            state_dir = identity_directory(Path(sandbox).expanduser().resolve())
+        return run(settings.state_url, state_dir, None)
+    except (ConfigError, StateStoreError) as exc:
+        logs.fatal(str(exc))
+        return 2
 
 
 def _requested_log_format(overrides: dict[str, Any]) -> Literal["text", "json"]:

@@ -1,0 +1,384 @@
+"""The review page's site: one secret URL per plan, the loopback listener that serves it, the browser.
+
+An adapter of the guard's `ReviewPages` port, with no policy of its own: it shows a plan and records the
+person's Approve or Decline in the state store (`StateStore.decide`, channel `review_page`), where the
+guard's removal reads it. Whether a person must decide, how long to wait and what a decision is worth
+are the guard's.
+
+The URL carries a secret of 256 bits (`secrets.token_urlsafe(32)`); the store keeps only its SHA-256,
+under `review-<hex>` (a key no removal plan id has), for as long as the plan lives and an hour more, so
+that an expired plan's page can still say so. In stdio mode the pages are served by a listener on
+127.0.0.1 (an ephemeral port) started in the server's event loop on first need and stopped with the
+server; in HTTP mode by routes of the HTTP app itself (`efile_mcp.serve_http`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, TextIO
+
+import anyio.to_thread
+
+from ..guard.ports import Decision, DecisionKind, RemoveMode
+from ..guard.seen import Plan
+from .view import PlanView
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
+
+    from ..guard.store import PlanState, StateStore
+
+log = logging.getLogger("efile_mcp.review")
+
+#: Key prefix of a page's record in the state store (removal plan ids have no dash).
+KEY_PREFIX = "review-"
+#: Seconds a page's record outlives its plan: the page of an expired plan says so instead of 404.
+AFTERLIFE = 3600.0
+#: What a page secret looks like: token_urlsafe(32).
+SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+#: Plans whose view (tree, sorted list) is kept in memory at once.
+VIEWS_KEPT = 4
+
+BrowserSetting = Literal["auto", "never"]
+#: What the page says a plan's state is.
+PageStatus = Literal["pending", "approved", "declined", "running", "done", "spent", "expired"]
+
+_OPENER = (
+    "import sys, webbrowser\nurl = sys.stdin.readline().strip()\nsys.exit(0 if url and webbrowser.open(url) else 1)\n"
+)
+
+
+def secret_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """What the store keeps for one page: the plan it shows. Never the secret."""
+
+    plan_id: str
+    expires_at: float
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"p": self.plan_id, "e": self.expires_at}).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PageRecord | None:
+        try:
+            raw = json.loads(data)
+            return cls(str(raw["p"]), float(raw["e"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One request's view of a page: the plan (None once expired) and where it stands now."""
+
+    secret: str
+    record: PageRecord
+    status: PageStatus
+    state: PlanState | None
+    view: PlanView | None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a POST did: `recorded` is True when this decision is the one that stands."""
+
+    recorded: bool
+    status: PageStatus
+    decision: Decision | None
+
+
+def page_status(state: PlanState | None, plan_alive: bool) -> PageStatus:
+    if not plan_alive:
+        return "expired"
+    if state is None or state.pending:
+        return "pending"
+    status = state.status
+    if status in ("approved", "declined", "running", "done", "spent"):
+        return status
+    return "pending"
+
+
+class ReviewSite:
+    """Implements `ReviewPages`: `url_for` a plan's page, `show` it in the person's browser; serves the pages."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        browser: BrowserSetting = "auto",
+        public_base: str | None = None,
+        allowed_hosts: tuple[str, ...] = (),
+        stderr: TextIO | None = None,
+    ) -> None:
+        """`public_base` (e.g. http://127.0.0.1:8765): the pages are routes of that HTTP app; None: a
+        loopback listener of our own, started on first need. `allowed_hosts`: Host values accepted
+        beyond the loopback names with the serving port."""
+        self.store = store
+        self.clock = clock
+        self.browser = browser
+        self.public_base = public_base.rstrip("/") if public_base else None
+        self.extra_hosts = tuple(h.lower() for h in allowed_hosts)
+        self._stderr = stderr
+        self._urls: dict[str, tuple[str, float]] = {}
+        self._views: OrderedDict[str, PlanView] = OrderedDict()
+        self._view_lock = asyncio.Lock()
+        self._listener: _Listener | None = None
+        self._start_lock = asyncio.Lock()
+        self._app: ASGIApp | None = None
+
+    # ------------------------------------------------------------------ the port
+
+    async def url_for(self, plan_id: str, expires_at: float) -> str:
+        now = self.clock()
+        for known in [pid for pid, (_, until) in self._urls.items() if until <= now]:
+            del self._urls[known]
+        base = await self._base()
+        known_url = self._urls.get(plan_id)
+        if known_url is not None:
+            return f"{base}/review/{known_url[0]}/"
+        secret = secrets.token_urlsafe(32)
+        record = PageRecord(plan_id, float(expires_at))
+        await self.store.save_plan(KEY_PREFIX + secret_digest(secret), record.to_bytes(), expires_at + AFTERLIFE)
+        self._urls[plan_id] = (secret, float(expires_at))
+        return f"{base}/review/{secret}/"
+
+    def show(self, url: str) -> bool:
+        if self.browser == "never":
+            self._tell(url, "EFILE_REVIEW_BROWSER=never")
+            return False
+        if not browser_available():
+            self._tell(url, "no web browser found here")
+            return False
+        try:
+            # A child opens the browser: its output goes to stderr, never to stdout (the MCP stream in stdio
+            # mode), $BROWSER is honoured, and a browser command that waits does not hold up the server.
+            child = subprocess.Popen(
+                [sys.executable, "-c", _OPENER],
+                stdin=subprocess.PIPE,
+                stdout=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.DEVNULL,
+                stderr=sys.stderr.fileno() if _has_fileno(sys.stderr) else subprocess.DEVNULL,
+                close_fds=True,
+                start_new_session=True,
+            )
+            assert child.stdin is not None
+            child.stdin.write(url.encode() + b"\n")  # the URL via a pipe, not argv: `ps` shows argv to everyone
+            child.stdin.close()
+        except OSError as exc:
+            self._tell(url, f"the browser could not be started ({exc.strerror or exc})")
+            return False
+        threading.Thread(target=child.wait, name="efile-review-browser", daemon=True).start()
+        return True
+
+    def _tell(self, url: str, why: str) -> None:
+        out = self._stderr or sys.stderr
+        out.write(
+            f"efile-mcp: a removal waits for your decision ({why}): open {url} in a browser on this machine, "
+            "or run `efile-mcp approve` in a terminal\n"
+        )
+        out.flush()
+
+    # ------------------------------------------------------------------ serving
+
+    @property
+    def app(self) -> ASGIApp:
+        """The pages as an ASGI app: every path under /review/ (anything else is 404)."""
+        if self._app is None:
+            from .app import review_app
+
+            self._app = review_app(self)
+        return self._app
+
+    async def _base(self) -> str:
+        if self.public_base is not None:
+            return self.public_base
+        async with self._start_lock:
+            if self._listener is None:
+                self._listener = await _Listener.start(self.app)
+                log.info("review pages are served at http://127.0.0.1:%d/review/", self._listener.port)
+        return f"http://127.0.0.1:{self._listener.port}"
+
+    def allowed_hosts(self) -> frozenset[str]:
+        """Host header values a page may be asked under (lower case): loopback with the serving port, the
+        public base's own, and the configured names. Anything else is a DNS-rebinding attempt or a mistake."""
+        hosts = set(self.extra_hosts)
+        if self._listener is not None:
+            hosts.update(_loopback(self._listener.port))
+        if self.public_base is not None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.public_base)
+            hosts.update(_loopback(parts.port or (443 if parts.scheme == "https" else 80)))
+            hosts.add(parts.netloc.lower())
+        return frozenset(hosts)
+
+    async def aclose(self) -> None:
+        """Stop the listener (stdio mode); the pages' records stay in the store until they expire."""
+        listener, self._listener = self._listener, None
+        self._urls.clear()
+        self._views.clear()
+        # A later start may run in another event loop (a test's next client): fresh locks, not bound to this one.
+        self._view_lock = asyncio.Lock()
+        self._start_lock = asyncio.Lock()
+        if listener is not None:
+            await listener.stop()
+
+    # ------------------------------------------------------------------ what the routes ask
+
+    async def page(self, secret: str) -> Page | None:
+        """The page a secret opens, or None (unknown, altered, or long expired): the routes answer 404."""
+        if not SECRET_PATTERN.fullmatch(secret):
+            return None
+        data = await self.store.load_plan(KEY_PREFIX + secret_digest(secret))
+        record = PageRecord.from_bytes(data) if data is not None else None
+        if record is None:
+            return None
+        view = await self._view(record.plan_id)
+        state = await self.store.plan_state(record.plan_id)
+        return Page(secret, record, page_status(state, view is not None), state, view)
+
+    async def _view(self, plan_id: str) -> PlanView | None:
+        async with self._view_lock:
+            data = await self.store.load_plan(plan_id)
+            if data is None:
+                self._views.pop(plan_id, None)
+                return None
+            view = self._views.get(plan_id)
+            if view is None:
+                now = self.clock()
+                view = await anyio.to_thread.run_sync(lambda: PlanView(Plan.from_bytes(data), now))
+                self._views[plan_id] = view
+                while len(self._views) > VIEWS_KEPT:
+                    self._views.popitem(last=False)
+            self._views.move_to_end(plan_id)
+            return view
+
+    async def decide(self, page: Page, kind: DecisionKind, mode: RemoveMode | None) -> Recorded:
+        """Record the person's decision, if the plan still waits for one (the first decision wins)."""
+        if page.status != "pending":
+            return Recorded(False, page.status, page.state.decision if page.state else None)
+        decision = Decision(kind=kind, channel="review_page", mode=mode, at=self.clock())
+        after = await self.store.decide(page.record.plan_id, page.record.expires_at, decision)
+        recorded = after.decision == decision
+        return Recorded(recorded, page_status(after, True), after.decision)
+
+
+def approvable_modes(plan: Plan) -> tuple[RemoveMode, ...]:
+    """The modes the person may approve: the plan's own, and quarantine instead of a permanent delete.
+
+    Never delete instead of quarantine: a quarantine plan may hold folders a delete refuses (links inside).
+    """
+    return ("delete", "quarantine") if plan.mode == "delete" else ("quarantine",)
+
+
+def _loopback(port: int) -> tuple[str, ...]:
+    return (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}")
+
+
+def _has_fileno(stream: TextIO) -> bool:
+    try:
+        stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
+
+
+_CONSOLE_BROWSERS = frozenset({"www-browser", "links", "elinks", "lynx", "w3m", "links2"})
+
+
+def browser_available() -> bool:
+    """Whether `webbrowser` would reach a graphical browser: $BROWSER, macOS, Windows, or a desktop session.
+
+    A text browser in the terminal does not count: from an MCP server it would fight the client for the
+    terminal (stdin is the MCP stream).
+    """
+    if os.environ.get("BROWSER", "").strip():
+        return True
+    if sys.platform in ("darwin", "win32"):
+        return True
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    import webbrowser
+
+    try:
+        found = webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return getattr(found, "name", "") not in _CONSOLE_BROWSERS
+
+
+class _Listener:
+    """uvicorn on 127.0.0.1:<ephemeral>, as a task in the server's event loop."""
+
+    def __init__(self, server: uvicorn.Server, sock: socket.socket, task: asyncio.Task[None]) -> None:
+        self.server = server
+        self.sock = sock
+        self.task = task
+        self.port: int = sock.getsockname()[1]
+
+    @classmethod
+    async def start(cls, app: ASGIApp) -> _Listener:
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        sock.setblocking(False)
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+            server_header=False,
+            date_header=False,
+            timeout_graceful_shutdown=2,
+        )
+        server = _quiet_server(config)
+        # Bound and listening already: a browser that connects before uvicorn accepts waits in the backlog.
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="efile-review-listener")
+        return cls(server, sock, task)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), timeout=5)
+        except (TimeoutError, asyncio.CancelledError):
+            self.task.cancel()
+        except Exception:  # pragma: no cover - a listener that failed: nothing left to stop
+            log.exception("the review page listener failed")
+        finally:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+
+
+def _quiet_server(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn without its signal handlers: Ctrl-C and SIGTERM stay the MCP server's."""
+    import uvicorn
+
+    class QuietServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return QuietServer(config)

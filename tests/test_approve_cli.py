@@ -1,0 +1,218 @@
+"""`efile-mcp approve`: the person decides a pending removal on their own terminal (a pseudo-terminal here).
+
+Each test runs the real command as a child process on a pty, answers its questions, and reads the
+decision back from the state store it shares with the server.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from efile_mcp.guard.seen import Plan, SeenPath
+from efile_mcp.guard.store import StateStore, open_store
+
+from .conftest import child_env, run_cli
+
+HOME = "/public/home/alice"
+
+
+def plan_of(plan_id: str, count: int, *, mode: str = "delete", now: float | None = None) -> Plan:
+    now = time.time() if now is None else now
+    paths = [
+        SeenPath(f"{HOME}/scratch/run/out-{i:04d}.dat", "file", 3 * 2**20 + i, now - 86400 * 3, 3 * 2**20 + i)
+        for i in range(count - 1)
+    ]
+    paths.append(
+        SeenPath(
+            f"{HOME}/scratch/big",
+            "directory",
+            5 * 2**30,
+            now - 86400 * 90,
+            4096,
+            file_count=1234,
+            newest=now - 86400 * 60,
+        )
+    )
+    return Plan(
+        plan_id=plan_id,
+        expires_at=float(int(now + 900)),
+        paths=paths,
+        created_at=now - 30,
+        mode=mode,
+        exceptions=[[f"{HOME}/.ssh", "refused", "protected name"]],
+    )
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+async def store(state_dir: Path) -> AsyncIterator[StateStore]:
+    opened = open_store(None, state_dir)
+    yield opened
+    await opened.aclose()
+
+
+async def pending(store: StateStore, plan: Plan) -> Plan:
+    await store.save_plan(plan.plan_id, plan.to_bytes(), plan.expires_at)
+    return plan
+
+
+def on_a_terminal(state_dir: Path, replies: list[tuple[str, str]], *args: str) -> tuple[int, str]:
+    """Run `efile-mcp approve` with a pseudo-terminal as stdin, stdout and stderr; answer each prompt
+    (the text it waits for, then the line to type). Returns the exit status and everything it wrote."""
+    main, child_end = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "efile_mcp", *args, "approve"],
+        stdin=child_end,
+        stdout=child_end,
+        stderr=child_end,
+        env=child_env(EFILE_STATE_DIR=str(state_dir), TERM="dumb"),
+        close_fds=True,
+    )
+    os.close(child_end)
+    seen = b""
+
+    def read_until(done: object) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if isinstance(done, str) and done.encode() in seen:
+                return
+            ready, _, _ = select.select([main], [], [], 0.5)
+            if not ready:
+                if done is None and proc.poll() is not None:
+                    return
+                continue
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                return
+            if not chunk:
+                return
+            seen += chunk
+        raise AssertionError(f"timed out waiting for {done!r}; the terminal shows:\n{seen.decode(errors='replace')}")
+
+    try:
+        for prompt, line in replies:
+            read_until(prompt)
+            os.write(main, line.encode() + b"\n")
+        read_until(None)
+        return proc.wait(timeout=30), seen.decode(errors="replace").replace("\r\n", "\n")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)
+
+
+async def test_approve_on_a_terminal_records_the_persons_yes(store: StateStore, state_dir: Path) -> None:
+    plan = await pending(store, plan_of("aaaa1111bbbb2222cccc3333", 40))
+    status, shown = on_a_terminal(state_dir, [("[y/n/N]: ", "y")])
+    assert status == 0, shown
+    assert f"Plan {plan.plan_id}: DELETE PERMANENTLY" in shown
+    assert "40 paths (1 folder), 5.1 GiB, 1,273 files in all" in shown, "counts and bytes in binary units"
+    assert "5.0 GiB  /public/home/alice/scratch/big  (folder, 1,234 files, 60 days ago)" in shown, "the largest first"
+    assert "1 path(s) not planned (1 refused" in shown
+    assert "Approved." in shown
+    state = await store.plan_state(plan.plan_id)
+    assert state.status == "approved" and state.decision is not None
+    assert (state.decision.kind, state.decision.channel, state.decision.mode) == ("approved", "terminal", "delete")
+    assert await store.pending(time.time()) == []
+
+
+async def test_n_declines_and_enter_leaves_the_plan_waiting(store: StateStore, state_dir: Path) -> None:
+    plan = await pending(store, plan_of("dddd1111eeee2222ffff3333", 3, mode="quarantine"))
+    status, shown = on_a_terminal(state_dir, [("[y/n/N]: ", "")])
+    assert status == 1 and "Nothing decided" in shown
+    assert (await store.plan_state(plan.plan_id)).pending
+
+    status, shown = on_a_terminal(state_dir, [("Move these to quarantine? ", "n")])
+    assert status == 0 and "Declined." in shown, shown
+    state = await store.plan_state(plan.plan_id)
+    assert state.status == "declined" and state.decision is not None and state.decision.channel == "terminal"
+
+
+async def test_several_pending_plans_are_listed_and_one_is_chosen(store: StateStore, state_dir: Path) -> None:
+    first = await pending(store, plan_of("1111aaaa1111aaaa1111aaaa", 5))
+    second = await pending(store, plan_of("2222bbbb2222bbbb2222bbbb", 7))
+    status, shown = on_a_terminal(state_dir, [("Which one [1-2", "2"), ("[y/n/N]: ", "y")])
+    assert status == 0, shown
+    assert f"plan {first.plan_id}" in shown and f"plan {second.plan_id}" in shown
+    assert (await store.plan_state(first.plan_id)).pending
+    assert (await store.plan_state(second.plan_id)).status == "approved"
+
+
+async def test_a_plan_decided_elsewhere_meanwhile_keeps_that_decision(store: StateStore, state_dir: Path) -> None:
+    """The person answered on the review page while the terminal was asking: the first decision stands."""
+    from efile_mcp.guard.ports import Decision
+
+    plan = await pending(store, plan_of("3333cccc3333cccc3333cccc", 4))
+    main, child_end = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "efile_mcp", "approve"],
+        stdin=child_end,
+        stdout=child_end,
+        stderr=child_end,
+        env=child_env(EFILE_STATE_DIR=str(state_dir), TERM="dumb"),
+    )
+    os.close(child_end)
+    try:
+        seen = b""
+        while b"[y/n/N]: " not in seen:
+            ready, _, _ = select.select([main], [], [], 60)
+            assert ready, seen
+            seen += os.read(main, 4096)
+        await store.decide(plan.plan_id, plan.expires_at, Decision("declined", "review_page", None, time.time()))
+        os.write(main, b"y\n")
+        assert proc.wait(timeout=30) == 1
+        while select.select([main], [], [], 0.2)[0]:
+            try:
+                seen += os.read(main, 4096)
+            except OSError:
+                break
+        assert b"Not recorded: the plan was already declined through review_page" in seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)
+    state = await store.plan_state(plan.plan_id)
+    assert state.decision is not None and state.decision.channel == "review_page"
+
+
+async def test_without_a_terminal_it_refuses_in_one_line_and_decides_nothing(
+    store: StateStore, state_dir: Path
+) -> None:
+    plan = await pending(store, plan_of("4444dddd4444dddd4444dddd", 2))
+    done = subprocess.run(
+        [sys.executable, "-m", "efile_mcp", "approve"],
+        input="y\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(EFILE_STATE_DIR=str(state_dir)),
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "terminal" in lines[0], done.stderr
+    assert (await store.plan_state(plan.plan_id)).pending
+
+
+def test_nothing_pending_says_so(state_dir: Path) -> None:
+    status, shown = on_a_terminal(state_dir, [])
+    assert status == 0 and "No removal waits for your decision." in shown
+
+
+def test_help_names_the_command() -> None:
+    done = run_cli("--help")
+    assert "approve" in done.stdout
