@@ -102,6 +102,17 @@ class Settings(BaseSettings):
         default=None,
         description="HTTP transport: the bearer token clients must send (default: random, written to a 0600 file).",
     )
+    quarantine_days: int = Field(
+        default=7,
+        ge=0,
+        le=3650,
+        description="Days a quarantined plan is kept (restorable) before `efile-mcp purge` deletes it for good.",
+    )
+    links_inside: Literal["refuse", "remove"] = Field(
+        default="refuse",
+        description="refuse: a folder with symbolic links inside is never deleted for good (quarantine moves it "
+        "whole); remove: the storage removes links as links, as rm -rf does, so such folders may be deleted.",
+    )
     walk_max_entries: int = Field(
         default=200_000,
         ge=100,

@@ -30,7 +30,18 @@ def escape_invisible(text: str) -> str:
 #: A string from the server or the agent, shown with invisible characters escaped.
 Visible = Annotated[str, AfterValidator(escape_invisible)]
 
-ItemStatus = Literal["would_remove", "removed", "queued", "missing", "failed", "refused", "changed"]
+ItemStatus = Literal[
+    "would_remove",
+    "removed",
+    "queued",
+    "missing",
+    "failed",
+    "refused",
+    "changed",
+    "quarantined",
+    "restored",
+    "conflict",
+]
 EntryType = Literal["file", "directory", "symlink", "other"]
 SelectType = Literal["file", "directory", "any"]
 
@@ -112,6 +123,9 @@ class RemoveSummary(ResultModel):
     failed: int = 0
     refused: int = 0
     changed: int = 0
+    quarantined: int = Field(default=0, description="Moved into the root's quarantine: restorable with restore_paths.")
+    restored: int = 0
+    conflict: int = 0
     covered: int = Field(default=0, description="Paths inside another path of the same call, removed with it.")
     total_size: int = Field(
         default=0, description="Bytes the removal frees: files plus the whole trees of folders (regular files)."
@@ -318,8 +332,16 @@ class StorageStatusResult(ResultModel):
     region: str | None = None
     quota: list[QuotaInfo]
     quota_error: str | None = Field(default=None, description="Why quota is unknown, and what to set.")
+    quarantine: QuarantineStatus | None = Field(
+        default=None, description="What is in quarantine (restorable with restore_paths), per plan, and the total."
+    )
 
 
 class TaskStatusCount(ResultModel):
     status: str
     count: int
+
+
+from .quarantine import QuarantineStatus  # noqa: E402  (it builds on ResultModel above)
+
+StorageStatusResult.model_rebuild()

@@ -23,6 +23,7 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
+from typing import Any
 
 from efile_mcp.sandbox.envelope import ApiError
 from efile_mcp.sandbox.fs import Located, PathMapper, delete_now
@@ -34,6 +35,7 @@ _AT_FDCWD = -100
 #: The largest upload the sandbox accepts: it is for manifests and small files, not bulk data.
 UPLOAD_MAX_BYTES = 16 * 1024 * 1024
 
+_renameat2: Any = None
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
     _renameat2 = _libc.renameat2
