@@ -37,6 +37,8 @@ from efile_mcp.errors import (
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.faults import FaultPlan, FaultRule
 
+from .clocks import SleepingClock
+
 FAST = RetryPolicy(attempts=4, budget=5.0, base_delay=0.01, max_delay=0.05)
 
 
@@ -45,21 +47,6 @@ async def transport(sandbox: RunningSandbox) -> AsyncIterator[EfileTransport]:
     t = EfileTransport(sandbox.base_url, StaticToken(sandbox.token), retry=FAST, concurrency=4)
     yield t
     await t.aclose()
-
-
-class FakeTime:
-    """A monotonic clock that only sleeping moves: retries are tested without waiting for them."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def envelope(code: object, msg: str = "", data: object = None) -> JSONResponse:
@@ -142,7 +129,7 @@ async def call_through(kind: str, sandbox: RunningSandbox, pipeline: RequestPipe
 async def test_one_retry_policy_for_efile_sign_in_and_center_calls(sandbox: RunningSandbox, kind: str) -> None:
     """The same pipeline: transient failures retried with the same backoff, Retry-After honoured, the rest not retried."""
     name = FAULT_NAME[kind]
-    clock = FakeTime()
+    clock = SleepingClock()
     caps: list[float] = []
 
     def jitter(cap: float) -> float:
@@ -175,6 +162,7 @@ async def test_one_retry_policy_for_efile_sign_in_and_center_calls(sandbox: Runn
         await pipeline.aclose()
 
 
+@pytest.mark.realtime  # the default sleep really waits: a lower bound, so load cannot fail it
 async def test_retry_after_is_honoured_over_real_time(sandbox: RunningSandbox, transport: EfileTransport) -> None:
     sandbox.sandbox.fault = fail_first(1, Response("slow down", status_code=429, headers={"Retry-After": "0.3"}))
     started = time.monotonic()
@@ -183,7 +171,7 @@ async def test_retry_after_is_honoured_over_real_time(sandbox: RunningSandbox, t
 
 
 async def test_the_on_retry_hook_sees_each_failure_about_to_be_retried(sandbox: RunningSandbox) -> None:
-    clock = FakeTime()
+    clock = SleepingClock()
     t = EfileTransport(sandbox.base_url, StaticToken(sandbox.token), retry=FAST, sleep=clock.sleep, clock=clock)
     seen: list[str] = []
     sandbox.sandbox.fault = fail_first(2, Response("down", status_code=503))
@@ -228,21 +216,23 @@ async def test_unknown_code_carries_meaning_and_server_message(
     assert str(caught.value) == "efile API error 123456 (undocumented code) from /file/list: the moon is full"
 
 
-async def test_a_server_that_keeps_failing_ends_in_a_clear_error_within_budget(
-    sandbox: RunningSandbox, transport: EfileTransport
-) -> None:
+async def test_a_server_that_keeps_failing_ends_in_a_clear_error_within_budget(sandbox: RunningSandbox) -> None:
     sandbox.sandbox.fault = fail_first(10**6, Response("down", status_code=503))
-    started = time.monotonic()
-    with pytest.raises(RetryBudgetExhausted) as caught:
-        await EfileApi(transport).list_dir()
-    assert time.monotonic() - started < FAST.budget
+    clock = SleepingClock()
+    t = EfileTransport(sandbox.base_url, StaticToken(sandbox.token), retry=FAST, sleep=clock.sleep, clock=clock)
+    try:
+        with pytest.raises(RetryBudgetExhausted) as caught:
+            await EfileApi(t).list_dir()
+    finally:
+        await t.aclose()
+    assert 0 < sum(clock.slept) < FAST.budget and len(clock.slept) == FAST.attempts - 1
     assert sandbox.sandbox.request_counts["file/list"] == FAST.attempts
     assert "HTTP 503" in str(caught.value) and "gave up after 4 attempts" in str(caught.value)
 
 
 async def test_the_time_budget_bounds_retries_too(sandbox: RunningSandbox) -> None:
     sandbox.sandbox.fault = fail_first(10**6, Response("slow", status_code=429, headers={"Retry-After": "0.4"}))
-    clock = FakeTime()
+    clock = SleepingClock()
     t = EfileTransport(
         sandbox.base_url,
         StaticToken(sandbox.token),
@@ -265,7 +255,7 @@ async def test_an_unreachable_base_url_is_reported_as_unreachable_quickly_not_as
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again at once: nothing listens there
-    clock = FakeTime()
+    clock = SleepingClock()
     # The default policy: 6 attempts, 30 s of budget, but only 3 s of connect retries on first contact.
     t = EfileTransport(
         f"http://127.0.0.1:{port}/efile", StaticToken("secret-token-value"), sleep=clock.sleep, clock=clock
@@ -302,7 +292,7 @@ async def test_dns_failures_and_connect_timeouts_are_unreachable_too(fault: Exce
     def handler(request: httpx.Request) -> httpx.Response:
         raise fault
 
-    clock = FakeTime()
+    clock = SleepingClock()
     t = EfileTransport(
         "https://efile.nowhere.example",
         StaticToken("t0ken-value"),
@@ -328,7 +318,7 @@ async def test_a_service_that_answered_before_and_then_refuses_connections_is_re
             return httpx.Response(200, json={"code": "0", "msg": "success", "data": {"total": 0, "fileList": []}})
         raise httpx.ConnectError("All connection attempts failed")
 
-    clock = FakeTime()
+    clock = SleepingClock()
     t = EfileTransport(
         "https://efile.example",
         StaticToken("t0ken-value"),
@@ -459,19 +449,27 @@ async def test_auth_failure_mid_removal_stops_new_batches_and_keeps_what_was_obt
 
 async def test_an_answer_trickled_a_byte_at_a_time_cannot_outlast_the_deadline(sandbox: RunningSandbox) -> None:
     """httpx's timeout bounds each read; a gateway that trickles bytes must still not hold the call."""
-    sandbox.sandbox.faults = FaultPlan([FaultRule("trickle", endpoint="file/list", seconds=5)])
+    # A byte every 0.2 s for 1.2 s: no read waits 0.4 s, the whole answer takes three times the deadline.
+    sandbox.sandbox.faults = FaultPlan([FaultRule("trickle", endpoint="file/list", seconds=1.2)])
+    clock = SleepingClock()  # the retry's backoff, not the deadline (that is anyio's own clock)
     t = EfileTransport(
-        sandbox.base_url, StaticToken(sandbox.token), timeout=1.0, retry=RetryPolicy(attempts=2, budget=2.0)
+        sandbox.base_url,
+        StaticToken(sandbox.token),
+        timeout=0.4,
+        retry=RetryPolicy(attempts=2, budget=30.0),
+        sleep=clock.sleep,
+        clock=clock,
     )
-    started = time.monotonic()
     try:
         with pytest.raises(RetryBudgetExhausted) as caught:
             await EfileApi(t).list_dir()
     finally:
         await t.aclose()
         sandbox.sandbox.faults = None
-    assert time.monotonic() - started < 4
-    assert "no complete answer within 1 s" in str(caught.value.last) or "ReadTimeout" in str(caught.value.last)
+    # No single read waits 0.4 s, so the timeout is the deadline's; had the answer been waited out, its body
+    # (blanks) would be a malformed answer, not a timeout.
+    assert "ReadTimeout" in str(caught.value.last)
+    assert sandbox.sandbox.request_counts["file/list"] == 2
 
 
 @pytest.mark.parametrize("sandbox", [{"list_page_cap": 7}], indirect=True)

@@ -24,27 +24,15 @@ from efile_mcp.errors import AuthError, SignInError
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.ac import AcConfig
 
+from .clocks import SleepingClock
 from .conftest import ISSUED_TOKENS
 
 FAST = RetryPolicy(attempts=3, budget=3.0, base_delay=0.01, max_delay=0.05)
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 async def pipeline() -> AsyncIterator[RequestPipeline]:
-    clock = FakeTime()
+    clock = SleepingClock()
     p = RequestPipeline(retry=FAST, sleep=clock.sleep, clock=clock)
     yield p
     await p.aclose()
