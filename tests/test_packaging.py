@@ -61,6 +61,11 @@ def package_modules() -> set[str]:
     return {name for name in project_files() if name.startswith("efile_mcp/") and name.endswith(".py")}
 
 
+def package_assets() -> set[str]:
+    """The review page's HTML, CSS and JavaScript: shipped in the package (no CDN on an HPC login node)."""
+    return {name for name in project_files() if name.startswith("efile_mcp/review/assets/")}
+
+
 def test_the_wheel_holds_the_typed_package_and_its_license_and_nothing_else(dists: tuple[Path, Path]) -> None:
     wheel, _ = dists
     assert wheel.name == f"efile_mcp-{VERSION}-py3-none-any.whl"
@@ -69,7 +74,8 @@ def test_the_wheel_holds_the_typed_package_and_its_license_and_nothing_else(dist
         metadata = email.parser.Parser().parsestr(archive.read(f"{DIST_INFO}/METADATA").decode())
         entry_points = archive.read(f"{DIST_INFO}/entry_points.txt").decode()
     package = {n for n in names if not n.startswith(DIST_INFO + "/")}
-    assert package == package_modules() | {"efile_mcp/py.typed"}
+    assert package_assets() >= {f"efile_mcp/review/assets/page.{ext}" for ext in ("html", "css", "js")}
+    assert package == package_modules() | package_assets() | {"efile_mcp/py.typed"}
     assert f"{DIST_INFO}/licenses/LICENSE" in names
     assert not [n for n in names if n.startswith(("tests/", ".v/", "venv", "build/", ".git")) or "__pycache__" in n]
     assert wheel.stat().st_size < 500_000

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..client.walk import iso_time
 from ..guard.report import human_age, shown_name
 from ..guard.seen import Plan, SeenPath
+from ..models.times import iso_time
 from ..models.units import human_size
 
 #: Most rows one JSON page carries.
