@@ -28,7 +28,7 @@ from mcp.client.stdio import stdio_client
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from efile_mcp.client import EfileApi, EfileTransport, RetryPolicy
+from efile_mcp.client import EfileApi, EfileTransport, RetryPolicy, StaticToken
 from efile_mcp.client.center import RegionLocator
 from efile_mcp.client.removal import EfileRemover, RemovalRun
 from efile_mcp.client.signin import (
@@ -40,8 +40,9 @@ from efile_mcp.client.signin import (
     token_expiry,
 )
 from efile_mcp.client.tokens import SignedInToken
+from efile_mcp.client.transport import RequestPipeline
 from efile_mcp.config import Settings, load_settings
-from efile_mcp.errors import AuthError, ConfigError, SignInError
+from efile_mcp.errors import AuthError, ConfigError, SignInError, UnreachableError
 from efile_mcp.sandbox import (
     RunningSandbox,
     SandboxConfig,
@@ -51,6 +52,7 @@ from efile_mcp.sandbox import (
 from efile_mcp.sandbox.ac import AcConfig, SandboxRegion
 from efile_mcp.server import build_server
 
+from .clocks import ManualClock, SleepingClock
 from .conftest import ISSUED_TOKENS, audit_lines, call_error, call_ok, run_cli
 
 FAST = RetryPolicy(attempts=3, budget=3.0, base_delay=0.01, max_delay=0.05)
@@ -123,16 +125,6 @@ def fail(endpoint: str, response: Response, times: int = 10**6) -> Any:
         return response
 
     return fault
-
-
-class Clock:
-    """A wall clock tests move by hand, shared by the client and the sandbox."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _jwt(payload: object) -> str:
@@ -388,23 +380,26 @@ async def test_no_enabled_efile_url_is_a_tool_error_and_efile_base_url_overrides
 
 
 async def test_build_server_stays_offline_and_an_unreachable_service_is_a_tool_error(audit_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again at once: nothing listens there
-    settings = Settings(
-        scnet_user="u",
-        scnet_access_key="ak",
-        scnet_secret_key="sk-not-shown",
-        scnet_ac_url=nowhere,
-        scnet_api_url=nowhere,
-        allowed_roots=("~/scratch",),
-        audit_log=audit_path,
-        state_dir=audit_path.parent,
-        retry_budget=0.5,
-    )
-    started = time.monotonic()
-    server = build_server(settings)
-    assert time.monotonic() - started < 1.0
+    with socket.socket() as service:
+        service.bind(("127.0.0.1", 0))
+        service.listen(8)
+        service.setblocking(False)
+        nowhere = f"http://127.0.0.1:{service.getsockname()[1]}"
+        settings = Settings(
+            scnet_user="u",
+            scnet_access_key="ak",
+            scnet_secret_key="sk-not-shown",
+            scnet_ac_url=nowhere,
+            scnet_api_url=nowhere,
+            allowed_roots=("~/scratch",),
+            audit_log=audit_path,
+            state_dir=audit_path.parent,
+            retry_budget=0.5,
+        )
+        server = build_server(settings)
+        with pytest.raises(BlockingIOError):
+            service.accept()  # build_server opened no connection to the service
+    # Closed now: nothing listens there any more.
     async with Client(server) as client:
         for name, arguments in [("list_files", {}), ("remove_paths", {"paths": ["/public/home/u/scratch/a"]})]:
             text = await call_error(client, name, arguments)
@@ -425,13 +420,27 @@ async def test_an_unreachable_center_is_reported_with_its_url_and_setting(
         allowed_roots=("~",),
         audit_log=audit_path,
         state_dir=audit_path.parent,
+        retry_budget=0.5,  # the connect budget's bound, below: the one of the default policy
     )
-    started = time.monotonic()
     async with Client(build_server(settings)) as client:
         text = await call_error(client, "list_files", {})
-    assert time.monotonic() - started < 5  # the short connect budget, not the 30 s retry budget
     assert f"cannot reach the SCNet AC service at {nowhere} (SCNET_AC_URL): connection refused" in text
     assert "Check SCNET_AC_URL and the network" in text and "EFILE_BASE_URL" in text and "overloaded" not in text
+
+
+async def test_an_unreachable_center_is_given_up_within_the_connect_budget_not_the_retry_budget() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
+    clock = SleepingClock()
+    pipeline = RequestPipeline(retry=RetryPolicy(), sleep=clock.sleep, clock=clock)  # the default: 30 s of budget
+    client = AcClient(ac_url=nowhere, api_url=nowhere, pipeline=pipeline)
+    try:
+        with pytest.raises(UnreachableError):
+            await client.center(StaticToken("t0ken-value"))
+    finally:
+        await pipeline.aclose()
+    assert 0 < sum(clock.slept) <= RetryPolicy().connect_budget < RetryPolicy().budget
 
 
 # ---------------------------------------------------------------------------------------------- `~` roots
@@ -497,7 +506,7 @@ def test_home_relative_roots_are_checked_at_start(root: str, audit_path: Path) -
 
 @pytest.mark.parametrize(("ttl", "ahead"), [(3600.0, 300.0), (100.0, 10.0)])
 async def test_the_token_is_renewed_ahead_of_expiry(scnet: RunningSandbox, ttl: float, ahead: float) -> None:
-    clock = Clock()
+    clock = ManualClock()
     scnet.sandbox.config.ac.clock = clock
     scnet.sandbox.config.ac.token_ttl = ttl
     client = AcClient(ac_url=scnet.base_url, api_url=scnet.base_url, retry=FAST, clock=clock)
@@ -524,7 +533,7 @@ async def test_the_token_is_renewed_ahead_of_expiry(scnet: RunningSandbox, ttl: 
 
 
 async def test_a_failed_renewal_keeps_a_token_that_still_works(scnet: RunningSandbox) -> None:
-    clock = Clock()
+    clock = ManualClock()
     scnet.sandbox.config.ac.clock = clock
     client = AcClient(ac_url=scnet.base_url, api_url=scnet.base_url, retry=FAST, clock=clock)
     tokens = SignedInToken(client, aksk(scnet), clock=clock)
@@ -547,9 +556,9 @@ async def test_a_failed_renewal_keeps_a_token_that_still_works(scnet: RunningSan
         await client.aclose()
 
 
-def _moving_clock(scnet: RunningSandbox) -> tuple[Clock, AcClient, SignedInToken]:
+def _moving_clock(scnet: RunningSandbox) -> tuple[ManualClock, AcClient, SignedInToken]:
     """One wall clock for the sandbox's tokens and the client's renewal: tests move it instead of sleeping."""
-    clock = Clock()
+    clock = ManualClock()
     scnet.sandbox.config.ac.clock = clock
     client = AcClient(ac_url=scnet.base_url, api_url=scnet.base_url, retry=FAST, clock=clock)
     return clock, client, SignedInToken(client, aksk(scnet), clock=clock)
