@@ -60,7 +60,7 @@ REAL_ACCOUNT = (
 )  # fmt: skip
 
 #: Positional commands, which `--sandbox demo` would otherwise take for a directory.
-COMMANDS = ("serve", "demo", "approve")
+COMMANDS = ("serve", "demo", "approve", "purge")
 
 
 #: The sandbox's quota by default, in GiB: below the sample home's ~58 KiB, so the demo's clean-up starts over quota.
@@ -145,7 +145,11 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         choices=COMMANDS,
         default="serve",
-        help="serve (default), demo, or approve (decide a removal that waits for you, on this terminal)",
+        help="serve (default), demo, approve (decide a removal that waits for you, on this terminal), or purge "
+        "(delete for good the quarantined plans older than EFILE_QUARANTINE_DAYS; cron-able, prints what it did)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="with purge: print what would be deleted, delete nothing"
     )
     return parser
 
@@ -201,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         logs.fatal(str(exc))
         _stop_sandbox(sandbox, sandbox_scratch)
         return 2
+    if args.command == "purge":
+        try:
+            return _purge(server, dry_run=args.dry_run)
+        finally:
+            _stop_sandbox(sandbox, sandbox_scratch)
     try:
         if plan is not None:
             from .serve_http import serve
@@ -236,6 +245,32 @@ def _approve(overrides: dict[str, Any], sandbox: str | None) -> int:
     except (ConfigError, StateStoreError) as exc:
         logs.fatal(str(exc))
         return 2
+
+
+def _purge(server: Any, *, dry_run: bool) -> int:
+    """`efile-mcp purge`: delete the expired quarantined plans (audited as `expired`), print one line each.
+
+    The same server set-up as serving (sign-in, roots, state store, audit), without serving; stdout is ours here.
+    """
+    import anyio
+
+    from .errors import EfileMcpError
+    from .guard.quarantine import START_UP_PURGE
+
+    async def purge() -> list[str]:
+        START_UP_PURGE.set(False)  # this command is the purge: the server's own start-up one stays out of it
+        async with server.settings.lifespan(server) as state:
+            report = await state.guard.quarantine.purge(dry_run=dry_run, tool="efile-mcp purge")
+        return report.lines()
+
+    try:
+        lines = anyio.run(purge)
+    except EfileMcpError as exc:
+        logs.fatal(f"purge: {exc}")
+        return 1
+    for line in lines:
+        print(line)
+    return 1 if any(line.startswith("error:") or "failed:" in line for line in lines) else 0
 
 
 def _requested_log_format(overrides: dict[str, Any]) -> Literal["text", "json"]:

@@ -24,6 +24,7 @@ after a refusal (a lost answer leaves it in place, `failed`, nothing lost).
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -188,6 +189,7 @@ class Quarantine:
         days: int = 7,
         clock: Callable[[], float] | None = None,
         concurrency: int | None = None,
+        ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         import time
 
@@ -200,6 +202,8 @@ class Quarantine:
         self.days = days
         self.clock = clock or time.time
         self.concurrency = concurrency or mover.concurrency
+        #: Resolves the allowed roots first ('~' roots need the home the SCNet center reports).
+        self._ready = ready
 
     @property
     def policy(self) -> PathPolicy:
@@ -458,6 +462,8 @@ class Quarantine:
         return plans
 
     async def _plans(self) -> tuple[list[QuarantinedPlan], str | None]:
+        if self._ready is not None:
+            await self._ready()
         listings = self._listings()
         plans: list[QuarantinedPlan] = []
         errors: list[str] = []
@@ -548,6 +554,8 @@ class Quarantine:
         again is a `conflict` and stays in quarantine. Audited before anything moves, and after."""
         if not plan_id or "/" in plan_id or plan_id in (".", "..") or is_quarantine_path(plan_id) or "," in plan_id:
             raise GuardRefusal("unknown_plan", f"{plan_id!r} is not a plan id: give the plan_id a removal answered.")
+        if self._ready is not None:
+            await self._ready()
         listings = self._listings()
         roots = await self._roots_holding(plan_id, listings)
         if not roots:
@@ -791,3 +799,32 @@ def _refused_alone(exc: ApiError) -> MoveState:
     if exc.code == "911021":
         return MoveState("target_taken", f"its place is taken ({exc})", exc.code)
     return MoveState("failed", f"not moved: {exc}", exc.code)
+
+
+#: False in `efile-mcp purge`, which is the purge itself: the server's start-up purge then stays out of it.
+START_UP_PURGE: contextvars.ContextVar[bool] = contextvars.ContextVar("efile_mcp_start_up_purge", default=True)
+
+
+async def purge_at_start(quarantine: Quarantine, *, read_only: bool) -> PurgeReport | None:
+    """At server start: a dry run of the purge, its summary logged; then, unless read-only, the purge of what
+    expired (the same rule as `efile-mcp purge`, audited as `expired`). Never fatal: the server serves anyway."""
+    if not START_UP_PURGE.get():
+        return None
+    try:
+        dry = await quarantine.purge(dry_run=True)
+        if not dry.expired:
+            if dry.kept:
+                log.info("quarantine at start-up: %s", dry.lines()[-1])
+            return dry
+        for line in dry.lines():
+            log.warning("quarantine at start-up (dry run): %s", line)
+        if read_only:
+            log.warning("quarantine at start-up: read-only, nothing purged (run `efile-mcp purge`)")
+            return dry
+        done = await quarantine.purge(dry_run=False, tool="start-up")
+        for line in done.lines():
+            log.warning("quarantine at start-up: %s", line)
+        return done
+    except EfileMcpError as exc:
+        log.info("the quarantine could not be checked at start-up: %s", exc)
+        return None

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from . import results
 from .results import ITEMS_LISTED_MAX, ResultModel, Visible
 
 RestoreStatus = Literal["restored", "conflict", "missing", "failed"]
@@ -66,3 +67,7 @@ class RestorePathsResult(ResultModel):
         default=None, description="Above that: the conflicts, missing and failed items (capped)."
     )
     next_step: str
+
+
+# storage_status's answer names QuarantineStatus (results.py cannot import this module at its top: a cycle).
+results.StorageStatusResult.model_rebuild(_types_namespace={"QuarantineStatus": QuarantineStatus})

@@ -7,11 +7,14 @@ own vocabulary, but carry no camelCase alias: an alias would leak into the schem
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from .wire import FileEntry, FileOperTask, OperationType, TaskStatus
+
+if TYPE_CHECKING:
+    from .quarantine import QuarantineStatus
 
 
 def escape_invisible(text: str) -> str:
@@ -342,6 +345,5 @@ class TaskStatusCount(ResultModel):
     count: int
 
 
-from .quarantine import QuarantineStatus  # noqa: E402  (it builds on ResultModel above)
-
-StorageStatusResult.model_rebuild()
+# The quarantine's models build on ResultModel above; importing them completes StorageStatusResult.
+from . import quarantine as _quarantine  # noqa: E402, F401
