@@ -100,7 +100,8 @@ class Settings(BaseSettings):
     )
     http_token: SecretStr | None = Field(
         default=None,
-        description="HTTP transport: the bearer token clients must send (default: random, written to a 0600 file).",
+        description="HTTP transport: the bearer token clients must send, or several separated by commas (each gets "
+        "its own share of sessions) (default: random, written to a 0600 file).",
     )
     quarantine_days: int = Field(
         default=7,
@@ -137,6 +138,19 @@ class Settings(BaseSettings):
     )
     http_port: Annotated[int, Flag("--port", "PORT")] = Field(
         default=8765, ge=1, le=65535, description="HTTP transport: the port; the endpoint is /mcp."
+    )
+    # Sessions cost memory (~0.3 MB each in the SDK): bounded per replica and per bearer token, reaped when idle.
+    http_session_idle_seconds: float = Field(
+        default=300.0, gt=0, le=86_400, description="HTTP: seconds a session may stay idle before it is closed."
+    )
+    http_session_max: int = Field(
+        default=300, ge=1, le=100_000, description="HTTP: the most open sessions per replica."
+    )
+    http_session_max_per_token: int = Field(
+        default=100, ge=1, le=100_000, description="HTTP: the most open sessions per bearer token on a replica."
+    )
+    http_shutdown_seconds: float = Field(
+        default=30.0, ge=0, le=3600, description="HTTP: on SIGTERM, the most seconds to let calls in flight finish."
     )
 
     # Sign-in instead of EFILE_TOKEN. SCNET_* in the environment (no EFILE_ prefix), as SCNet tools name them.

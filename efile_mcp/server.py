@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
+import anyio
 from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from pydantic import SecretStr
 
@@ -25,6 +26,7 @@ from .client import (
     TokenSource,
     normalise_base_url,
 )
+from .client.api import EfileApi
 from .client.center import QuotaReader, RegionLocator
 from .client.signin import (
     AccessKeyCredentials,
@@ -33,11 +35,13 @@ from .client.signin import (
     PasswordCredentials,
 )
 from .client.tokens import SignedInToken
+from .client.walk import Listings
 from .config import Settings
 from .errors import ConfigError
 from .guard.audit import AuditLog, default_audit_path
 from .guard.guard import Guard
 from .guard.paths import DEFAULT_PROTECTED, PathPolicy, expand_home, is_home_relative
+from .guard.reconcile import reconcile_at_start
 from .guard.store import open_store
 from .guard.tokens import ConfirmationSigner
 from .tools.registry import register
@@ -214,7 +218,14 @@ def build_server(
             quota=QuotaReader.for_settings(settings, ac=ac, tokens=tokens, locator=locator, transport=transport),
         )
         try:
-            yield ToolState(settings=settings, guard=guard)
+            async with anyio.create_task_group() as background:
+                # Intents a crash left without an outcome get one from the storage's state: off the first call's way.
+                states = Listings(EfileApi(transport), concurrency=settings.concurrency, keep=False)
+                background.start_soon(reconcile_at_start, audit, states)
+                try:
+                    yield ToolState(settings=settings, guard=guard)
+                finally:
+                    background.cancel_scope.cancel()
         finally:
             await transport.aclose()
             if ac is not None:

@@ -53,6 +53,10 @@ def wait_for_port(port: int, proc: subprocess.Popen[Any], stderr: Path) -> None:
             time.sleep(0.05)
 
 
+#: The process serving each endpoint `http_process` started, while it runs (for tests that signal it).
+PROCESSES: dict[str, subprocess.Popen[Any]] = {}
+
+
 @contextmanager
 def http_process(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
     """`efile-mcp --transport http` as a process; yields its MCP endpoint once it accepts connections, and the
@@ -70,8 +74,11 @@ def http_process(*args: str, env: dict[str, str] | None = None) -> Iterator[tupl
     )
     try:
         wait_for_port(port, proc, stderr)
-        yield f"http://127.0.0.1:{port}/mcp", stderr
+        url = f"http://127.0.0.1:{port}/mcp"
+        PROCESSES[url] = proc
+        yield url, stderr
     finally:
+        PROCESSES.pop(f"http://127.0.0.1:{port}/mcp", None)
         proc.terminate()
         try:
             proc.wait(timeout=10)

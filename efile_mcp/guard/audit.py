@@ -19,12 +19,18 @@ the path's device and inode with the open descriptor's, as `logging.handlers.Wat
 does, and the path is opened again. The file is never reached through a symbolic link: a new one is
 created with O_CREAT|O_EXCL|O_NOFOLLOW, an existing one opened with O_NOFOLLOW, and a link planted
 at the path is refused (where the platform has no O_NOFOLLOW, as on Windows, an lstat check stands in).
+
+An `intent` record names the process that wrote it (`process`: host, pid and a random nonce per
+process), so that the reconciliation (reconcile.py) can tell an execution still running elsewhere from
+one whose process died before recording its outcome.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import socket
 import stat
 import threading
 from collections.abc import Iterator
@@ -48,6 +54,8 @@ STRING_MAX = MAX_PATH_BYTES
 STRING_KEPT = 300
 #: The most paths a refusal record lists; the rest are counted in `paths_not_listed`.
 REFUSAL_PATHS_LISTED = 200
+#: This process, as intent records name it: `host:pid:nonce` (the nonce tells a restarted pid 1 apart).
+PROCESS = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 _LINE_BREAKERS = {0x2028: "\\u2028", 0x2029: "\\u2029", 0x85: "\\u0085"}  # json.dumps escapes the C0 ones itself
 
@@ -158,6 +166,8 @@ class AuditLog:
 
         Not abandoned on cancellation: the line lands even if the call is cancelled.
         """
+        if event == "intent":
+            fields = {**fields, "process": PROCESS}
         line = encode_record(event, fields)
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self._append, line, event)
