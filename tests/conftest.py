@@ -16,6 +16,8 @@ from efile_mcp.config import Settings
 from efile_mcp.sandbox import RunningSandbox, SandboxConfig, run_sandbox_in_thread, seed_sample_tree
 from efile_mcp.server import build_server
 
+from . import processes
+
 # ---------------------------------------------------------------------------- the token never leaks
 
 #: Every API token a sandbox issued in this run; at the end, nothing the suite produced may contain one.
@@ -32,6 +34,8 @@ class _KeepEverything(logging.Handler):
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.is_registered(processes):
+        config.pluginmanager.register(processes, "efile-processes")  # no process outlives the run
     handler = _KeepEverything(level=logging.DEBUG)
     logging.getLogger().addHandler(handler)
     logging.getLogger("efile_mcp").setLevel(logging.DEBUG)

@@ -1,5 +1,6 @@
 """A real, throwaway redis-server for the tests: loopback, a free port, no persistence.
 
+Ends with the test that started it, and with the run even when that is killed (tests/processes.py).
 Skipped when redis-server is not installed, unless EFILE_REQUIRE_REDIS is set (CI): then it fails.
 """
 
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from .processes import spawn_dying_with_us
 
 REQUIRE_ENV = "EFILE_REQUIRE_REDIS"
 
@@ -59,7 +62,7 @@ class RedisServer:
         binary = redis_server_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = (self.workdir / f"redis-{self.port}.log").open("wb")
-        self.process = subprocess.Popen(
+        self.process = spawn_dying_with_us(
             [
                 binary,
                 "--port",
