@@ -29,6 +29,7 @@ from efile_mcp.guard.quarantine import (
     QUARANTINE_DIR,
     Quarantine,
     is_quarantine_path,
+    purge_at_start,
     quarantine_refusal,
 )
 from efile_mcp.guard.requests import GuardRefusal
@@ -347,3 +348,19 @@ async def test_a_rate_limit_mid_plan_is_retried_or_reported_never_lost(rig: Rig,
     assert all("still where it was" in (item.reason or "") for item in items.values())
     assert all((rig.root / name).exists() for name in many_files[150:])
     assert everything(rig.root) == kept
+
+
+async def test_start_up_logs_a_dry_run_then_purges_only_expired(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    await rig.quarantine.send("old", await rig.seen("scratch/tmp.log"))
+    rig.clock.now += 8 * DAY
+    await rig.quarantine.send("new", await rig.seen("scratch/run-002"))
+    caplog.set_level("INFO", logger="efile_mcp.guard.quarantine")
+    read_only = await purge_at_start(rig.quarantine, read_only=True)
+    assert read_only is not None and read_only.dry_run
+    assert (rig.root / "scratch" / QUARANTINE_DIR / "old").exists()  # read-only: only the dry run, logged
+    assert any("(dry run)" in r.message and "/old" in r.message for r in caplog.records)
+    report = await purge_at_start(rig.quarantine, read_only=False)
+    assert report is not None and not report.dry_run
+    assert not (rig.root / "scratch" / QUARANTINE_DIR / "old").exists()
+    assert (rig.root / "scratch" / QUARANTINE_DIR / "new").exists()
+    assert [r["tool"] for r in rig.audit() if r["event"] == "expired"] == ["start-up", "start-up"]
