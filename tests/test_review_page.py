@@ -508,7 +508,7 @@ async def test_the_page_of_a_3000_path_dry_run_lists_every_path_with_the_dry_run
         await page.get_by_role("tab", name="All paths").click()
         listed: list[str] = []
         while True:
-            await page.wait_for_function("document.querySelectorAll('#paths-body tr[data-path]').length > 0")
+            await page.wait_for_function("() => document.querySelectorAll('#paths-body tr[data-path]').length > 0")
             rows = await page.locator("#paths-body tr[data-path]").evaluate_all("rows => rows.map(r => r.dataset.path)")
             listed += rows
             next_page = page.get_by_role("button", name="Next page")
@@ -522,7 +522,7 @@ async def test_the_page_of_a_3000_path_dry_run_lists_every_path_with_the_dry_run
         assert len(listed) == 3000 and set(listed) == set(paths), "every path, page by page"
 
         await page.get_by_role("searchbox", name="Search paths").fill("out-0123")
-        await page.wait_for_function("document.getElementById('paths-range').textContent.includes('matching')")
+        await page.wait_for_function("() => document.getElementById('paths-range').textContent.includes('matching')")
         assert await page.locator("#paths-body tr[data-path]").evaluate_all("r => r.map(x => x.dataset.path)") == [
             p for p in sorted(paths) if "out-0123" in p
         ]

@@ -108,34 +108,36 @@ def _status(page: Page, now: float, already: bool) -> tuple[str, str]:
 def _totals(view: PlanView, now: float) -> str:
     t = view.totals()
     at_least = "at least " if t.get("lower_bound") else ""
-    newest = ""
+    newest, newest_detail = "unknown", ""
     if t.get("newest_modified"):
         from datetime import datetime
 
         try:
             stamp = datetime.fromisoformat(str(t["newest_modified"])).timestamp()
-            newest = f"{human_age(stamp, now)} ({t['newest_modified']})"
+            newest, newest_detail = human_age(stamp, now) or "unknown", str(t["newest_modified"])
         except ValueError:
             newest = str(t["newest_modified"])
+
+    def number(key: str) -> int:
+        return int(t.get(key) or 0)
+
+    size = number("total_size")
     rows = [
-        ("would_remove", "Paths to remove", t.get("would_remove", 0), f"{int(t.get('would_remove', 0)):,}"),
-        (
-            "total_size",
-            "Size (whole trees)",
-            t.get("total_size", 0),
-            f"{at_least}{human_size(int(t.get('total_size', 0)))} ({int(t.get('total_size', 0)):,} bytes)",
-        ),
-        ("file_count", "Files in all", t.get("file_count", 0), f"{at_least}{int(t.get('file_count', 0)):,}"),
-        ("folder_count", "Folders among the paths", t.get("folder_count", 0), f"{int(t.get('folder_count', 0)):,}"),
-        ("newest_modified", "Newest change", t.get("newest_modified") or "", newest or "unknown"),
-        ("refused", "Refused", t.get("refused", 0), f"{int(t.get('refused', 0)):,}"),
-        ("missing", "Missing", t.get("missing", 0), f"{int(t.get('missing', 0)):,}"),
+        ("would_remove", "Paths", number("would_remove"), f"{number('would_remove'):,}", ""),
+        ("total_size", "Size (whole trees)", size, f"{at_least}{human_size(size)}", f"{size:,} bytes"),
+        ("file_count", "Files in all", number("file_count"), f"{at_least}{number('file_count'):,}", ""),
+        ("folder_count", "Folders among the paths", number("folder_count"), f"{number('folder_count'):,}", ""),
+        ("newest_modified", "Newest change", t.get("newest_modified") or "", newest, newest_detail),
+        ("refused", "Refused", number("refused"), f"{number('refused'):,}", ""),
+        ("missing", "Missing", number("missing"), f"{number('missing'):,}", ""),
     ]
     if t.get("covered"):
-        rows.append(("covered", "Inside other paths (go with them)", t["covered"], f"{int(t['covered']):,}"))
+        rows.append(("covered", "Inside other paths (go with them)", number("covered"), f"{number('covered'):,}", ""))
     return "\n".join(
-        f'<div><dt>{_e(label)}</dt><dd data-total="{_e(key)}" data-value="{_e(value)}">{_e(text)}</dd></div>'
-        for key, label, value, text in rows
+        f'<div><dt>{_e(label)}</dt><dd data-total="{_e(key)}" data-value="{_e(value)}">{_e(text)}'
+        + (f"<small>{_e(detail)}</small>" if detail else "")
+        + "</dd></div>"
+        for key, label, value, text, detail in rows
     )
 
 
@@ -171,8 +173,10 @@ def _types(view: PlanView) -> str:
 
 
 def _largest(view: PlanView) -> str:
+    top = view.top_shown.rstrip("/") + "/"
     rows = "".join(
-        f'<tr><td class="path">{_e(r["shown"])}</td><td>{_e(r["kind"])}</td><td class="num">{_e(r["size_text"])}'
+        f'<tr><td class="path" title="{_e(r["shown"])}">{_e(_below(r["shown"], top))}</td><td>{_e("folder" if r["kind"] == "directory" else r["kind"])}</td>'
+        f'<td class="num">{_e(r["size_text"])}'
         f'</td><td class="num">{r["files"]:,}</td><td>{_e(r["age"] or "")}</td></tr>'
         for r in view.largest(LARGEST_SHOWN)
     )
@@ -182,6 +186,11 @@ def _largest(view: PlanView) -> str:
         + rows
         + "</tbody></table>"
     )
+
+
+def _below(shown: str, top: str) -> str:
+    """A path as the tables show it: below the folder the tree starts at (named above the tree)."""
+    return "…/" + shown[len(top) :] if shown.startswith(top) and len(shown) > len(top) else shown
 
 
 def _actions(page: Page, csrf: str) -> str:
@@ -222,6 +231,7 @@ def render_page(page: Page, *, csrf: str, now: float, already: bool = False) -> 
             "types": "",
             "largest": "",
             "browse_hidden": "hidden",
+            "top": "",
             "exceptions_count": "0",
         }
     else:
@@ -240,6 +250,7 @@ def render_page(page: Page, *, csrf: str, now: float, already: bool = False) -> 
             "types": _types(view),
             "largest": _largest(view),
             "browse_hidden": "",
+            "top": _e(view.top_shown),
             "exceptions_count": f"{len(plan.exceptions):,}",
         }
     return _template().substitute(values)

@@ -102,6 +102,7 @@ class PlanView:
                 break
             top = only
         self.top = top
+        self.top_shown = _visible(top.path)
         self._by_path = sorted(plan.paths, key=lambda s: s.path)
         self._nodes: dict[str, Node] = {}
         self._index(self.root)
@@ -234,7 +235,8 @@ class PlanView:
             elif seen.kind == "file":
                 name = seen.path.rsplit("/", 1)[-1]
                 stem, dot, suffix = name.rpartition(".")
-                label = f".{suffix.lower()}" if dot and stem and len(suffix) <= 12 else "files without extension"
+                usual = dot and stem and len(suffix) <= 12 and any(c.isalpha() for c in suffix)
+                label = f".{suffix.lower()}" if usual else "files without extension"
             else:
                 label = "links and other"
             group = groups.setdefault(label, [0, 0])

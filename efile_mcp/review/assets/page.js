@@ -82,7 +82,7 @@
       cell.appendChild(el("span", { class: "toggle", "aria-hidden": "true" }, ""));
     }
     cell.appendChild(el("span", { class: "name" }, row.name));
-    if (row.in_plan) cell.appendChild(el("span", { class: "badge plan" }, row.kind === "directory" ? "removed whole" : "removed"));
+    if (row.in_plan) cell.appendChild(el("span", { class: "badge plan" }, row.kind === "directory" ? "in the plan, whole" : "in the plan"));
     else cell.appendChild(el("span", { class: "badge" }, row.items.toLocaleString() + " paths inside"));
     td.appendChild(cell);
     cells(tr, row, td);
