@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     confirm_timeout: float = Field(
         default=30.0, gt=0, le=600, description="Seconds to wait for the person's answer before refusing."
     )
+    review_browser: Literal["auto", "never"] = Field(
+        default="auto",
+        description="auto: open the review page in the person's browser when the person must decide ($BROWSER "
+        "honoured); never: only write its address to stderr.",
+    )
     confirm_secret: SecretStr | None = Field(
         default=None, description="Key for confirmation tokens shared by replicas (default: random per process)."
     )
