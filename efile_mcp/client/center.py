@@ -156,8 +156,6 @@ HPC_DISCOVERED = Service("SCNet HPC API", "the HPC URL the SCNet center reports"
 #: Some accounts may not call the quota endpoint: the HPC API answers this code.
 QUOTA_REFUSED_CODE = "10009"
 USER_UNKNOWN_CODE = "911009"
-#: What to set to read the quota without the center.
-WITHOUT_CENTER = "SCNET_HPC_URL (the region's HPC URL) and SCNET_USER (the cluster user name)"
 
 
 @dataclass(frozen=True)

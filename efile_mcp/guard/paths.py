@@ -355,11 +355,6 @@ class PathPolicy:
         inside = [root for root in self._allowed_roots if is_within(path, root)]
         return min(inside, key=len) if inside else None
 
-    @staticmethod
-    def contains(root: str, path: str) -> bool:
-        """Boundary-safe strict containment; see :func:`is_within`."""
-        return is_within(path, root)
-
     def check(self, path: object) -> str | PathRefusal:
         """Return ``path`` unchanged if it may be deleted, else a refusal."""
         if not isinstance(path, str):

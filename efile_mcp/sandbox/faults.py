@@ -40,7 +40,6 @@ FaultKind = Literal[
     "late_answer",  # the server acts, then answers only after `seconds`: beyond the client's timeout (a slow move)
 ]
 KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
-AFTER_HANDLER = frozenset({"lose_answer", "malformed_after", "late_answer"})
 
 
 class TrickledAnswer(Response):
@@ -170,7 +169,7 @@ class FaultPlan:
             acted = await handler(request)
             await anyio.sleep(rule.seconds)
             return acted
-        await handler(request)  # AFTER_HANDLER: the server has acted, its answer is lost
+        await handler(request)  # the server has acted; its answer is lost
         if kind == "lose_answer":
             return DroppedConnection()
         return Response('{"code": "0", "msg": "succ', status_code=200, media_type="application/json")
