@@ -22,6 +22,7 @@ import bench_cold_start
 import bench_dry_run_cost
 import bench_get_task
 import bench_memory
+import bench_quarantine
 import bench_removal
 import bench_tree_tools
 from common import Row
@@ -37,6 +38,7 @@ SECTIONS = {
     "usage": bench_tree_tools.run_usage,
     "select": bench_tree_tools.run_select,
     "sizes": bench_tree_tools.run_sizes,
+    "quarantine": bench_quarantine.run,
 }
 COLUMNS = ("section", "measure", "value", "baseline", "ratio", "target", "verdict", "note")
 
