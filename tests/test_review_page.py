@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2 as httpx
 import pytest
 from mcp import Client
@@ -576,3 +579,151 @@ async def test_decline_in_the_browser_and_a_second_tab_then_decides_nothing(
     await second.wait_for_selector('#status[data-status="declined"]')
     assert "yours was not recorded" in await second.locator("#status").inner_text()
     assert await store.plan_state(plan.plan_id) == declined
+
+
+# ---------------------------------------------------------------------------- end to end: the real server
+
+
+def recording_browser(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A $BROWSER that records the address it is asked to open (and opens nothing): the server's own way
+    of reaching the person, seen from outside. Returns the environment to start the server with."""
+    log = tmp_path / "browser-opened.txt"
+    script = tmp_path / "record-browser.py"
+    script.write_text(f"#!{sys.executable}\nimport sys\nopen({str(log)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    script.chmod(0o755)
+    return {"BROWSER": str(script)}, log
+
+
+async def address_opened(log: Path) -> str:
+    """The address the server handed to $BROWSER (the browser starts in a child process: a moment later)."""
+    for _ in range(400):
+        if log.exists() and log.read_text().strip():
+            (first, *_) = log.read_text().split()
+            return first
+        await anyio.sleep(0.05)
+    raise AssertionError("the server opened no review page through $BROWSER")
+
+
+async def never_answers(context: Any, params: Any) -> Any:
+    """A client that declares form elicitation and never draws it (Claude Desktop's chat, late 2026)."""
+    await anyio.sleep(3600)
+
+
+def result_text(result: Any) -> str:
+    return " ".join(getattr(block, "text", "") for block in result.content) + json.dumps(result.structured_content)
+
+
+async def unanswered_form_then_the_page(client: Client, browser: Any, log: Path, root: Path, home: str) -> None:
+    """The issue's scenario: the form goes unanswered, nothing is deleted, the token stays good, the page was
+    opened; the person approves there in a real browser; the agent's next call with the same token proceeds."""
+    target = f"{home}/scratch/run-001"
+    plan = await call_ok(client, "remove_paths", {"paths": [target]})
+    execute = {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+
+    waiting = await client.call_tool("remove_paths", execute)
+    assert waiting.is_error and "not spent" in result_text(waiting), result_text(waiting)
+    assert (root / "scratch" / "run-001").is_dir(), "nothing is deleted while the person has not decided"
+    url = await address_opened(log)
+    assert url not in result_text(waiting) and "/review/" not in result_text(waiting), "the agent gets no link"
+
+    page = await open_page(browser, url)
+    assert await page.locator('[data-total="would_remove"]').get_attribute("data-value") == "1"
+    await page.get_by_role("button", name=re.compile("^Approve")).first.click()
+    await page.wait_for_selector('#status[data-status="approved"]')
+
+    done = await call_ok(client, "remove_paths", execute)
+    assert not (root / "scratch" / "run-001").exists(), done
+    await page.reload()
+    assert await page.locator("#status").get_attribute("data-status") in ("running", "done")
+    assert await page.get_by_role("button", name=re.compile("Approve|Decline")).count() == 0
+
+
+def audit_confirmations(audit: Path) -> list[str]:
+    lines = [json.loads(line) for line in audit.read_text().splitlines()] if audit.exists() else []
+    return [str(line.get("confirmed_by")) for line in lines if line.get("confirmed_by")]
+
+
+async def test_over_stdio_an_unanswered_form_opens_the_page_and_its_approve_lets_the_token_run(
+    tmp_path: Path, browser: Any
+) -> None:
+    from mcp import StdioServerParameters
+
+    from efile_mcp.sandbox import seed_sample_tree
+
+    root = seed_sample_tree(tmp_path / "home")
+    env, log = recording_browser(tmp_path)
+    audit = tmp_path / "audit.jsonl"
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "efile_mcp", "--sandbox", str(root), "--audit-log", str(audit)],
+        env={
+            "PYTHONPATH": os.pathsep.join(sys.path),
+            "EFILE_CONFIRM_TIMEOUT": "3",
+            "EFILE_STATE_DIR": str(tmp_path / "state"),
+            **env,
+        },
+    )
+    async with Client(params, mode="legacy", elicitation_callback=never_answers) as client:
+        await unanswered_form_then_the_page(client, browser, log, root, "/public/home/demo")
+    assert "review_page" in audit_confirmations(audit)
+
+
+async def test_over_http_an_unanswered_form_opens_the_page_and_its_approve_lets_the_token_run(
+    tmp_path: Path, browser: Any
+) -> None:
+    from efile_mcp.sandbox import seed_sample_tree
+
+    from .test_http import HTTP_TOKEN, connect, http_process
+
+    root = seed_sample_tree(tmp_path / "home")
+    env, log = recording_browser(tmp_path)
+    audit = tmp_path / "audit.jsonl"
+    with http_process(
+        "--sandbox",
+        str(root),
+        "--audit-log",
+        str(audit),
+        env={
+            "EFILE_HTTP_TOKEN": HTTP_TOKEN,
+            "EFILE_CONFIRM_TIMEOUT": "3",
+            "EFILE_STATE_DIR": str(tmp_path / "state"),
+            **env,
+        },
+    ) as (endpoint, _stderr):
+        async with connect(endpoint, mode="legacy", elicitation_callback=never_answers) as client:
+            await unanswered_form_then_the_page(client, browser, log, root, "/public/home/demo")
+        url = await address_opened(log)
+        assert url.startswith(endpoint.rsplit("/mcp", 1)[0] + "/review/"), "the page is served by the same app"
+    assert "review_page" in audit_confirmations(audit)
+
+
+async def test_over_stdio_decline_on_the_page_spends_the_token_and_deletes_nothing(
+    tmp_path: Path, browser: Any
+) -> None:
+    from mcp import StdioServerParameters
+
+    from efile_mcp.sandbox import seed_sample_tree
+
+    root = seed_sample_tree(tmp_path / "home")
+    env, log = recording_browser(tmp_path)
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "efile_mcp", "--sandbox", str(root), "--audit-log", str(tmp_path / "audit.jsonl")],
+        env={
+            "PYTHONPATH": os.pathsep.join(sys.path),
+            "EFILE_CONFIRM_TIMEOUT": "3",
+            "EFILE_STATE_DIR": str(tmp_path / "state"),
+            **env,
+        },
+    )
+    async with Client(params, mode="legacy", elicitation_callback=never_answers) as client:
+        plan = await call_ok(client, "remove_paths", {"paths": ["/public/home/demo/scratch/run-001"]})
+        execute = {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        assert (await client.call_tool("remove_paths", execute)).is_error
+        page = await open_page(browser, await address_opened(log))
+        await page.get_by_role("button", name="Decline").click()
+        await page.wait_for_selector('#status[data-status="declined"]')
+        for _ in range(2):
+            refused = await client.call_tool("remove_paths", execute)
+            assert refused.is_error and "declin" in result_text(refused), result_text(refused)
+    assert (root / "scratch" / "run-001").is_dir()
