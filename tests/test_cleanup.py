@@ -112,15 +112,17 @@ async def test_find_paths_by_name_size_and_age_largest_first(client: Client, san
 
 async def test_find_paths_pages_with_a_cursor(client: Client, sandbox: RunningSandbox) -> None:
     scratch = f"{sandbox.home}/scratch/big-run"
-    first = await call_ok(client, "find_paths", {"path": scratch, "type": "file", "limit": 120})
-    assert first["total_matches"] == 300 and len(first["matches"]) == 120 and first["next_cursor"]
+    first = await call_ok(client, "find_paths", {"path": scratch, "type": "file", "limit": 50})
+    assert len(first["matches"]) == 50 and first["next_cursor"] and first["complete"] is False
     seen = [m["path"] for m in first["matches"]]
     cursor = first["next_cursor"]
     while cursor:
-        page = await call_ok(client, "find_paths", {"path": scratch, "cursor": cursor, "limit": 120})
+        page = await call_ok(client, "find_paths", {"path": scratch, "cursor": cursor, "limit": 50})
         seen += [m["path"] for m in page["matches"]]
         cursor = page.get("next_cursor")
+    # Pages come in walk order (each largest first); the last one has the totals of all of them.
     assert len(seen) == len(set(seen)) == 300
+    assert page["total_matches"] == 300 and page["complete"] is True
     error = await call_error(client, "find_paths", {"path": scratch, "cursor": "find-0000:5"})
     assert "find_paths again" in error
 

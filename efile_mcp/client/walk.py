@@ -1,14 +1,27 @@
-"""Reading directories whole and walking trees through `file/list`, within budgets, never following links.
+"""Reading directories and walking trees through `file/list`, within budgets, never following links.
 
-    Listings     one call's cache of whole directory listings (and single-name look-ups): the dry run,
-                 the execution's re-check and a selection's expansion ask for a directory once per call
-    Listings.walk   a tree walk with bounded, adaptive concurrency, an entry budget and a deadline
+    Listings        one call's reader: whole listings for look-ups (cached, bounded), single-name look-ups
+    Listings.walk   reads on a `TreeWalk` (a resumable walk: its frontier and the aggregates of the folders
+                    still open), page by page, with bounded adaptive concurrency, until it ends or a
+                    `WalkLimits` (entries, deadline) or the caller says stop
+    TreeWalk        serialises to JSON: a walk that does not finish in one call continues in the next one,
+                    in another process or on another replica (the state store keeps it)
+
+Memory is bounded by batches, never by the size of the tree: a folder is read a page at a time and each
+page is handed to the caller and dropped; a folder's tree is summed into its parent (size, counts, newest,
+and a fingerprint over every entry's name, type, size and mtime) when its last sub-folder is done, so only
+the folders still being read are held. The frontier is a stack (depth first), which keeps it small.
+
+Budgets are checked before every request, never after children are queued: a walk stops within one
+in-flight request per worker of its budget, and what it did not read stays in the frontier, so a budget
+bounds the work of one call, not what can be read.
 
 Listing is where the docs and third parties disagree (efile-api.md §5), so a listing here:
 - asks for large pages (most folders take one request) and falls back to the documented 1000 when a
   server refuses a large `limit`;
-- detects a server that ignores `start` (the next page repeats the first) and stops, never looping or
-  counting an entry twice; when `total` says more than could be read, the listing is marked incomplete;
+- reads the later pages of a large folder in parallel once the second page showed that the server honours
+  `start`; a server that ignores `start` (the second page repeats the first) is detected and the folder
+  marked incomplete, never looped over or counted twice;
 - uses `children` (sub-folders, not cut by `limit`) to find folders a cut page left out.
 
 Entries are kept slim (`Entry`): a full wire entry is ~3 KB with its extra fields, 300 MB at 100,000.
@@ -16,11 +29,12 @@ Entries are kept slim (`Entry`): a full wire entry is ~3 KB with its extra field
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 
@@ -36,8 +50,16 @@ log = logging.getLogger("efile_mcp.client.walk")
 EntryKind = Literal["file", "directory", "symlink", "other"]
 
 #: Asked per page; third parties saw 6,000 and 100,000 answered whole. A server that refuses it gets 1000.
+#: Not larger: a page is parsed whole (a wire entry is ~3 KB before it is slimmed), and the pages of a large
+#: folder are read in parallel, so more, smaller pages are as fast as fewer large ones and hold less.
 LARGE_PAGE = 5000
 DOCUMENTED_PAGE = 1000
+#: Entries the per-call cache of whole listings holds at most (look-ups after a walk reuse them); beyond
+#: it nothing more is cached, so a walk's memory does not grow with the tree.
+CACHE_MAX_ENTRIES = 100_000
+#: Fingerprints are sums of per-entry hashes modulo 2**128: independent of the order pages arrive in,
+#: and a folder's is its entries' plus its sub-folders'.
+_FP_MOD = 1 << 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +74,53 @@ class Entry:
     @classmethod
     def of(cls, wire: FileEntry) -> Entry:
         return cls(wire.name, wire.kind, max(0, wire.size or 0), parse_server_time(wire.last_modified_time))
+
+
+def entry_hash(relative: str, entry: Entry) -> int:
+    """One entry's share of a fingerprint: its path below the walk's root, type, size and mtime."""
+    text = f"{relative}\0{entry.kind}\0{entry.size}\0{entry.mtime!r}"
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "big")
+
+
+@dataclass(slots=True)
+class Totals:
+    """A tree's sums: bytes and count of regular files, folders, links, and the newest mtime seen."""
+
+    size: int = 0
+    files: int = 0
+    dirs: int = 0
+    links: int = 0
+    newest: float | None = None
+
+    def see(self, mtime: float | None) -> None:
+        if mtime is not None and (self.newest is None or mtime > self.newest):
+            self.newest = mtime
+
+    def count(self, entry: Entry) -> None:
+        """One listed entry: a file adds its bytes, a folder or a link is counted (a link adds no bytes)."""
+        self.see(entry.mtime)
+        if entry.kind == "file":
+            self.size += entry.size
+            self.files += 1
+        elif entry.kind == "directory":
+            self.dirs += 1
+        elif entry.kind == "symlink":
+            self.links += 1
+
+    def add(self, other: Totals) -> None:
+        self.size += other.size
+        self.files += other.files
+        self.dirs += other.dirs
+        self.links += other.links
+        self.see(other.newest)
+
+    def to_row(self) -> list[Any]:
+        return [self.size, self.files, self.dirs, self.links, self.newest]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> Totals:
+        size, files, dirs, links, newest = row
+        return cls(int(size), int(files), int(dirs), int(links), newest)
 
 
 @dataclass(slots=True)
@@ -69,30 +138,227 @@ class Unreadable:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class WalkLimits:
+    """What one call may spend reading trees: entries listed, and a deadline on anyio's clock.
+
+    One value per call, shared by every walk of the call (`less` gives what is left after some entries).
+    """
+
+    max_entries: int
+    deadline: float
+
+    @classmethod
+    def starting_now(cls, max_entries: int, max_seconds: float) -> WalkLimits:
+        return cls(max_entries, anyio.current_time() + max_seconds)
+
+    def remaining_seconds(self) -> float:
+        return max(0.0, self.deadline - anyio.current_time())
+
+    def less(self, entries: int) -> WalkLimits:
+        return WalkLimits(max(0, self.max_entries - entries), self.deadline)
+
+
 @dataclass
 class WalkStats:
-    """What a walk did: how far it got and why it stopped early, if it did."""
+    """What a walk did: how far it got and why it stopped early, if it did. Counts cover every call of a resumed walk."""
 
     entries_seen: int = 0
     dirs_listed: int = 0
     requests: int = 0
     unreadable: list[Unreadable] = field(default_factory=list)
-    #: Folders not read whole (cut pages / ignored start) or not read at all (budget, deadline).
+    #: Folders not read whole (cut pages / ignored start) or, when the walk stopped, left unread.
     incomplete_dirs: int = 0
-    stopped: Literal["", "entry_budget", "deadline"] = ""
+    stopped: Literal["", "entry_budget", "deadline", "caller"] = ""
+    #: Unreadable folders beyond those kept in `unreadable` (a walk keeps the first few hundred).
+    unreadable_more: int = 0
 
     @property
     def complete(self) -> bool:
         return not self.stopped and not self.incomplete_dirs and not self.unreadable
 
+    @property
+    def unreadable_count(self) -> int:
+        return len(self.unreadable) + self.unreadable_more
 
-#: Called with (folder path, depth below the walk's root, its listing) for every folder read.
-OnDir = Callable[[str, int, DirListing], None]
+
+#: Unreadable folders a walk names at most (the rest are counted): a walk's state stays small.
+UNREADABLE_KEPT = 200
+
+
+@dataclass(slots=True)
+class OpenDir:
+    """A folder whose tree is not read whole yet: its sums so far, and how many parts are still out."""
+
+    depth: int
+    #: Sub-folders not closed yet, plus 1 while its own listing is not read to the end.
+    pending: int = 1
+    totals: Totals = field(default_factory=Totals)
+    fingerprint: int = 0
+    #: False once anything in its tree could not be read whole.
+    complete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedDir:
+    """A folder whose whole tree was read (`complete` False: some part of it could not be)."""
+
+    path: str
+    depth: int
+    totals: Totals
+    fingerprint: int
+    complete: bool
+
+
+#: A batch of one folder's entries (a page): (folder path, its depth below the walk's root, the entries).
+#: It may return how many of them it took (None: all): the rest stays unread, for the next call.
+OnEntries = Callable[[str, int, list[Entry]], int | None]
+Batch = Callable[[list[Entry]], int | None]
+#: A folder whose tree is done (only when the walk aggregates): its sums over the whole tree below it.
+OnClosed = Callable[[ClosedDir], None]
 Progress = Callable[[int, int], Awaitable[None]]
+
+
+#: A folder still to read: (path, depth, page offset, the first names of its first page when offset > 0).
+Pending = tuple[str, int, int, tuple[str, ...]]
 
 
 def join(parent: str, name: str) -> str:
     return (parent.rstrip("/") or "") + "/" + name
+
+
+def parent_of(path: str) -> str:
+    return path.rpartition("/")[0] or "/"
+
+
+class TreeWalk:
+    """One walk below `root`, resumable: the folders still to read (a stack) and the aggregates of the
+    folders whose trees are not done. `to_json`/`from_json` carry it across calls.
+
+    `max_depth` 0 reads `root` alone. `aggregate` sums trees bottom-up and reports closed folders;
+    `fingerprint` also hashes every entry into them (the removal's re-check).
+    """
+
+    def __init__(
+        self, root: str, *, max_depth: int | None = None, aggregate: bool = True, fingerprint: bool = False
+    ) -> None:
+        self.root = root
+        self.max_depth = max_depth
+        self.aggregate = aggregate
+        self.fingerprint = fingerprint
+        #: Folders to read: (path, depth, page offset, names that began its first page). An offset > 0 is a large
+        #: folder read in part; the names tell a server that ignores `start` when the reading resumes.
+        self.frontier: list[Pending] = [(root, 0, 0, ())]
+        self.open: dict[str, OpenDir] = {}
+        self.stats = WalkStats()
+
+    @property
+    def finished(self) -> bool:
+        return not self.frontier and not self.open
+
+    @property
+    def folders_pending(self) -> int:
+        return len(self.frontier)
+
+    def _relative(self, folder: str, name: str) -> str:
+        return join(folder, name)[len(self.root.rstrip("/")) + 1 :]
+
+    def _add_entries(self, folder: str, depth: int, entries: list[Entry]) -> None:
+        opened = self.open.get(folder) if self.aggregate else None
+        for entry in entries:
+            if opened is not None:
+                opened.totals.count(entry)
+                if self.fingerprint:
+                    opened.fingerprint = (
+                        opened.fingerprint + entry_hash(self._relative(folder, entry.name), entry)
+                    ) % _FP_MOD
+            if entry.kind == "directory" and (self.max_depth is None or depth < self.max_depth):
+                self.frontier.append((join(folder, entry.name), depth + 1, 0, ()))
+                if opened is not None:
+                    opened.pending += 1
+
+    def _begin(self, folder: str, depth: int) -> None:
+        if self.aggregate and folder not in self.open:
+            self.open[folder] = OpenDir(depth)
+
+    def _end(self, folder: str, *, complete: bool, on_closed: OnClosed | None) -> None:
+        """`folder`'s own listing is read (or could not be): close it, and every ancestor it was the last part of."""
+        if not self.aggregate:
+            return
+        opened = self.open.get(folder)
+        if opened is None:
+            return
+        opened.complete = opened.complete and complete
+        opened.pending -= 1
+        path = folder
+        while opened is not None and opened.pending <= 0:
+            del self.open[path]
+            closed = ClosedDir(path, opened.depth, opened.totals, opened.fingerprint, opened.complete)
+            if on_closed is not None:
+                on_closed(closed)
+            if path == self.root:
+                return
+            path = parent_of(path)
+            parent = self.open.get(path)
+            if parent is None:
+                return
+            parent.totals.add(opened.totals)
+            parent.fingerprint = (parent.fingerprint + opened.fingerprint) % _FP_MOD
+            parent.complete = parent.complete and opened.complete
+            parent.pending -= 1
+            opened = parent
+
+    def partial_below(self, prefix: str) -> Totals:
+        """The sums of the open folders at or below `prefix` (what was read of trees not done)."""
+        summed = Totals()
+        for path, opened in self.open.items():
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                summed.add(opened.totals)
+        return summed
+
+    # ------------------------------------------------------------------ state
+
+    def to_json(self) -> dict[str, Any]:
+        stats = self.stats
+        return {
+            "v": 1,
+            "r": self.root,
+            "d": self.max_depth,
+            "a": int(self.aggregate),
+            "f": int(self.fingerprint),
+            "q": [list(item) for item in self.frontier],
+            "o": [
+                [path, o.depth, o.pending, o.totals.to_row(), format(o.fingerprint, "x"), int(o.complete)]
+                for path, o in self.open.items()
+            ],
+            "s": [
+                stats.entries_seen,
+                stats.dirs_listed,
+                stats.requests,
+                stats.incomplete_dirs,
+                [[u.path, u.reason] for u in stats.unreadable],
+                stats.unreadable_more,
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TreeWalk:
+        walk = cls(data["r"], max_depth=data["d"], aggregate=bool(data["a"]), fingerprint=bool(data["f"]))
+        walk.frontier = [(str(p), int(d), int(s), tuple(str(n) for n in names)) for p, d, s, names in data["q"]]
+        walk.open = {
+            str(path): OpenDir(int(depth), int(pending), Totals.from_row(totals), int(fp, 16), bool(complete))
+            for path, depth, pending, totals, fp, complete in data["o"]
+        }
+        seen, listed, requests, incomplete, unreadable, more = data["s"]
+        walk.stats = WalkStats(
+            entries_seen=int(seen),
+            dirs_listed=int(listed),
+            requests=int(requests),
+            incomplete_dirs=int(incomplete),
+            unreadable=[Unreadable(str(p), str(r)) for p, r in unreadable],
+            unreadable_more=int(more),
+        )
+        return walk
 
 
 class AdaptiveLimit:
@@ -118,14 +384,60 @@ class AdaptiveLimit:
             self.limiter.total_tokens = int(self.limiter.total_tokens) + 1
 
 
+class _Stop(Exception):
+    """A budget ran out before a request: the request was not sent. args: (offset to resume at, first names)."""
+
+
+class _Gate:
+    """One walk call's budget, asked before every request: how many entries it may ask for (0: stop).
+
+    Entries asked for by requests in flight are reserved, so concurrent requests cannot overrun the budget
+    together; a request granted less than a page closes the gate (what it leaves is the next call's).
+    """
+
+    def __init__(self, limits: WalkLimits, stats: WalkStats, stop: Callable[[], bool] | None) -> None:
+        self.limits = limits
+        self.stats = stats
+        self.stop = stop
+        self.start = stats.entries_seen
+        self.reserved = 0
+
+    def reason(self) -> str:
+        stats = self.stats
+        if stats.stopped:
+            return stats.stopped
+        if stats.entries_seen - self.start >= self.limits.max_entries:
+            stats.stopped = "entry_budget"
+        elif anyio.current_time() >= self.limits.deadline:
+            stats.stopped = "deadline"
+        elif self.stop is not None and self.stop():
+            stats.stopped = "caller"
+        return stats.stopped
+
+    def grant(self, wanted: int, *, whole: bool = False) -> int:
+        """Entries a request may ask for: up to `wanted`, 0 when it must not go out (`whole`: all or nothing)."""
+        if self.reason():
+            return 0
+        allowed = self.limits.max_entries - (self.stats.entries_seen - self.start) - self.reserved
+        if allowed <= 0 or (whole and allowed < wanted):
+            return 0  # requests in flight hold the rest; they may bring less than they asked for
+        granted = min(wanted, allowed)
+        self.reserved += granted
+        return granted
+
+    def settle(self, granted: int) -> None:
+        self.reserved -= granted
+
+
 class Listings:
-    """One tool call's view of the tree: every directory listed at most once (whole), links never followed."""
+    """One tool call's reader: whole listings cached for look-ups (bounded), trees walked page by page."""
 
     def __init__(self, api: EfileApi, *, concurrency: int = 8, keep: bool = True) -> None:
         self._api = api
         self._limit = AdaptiveLimit(concurrency)
         self._keep = keep
         self._dirs: dict[str, DirListing] = {}
+        self._cached_entries = 0
         self._named: dict[tuple[str, str], Entry | None] = {}
         self._page = LARGE_PAGE
         self.requests = 0
@@ -133,72 +445,203 @@ class Listings:
     def cached(self, path: str) -> DirListing | None:
         return self._dirs.get(path)
 
+    def _cache(self, listing: DirListing) -> None:
+        if self._keep and self._cached_entries + len(listing.entries) <= CACHE_MAX_ENTRIES:
+            self._dirs[listing.path] = listing
+            self._cached_entries += len(listing.entries)
+
     async def _page_of(
-        self, path: str, start: int, limit: int, keyword: str | None
-    ) -> tuple[list[FileEntry], int, list[str]]:
+        self, path: str, start: int, limit: int, keyword: str | None, gate: _Gate | None = None, *, whole: bool = False
+    ) -> tuple[list[FileEntry], int, list[str], int]:
+        """One page: (entries, total, children, the limit asked). Raises _Stop when the gate grants nothing."""
         async with self._limit.limiter:
+            # Asked once the request may go out, not when it was queued: a queue never overruns a budget.
+            if gate is not None:
+                limit = gate.grant(limit, whole=whole)
+                if not limit:
+                    raise _Stop(start)
             self.requests += 1
-            page = await self._api.list_dir(
-                path,
-                keyword=keyword,
-                start=start,
-                limit=limit,
-                order_by="name",
-                order="asc",
-                on_retry=self._limit.pressure,
-            )
+            try:
+                page = await self._api.list_dir(
+                    path,
+                    keyword=keyword,
+                    start=start,
+                    limit=limit,
+                    order_by="name",
+                    order="asc",
+                    on_retry=self._limit.pressure,
+                )
+            finally:
+                if gate is not None:
+                    gate.settle(limit)
         self._limit.calm()
         children = [child.path for child in page.children or () if child.path]
-        return page.file_list, page.total, children
+        return page.file_list, page.total, children, limit
 
-    async def _first_page(self, path: str, keyword: str | None) -> tuple[list[FileEntry], int, list[str]]:
+    async def _first_page(
+        self, path: str, start: int, keyword: str | None, gate: _Gate | None = None
+    ) -> tuple[list[FileEntry], int, list[str], int]:
         try:
-            return await self._page_of(path, 0, self._page, keyword)
+            return await self._page_of(path, start, self._page, keyword, gate)
         except ApiError as exc:
             if exc.code != "10004" or self._page <= DOCUMENTED_PAGE:
                 raise
             log.info("the server refused a page of %d entries (%s); using %d", self._page, exc, DOCUMENTED_PAGE)
             self._page = DOCUMENTED_PAGE
-            return await self._page_of(path, 0, self._page, keyword)
+            return await self._page_of(path, start, self._page, keyword, gate)
 
     async def read_dir(self, path: str, *, keyword: str | None = None) -> DirListing:
         """The whole directory (or the entries matching `keyword`). Raises NotFoundError (911020) and the rest."""
         if keyword is None and path in self._dirs:
             return self._dirs[path]
-        first, total, children = await self._first_page(path, keyword)
         entries: dict[str, Entry] = {}
-        for wire in first:
-            entries.setdefault(wire.name, Entry.of(wire))
-        complete = True
-        step = len(first)
-        start = step
-        first_names = [wire.name for wire in first[:3]]
-        while step and len(entries) < total:
-            page, _, _ = await self._page_of(path, start, step, keyword)
-            if not page:
-                break
-            if [wire.name for wire in page[:3]] == first_names:
-                log.info("the server ignores `start` when listing %s: read %d of %d entries", path, len(entries), total)
-                break  # page 2 repeats page 1: going on would loop
-            new = 0
-            for wire in page:
-                if wire.name not in entries:
-                    entries[wire.name] = Entry.of(wire)
-                    new += 1
-            if not new:
-                break
-            start += len(page)
-        if len(entries) < total:
-            complete = False
-        # Sub-folders a cut page left out still show in `children`: walkable, if not sized.
-        for child in children:
-            name = child.rstrip("/").rpartition("/")[2]
-            if name and name not in entries and child.rstrip("/") == join(path, name):
-                entries[name] = Entry(name, "directory", 0, None)
+
+        def keep(batch: list[Entry]) -> None:
+            for entry in batch:
+                entries.setdefault(entry.name, entry)
+            return None
+
+        complete, total = await self._stream(path, 0, keyword, keep, known=lambda name: name in entries)
         listing = DirListing(path=path, entries=entries, complete=complete, total=max(total, len(entries)))
-        if keyword is None and self._keep:
-            self._dirs[path] = listing
+        if keyword is None:
+            self._cache(listing)
         return listing
+
+    async def _stream(
+        self,
+        path: str,
+        start: int,
+        keyword: str | None,
+        on_batch: Batch,
+        *,
+        gate: _Gate | None = None,
+        parallel: bool = True,
+        names: tuple[str, ...] = (),
+        known: Callable[[str], bool] | None = None,
+    ) -> tuple[bool, int]:
+        """Read `path` from page offset `start` to its end, a page at a time, handing each page to `on_batch`.
+
+        Returns (read whole, total). Raises _Stop(offset, first names) when the gate stopped it part way:
+        the pages before the offset were handed over, none after. `names`: the first names of the folder's
+        first page, when resuming at `start` > 0.
+        """
+        first, total, children, asked = await self._first_page(path, start, keyword, gate)
+        seen_dirs: set[str] = {wire.name for wire in first if wire.kind == "directory"}
+        head = tuple(wire.name for wire in first[:3])
+        complete = True
+        read = start
+
+        def hand(batch: list[Entry], at: int) -> None:
+            taken = on_batch(batch)
+            if taken is not None and taken < len(batch):
+                raise _Stop(at + taken, names)  # the caller has what it wanted: the rest is the next call's
+
+        if start and names and head == names:
+            log.info("the server ignores `start` when listing %s: read %d of %d entries", path, start, total)
+            complete = False
+        else:
+            verified = bool(start)  # a resumed folder answered its offset with other names: `start` is honoured
+            names = names if start else head
+            hand([Entry.of(wire) for wire in first], read)
+            read += len(first)
+            step = len(first)
+            if step and read < total:
+                # A page shorter than asked with more to come: the server caps pages; go on in its steps.
+                if asked < self._page and step == asked:
+                    raise _Stop(read, names)  # the budget cut this page: the rest is the next call's
+                if not verified:
+                    # The second page alone first: a server that ignores `start` answers it with the first again.
+                    try:
+                        second, _, _, asked = await self._page_of(path, read, step, keyword, gate)
+                    except _Stop:
+                        raise _Stop(read, names) from None
+                    if second and tuple(wire.name for wire in second[:3]) != head:
+                        seen_dirs.update(wire.name for wire in second if wire.kind == "directory")
+                        hand([Entry.of(wire) for wire in second], read)
+                        read += len(second)
+                        if asked < step and len(second) == asked:
+                            raise _Stop(read, names)  # the budget cut this page
+                        if len(second) < asked:
+                            total = min(total, read)
+                    else:
+                        log.info("the server ignores `start` when listing %s: read %d of %d entries", path, read, total)
+                        complete = False
+                if complete and read < total and parallel:
+                    read = await self._parallel_pages(
+                        path, read, step, total, keyword, on_batch, gate, names, seen_dirs
+                    )
+                while complete and read < total and not parallel:
+                    try:
+                        page, _, _, asked = await self._page_of(path, read, step, keyword, gate)
+                    except _Stop:
+                        raise _Stop(read, names) from None
+                    if not page:
+                        break
+                    seen_dirs.update(wire.name for wire in page if wire.kind == "directory")
+                    hand([Entry.of(wire) for wire in page], read)
+                    read += len(page)
+                    if asked < step and len(page) == asked:
+                        raise _Stop(read, names)
+                    if len(page) < asked:
+                        break
+        if read < total:
+            complete = False
+        if not complete:
+            # Sub-folders a cut page left out still show in `children`: walkable, if not sized.
+            missing = []
+            for child in children:
+                name = child.rstrip("/").rpartition("/")[2]
+                if (
+                    name
+                    and name not in seen_dirs
+                    and not (known is not None and known(name))
+                    and child.rstrip("/") == join(path, name)
+                ):
+                    missing.append(Entry(name, "directory", 0, None))
+            if missing:
+                hand(missing, read)
+        return complete, total
+
+    async def _parallel_pages(
+        self,
+        path: str,
+        read: int,
+        step: int,
+        total: int,
+        keyword: str | None,
+        on_batch: Batch,
+        gate: _Gate | None,
+        names: tuple[str, ...],
+        seen_dirs: set[str],
+    ) -> int:
+        """The rest of a large folder, pages in parallel. They pass the limiter (and the gate) in order, so a
+        stop leaves a prefix read. Returns where reading got to; raises _Stop(offset, names) when stopped."""
+        starts = list(range(read, total, step))
+        done: dict[int, int] = {}
+        stopped_at: list[int] = []
+
+        async def one(offset: int) -> None:
+            try:
+                # Whole pages only: a page cut here would leave a gap before the pages after it.
+                page, _, _, _ = await self._page_of(path, offset, step, keyword, gate, whole=True)
+            except _Stop:
+                stopped_at.append(offset)
+                return
+            seen_dirs.update(wire.name for wire in page if wire.kind == "directory")
+            on_batch([Entry.of(wire) for wire in page])
+            done[offset] = len(page)
+
+        async with task_group() as tg:
+            for offset in starts:
+                tg.start_soon(one, offset)
+        if stopped_at:
+            raise _Stop(min(stopped_at), names)
+        end = read
+        for offset in starts:
+            if offset != end or offset not in done:
+                break
+            end += done[offset]
+        return max(end, read)
 
     async def entry(self, path: str) -> Entry | None:
         """The entry at `path` from its parent's listing; None when it (or its parent) does not exist."""
@@ -225,7 +668,7 @@ class Listings:
         gives its paths the error. A parent wanted for several names is read whole."""
         by_parent: dict[str, list[str]] = {}
         for path in paths:
-            by_parent.setdefault(path.rpartition("/")[0] or "/", []).append(path)
+            by_parent.setdefault(parent_of(path), []).append(path)
         found: dict[str, Entry | EfileMcpError | None] = {}
 
         async def look(parent: str, wanted: list[str]) -> None:
@@ -250,62 +693,94 @@ class Listings:
 
     async def walk(
         self,
-        root: str,
-        on_dir: OnDir,
+        walk: TreeWalk | str,
+        on_entries: OnEntries | None = None,
         *,
-        max_depth: int | None = None,
-        max_entries: int = 200_000,
-        max_seconds: float = 40.0,
+        limits: WalkLimits,
+        on_closed: OnClosed | None = None,
         progress: Progress | None = None,
-        stats: WalkStats | None = None,
+        stop: Callable[[], bool] | None = None,
+        sequential: bool = False,
     ) -> WalkStats:
-        """Read `root` and every folder below it (links are entries, never followed), calling `on_dir`.
+        """Read on along `walk` (or a new walk of a root folder) until it is done or must stop.
 
-        Stops scheduling new folders past `max_entries` or `max_seconds` and says so in the stats;
-        a folder that cannot be read is recorded, not fatal (an auth failure is: nothing can be read).
-        `max_depth` 0 reads `root` alone.
+        Before each request: past `limits.max_entries` entries read in this call (requests in flight count
+        what they asked for), past the deadline, or when `stop()` says so, no new request goes out; the folders
+        not read stay in `walk.frontier` (a large folder with the offset it got to) and `stats.stopped` says
+        why. Links are entries, never followed. A folder that cannot be read is recorded, not fatal (an auth
+        failure is: nothing can be read). Returns the walk's stats (cumulative over resumed calls; `requests`
+        counts this call's). `sequential`: a folder's pages one after another, so that `on_entries` may take
+        part of a page (the rest is read again by the next call, from that offset).
         """
-        stats = stats or WalkStats()
+        if isinstance(walk, str):
+            walk = TreeWalk(walk, aggregate=on_closed is not None)
+        stats = walk.stats
+        stats.stopped = ""
+        gate = _Gate(limits, stats, stop)
         last_progress = -math.inf
-
-        async def visit(path: str, depth: int) -> None:
-            nonlocal last_progress
-            if stats.entries_seen >= max_entries:
-                stats.stopped = stats.stopped or "entry_budget"
-                stats.incomplete_dirs += 1
-                return
-            try:
-                listing = await self.read_dir(path)
-            except AuthError:
-                raise
-            except EfileMcpError as exc:
-                stats.unreadable.append(Unreadable(path, str(exc)))
-                return
-            stats.dirs_listed += 1
-            stats.entries_seen += len(listing.entries)
-            if not listing.complete:
-                stats.incomplete_dirs += 1
-            on_dir(path, depth, listing)
-            if stats.entries_seen > max_entries:
-                # Listings already in flight may overshoot the budget a little; none is started after it.
-                stats.stopped = stats.stopped or "entry_budget"
-                if any(entry.kind == "directory" for entry in listing.entries.values()):
-                    stats.incomplete_dirs += 1
-                return
-            if progress is not None and anyio.current_time() - last_progress >= 0.5:
-                last_progress = anyio.current_time()
-                await progress(stats.entries_seen, stats.dirs_listed)
-            if max_depth is not None and depth >= max_depth:
-                return
-            for entry in listing.entries.values():
-                if entry.kind == "directory":
-                    tg.start_soon(visit, join(path, entry.name), depth + 1)
-
         requests_before = self.requests
-        with anyio.move_on_after(max_seconds) as scope:
+        workers = self._limit.maximum
+        running = 0
+        wake = anyio.Event()
+
+        def batch_of(folder: str, depth: int) -> Batch:
+            def take(batch: list[Entry]) -> int | None:
+                taken = on_entries(folder, depth, batch) if on_entries is not None else None
+                kept = batch if taken is None else batch[:taken]
+                stats.entries_seen += len(kept)
+                walk._add_entries(folder, depth, kept)
+                return taken
+
+            return take
+
+        async def read(pending: Pending) -> None:
+            nonlocal running, last_progress
+            folder, depth, start, names = pending
+            try:
+                walk._begin(folder, depth)
+                try:
+                    complete, _ = await self._stream(
+                        folder, start, None, batch_of(folder, depth), gate=gate, names=names, parallel=not sequential
+                    )
+                except _Stop as stopped:
+                    offset, *rest = stopped.args
+                    walk.frontier.append((folder, depth, int(offset), tuple(rest[0]) if rest else names))
+                    return
+                except AuthError:
+                    raise
+                except EfileMcpError as exc:
+                    if len(stats.unreadable) < UNREADABLE_KEPT:
+                        stats.unreadable.append(Unreadable(folder, str(exc)))
+                    else:
+                        stats.unreadable_more += 1
+                    walk._end(folder, complete=False, on_closed=on_closed)
+                    return
+                stats.dirs_listed += 1
+                if not complete:
+                    stats.incomplete_dirs += 1
+                walk._end(folder, complete=complete, on_closed=on_closed)
+                if progress is not None and anyio.current_time() - last_progress >= 0.5:
+                    last_progress = anyio.current_time()
+                    await progress(stats.entries_seen, stats.dirs_listed)
+            finally:
+                running -= 1
+                wake.set()
+
+        try:
             async with task_group() as tg:
-                tg.start_soon(visit, root, 0)
-        if scope.cancelled_caught:
-            stats.stopped = "deadline"
-        stats.requests += self.requests - requests_before
+                while True:
+                    if walk.frontier and running < workers and not gate.reason():
+                        running += 1
+                        tg.start_soon(read, walk.frontier.pop())
+                        continue
+                    if running == 0:
+                        break
+                    await wake.wait()
+                    wake = anyio.Event()
+        finally:
+            stats.requests = self.requests - requests_before
+        if not walk.frontier:
+            stats.stopped = ""
+        elif not stats.stopped:
+            stats.stopped = "entry_budget"  # what is left needs more than the budget had left
         return stats

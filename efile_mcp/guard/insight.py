@@ -3,97 +3,140 @@
 Sizes everywhere: a folder's size is the sum of the regular files in its tree (a listing's 4096 B for the
 folder itself is not counted; links are not followed and add nothing); `file_count` counts regular files.
 The dry run and the person's form use the same definitions (guard/inspect.py).
+
+Both are resumable walks (`UsageWalk`, `FindWalk`): what they hold is the walk's frontier, the sums of the
+folders still open and a bounded ranking, never the listings or one row per file, so a walk that does not
+finish in one call is saved (`to_json`) and read on by the next call, in this process or another.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import heapq
+from dataclasses import dataclass
+from typing import Any
 
-from ..client.walk import DirListing, Entry, Listings, WalkStats, join
+from ..client.walk import ClosedDir, Entry, Listings, Progress, Totals, TreeWalk, WalkLimits, WalkStats, join
 from ..models.results import Selection
+from .quarantine import is_quarantine_path
+
+__all__ = ["FindWalk", "Match", "Matcher", "Totals", "UsageWalk", "find", "incomplete_reason"]
 
 
-@dataclass(slots=True)
-class Totals:
-    size: int = 0
-    files: int = 0
-    dirs: int = 0
-    links: int = 0
-    newest: float | None = None
-
-    def see(self, mtime: float | None) -> None:
-        if mtime is not None and (self.newest is None or mtime > self.newest):
-            self.newest = mtime
-
-    def count(self, entry: Entry) -> None:
-        """One listed entry: a file adds its bytes, a folder or a link is counted (a link adds no bytes)."""
-        self.see(entry.mtime)
-        if entry.kind == "file":
-            self.size += entry.size
-            self.files += 1
-        elif entry.kind == "directory":
-            self.dirs += 1
-        elif entry.kind == "symlink":
-            self.links += 1
-
-    def add(self, other: Totals) -> None:
-        self.size += other.size
-        self.files += other.files
-        self.dirs += other.dirs
-        self.links += other.links
-        self.see(other.newest)
-
-
-def incomplete_reason(stats: WalkStats, budget_setting: str = "max_entries") -> str | None:
+def incomplete_reason(stats: WalkStats, budget_setting: str = "max_entries", *, resumable: bool = False) -> str | None:
     parts = []
+    go_on = "; call again with resume to read on" if resumable else "; start lower in the tree"
     if stats.stopped == "entry_budget":
-        parts.append(
-            f"stopped after {stats.entries_seen} entries (the entry budget; raise {budget_setting} "
-            "or start lower in the tree)"
-        )
+        parts.append(f"stopped after {stats.entries_seen} entries (the entry budget, {budget_setting}){go_on}")
     elif stats.stopped == "deadline":
-        parts.append(
-            f"stopped at the time budget after {stats.entries_seen} entries (EFILE_WALK_MAX_SECONDS); "
-            "start lower in the tree"
-        )
-    if stats.unreadable:
-        parts.append(f"{len(stats.unreadable)} folder(s) could not be listed")
-    if stats.incomplete_dirs and not stats.stopped:
+        parts.append(f"stopped at the time budget after {stats.entries_seen} entries (EFILE_WALK_MAX_SECONDS){go_on}")
+    if stats.unreadable_count:
+        parts.append(f"{stats.unreadable_count} folder(s) could not be listed")
+    if stats.incomplete_dirs:
         parts.append(f"{stats.incomplete_dirs} folder(s) could not be read whole (the server cut or repeated pages)")
     return "; ".join(parts) or None
 
 
-@dataclass
-class Usage:
-    total: Totals = field(default_factory=Totals)
-    #: Per direct child of the walk's root: (kind, totals).
-    children: dict[str, tuple[str, Totals]] = field(default_factory=dict)
+# ---------------------------------------------------------------------------------------------- usage
 
 
-def usage_collector(root: str) -> tuple[Usage, Callable[[str, int, DirListing], None]]:
-    """Aggregate by direct child on the fly: nothing of the listings is kept (memory stays flat)."""
-    usage = Usage()
-    prefix = root.rstrip("/") + "/"
+class UsageWalk:
+    """Disk usage below a folder as a resumable walk: the total, and its direct children ranked by size.
 
-    def on_dir(folder: str, depth: int, listing: DirListing) -> None:
-        if depth == 0:
-            child_totals = None
-        else:
-            top = folder[len(prefix) :].split("/", 1)[0]
-            child_totals = usage.children[top][1] if top in usage.children else None
-        for entry in listing.entries.values():
+    Keeps the `KEPT` largest finished children (the rest summed): a flat folder of a million files holds
+    200 rows, not a million. Children still being read are ranked on what was read of them so far.
+    """
+
+    KEPT = 200
+
+    def __init__(self, root: str) -> None:
+        self.walk = TreeWalk(root, aggregate=True)
+        self.total = Totals()
+        #: min-heap of (size, files, name, kind, totals row): the largest finished children.
+        self.ranked: list[tuple[int, int, str, str, list[Any]]] = []
+        self.rest = Totals()
+        self.rest_count = 0
+        #: Direct child folders not finished: name -> their own mtime.
+        self.open_children: dict[str, float | None] = {}
+
+    @property
+    def root(self) -> str:
+        return self.walk.root
+
+    def on_entries(self, folder: str, depth: int, batch: list[Entry]) -> None:
+        for entry in batch:
+            self.total.count(entry)
             if depth == 0:
-                own = Totals()
-                usage.children[entry.name] = (entry.kind, own)
-                target = own
-            else:
-                target = child_totals if child_totals is not None else Totals()
-            target.count(entry)
-            usage.total.count(entry)
+                if entry.kind == "directory":
+                    self.open_children[entry.name] = entry.mtime
+                else:
+                    own = Totals()
+                    own.count(entry)
+                    self._rank(entry.name, entry.kind, own)
 
-    return usage, on_dir
+    def on_closed(self, closed: ClosedDir) -> None:
+        if closed.depth != 1:
+            return
+        name = closed.path.rpartition("/")[2]
+        own = Totals(dirs=1)
+        own.see(self.open_children.pop(name, None))
+        own.add(closed.totals)
+        self._rank(name, "directory", own)
+
+    def _rank(self, name: str, kind: str, totals: Totals) -> None:
+        item = (totals.size, totals.files, name, kind, totals.to_row())
+        if len(self.ranked) < self.KEPT:
+            heapq.heappush(self.ranked, item)
+            return
+        out = heapq.heappushpop(self.ranked, item)
+        self.rest.add(Totals.from_row(out[4]))
+        self.rest_count += 1
+
+    def children(self) -> tuple[list[tuple[str, str, Totals]], Totals, int]:
+        """All children known so far, largest first (finished, and partial sums of those being read), and
+        the sum and count of those not kept."""
+        rows = [(name, kind, Totals.from_row(row)) for _, _, name, kind, row in self.ranked]
+        if self.open_children:
+            partial = {name: Totals(dirs=1, newest=mtime) for name, mtime in self.open_children.items()}
+            prefix = self.root.rstrip("/") + "/"
+            for path, opened in self.walk.open.items():
+                if path.startswith(prefix):
+                    top = path[len(prefix) :].split("/", 1)[0]
+                    if top in partial:
+                        partial[top].add(opened.totals)
+            rows += [(name, "directory", totals) for name, totals in partial.items()]
+        rows.sort(key=lambda row: (-row[2].size, -row[2].files, row[0]))
+        return rows, self.rest, self.rest_count
+
+    async def read_on(self, listings: Listings, limits: WalkLimits, progress: Progress | None = None) -> WalkStats:
+        return await listings.walk(
+            self.walk, self.on_entries, limits=limits, on_closed=self.on_closed, progress=progress
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "w": self.walk.to_json(),
+            "t": self.total.to_row(),
+            "k": [list(item) for item in self.ranked],
+            "r": self.rest.to_row(),
+            "n": self.rest_count,
+            "c": self.open_children,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UsageWalk:
+        usage = cls.__new__(cls)
+        usage.walk = TreeWalk.from_json(data["w"])
+        usage.total = Totals.from_row(data["t"])
+        usage.ranked = [(int(s), int(f), str(n), str(k), list(r)) for s, f, n, k, r in data["k"]]
+        heapq.heapify(usage.ranked)
+        usage.rest = Totals.from_row(data["r"])
+        usage.rest_count = int(data["n"])
+        usage.open_children = dict(data["c"])
+        return usage
+
+
+# ---------------------------------------------------------------------------------------------- find
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +148,19 @@ class Match:
     #: False when a matched folder was not read whole: size is a lower bound.
     complete: bool = True
 
+    def to_row(self) -> list[Any]:
+        return [self.path, self.kind, self.size, self.mtime, int(self.complete)]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> Match:
+        path, kind, size, mtime, complete = row
+        return cls(str(path), str(kind), int(size), mtime, bool(complete))
+
 
 class Matcher:
     def __init__(self, selection: Selection, now: float) -> None:
         self.selection = selection
+        self.now = now
         day = 86400.0
         self.older = now - selection.older_than_days * day if selection.older_than_days is not None else None
         self.newer = now - selection.newer_than_days * day if selection.newer_than_days is not None else None
@@ -148,57 +200,134 @@ class Matcher:
         return not (self.newer is not None and (mtime is None or mtime <= self.newer))
 
 
-async def find(
-    listings: Listings, selection: Selection, matcher: Matcher, **walk: object
-) -> tuple[list[Match], WalkStats]:
-    """Every match below `selection.path`, largest first. Folder totals from the walk's own listings."""
-    root = selection.path
-    candidates: list[tuple[str, str, int, float | None, int]] = []  # path, kind, size, mtime, depth
-    dirs_seen: dict[str, DirListing] = {}
+class FindWalk:
+    """Matches of a selection as a resumable walk: each call reads on until it has the matches it wants.
 
-    def on_dir(folder: str, depth: int, listing: DirListing) -> None:
-        if matcher.needs_folder_totals:
-            dirs_seen[folder] = listing
-        for entry in listing.entries.values():
-            if matcher.name_matches(entry.name, entry.kind, depth + 1):
-                candidates.append((join(folder, entry.name), entry.kind, entry.size, entry.mtime, depth + 1))
+    A file matches as it is listed; a folder when its tree is done (its size and newest entry are its
+    tree's). `found` holds the matches not yet handed out; `count`/`size` sum every match so far (`size`
+    counts a folder's tree once, not its matches again).
+    """
 
-    stats = await listings.walk(root, on_dir, max_depth=matcher.read_depth(), **walk)  # type: ignore[arg-type]
-    tree: dict[str, Totals] = {}
-    unread: set[str] = set()
-    if matcher.needs_folder_totals:
-        tree, unread = _tree_totals(dirs_seen, stats)
-    matches: list[Match] = []
-    for path, kind, size, mtime, _depth in candidates:
-        if kind == "directory":
-            totals = tree.get(path, Totals())
-            totals_size, newest = totals.size, totals.newest if totals.newest is not None else mtime
-            if totals.newest is not None and mtime is not None:
-                newest = max(totals.newest, mtime)
-            if matcher.totals_match(totals_size, newest):
-                matches.append(Match(path, kind, totals_size, newest, complete=path not in unread))
-        elif matcher.totals_match(size, mtime):
-            matches.append(Match(path, kind, size, mtime))
-    matches.sort(key=lambda m: (-m.size, m.path))
-    return matches, stats
+    def __init__(self, selection: Selection, now: float) -> None:
+        self.selection = selection
+        #: The clock when the search began: ages mean the same on every page.
+        self.now = now
+        self.matcher = Matcher(selection, now)
+        self.skip_quarantine = not is_quarantine_path(selection.path)
+        matcher = self.matcher
+        self.walk = TreeWalk(selection.path, max_depth=matcher.read_depth(), aggregate=matcher.needs_folder_totals)
+        self.found: list[Match] = []
+        self.count = 0
+        self.size = 0
+        #: Candidate folders (the name matched) whose trees are being read: path -> own mtime.
+        self.candidates: dict[str, float | None] = {}
+        #: Bytes already counted in `size` for matches inside each open folder (so a folder match is not counted twice).
+        self.below: dict[str, int] = {}
+        #: While reading on for a page: how many matches it wants.
+        self.want: int | None = None
 
+    def _matched(self, match: Match, folder: str) -> None:
+        self.found.append(match)
+        self.count += 1
+        self.size += match.size
+        if self.matcher.needs_folder_totals:
+            self.below[folder] = self.below.get(folder, 0) + match.size
 
-def _tree_totals(dirs: dict[str, DirListing], stats: WalkStats) -> tuple[dict[str, Totals], set[str]]:
-    """Bottom-up totals of every folder read; folders with an unread or cut part below them are lower bounds."""
-    totals: dict[str, Totals] = {}
-    partial: set[str] = {u.path for u in stats.unreadable}
-    partial.update(path for path, listing in dirs.items() if not listing.complete)
-    for folder in sorted(dirs, key=lambda p: p.count("/"), reverse=True):
-        own = Totals()
-        for entry in dirs[folder].entries.values():
-            own.count(entry)
+    def on_entries(self, folder: str, depth: int, batch: list[Entry]) -> int | None:
+        for taken, entry in enumerate(batch):
+            if self.want is not None and len(self.found) >= self.want:
+                return taken  # a page's worth of matches is waiting: the rest is read by the next call
+            if not self.matcher.name_matches(entry.name, entry.kind, depth + 1):
+                continue
+            path = join(folder, entry.name)
+            if self.skip_quarantine and is_quarantine_path(path):
+                continue  # quarantined entries are picked only when the search starts inside the quarantine
             if entry.kind == "directory":
-                child = join(folder, entry.name)
-                if child in totals:
-                    own.add(totals[child])
-                else:
-                    partial.add(child)
-                if child in partial:
-                    partial.add(folder)
-        totals[folder] = own
-    return totals, partial
+                self.candidates[path] = entry.mtime
+            elif self.matcher.totals_match(entry.size, entry.mtime):
+                self._matched(Match(path, entry.kind, entry.size, entry.mtime), folder)
+        return None
+
+    def on_closed(self, closed: ClosedDir) -> None:
+        inside = self.below.pop(closed.path, 0)
+        parent = closed.path.rpartition("/")[0] or "/"
+        if closed.path in self.candidates:
+            mtime = self.candidates.pop(closed.path)
+            newest = closed.totals.newest
+            if newest is None or (mtime is not None and mtime > newest):
+                newest = mtime
+            if self.matcher.totals_match(closed.totals.size, newest):
+                # Its matches inside were counted already: the folder's tree replaces them in the bytes.
+                self.found.append(Match(closed.path, "directory", closed.totals.size, newest, closed.complete))
+                self.count += 1
+                self.size += closed.totals.size - inside
+                inside = closed.totals.size
+        if inside and closed.path != self.walk.root:
+            self.below[parent] = self.below.get(parent, 0) + inside
+
+    async def read_on(
+        self,
+        listings: Listings,
+        limits: WalkLimits,
+        *,
+        want: int | None = None,
+        progress: Progress | None = None,
+    ) -> WalkStats:
+        """Read on until the walk ends, the limits say stop, or `want` matches are waiting in `found` (then the
+        walk stops at the entry after the last one taken: what is kept between pages is the frontier, and at
+        most the folder matches that closed together, never a page of file matches)."""
+        self.want = want
+        try:
+            return await listings.walk(
+                self.walk,
+                self.on_entries,
+                limits=limits,
+                on_closed=self.on_closed if self.matcher.needs_folder_totals else None,
+                progress=progress,
+                stop=(lambda: len(self.found) >= want) if want is not None else None,
+                sequential=want is not None,
+            )
+        finally:
+            self.want = None
+
+    def take(self, limit: int) -> list[Match]:
+        """Up to `limit` waiting matches, largest first; the rest wait for the next page."""
+        self.found.sort(key=lambda m: (-m.size, m.path))
+        page, self.found = self.found[:limit], self.found[limit:]
+        return page
+
+    @property
+    def finished(self) -> bool:
+        return self.walk.finished and not self.found
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "s": self.selection.model_dump(exclude_none=True),
+            "t": self.now,
+            "w": self.walk.to_json(),
+            "f": [m.to_row() for m in self.found],
+            "n": self.count,
+            "z": self.size,
+            "c": self.candidates,
+            "b": self.below,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FindWalk:
+        found = cls(Selection.model_validate(data["s"]), float(data["t"]))
+        found.walk = TreeWalk.from_json(data["w"])
+        found.found = [Match.from_row(row) for row in data["f"]]
+        found.count = int(data["n"])
+        found.size = int(data["z"])
+        found.candidates = dict(data["c"])
+        found.below = {str(k): int(v) for k, v in data["b"].items()}
+        return found
+
+
+async def find(
+    listings: Listings, selection: Selection, matcher: Matcher, *, limits: WalkLimits, progress: Progress | None = None
+) -> tuple[list[Match], WalkStats]:
+    """Every match below `selection.path` within `limits`, largest first (the removal's selection: all of them)."""
+    walk = FindWalk(selection, matcher.now)
+    stats = await walk.read_on(listings, limits, progress=progress)
+    return walk.take(len(walk.found)), stats

@@ -7,7 +7,13 @@ For every path the policy accepted:
 - a folder is walked (within the call's budget) for what its removal really deletes: bytes, regular
   files, the newest change; a protected name or a symbolic link anywhere inside refuses it.
 
-Listings are shared by the whole call (`Listings`), so the cost grows with distinct folders, not paths.
+Listings are shared by the whole call (`Listings`), so the cost grows with distinct folders, not paths; and
+components are looked up one level at a time, so a missing one ends its chain: nothing below it is asked for,
+whatever the path's depth.
+
+A folder's walk also computes its fingerprint: a hash over every entry of its tree (path below the folder,
+type, size, mtime), summed as the pages arrive. Execution compares it: a folder whose contents were swapped
+for others with the same sizes and times (`rsync -a`, `tar x`) is `changed`.
 """
 
 from __future__ import annotations
@@ -16,28 +22,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-import anyio
-
 from ..client._groups import task_group
-from ..client.walk import DirListing, Entry, Listings, WalkStats, join
+from ..client.walk import ClosedDir, Entry, Listings, Totals, TreeWalk, WalkLimits, join
 from ..errors import EfileMcpError
-from .insight import Totals
 from .paths import PathPolicy, display
 from .seen import SeenPath
-
-
-@dataclass
-class Budget:
-    """The entries and seconds one call may spend reading folders."""
-
-    max_entries: int
-    deadline: float  # anyio.current_time() value
-
-    def remaining_entries(self, used: int) -> int:
-        return max(0, self.max_entries - used)
-
-    def remaining_seconds(self) -> float:
-        return max(0.0, self.deadline - anyio.current_time())
 
 
 @dataclass
@@ -75,47 +64,57 @@ class Inspector:
         self,
         listings: Listings,
         policy: PathPolicy,
-        budget: Budget,
+        limits: WalkLimits,
         links_inside: Literal["refuse", "allow"] = "refuse",
     ) -> None:
         self.listings = listings
         self.policy = policy
-        self.budget = budget
+        self.limits = limits
         self.links_inside = links_inside
         self.entries_read = 0
 
     async def check(self, paths: Iterable[str], *, walk_folders: bool) -> Inspection:
         paths = list(paths)
         result = Inspection()
-        chains: dict[str, list[str]] = {}
+        alive: dict[str, list[str]] = {}
         for path in paths:
             root = self.policy.root_of(path)
             if root is None:  # the policy accepted it, so this cannot happen; refuse rather than assume
                 result.refused[path] = "it is not inside an allowed root."
                 continue
-            chains[path] = components_below_root(path, root)
-        wanted = {prefix for chain in chains.values() for prefix in chain}
-        found = await self.listings.entries(wanted)
+            alive[path] = components_below_root(path, root)
+        found: dict[str, Entry | EfileMcpError | None] = {}
         folders: list[tuple[str, Entry]] = []
-        for path, chain in chains.items():
-            verdict = self._judge_chain(path, chain, found)
-            if isinstance(verdict, tuple):
-                kind, reason = verdict
-                (result.refused if kind == "refused" else result.missing)[path] = reason
-                continue
-            entry = verdict
-            if entry.kind == "directory" and walk_folders:
-                folders.append((path, entry))
-            else:
-                result.seen[path] = SeenPath(
-                    path,
-                    entry.kind,
-                    entry.size if entry.kind != "directory" else 0,
-                    entry.mtime,
-                    entry.size,
-                    int(entry.kind == "file"),
-                    entry.mtime,
-                )
+        level = 0
+        # One level at a time: a chain whose component is missing (or not a folder, or a link) ends there.
+        while alive:
+            wanted = {chain[level] for chain in alive.values()} - found.keys()
+            if wanted:
+                found.update(await self.listings.entries(wanted))
+            for path, chain in list(alive.items()):
+                entry = found.get(chain[level])
+                last = level == len(chain) - 1
+                if not last and isinstance(entry, Entry) and entry.kind == "directory":
+                    continue
+                del alive[path]
+                verdict = self._judge_chain(path, chain[: level + 1], found)
+                if isinstance(verdict, tuple):
+                    kind, reason = verdict
+                    (result.refused if kind == "refused" else result.missing)[path] = reason
+                    continue
+                if verdict.kind == "directory" and walk_folders:
+                    folders.append((path, verdict))
+                else:
+                    result.seen[path] = SeenPath(
+                        path,
+                        verdict.kind,
+                        verdict.size if verdict.kind != "directory" else 0,
+                        verdict.mtime,
+                        verdict.size,
+                        int(verdict.kind == "file"),
+                        verdict.mtime,
+                    )
+            level += 1
         if folders:
             async with task_group() as tg:
                 for path, entry in folders:
@@ -155,21 +154,23 @@ class Inspector:
         tree.see(entry.mtime)
         protected: list[str] = []
         links: list[str] = []
+        fingerprint: list[int] = []
 
-        def on_dir(folder: str, depth: int, listing: DirListing) -> None:
-            for child in listing.entries.values():
-                tree.count(child)
+        def on_entries(folder: str, depth: int, batch: list[Entry]) -> None:
+            for child in batch:
                 if self.policy.is_protected_name(child.name):
                     protected.append(join(folder, child.name))
                 if child.kind == "symlink":
                     links.append(join(folder, child.name))
 
+        def on_closed(closed: ClosedDir) -> None:
+            if closed.depth == 0:
+                tree.add(closed.totals)
+                fingerprint.append(closed.fingerprint)
+
+        walk = TreeWalk(path, aggregate=True, fingerprint=True)
         stats = await self.listings.walk(
-            path,
-            on_dir,
-            max_entries=self.budget.remaining_entries(self.entries_read),
-            max_seconds=self.budget.remaining_seconds(),
-            stats=WalkStats(),
+            walk, on_entries, limits=self.limits.less(self.entries_read), on_closed=on_closed
         )
         self.entries_read += stats.entries_seen
         if protected:
@@ -211,5 +212,13 @@ class Inspector:
             )
             return
         result.seen[path] = SeenPath(
-            path, "directory", tree.size, entry.mtime, entry.size, tree.files, tree.newest, complete=stats.complete
+            path,
+            "directory",
+            tree.size,
+            entry.mtime,
+            entry.size,
+            tree.files,
+            tree.newest,
+            complete=stats.complete,
+            fingerprint=format(fingerprint[0], "032x") if fingerprint else None,
         )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..client.removal import EfileRemover, RemovalRun, RemoveOutcome
-from ..client.walk import Listings
+from ..client.walk import Listings, WalkLimits
 from ..errors import AuditUnavailable, AuthError, EfileMcpError
 from ..models.results import (
     ITEMS_LISTED_MAX,
@@ -28,7 +28,7 @@ from ..models.results import (
 )
 from .audit import AuditLog
 from .insight import Matcher, find, incomplete_reason
-from .inspect import Budget, Inspector
+from .inspect import Inspector
 from .paths import MAX_PATH_BYTES, PathPolicy, PathRefusal, collapse, display
 from .ports import Decision
 from .report import Detail, item_of, question, shape, summarise
@@ -68,10 +68,7 @@ class RemovalSteps:
     def _listings(self, *, keep: bool = True) -> Listings:
         raise NotImplementedError
 
-    def _budget(self, max_entries: int | None = None) -> Budget:
-        raise NotImplementedError
-
-    def _walk_limits(self, max_entries: int | None = None) -> dict[str, Any]:
+    def _walk_limits(self, max_entries: int | None = None) -> WalkLimits:
         raise NotImplementedError
 
     async def _ready(self) -> None:
@@ -145,7 +142,7 @@ class RemovalSteps:
         if self.read_only:
             raise GuardRefusal("read_only", "efile-mcp runs read-only (EFILE_READ_ONLY): removal is disabled.")
         listings = self._listings()
-        budget = self._budget()
+        budget = self._walk_limits()
         not_found_note: str | None = None
         if select is not None:
             named, matched_covered, select_note = await self._expand(select, listings, progress)
@@ -252,7 +249,7 @@ class RemovalSteps:
         if problem:
             await self._refuse("select_path", problem, dry_run=True, paths=[root])
         if root not in self.policy.allowed_roots:
-            inspection = await Inspector(listings, self.policy, self._budget()).check([root], walk_folders=False)
+            inspection = await Inspector(listings, self.policy, self._walk_limits()).check([root], walk_folders=False)
             seen = inspection.seen.get(root)
             if seen is None or seen.kind != "directory":
                 reason = inspection.refused.get(root) or inspection.missing.get(root) or "it is not a folder"
@@ -263,7 +260,11 @@ class RemovalSteps:
                     paths=[root],
                 )
         matches, stats = await find(
-            listings, select, Matcher(select, self.clock()), progress=walk_progress(progress), **self._walk_limits()
+            listings,
+            select,
+            Matcher(select, self.clock()),
+            progress=walk_progress(progress),
+            limits=self._walk_limits(),
         )
         if any(u.path == root for u in stats.unreadable):
             await self._refuse(
@@ -436,7 +437,7 @@ class RemovalSteps:
         _, refused_now, _ = self._screen(plan.path_set)
         listings = self._listings()
         checkable = [p for p in plan.path_set if p not in refused_now]
-        now_seen = await Inspector(listings, self.policy, self._budget()).check(checkable, walk_folders=True)
+        now_seen = await Inspector(listings, self.policy, self._walk_limits()).check(checkable, walk_folders=True)
         items: dict[str, RemoveItem] = {}
         to_send: list[str] = []
         for seen in plan.paths:
@@ -549,7 +550,7 @@ class RemovalSteps:
         select = Selection.model_validate(plan.select)
         try:
             matches, _ = await find(
-                self._listings(keep=False), select, Matcher(select, self.clock()), **self._walk_limits()
+                self._listings(keep=False), select, Matcher(select, self.clock()), limits=self._walk_limits()
             )
         except EfileMcpError:
             return 0
@@ -590,7 +591,7 @@ def _changed(what: str) -> str:
 def _identity(seen: SeenPath) -> tuple[object, ...]:
     """What must be as the dry run saw it: type and own mtime; a file's size; a folder's whole tree."""
     if seen.kind == "directory":
-        return (seen.kind, seen.mtime, seen.size, seen.file_count, seen.newest)
+        return (seen.kind, seen.mtime, seen.size, seen.file_count, seen.newest, seen.fingerprint)
     return (seen.kind, seen.mtime, seen.listed_size)
 
 
@@ -603,6 +604,8 @@ def _difference(before: SeenPath, now: SeenPath) -> str:
         return f"it held {before.file_count} files, {before.size} B; now {now.file_count} files, {now.size} B"
     if before.kind == "directory" and before.newest != now.newest:
         return "something inside it was modified"
+    if before.kind == "directory" and before.fingerprint != now.fingerprint:
+        return "what it holds is not what was previewed (names or entries differ, with the same sizes and times)"
     return "its modification time changed"
 
 

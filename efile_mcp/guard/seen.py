@@ -30,6 +30,9 @@ class SeenPath:
     newest: float | None = None
     #: False when the folder was too big (or slow) to read whole: size and counts are lower bounds.
     complete: bool = True
+    #: A folder's tree fingerprint (hex): every entry's path below it, type, size and mtime, hashed while walking.
+    #: None for files and for plans stored before fingerprints (their folders are compared without it).
+    fingerprint: str | None = None
 
     def to_row(self) -> list[Any]:
         return [
@@ -41,12 +44,14 @@ class SeenPath:
             self.file_count,
             self.newest,
             int(self.complete),
+            *([self.fingerprint] if self.fingerprint is not None else []),
         ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> SeenPath:
-        path, kind, size, mtime, listed, files, newest, complete = row
-        return cls(str(path), kind, int(size), mtime, int(listed), int(files), newest, bool(complete))
+        path, kind, size, mtime, listed, files, newest, complete, *more = row  # 8 fields before fingerprints
+        fingerprint = str(more[0]) if more and more[0] is not None else None
+        return cls(str(path), kind, int(size), mtime, int(listed), int(files), newest, bool(complete), fingerprint)
 
 
 @dataclass

@@ -283,6 +283,22 @@ class StateStore(Protocol):
         """A refusal that must not be retried: never redeemable again (a done plan stays done)."""
         ...
 
+    # -------------------------------------------------------------- resumable walks (client/walk.py, guard/insight.py)
+    # A walk that does not finish in one call keeps its state here (frontier and open folders' sums, a JSON
+    # document bounded by the tree's shape, not its size) under an id the answer names, until `expires_at`.
+
+    async def save_walk(self, walk_id: str, data: bytes, expires_at: float) -> None:
+        """Keep (or replace) a walk's state; expired walks are purged on the way."""
+        ...
+
+    async def load_walk(self, walk_id: str) -> bytes | None:
+        """The walk's state; None when unknown or expired."""
+        ...
+
+    async def drop_walk(self, walk_id: str) -> None:
+        """Forget a walk (it finished)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -605,6 +621,51 @@ class SqliteStore:
     async def spend(self, plan_id: str, expires_at: float) -> None:
         await self._transition(plan_id, expires_at, lambda state, _: _spent(state))
 
+    # -------------------------------------------------------------- resumable walks (H4; see StateStore)
+
+    _walks_ready = False
+
+    def _walks_table(self, db: sqlite3.Connection) -> None:
+        if not self._walks_ready:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS walks (walk_id TEXT PRIMARY KEY, data BLOB NOT NULL, expires_at REAL NOT NULL)"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS walks_expiry ON walks (expires_at)")
+            self._walks_ready = True
+
+    async def save_walk(self, walk_id: str, data: bytes, expires_at: float) -> None:
+        now = self.clock()
+
+        def body(db: sqlite3.Connection) -> None:
+            self._walks_table(db)
+            db.execute("DELETE FROM walks WHERE expires_at <= ?", (now,))
+            db.execute(
+                "INSERT INTO walks (walk_id, data, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (walk_id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+                (walk_id, data, float(expires_at)),
+            )
+
+        await self._call(body, write=True)
+
+    async def load_walk(self, walk_id: str) -> bytes | None:
+        now = self.clock()
+
+        def body(db: sqlite3.Connection) -> bytes | None:
+            self._walks_table(db)
+            row = db.execute("SELECT data FROM walks WHERE walk_id = ? AND expires_at > ?", (walk_id, now)).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._call(body, write=True)
+
+    async def drop_walk(self, walk_id: str) -> None:
+        def body(db: sqlite3.Connection) -> None:
+            self._walks_table(db)
+            db.execute("DELETE FROM walks WHERE walk_id = ?", (walk_id,))
+
+        await self._call(body, write=True)
+
+    # -------------------------------------------------------------- end of resumable walks
+
     async def aclose(self) -> None:
         def close() -> None:
             with self._lock:
@@ -839,6 +900,29 @@ class RedisStore:
 
     async def spend(self, plan_id: str, expires_at: float) -> None:
         await self._transition(plan_id, expires_at, lambda state, _: _spent(state), "mark a confirmation spent")
+
+    # -------------------------------------------------------------- resumable walks (H4; see StateStore)
+
+    def _walk_key(self, walk_id: str) -> str:
+        return f"{self.prefix}walk:{walk_id}"
+
+    async def save_walk(self, walk_id: str, data: bytes, expires_at: float) -> None:
+        value = _EXPIRY.pack(float(expires_at)) + data
+        await self._do("save a walk", self._redis.set(self._walk_key(walk_id), value, px=self._ttl_ms(expires_at)))
+
+    async def load_walk(self, walk_id: str) -> bytes | None:
+        value = await self._do("load a walk", self._redis.get(self._walk_key(walk_id)))
+        if not isinstance(value, bytes) or len(value) < _EXPIRY.size:
+            return None
+        (expires_at,) = _EXPIRY.unpack_from(value)
+        if self.clock() >= expires_at:
+            return None
+        return value[_EXPIRY.size :]
+
+    async def drop_walk(self, walk_id: str) -> None:
+        await self._do("forget a walk", self._redis.delete(self._walk_key(walk_id)))
+
+    # -------------------------------------------------------------- end of resumable walks
 
     async def aclose(self) -> None:
         await self._redis.aclose()

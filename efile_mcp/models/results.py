@@ -289,6 +289,8 @@ class DiskUsageResult(ResultModel):
     others: UsageRest | None = Field(default=None, description="The rest of the direct children, summed.")
     unreadable: list[str] | None = Field(default=None, description="Folders that could not be listed (capped).")
     unreadable_count: int | None = None
+    folders_pending: int | None = None
+    resume: str | None = Field(default=None, description="Pass as resume to read on; absent when complete.")
 
 
 class FindMatch(ResultModel):
@@ -310,6 +312,7 @@ class FindPathsResult(ResultModel):
     entries_seen: int
     next_cursor: str | None = Field(default=None, description="Pass as cursor for the next page; absent at the end.")
     unreadable_count: int | None = None
+    folders_pending: int | None = None
 
 
 class QuotaInfo(ResultModel):

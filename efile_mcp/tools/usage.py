@@ -33,10 +33,15 @@ def build(settings: Settings) -> Any:
                 description=f"Most entries to read (default and maximum {settings.walk_max_entries}).",
             ),
         ] = None,
+        resume: Annotated[
+            str | None, Field(max_length=100, description="resume of an incomplete answer: reads on from there.")
+        ] = None,
     ) -> DiskUsageResult:
         state = state_of(ctx)
         async with tool_errors():
-            result = await state.guard.usage(path, top=top, max_entries=max_entries, progress=progress_of(ctx))
+            result = await state.guard.usage(
+                path, top=top, max_entries=max_entries, resume=resume, progress=progress_of(ctx)
+            )
         return as_result(result)  # type: ignore[return-value]
 
     return disk_usage

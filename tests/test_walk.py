@@ -1,0 +1,159 @@
+"""The walker: budgets checked before each request, resumable walks, flat folders in parallel pages.
+
+Against the sandbox over real HTTP; requests are counted by the sandbox, concurrency by the client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from efile_mcp.client import EfileApi, EfileTransport, RetryPolicy, StaticToken
+from efile_mcp.client import walk as walk_module
+from efile_mcp.client.walk import ClosedDir, Entry, Listings, TreeWalk, WalkLimits
+from efile_mcp.sandbox import RunningSandbox
+
+pytestmark = pytest.mark.anyio
+
+FAST = RetryPolicy(attempts=4, budget=5.0, base_delay=0.01, max_delay=0.05)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def api(sandbox: RunningSandbox) -> AsyncIterator[EfileApi]:
+    transport = EfileTransport(sandbox.base_url, StaticToken(sandbox.token), retry=FAST, concurrency=8)
+    yield EfileApi(transport)
+    await transport.aclose()
+
+
+def tree_figures(root: Path) -> tuple[int, int, int]:
+    """(bytes of regular files, regular files, folders) below `root`, as the storage has them."""
+    size = files = dirs = 0
+    for base, names, leaves in os.walk(root):
+        dirs += len(names)
+        files += len(leaves)
+        size += sum((Path(base) / leaf).stat().st_size for leaf in leaves)
+    return size, files, dirs
+
+
+class Seen:
+    """Every entry a walk handed over, and the root's totals when it closed."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.largest_batch = 0
+        self.root: ClosedDir | None = None
+
+    def on_entries(self, folder: str, depth: int, batch: list[Entry]) -> None:
+        self.largest_batch = max(self.largest_batch, len(batch))
+        self.paths += [f"{folder}/{entry.name}" for entry in batch]
+
+    def on_closed(self, closed: ClosedDir) -> None:
+        if closed.depth == 0:
+            self.root = closed
+
+
+async def test_the_entry_budget_is_checked_before_each_request_never_overrun(
+    api: EfileApi, sandbox: RunningSandbox
+) -> None:
+    # scratch holds ~315 entries, 300 of them in three shards that would all be asked for at once.
+    sandbox.sandbox.request_counts.clear()
+    walk = TreeWalk(f"{sandbox.home}/scratch")
+    stats = await Listings(api, concurrency=8).walk(walk, limits=WalkLimits.starting_now(100, 30))
+    assert stats.entries_seen <= 100
+    assert stats.stopped == "entry_budget" and not stats.complete
+    assert walk.frontier, "what was not read stays in the frontier, for the next call"
+    assert sandbox.sandbox.request_counts["file/list"] <= 6
+
+
+async def test_a_walk_resumed_in_small_steps_sees_every_entry_once_with_the_same_sums(
+    api: EfileApi, sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(walk_module, "LARGE_PAGE", 40)  # shards of 100 files take three pages each
+    root = f"{sandbox.home}/scratch"
+    whole = Seen()
+    await Listings(api).walk(
+        TreeWalk(root, fingerprint=True),
+        whole.on_entries,
+        limits=WalkLimits.starting_now(10_000, 30),
+        on_closed=whole.on_closed,
+    )
+    steps = Seen()
+    state = TreeWalk(root, fingerprint=True).to_json()
+    calls = 0
+    while True:
+        walk = TreeWalk.from_json(json.loads(json.dumps(state)))  # what the state store keeps between calls
+        await Listings(api).walk(
+            walk, steps.on_entries, limits=WalkLimits.starting_now(37, 30), on_closed=steps.on_closed
+        )
+        calls += 1
+        if walk.finished:
+            break
+        state = walk.to_json()
+    assert calls >= 315 // 37
+    assert sorted(steps.paths) == sorted(whole.paths) and len(set(steps.paths)) == len(steps.paths)
+    assert whole.root is not None and steps.root is not None
+    size, files, dirs = tree_figures(sandbox.root / "scratch")
+    assert (steps.root.totals.size, steps.root.totals.files, steps.root.totals.dirs) == (size, files, dirs)
+    assert steps.root.fingerprint == whole.root.fingerprint and steps.root.complete
+
+
+async def test_a_flat_folder_is_read_in_parallel_pages_and_never_held_whole(
+    api: EfileApi, sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flat = sandbox.root / "scratch" / "flat"
+    flat.mkdir()
+    for i in range(2_000):
+        (flat / f"f{i:05d}.dat").write_bytes(b"x" * (i % 7))
+    monkeypatch.setattr(walk_module, "LARGE_PAGE", 100)
+    in_flight = most = 0
+    list_dir = api.list_dir
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await list_dir(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(api, "list_dir", counted)
+    seen = Seen()
+    sandbox.sandbox.request_counts.clear()
+    stats = await Listings(api, concurrency=8).walk(
+        f"{sandbox.home}/scratch/flat", seen.on_entries, limits=WalkLimits.starting_now(100_000, 30)
+    )
+    assert stats.complete and len(set(seen.paths)) == 2_000
+    assert sandbox.sandbox.request_counts["file/list"] == 20  # one request per page, none repeated
+    assert seen.largest_batch <= 100, "a page at a time, not the folder whole"
+    assert most >= 4, "pages after the second one are asked for in parallel"
+
+
+@pytest.mark.parametrize("sandbox", [{"list_ignores_start": True}], indirect=True)
+async def test_a_server_ignoring_start_is_not_counted_twice_even_when_a_walk_resumes_mid_folder(
+    api: EfileApi, sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(walk_module, "LARGE_PAGE", 40)
+    seen = Seen()
+    walk = TreeWalk(f"{sandbox.home}/scratch/big-run/shard-0")
+    await Listings(api).walk(walk, seen.on_entries, limits=WalkLimits.starting_now(30, 30))
+    assert walk.frontier and walk.frontier[0][2] == 30  # cut by the budget after 30 entries
+    stats = await Listings(api).walk(walk, seen.on_entries, limits=WalkLimits.starting_now(1_000, 30))
+    assert len(seen.paths) == len(set(seen.paths)) == 30
+    assert not stats.complete and stats.incomplete_dirs == 1
+
+
+async def test_the_deadline_stops_new_requests_and_keeps_the_frontier(api: EfileApi, sandbox: RunningSandbox) -> None:
+    walk = TreeWalk(f"{sandbox.home}/scratch")
+    stats = await Listings(api).walk(walk, limits=WalkLimits(1_000_000, anyio.current_time() - 1))
+    assert stats.stopped == "deadline" and stats.requests == 0 and walk.frontier
