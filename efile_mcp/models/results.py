@@ -7,14 +7,11 @@ own vocabulary, but carry no camelCase alias: an alias would leak into the schem
 from __future__ import annotations
 
 import unicodedata
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from .wire import FileEntry, FileOperTask, OperationType, TaskStatus
-
-if TYPE_CHECKING:
-    from .quarantine import QuarantineStatus
 
 
 def escape_invisible(text: str) -> str:
@@ -33,18 +30,7 @@ def escape_invisible(text: str) -> str:
 #: A string from the server or the agent, shown with invisible characters escaped.
 Visible = Annotated[str, AfterValidator(escape_invisible)]
 
-ItemStatus = Literal[
-    "would_remove",
-    "removed",
-    "queued",
-    "missing",
-    "failed",
-    "refused",
-    "changed",
-    "quarantined",
-    "restored",
-    "conflict",
-]
+ItemStatus = Literal["would_remove", "removed", "queued", "missing", "failed", "refused", "changed"]
 EntryType = Literal["file", "directory", "symlink", "other"]
 SelectType = Literal["file", "directory", "any"]
 
@@ -126,9 +112,6 @@ class RemoveSummary(ResultModel):
     failed: int = 0
     refused: int = 0
     changed: int = 0
-    quarantined: int = Field(default=0, description="Moved into the root's quarantine: restorable with restore_paths.")
-    restored: int = 0
-    conflict: int = 0
     covered: int = Field(default=0, description="Paths inside another path of the same call, removed with it.")
     total_size: int = Field(
         default=0, description="Bytes the removal frees: files plus the whole trees of folders (regular files)."
@@ -289,8 +272,6 @@ class DiskUsageResult(ResultModel):
     others: UsageRest | None = Field(default=None, description="The rest of the direct children, summed.")
     unreadable: list[str] | None = Field(default=None, description="Folders that could not be listed (capped).")
     unreadable_count: int | None = None
-    folders_pending: int | None = None
-    resume: str | None = Field(default=None, description="Pass as resume to read on; absent when complete.")
 
 
 class FindMatch(ResultModel):
@@ -312,7 +293,6 @@ class FindPathsResult(ResultModel):
     entries_seen: int
     next_cursor: str | None = Field(default=None, description="Pass as cursor for the next page; absent at the end.")
     unreadable_count: int | None = None
-    folders_pending: int | None = None
 
 
 class QuotaInfo(ResultModel):
@@ -326,6 +306,12 @@ class QuotaInfo(ResultModel):
     )
 
 
+class RootProblem(ResultModel):
+    root: str = Field(description="The allowed root as configured (resolved).")
+    reason: str = Field(description="What is wrong with it on the storage.")
+    write_instead: str = Field(description="What to put in EFILE_ALLOWED_ROOTS instead (quoted for a shell).")
+
+
 class StorageStatusResult(ResultModel):
     home: str | None = Field(
         default=None, description="The home directory (null when unknown: EFILE_TOKEN without the center)."
@@ -337,16 +323,12 @@ class StorageStatusResult(ResultModel):
     confirm_mode: str
     region: str | None = None
     quota: list[QuotaInfo]
-    quota_error: str | None = Field(default=None, description="Why quota is unknown, and what to set.")
-    quarantine: QuarantineStatus | None = Field(
-        default=None, description="What is in quarantine (restorable with restore_paths), per plan, and the total."
+    roots_problems: list[RootProblem] | None = Field(
+        default=None, description="Allowed roots that are missing or not folders on the storage, and what to write."
     )
+    quota_error: str | None = Field(default=None, description="Why quota is unknown, and what to set.")
 
 
 class TaskStatusCount(ResultModel):
     status: str
     count: int
-
-
-# The quarantine's models build on ResultModel above; importing them completes StorageStatusResult.
-from . import quarantine as _quarantine  # noqa: E402, F401
