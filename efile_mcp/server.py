@@ -11,8 +11,10 @@ import hmac
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 from mcp.server.mcpserver import MCPServer, RequestStateSecurity
@@ -26,6 +28,7 @@ from .client import (
     TokenSource,
     normalise_base_url,
 )
+from .client.api import EfileApi
 from .client.center import QuotaReader, RegionLocator
 from .client.signin import (
     AccessKeyCredentials,
@@ -34,13 +37,16 @@ from .client.signin import (
     PasswordCredentials,
 )
 from .client.tokens import SignedInToken
+from .client.walk import Listings
 from .config import Settings
 from .errors import ConfigError, EfileMcpError
 from .guard.audit import AuditLog, default_audit_path
 from .guard.guard import Guard
 from .guard.paths import DEFAULT_PROTECTED, PathPolicy, expand_home, is_home_relative
-from .guard.store import open_store
+from .guard.reconcile import reconcile_at_start
+from .guard.store import StateStore, open_store
 from .guard.tokens import ConfirmationSigner
+from .review import ReviewSite
 from .tools.registry import register
 from .tools.state import ToolState
 
@@ -115,6 +121,31 @@ def _request_state_security(settings: Settings) -> RequestStateSecurity | None:
     return RequestStateSecurity(keys=[key], audience="efile-mcp")
 
 
+#: The review pages of each server built here, for the HTTP app to mount (`review_site_of`).
+_REVIEW_SITES: weakref.WeakKeyDictionary[MCPServer[Any], ReviewSite] = weakref.WeakKeyDictionary()
+
+
+def review_site_of(server: MCPServer[Any]) -> ReviewSite | None:
+    """The review pages of a server `build_server` made: served at /review/ of its HTTP app."""
+    return _REVIEW_SITES.get(server)
+
+
+def _review_site(settings: Settings, store: StateStore, clock: Callable[[], float]) -> ReviewSite:
+    """The person's review pages: in stdio mode a loopback listener of their own (started on first need); over
+    HTTP, routes of the same app, at the address the person's browser reaches it."""
+    public = None
+    allowed: tuple[str, ...] = ()
+    if settings.transport == "http":
+        host, port = settings.http_host, settings.http_port
+        if host in ("127.0.0.1", "localhost", "::1"):
+            public = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        elif settings.http_allowed_hosts:
+            # Beyond loopback the README asks for TLS in front, under the names clients use.
+            public = f"https://{settings.http_allowed_hosts[0]}"
+            allowed = settings.http_allowed_hosts
+    return ReviewSite(store, clock=clock, browser=settings.review_browser, public_base=public, allowed_hosts=allowed)
+
+
 def build_server(
     settings: Settings, *, clock: Callable[[], float] = time.time, confirm_scope: str | None = None
 ) -> MCPServer[ToolState]:
@@ -162,6 +193,7 @@ def build_server(
     signer = ConfirmationSigner(secret=secret, ttl=settings.confirm_ttl, scope=scope, clock=clock)
 
     store = open_store(settings.state_url, settings.state_dir, clock=clock)
+    review = _review_site(settings, store, clock)
 
     @asynccontextmanager
     async def lifespan(server: MCPServer[ToolState]) -> AsyncIterator[ToolState]:
@@ -226,8 +258,16 @@ def build_server(
                 except EfileMcpError as exc:
                     log.info("the allowed roots could not be checked at start-up: %s", exc)
         try:
-            yield ToolState(settings=settings, guard=guard)
+            async with anyio.create_task_group() as background:
+                # Intents a crash left without an outcome get one from the storage's state: off the first call's way.
+                states = Listings(EfileApi(transport), concurrency=settings.concurrency, keep=False)
+                background.start_soon(reconcile_at_start, audit, states)
+                try:
+                    yield ToolState(settings=settings, guard=guard)
+                finally:
+                    background.cancel_scope.cancel()
         finally:
+            await review.aclose()
             await transport.aclose()
             if ac is not None:
                 await ac.aclose()
@@ -241,4 +281,5 @@ def build_server(
         request_state_security=_request_state_security(settings),
     )
     register(server, settings)
+    _REVIEW_SITES[server] = review
     return server

@@ -23,7 +23,7 @@ import anyio
 
 from ..client import EfileApi, EfileTransport
 from ..client.removal import EfileRemover
-from ..client.walk import Listings, iso_time
+from ..client.walk import Listings, WalkLimits, iso_time
 from ..errors import AuthError, EfileMcpError, SignInError
 from ..models.results import (
     ITEMS_LISTED_MAX,
@@ -47,8 +47,7 @@ from ..models.results import (
 from ..models.units import quota_bytes
 from ..models.wire import Order, OrderBy, QuotaEntry
 from .audit import AuditLog
-from .insight import Matcher, Totals, find, incomplete_reason, usage_collector
-from .inspect import Budget
+from .insight import FindWalk, Totals, UsageWalk, incomplete_reason
 from .paths import PathPolicy, display, expand_home, is_home_relative
 
 if TYPE_CHECKING:
@@ -58,7 +57,6 @@ from .requests import (
     GuardRefusal,
     Progress,
     RemovalRequest,
-    ancestors_in,
     walk_progress,
 )
 from .roots import RootsCheck
@@ -66,7 +64,8 @@ from .tokens import ConfirmationSigner
 
 log = logging.getLogger("efile_mcp.guard")
 
-_FIND_CURSOR_TTL = 600.0
+#: How long a walk that did not finish (disk_usage's resume, find_paths' cursor) is kept after its last call.
+_WALK_TTL = 3600.0
 _UNREADABLE_SHOWN = 10
 
 
@@ -142,11 +141,9 @@ class Guard(RemovalSteps):
     def _listings(self, *, keep: bool = True) -> Listings:
         return Listings(self._api, concurrency=self.concurrency, keep=keep)
 
-    def _budget(self, max_entries: int | None = None) -> Budget:
-        return Budget(max_entries or self.walk_max_entries, anyio.current_time() + self.walk_max_seconds)
-
-    def _walk_limits(self, max_entries: int | None = None) -> dict[str, Any]:
-        return {"max_entries": max_entries or self.walk_max_entries, "max_seconds": self.walk_max_seconds}
+    def _walk_limits(self, max_entries: int | None = None) -> WalkLimits:
+        """The reading budget of one call: every walk of the call shares it."""
+        return WalkLimits.starting_now(max_entries or self.walk_max_entries, self.walk_max_seconds)
 
     # ------------------------------------------------------------------ status and reading
 
@@ -229,16 +226,25 @@ class Guard(RemovalSteps):
         return page.path
 
     async def usage(
-        self, path: str | None, *, top: int, max_entries: int | None, progress: Progress | None = None
+        self,
+        path: str | None,
+        *,
+        top: int,
+        max_entries: int | None,
+        resume: str | None = None,
+        progress: Progress | None = None,
     ) -> DiskUsageResult:
         await self._ready()
-        root = await self._default_path(path)
-        usage, on_dir = usage_collector(root)
-        listings = self._listings(keep=False)
-        stats = await listings.walk(root, on_dir, progress=walk_progress(progress), **self._walk_limits(max_entries))
+        if resume:
+            usage = UsageWalk.from_json(await self._load_walk(resume, "usage-", "disk_usage"))
+        else:
+            usage = UsageWalk(await self._default_path(path))
+        root = usage.root
+        stats = await usage.read_on(self._listings(keep=False), self._walk_limits(max_entries), walk_progress(progress))
         if any(u.path == root for u in stats.unreadable):
             raise GuardRefusal("unreadable", f"cannot list {display(root)}: {stats.unreadable[0].reason}")
-        ranked = sorted(usage.children.items(), key=lambda kv: (-kv[1][1].size, -kv[1][1].files, kv[0]))
+        resume_id = await self._keep_walk(resume, "usage-", usage.walk.finished, usage.to_json)
+        ranked, rest_sum, rest_count = usage.children()
         shown, rest = ranked[:top], ranked[top:]
         children = [
             UsageChild(
@@ -248,14 +254,15 @@ class Guard(RemovalSteps):
                 file_count=totals.files,
                 newest_modified=iso_time(totals.newest),
             )
-            for name, (kind, totals) in shown
+            for name, kind, totals in shown
         ]
         others = None
-        if rest:
+        if rest or rest_count:
             summed = Totals()
-            for _, (_, totals) in rest:
+            summed.add(rest_sum)
+            for _, _, totals in rest:
                 summed.add(totals)
-            others = UsageRest(count=len(rest), size=summed.size, file_count=summed.files)
+            others = UsageRest(count=len(rest) + rest_count, size=summed.size, file_count=summed.files)
         return DiskUsageResult(
             path=root,
             total_size=usage.total.size,
@@ -264,13 +271,15 @@ class Guard(RemovalSteps):
             link_count=usage.total.links,
             newest_modified=iso_time(usage.total.newest),
             complete=stats.complete,
-            incomplete_reason=incomplete_reason(stats),
+            incomplete_reason=incomplete_reason(stats, resumable=resume_id is not None),
             entries_seen=stats.entries_seen,
             requests=stats.requests,
             children=children,
             others=others,
             unreadable=[u.path for u in stats.unreadable[:_UNREADABLE_SHOWN]] or None,
-            unreadable_count=len(stats.unreadable) or None,
+            unreadable_count=stats.unreadable_count or None,
+            folders_pending=usage.walk.folders_pending or None,
+            resume=resume_id,
         )
 
     async def find(
@@ -278,45 +287,58 @@ class Guard(RemovalSteps):
     ) -> FindPathsResult:
         await self._ready()
         if cursor:
-            return await self._find_page(cursor, limit)
-        matches, stats = await find(
-            self._listings(keep=False),
-            selection,
-            Matcher(selection, self.clock()),
-            progress=walk_progress(progress),
-            **self._walk_limits(),
+            search = FindWalk.from_json(await self._load_walk(cursor, "find-", "find_paths", what="cursor"))
+        else:
+            search = FindWalk(selection, self.clock())
+        root = search.selection.path
+        stats = search.walk.stats
+        if len(search.found) < limit and not search.walk.finished:
+            stats = await search.read_on(
+                self._listings(keep=False), self._walk_limits(), want=limit, progress=walk_progress(progress)
+            )
+        if any(u.path == root for u in stats.unreadable):
+            raise GuardRefusal("unreadable", f"cannot list {display(root)}: {stats.unreadable[0].reason}")
+        page = search.take(limit)
+        next_cursor = await self._keep_walk(cursor, "find-", search.finished, search.to_json)
+        reason = incomplete_reason(stats, "EFILE_WALK_MAX_ENTRIES", resumable=next_cursor is not None)
+        if next_cursor is not None and not reason:
+            reason = "more of the tree is still to be searched: pass next_cursor for the next page"
+        return FindPathsResult(
+            path=root,
+            matches=[FindMatch(path=m.path, type=m.kind, size=m.size, modified=iso_time(m.mtime)) for m in page],  # type: ignore[arg-type]
+            total_matches=search.count,
+            total_size=search.size,
+            complete=next_cursor is None and stats.complete,
+            incomplete_reason=reason,
+            entries_seen=stats.entries_seen,
+            next_cursor=next_cursor,
+            unreadable_count=stats.unreadable_count or None,
+            folders_pending=search.walk.folders_pending or None,
         )
-        if any(u.path == selection.path for u in stats.unreadable):
-            raise GuardRefusal("unreadable", f"cannot list {display(selection.path)}: {stats.unreadable[0].reason}")
-        rows = [[m.path, m.kind, m.size, m.mtime] for m in matches]
-        header = {
-            "path": selection.path,
-            "total": len(rows),
-            "size": _non_overlapping_size(matches),
-            "complete": stats.complete,
-            "reason": incomplete_reason(stats, "EFILE_WALK_MAX_ENTRIES"),
-            "seen": stats.entries_seen,
-            "unreadable": len(stats.unreadable),
-        }
-        search_id = None
-        if len(rows) > limit:
-            search_id = "find-" + secrets.token_hex(8)
-            blob = json.dumps({"h": header, "r": rows}, ensure_ascii=False, separators=(",", ":"))
-            await self.store.save_plan(
-                search_id, blob.encode("utf-8", "surrogatepass"), self.clock() + _FIND_CURSOR_TTL
-            )
-        return _find_result(header, rows, 0, limit, search_id)
 
-    async def _find_page(self, cursor: str, limit: int) -> FindPathsResult:
-        search_id, _, offset_text = cursor.rpartition(":")
-        data = await self.store.load_plan(search_id) if search_id.startswith("find-") else None
-        if data is None or not offset_text.isdigit():
+    async def _load_walk(self, walk_id: str, prefix: str, tool: str, *, what: str = "resume value") -> dict[str, Any]:
+        data = await self.store.load_walk(walk_id) if walk_id.startswith(prefix) else None
+        if data is None:
             raise GuardRefusal(
-                "cursor",
-                "this cursor is unknown or has expired (they last 10 minutes): call find_paths again without a cursor.",
+                "resume",
+                f"this {what} is unknown or has expired (a walk is kept {int(_WALK_TTL // 60)} minutes after its "
+                f"last call): call {tool} again without it, which starts over.",
             )
-        blob = json.loads(data.decode("utf-8", "surrogatepass"))
-        return _find_result(blob["h"], blob["r"], int(offset_text), limit, search_id)
+        loaded: dict[str, Any] = json.loads(data.decode("utf-8", "surrogatepass"))
+        return loaded
+
+    async def _keep_walk(
+        self, walk_id: str | None, prefix: str, finished: bool, state: Callable[[], dict[str, Any]]
+    ) -> str | None:
+        """Save a walk that is not finished (under its id, or a new one) and return the id; forget a finished one."""
+        if finished:
+            if walk_id:
+                await self.store.drop_walk(walk_id)
+            return None
+        walk_id = walk_id or prefix + secrets.token_hex(8)
+        blob = json.dumps(state(), ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+        await self.store.save_walk(walk_id, blob, self.clock() + _WALK_TTL)
+        return walk_id
 
     # ------------------------------------------------------------------ tasks
 
@@ -425,29 +447,6 @@ class Guard(RemovalSteps):
 
 
 # ---------------------------------------------------------------------------------------------------
-
-
-def _non_overlapping_size(matches: Sequence[Any]) -> int:
-    paths = {m.path for m in matches}
-    return sum(m.size for m in matches if not ancestors_in(m.path, paths))
-
-
-def _find_result(
-    header: dict[str, Any], rows: list[list[Any]], offset: int, limit: int, search_id: str | None
-) -> FindPathsResult:
-    page = rows[offset : offset + limit]
-    end = offset + len(page)
-    return FindPathsResult(
-        path=header["path"],
-        matches=[FindMatch(path=p, type=k, size=s, modified=iso_time(m)) for p, k, s, m in page],
-        total_matches=header["total"],
-        total_size=header["size"],
-        complete=header["complete"],
-        incomplete_reason=header["reason"],
-        entries_seen=header["seen"],
-        next_cursor=f"{search_id}:{end}" if search_id and end < len(rows) else None,
-        unreadable_count=header["unreadable"] or None,
-    )
 
 
 __all__ = ["Guard", "GuardRefusal", "RemovalRequest", "expand_home"]

@@ -7,11 +7,14 @@ own vocabulary, but carry no camelCase alias: an alias would leak into the schem
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from .wire import FileEntry, FileOperTask, OperationType, TaskStatus
+
+if TYPE_CHECKING:
+    from .quarantine import QuarantineStatus
 
 
 def escape_invisible(text: str) -> str:
@@ -30,7 +33,18 @@ def escape_invisible(text: str) -> str:
 #: A string from the server or the agent, shown with invisible characters escaped.
 Visible = Annotated[str, AfterValidator(escape_invisible)]
 
-ItemStatus = Literal["would_remove", "removed", "queued", "missing", "failed", "refused", "changed"]
+ItemStatus = Literal[
+    "would_remove",
+    "removed",
+    "queued",
+    "missing",
+    "failed",
+    "refused",
+    "changed",
+    "quarantined",
+    "restored",
+    "conflict",
+]
 EntryType = Literal["file", "directory", "symlink", "other"]
 SelectType = Literal["file", "directory", "any"]
 
@@ -112,6 +126,9 @@ class RemoveSummary(ResultModel):
     failed: int = 0
     refused: int = 0
     changed: int = 0
+    quarantined: int = Field(default=0, description="Moved into the root's quarantine: restorable with restore_paths.")
+    restored: int = 0
+    conflict: int = 0
     covered: int = Field(default=0, description="Paths inside another path of the same call, removed with it.")
     total_size: int = Field(
         default=0, description="Bytes the removal frees: files plus the whole trees of folders (regular files)."
@@ -272,6 +289,8 @@ class DiskUsageResult(ResultModel):
     others: UsageRest | None = Field(default=None, description="The rest of the direct children, summed.")
     unreadable: list[str] | None = Field(default=None, description="Folders that could not be listed (capped).")
     unreadable_count: int | None = None
+    folders_pending: int | None = None
+    resume: str | None = Field(default=None, description="Pass as resume to read on; absent when complete.")
 
 
 class FindMatch(ResultModel):
@@ -293,6 +312,7 @@ class FindPathsResult(ResultModel):
     entries_seen: int
     next_cursor: str | None = Field(default=None, description="Pass as cursor for the next page; absent at the end.")
     unreadable_count: int | None = None
+    folders_pending: int | None = None
 
 
 class QuotaInfo(ResultModel):
@@ -327,8 +347,15 @@ class StorageStatusResult(ResultModel):
         default=None, description="Allowed roots that are missing or not folders on the storage, and what to write."
     )
     quota_error: str | None = Field(default=None, description="Why quota is unknown, and what to set.")
+    quarantine: QuarantineStatus | None = Field(
+        default=None, description="What is in quarantine (restorable with restore_paths), per plan, and the total."
+    )
 
 
 class TaskStatusCount(ResultModel):
     status: str
     count: int
+
+
+# The quarantine's models build on ResultModel above; importing them completes StorageStatusResult.
+from . import quarantine as _quarantine  # noqa: E402, F401
