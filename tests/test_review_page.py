@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -727,3 +728,83 @@ async def test_over_stdio_decline_on_the_page_spends_the_token_and_deletes_nothi
             refused = await client.call_tool("remove_paths", execute)
             assert refused.is_error and "declin" in result_text(refused), result_text(refused)
     assert (root / "scratch" / "run-001").is_dir()
+
+
+# ---------------------------------------------------------------------------- show(): the person's browser
+
+SHOW = """
+import sys
+from efile_mcp.review import ReviewSite
+site = ReviewSite(store=None, browser=sys.argv[1])  # type: ignore[arg-type]
+print("shown" if site.show("http://127.0.0.1:1/review/" + "s" * 43 + "/") else "not shown", file=sys.stderr)
+"""
+
+
+def run_show(setting: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    from .conftest import child_env
+
+    clean = {k: v for k, v in child_env().items() if k not in ("BROWSER", "DISPLAY", "WAYLAND_DISPLAY")}
+    return subprocess.run(
+        [sys.executable, "-c", SHOW, setting],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **env},
+    )
+
+
+def test_show_opens_the_page_through_browser_and_keeps_stdout_clean(tmp_path: Path) -> None:
+    """$BROWSER is honoured, and whatever the browser command prints stays off stdout (the MCP stream)."""
+    log = tmp_path / "opened.txt"
+    noisy = tmp_path / "noisy-browser.py"
+    noisy.write_text(
+        f"#!{sys.executable}\nimport sys\nprint('browser chatter on stdout')\nopen({str(log)!r}, 'w').write(sys.argv[1])\n"
+    )
+    noisy.chmod(0o755)
+    done = run_show("auto", {"BROWSER": str(noisy)})
+    assert done.stderr.splitlines()[0] == "shown", done.stderr
+    for _ in range(200):
+        if log.exists():
+            break
+        time.sleep(0.05)  # the browser runs in a child process of its own: wait for its file, not for a time
+    assert log.read_text() == "http://127.0.0.1:1/review/" + "s" * 43 + "/"
+    assert done.stdout == "", "nothing but MCP messages on stdout"
+    assert "browser chatter on stdout" in done.stderr, "the browser's output goes to stderr"
+
+
+@pytest.mark.parametrize(
+    ("setting", "env", "why"),
+    [
+        ("never", {"BROWSER": "/bin/false"}, "EFILE_REVIEW_BROWSER=never"),
+        ("auto", {}, "no web browser found here"),
+    ],
+)
+def test_without_a_browser_the_address_goes_to_stderr_in_one_line(setting: str, env: dict[str, str], why: str) -> None:
+    done = run_show(setting, env)
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1] == "not shown" and len(lines) == 2, done.stderr
+    assert why in lines[0] and "http://127.0.0.1:1/review/" in lines[0] and "efile-mcp approve" in lines[0]
+    assert done.stdout == ""
+
+
+# ---------------------------------------------------------------------------- 100,000 paths
+
+
+async def test_a_100000_path_plan_is_read_in_bounded_pieces(store: StateStore, site: ReviewSite, clock: Clock) -> None:
+    """One folder of 100,000 files: the page stays small, every JSON answer is one bounded page, the CSV streams
+    them all."""
+    paths = [SeenPath(f"{HOME}/scratch/flat/f{i:06d}.txt", "file", i, clock.now - i, i) for i in range(100_000)]
+    plan = await saved(store, Plan("abcdefabcdefabcdefabcdef", clock.now + 900, paths, created_at=clock.now))
+    url = await site.url_for(plan.plan_id, plan.expires_at)
+    async with httpx.AsyncClient(timeout=60) as http:
+        page = await http.get(url)
+        assert page.status_code == 200 and len(page.content) < 40_000
+        top = await http.get(url + "api/children", params={"limit": 100_000})
+        assert top.json()["total"] == 100_000 and len(top.json()["items"]) == 500 and len(top.content) < 400_000
+        last = (await http.get(url + "api/paths", params={"offset": 99_990, "limit": 100})).json()
+        assert [row["path"] for row in last["items"]] == [s.path for s in paths[-10:]]
+        rows = 0
+        async with http.stream("GET", url + "plan.csv") as download:
+            async for line in download.aiter_lines():
+                rows += 1 if line.startswith("remove,") else 0
+        assert rows == 100_000

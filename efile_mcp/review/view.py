@@ -8,6 +8,7 @@ a 100,000-path plan is read a screenful at a time and never sent as one document
 from __future__ import annotations
 
 import csv
+import heapq
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -105,6 +106,8 @@ class PlanView:
         self.top_shown = _visible(top.path)
         self._by_path = sorted(plan.paths, key=lambda s: s.path)
         self._nodes: dict[str, Node] = {}
+        self._types: list[dict[str, Any]] | None = None
+        self._largest: list[SeenPath] | None = None
         self._index(self.root)
 
     def _insert(self, seen: SeenPath) -> None:
@@ -227,7 +230,12 @@ class PlanView:
         return summary
 
     def types(self) -> list[dict[str, Any]]:
-        """Bytes and paths per type: folders, then files by extension, largest first."""
+        """Bytes and paths per type: folders, then files by extension, largest first (computed once)."""
+        if self._types is None:
+            self._types = self._count_types()
+        return self._types
+
+    def _count_types(self) -> list[dict[str, Any]]:
         groups: dict[str, list[int]] = {}
         for seen in self.plan.paths:
             if seen.kind == "directory":
@@ -261,7 +269,9 @@ class PlanView:
         return shown
 
     def largest(self, count: int) -> list[dict[str, Any]]:
-        return [self.path_row(s) for s in sorted(self.plan.paths, key=lambda s: (-s.size, s.path))[:count]]
+        if self._largest is None or len(self._largest) < count:
+            self._largest = heapq.nsmallest(count, self.plan.paths, key=lambda s: (-s.size, s.path))
+        return [self.path_row(s) for s in self._largest[:count]]
 
     def csv_chunks(self) -> Iterator[str]:
         """The whole plan as CSV, a chunk of rows at a time: every path to remove, then every exception."""
