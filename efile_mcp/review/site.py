@@ -253,18 +253,21 @@ class ReviewSite:
         record = PageRecord.from_bytes(data) if data is not None else None
         if record is None:
             return None
-        view = await self._view(record.plan_id)
+        view = await self._view(record.plan_id, record.expires_at)
         state = await self.store.plan_state(record.plan_id)
         return Page(secret, record, page_status(state, view is not None), state, view)
 
-    async def _view(self, plan_id: str) -> PlanView | None:
+    async def _view(self, plan_id: str, expires_at: float) -> PlanView | None:
+        """The plan's view: built once from the stored plan (in a worker thread), kept while the plan lives."""
+        if self.clock() >= expires_at:
+            self._views.pop(plan_id, None)
+            return None
         async with self._view_lock:
-            data = await self.store.load_plan(plan_id)
-            if data is None:
-                self._views.pop(plan_id, None)
-                return None
             view = self._views.get(plan_id)
             if view is None:
+                data = await self.store.load_plan(plan_id)
+                if data is None:
+                    return None
                 now = self.clock()
                 view = await anyio.to_thread.run_sync(lambda: PlanView(Plan.from_bytes(data), now))
                 self._views[plan_id] = view
