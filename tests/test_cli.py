@@ -250,7 +250,7 @@ async def test_a_dry_run_token_works_in_the_next_sandbox_process_and_nothing_is_
     env = child_env(TMPDIR=str(temporary), XDG_STATE_HOME=str(state), EFILE_LOG_LEVEL="info", EFILE_CONFIRM="token")
     target = "/public/home/demo/scratch/tmp.log"
 
-    plan, first_log = await _one_call(env, home, "remove_paths", {"paths": [target]})
+    plan, first_log = await _one_call(env, home, "remove_paths", {"paths": [target], "mode": "delete"})
     assert not plan.is_error, plan.content
     token = plan.structured_content["confirmation_token"]
     done, _ = await _one_call(

@@ -44,6 +44,7 @@ async def test_agent_session_over_stdio_removes_exactly_the_confirmed_paths(tmp_
             "find_paths",
             "list_files",
             "remove_paths",
+            "restore_paths",
             "get_task",
             "cancel_tasks",
         }
