@@ -157,3 +157,12 @@ async def test_the_deadline_stops_new_requests_and_keeps_the_frontier(api: Efile
     walk = TreeWalk(f"{sandbox.home}/scratch")
     stats = await Listings(api).walk(walk, limits=WalkLimits(1_000_000, anyio.current_time() - 1))
     assert stats.stopped == "deadline" and stats.requests == 0 and walk.frontier
+
+
+async def test_task_lookups_ask_as_many_ids_per_request_as_the_api_takes(
+    api: EfileApi, sandbox: RunningSandbox
+) -> None:
+    sandbox.sandbox.request_counts.clear()
+    lookup = await api.tasks([f"{i:032x}" for i in range(1_200)])
+    assert len(lookup.not_found) == 1_200
+    assert sandbox.sandbox.request_counts["task/list"] == 3  # 500 a request, not 100: 3 requests, not 12
