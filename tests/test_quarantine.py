@@ -201,7 +201,9 @@ async def test_quarantine_then_restore_puts_every_byte_back(rig: Rig) -> None:
     assert (rig.root / "scratch/run-001").stat().st_mtime_ns == run_mtime
     assert [r["decision"] for r in rig.audit() if r["event"] == "restore"] == ["intent", "executed"]
     after = await rig.quarantine.status()
-    assert after.total_count == 0
+    assert after.total_count == 0 and after.plan_count == 0  # emptied plan folders (and manifests) are gone
+    assert not (rig.root / "scratch" / QUARANTINE_DIR / "plan1").exists()
+    assert not (rig.root / "scratch" / QUARANTINE_DIR / ("plan1" + MANIFEST_SUFFIX)).exists()
 
 
 async def test_restore_leaves_a_conflicting_path_in_quarantine(rig: Rig) -> None:
@@ -215,7 +217,7 @@ async def test_restore_leaves_a_conflicting_path_in_quarantine(rig: Rig) -> None
     assert by_path[rig.v("scratch/run-002")].status == "restored"
     assert (rig.root / "scratch/tmp.log").read_text() == "a new file, made after the removal\n"  # not overwritten
     kept = rig.root / "scratch" / QUARANTINE_DIR / "plan2/tmp.log"
-    assert kept.read_bytes() == original
+    assert kept.read_bytes() == original  # and the plan's folder stays while it holds something
     # Once the person moves the new file away, the conflict restores.
     (rig.root / "scratch/tmp.log").unlink()
     again = await rig.quarantine.restore("plan2", [rig.v("scratch/tmp.log")])

@@ -598,11 +598,13 @@ class Quarantine:
         if record is not None:
             restored = {item.path for item in ordered if item.status == "restored"}
             await self._forget(record, restored)
+        emptied = [root for root in roots if await self._drop_if_empty(root, plan_id)]
         await self.audit.write(
             "restore",
             tool="restore_paths",
             decision="executed",
             plan_id=plan_id,
+            emptied=[plan_folder(root, plan_id) for root in emptied],
             items=[
                 {
                     "path": i.path,
@@ -723,6 +725,38 @@ class Quarantine:
             if entry is not None and entry.kind != "directory":
                 return f"its parent {display(prefix)} is now a {entry.kind}, not a folder; it stays in quarantine"
         return None
+
+    async def _drop_if_empty(self, root: str, plan_id: str) -> bool:
+        """Once everything is restored, the plan's folder holds only the folders made to hold entries: it and its
+        manifest are removed, so storage_status no longer lists it. Anything else left in it keeps it all."""
+        if self.remover is None:
+            return False
+        folder = plan_folder(root, plan_id)
+        listings = self._listings()
+        pending, folders = [folder], 0
+        while pending:
+            current = pending.pop()
+            try:
+                listing = await listings.read_dir(current)
+            except EfileMcpError:
+                return False
+            if not listing.complete:
+                return False
+            for name, child in listing.entries.items():
+                if child.kind != "directory":
+                    return False
+                folders += 1
+                if folders > 10_000:
+                    return False
+                pending.append(join(current, name))
+        run = RemovalRun(paths=(folder, folder + MANIFEST_SUFFIX))
+        try:
+            await self.remover.remove(run)
+        except EfileMcpError as exc:
+            log.info("the emptied quarantine folder %s was not removed (%s)", folder, exc)
+            return False
+        run.settle_unfinished()
+        return run.outcomes[folder].kind in ("submitted", "missing", "verified_absent")
 
     async def _forget(self, record: PlanRecord, restored: set[str]) -> None:
         if not restored or self.store is None:
