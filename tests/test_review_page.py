@@ -695,6 +695,12 @@ async def test_over_http_an_unanswered_form_opens_the_page_and_its_approve_lets_
             await unanswered_form_then_the_page(client, browser, log, root, "/public/home/demo")
         url = await address_opened(log)
         assert url.startswith(endpoint.rsplit("/mcp", 1)[0] + "/review/"), "the page is served by the same app"
+        async with httpx.AsyncClient() as http:
+            secret = url.rstrip("/").rsplit("/", 1)[1]
+            altered = url.replace(secret, secret[::-1])
+            assert ((await http.get(altered)).status_code, (await http.get(altered)).text) == (404, "Not found.")
+            assert (await http.get(url)).status_code == 200, "a page needs its secret, not the bearer token"
+            assert (await http.post(endpoint, json={})).status_code == 401, "the MCP endpoint still needs the token"
     assert "review_page" in audit_confirmations(audit)
 
 

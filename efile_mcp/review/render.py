@@ -72,7 +72,7 @@ def _decision_text(decision: Decision | None, now: float) -> str:
     how = CHANNEL_TEXT.get(decision.channel, decision.channel)
     mode = f", to {MODE_TEXT[decision.mode][0]}" if decision.mode in MODE_TEXT else ""
     at = f" {human_age(decision.at, now)}" if decision.at else ""
-    return f"{how}{mode}{at}"
+    return f"{how}{at}{mode}"
 
 
 def _status(page: Page, now: float, already: bool) -> tuple[str, str]:
