@@ -3,6 +3,7 @@ missing, and a folder fingerprint that covers every name in its tree."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from mcp import Client
 
 from efile_mcp.client import EfileApi, EfileTransport, RetryPolicy, StaticToken
-from efile_mcp.client.walk import Listings, WalkLimits
+from efile_mcp.client.walk import Listings, TreeWalk, WalkLimits
 from efile_mcp.guard.inspect import Inspector
 from efile_mcp.guard.paths import PathPolicy
 from efile_mcp.sandbox import RunningSandbox
@@ -85,3 +86,25 @@ async def test_execution_refuses_a_folder_whose_contents_were_swapped_after_the_
     items = done.get("items") or []
     assert [i["status"] for i in items if i["path"] == folder] == ["changed"], done
     assert (sandbox.root / "scratch" / "run-001" / "checkpoints" / "ckpt-0001.pt.never-previewed").exists()
+
+
+async def test_a_folder_too_big_for_one_call_is_read_on_by_the_next_from_where_it_stopped(
+    api: EfileApi, sandbox: RunningSandbox
+) -> None:
+    folder = f"{sandbox.home}/scratch/big-run"
+    whole = (await inspector(api, sandbox).check([folder], walk_folders=True)).seen[folder]
+    policy = PathPolicy([f"{sandbox.home}/scratch"])
+    resume: dict[str, TreeWalk] = {}
+    calls = read = 0
+    while True:
+        check = Inspector(Listings(api), policy, WalkLimits.starting_now(80, 30), resume=resume)
+        found = await check.check([folder], walk_folders=True)
+        calls += 1
+        read += found.entries_read
+        if folder in found.seen:
+            break
+        assert "could not be read whole" in found.refused[folder] and calls < 10
+        # What the removal keeps between calls: the walk's state, through JSON (the state store's save_walk).
+        resume = {p: TreeWalk.from_json(json.loads(json.dumps(w.to_json()))) for p, w in found.unfinished.items()}
+    assert calls == 4 and read == 303  # 3 shards of 100 and the folder's own 3 entries, each read once
+    assert found.seen[folder] == whole

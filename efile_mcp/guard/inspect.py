@@ -35,6 +35,10 @@ class Inspection:
     refused: dict[str, str] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
     entries_read: int = 0
+    #: Folders whose walk stopped at the call's budget (also in `refused`, with why): pass them back as
+    #: `Inspector(resume=...)` in a later call (after `TreeWalk.to_json` / the state store's save_walk) and
+    #: their walks read on from where they stopped, never from the start.
+    unfinished: dict[str, TreeWalk] = field(default_factory=dict)
 
 
 def components_below_root(path: str, root: str) -> list[str]:
@@ -66,12 +70,16 @@ class Inspector:
         policy: PathPolicy,
         limits: WalkLimits,
         links_inside: Literal["refuse", "allow"] = "refuse",
+        *,
+        resume: dict[str, TreeWalk] | None = None,
     ) -> None:
         self.listings = listings
         self.policy = policy
         self.limits = limits
         self.links_inside = links_inside
         self.entries_read = 0
+        #: Folder walks an earlier call left unfinished (Inspection.unfinished), by folder path.
+        self.resume = resume or {}
 
     async def check(self, paths: Iterable[str], *, walk_folders: bool) -> Inspection:
         paths = list(paths)
@@ -168,11 +176,14 @@ class Inspector:
                 tree.add(closed.totals)
                 fingerprint.append(closed.fingerprint)
 
-        walk = TreeWalk(path, aggregate=True, fingerprint=True)
+        # A walk resumed from an earlier call: what it read then held no protected name and no refused link
+        # (the folder would have been refused, not left unfinished), so only what is left needs looking at.
+        walk = self.resume.get(path) or TreeWalk(path, aggregate=True, fingerprint=True)
+        before = walk.stats.entries_seen
         stats = await self.listings.walk(
             walk, on_entries, limits=self.limits.less(self.entries_read), on_closed=on_closed
         )
-        self.entries_read += stats.entries_seen
+        self.entries_read += stats.entries_seen - before
         if protected:
             result.refused[path] = (
                 f"it holds {display(protected[0])}, a protected name"
@@ -210,6 +221,8 @@ class Inspector:
                 f"it could not be read whole: {why}, after {stats.entries_seen} entries. "
                 "Unread contents cannot be vouched for: remove its sub-folders one by one instead."
             )
+            if stats.stopped and not stats.incomplete_dirs:
+                result.unfinished[path] = walk
             return
         result.seen[path] = SeenPath(
             path,
