@@ -271,3 +271,15 @@ async def test_rate_limit_on_move_does_nothing(sandbox: RunningSandbox, api: htt
     assert (await move(api, [f"{home}/scratch/tmp.log"], f"{home}/projects"))["code"] == "911048"
     assert (root / "scratch/tmp.log").exists()
     assert (await move(api, [f"{home}/scratch/tmp.log"], f"{home}/projects"))["code"] == "0"
+
+
+async def test_a_target_folder_that_is_a_link_out_of_dir_is_refused(
+    sandbox: RunningSandbox, api: httpx2.AsyncClient, tmp_path: Path
+) -> None:
+    home, root = sandbox.home, sandbox.root
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "scratch/.q").symlink_to(outside)  # someone swapped the quarantine folder for a link
+    assert (await move(api, [f"{home}/scratch/tmp.log"], f"{home}/scratch/.q"))["code"] == "911030"
+    assert (await mkdir(api, f"{home}/scratch/.q/plan", parents=True))["code"] == "911030"
+    assert list(outside.iterdir()) == [] and (root / "scratch/tmp.log").exists()
