@@ -68,7 +68,9 @@ async def pending(store: StateStore, plan: Plan) -> Plan:
     return plan
 
 
-def on_a_terminal(state_dir: Path, replies: list[tuple[str, str]], *args: str) -> tuple[int, str]:
+def on_a_terminal(
+    state_dir: Path | None, replies: list[tuple[str, str]], *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """Run `efile-mcp approve` with a pseudo-terminal as stdin, stdout and stderr; answer each prompt
     (the text it waits for, then the line to type). Returns the exit status and everything it wrote."""
     main, child_end = os.openpty()
@@ -77,7 +79,7 @@ def on_a_terminal(state_dir: Path, replies: list[tuple[str, str]], *args: str) -
         stdin=child_end,
         stdout=child_end,
         stderr=child_end,
-        env=child_env(EFILE_STATE_DIR=str(state_dir), TERM="dumb"),
+        env=child_env(TERM="dumb", **({"EFILE_STATE_DIR": str(state_dir)} if state_dir else {}), **(env or {})),
         close_fds=True,
     )
     os.close(child_end)
@@ -216,3 +218,23 @@ def test_nothing_pending_says_so(state_dir: Path) -> None:
 def test_help_names_the_command() -> None:
     done = run_cli("--help")
     assert "approve" in done.stdout
+
+
+async def test_with_sandbox_dir_it_decides_in_that_sandboxs_own_store(tmp_path: Path) -> None:
+    """`efile-mcp --sandbox DIR approve` reads the store `efile-mcp --sandbox DIR` keeps its plans in."""
+    from efile_mcp.sandbox.identity import identity_directory
+
+    root = tmp_path / "sandbox-home"
+    root.mkdir()
+    xdg = tmp_path / "xdg"
+    sandbox_state = identity_directory(root.resolve(), xdg / "efile-mcp")  # where platformdirs puts it under xdg
+    store = open_store(None, sandbox_state)
+    try:
+        plan = await pending(store, plan_of("5555eeee5555eeee5555eeee", 3))
+        status, shown = on_a_terminal(
+            None, [("[y/n/N]: ", "y")], "--sandbox", str(root), env={"XDG_STATE_HOME": str(xdg)}
+        )
+        assert status == 0 and "Approved." in shown, shown
+        assert (await store.plan_state(plan.plan_id)).status == "approved"
+    finally:
+        await store.aclose()
