@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         description="refuse: a folder with symbolic links inside is never deleted for good (quarantine moves it "
         "whole); remove: the storage removes links as links, as rm -rf does, so such folders may be deleted.",
     )
+    show_protected: bool = Field(
+        default=False,
+        description="Name the entries inside protected folders (~/.ssh, ~/.gnupg, …) in list_files, find_paths and "
+        "disk_usage; by default they are only counted (count and bytes).",
+    )
     walk_max_entries: int = Field(
         default=200_000,
         ge=100,

@@ -247,6 +247,7 @@ def build_server(
             home=locator.home if locator is not None else None,
             region=region,
             clock=clock,
+            show_protected=settings.show_protected,
             quota=QuotaReader.for_settings(settings, ac=ac, tokens=tokens, locator=locator, transport=transport),
         )
         if credentials is None:

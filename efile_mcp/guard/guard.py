@@ -35,6 +35,7 @@ from ..models.results import (
     FindPathsResult,
     GetTaskResult,
     ListFilesResult,
+    ProtectedHidden,
     QuotaInfo,
     RootProblem,
     Selection,
@@ -93,6 +94,7 @@ class Guard(RemovalSteps):
         region: Callable[[], str | None] | None = None,
         quota: QuotaSource | None = None,
         clock: Callable[[], float] = time.time,
+        show_protected: bool = False,
     ) -> None:
         self.signer = signer
         self.store = store
@@ -108,6 +110,7 @@ class Guard(RemovalSteps):
         self._remover = EfileRemover(transport)
         self._raw_roots = tuple(roots)
         self._protected = protected
+        self.show_protected = show_protected
         self._home = home
         self._region = region
         self._quota = quota
@@ -207,13 +210,22 @@ class Guard(RemovalSteps):
         page = await self._api.list_dir(path, keyword=keyword, start=start, limit=limit, order_by=order_by, order=order)
         entries = [FileInfo.from_wire(entry) for entry in page.file_list]
         end = start + len(entries)
+        hidden = None
+        if entries and self._names_hidden_in(page.path or path or ""):
+            size = sum(e.size or 0 for e in entries if e.type == "file")
+            hidden, entries = ProtectedHidden(count=len(entries), size=size), []
         return ListFilesResult(
+            protected_hidden=hidden,
             path=page.path or path or "",
             total=page.total,
             start=start,
             entries=entries,
             next_start=end if entries and end < page.total else None,
         )
+
+    def _names_hidden_in(self, folder: str) -> bool:
+        """A protected folder (or one inside it): its entries are counted, not named (EFILE_SHOW_PROTECTED)."""
+        return not self.show_protected and self.policy.protected_component(folder) is not None
 
     async def _default_path(self, path: str | None) -> str:
         if path:
@@ -246,6 +258,10 @@ class Guard(RemovalSteps):
         resume_id = await self._keep_walk(resume, "usage-", usage.walk.finished, usage.to_json)
         ranked, rest_sum, rest_count = usage.children()
         shown, rest = ranked[:top], ranked[top:]
+        hidden = None
+        if self._names_hidden_in(root):  # the totals stand; the children are not named
+            shown, rest = [], ranked
+            hidden = ProtectedHidden(count=len(ranked) + rest_count, size=usage.total.size)
         children = [
             UsageChild(
                 path=root.rstrip("/") + "/" + name,
@@ -280,6 +296,7 @@ class Guard(RemovalSteps):
             unreadable_count=stats.unreadable_count or None,
             folders_pending=usage.walk.folders_pending or None,
             resume=resume_id,
+            protected_hidden=hidden,
         )
 
     async def find(
@@ -299,6 +316,10 @@ class Guard(RemovalSteps):
         if any(u.path == root for u in stats.unreadable):
             raise GuardRefusal("unreadable", f"cannot list {display(root)}: {stats.unreadable[0].reason}")
         page = search.take(limit)
+        inside = [m for m in page if self._names_hidden_in(m.path.rstrip("/").rpartition("/")[0] or "/")]
+        if inside:
+            page = [m for m in page if m not in inside]
+        hidden = ProtectedHidden(count=len(inside), size=sum(m.size for m in inside)) if inside else None
         next_cursor = await self._keep_walk(cursor, "find-", search.finished, search.to_json)
         reason = incomplete_reason(stats, "EFILE_WALK_MAX_ENTRIES", resumable=next_cursor is not None)
         if next_cursor is not None and not reason:
@@ -314,6 +335,7 @@ class Guard(RemovalSteps):
             next_cursor=next_cursor,
             unreadable_count=stats.unreadable_count or None,
             folders_pending=search.walk.folders_pending or None,
+            protected_hidden=hidden,
         )
 
     async def _load_walk(self, walk_id: str, prefix: str, tool: str, *, what: str = "resume value") -> dict[str, Any]:

@@ -241,12 +241,21 @@ class FileInfo(ResultModel):
         )
 
 
+class ProtectedHidden(ResultModel):
+    """What lies inside protected folders (~/.ssh, ~/.gnupg, …), counted but not named."""
+
+    count: int = Field(description="Entries inside protected folders left out of this answer.")
+    size: int = Field(description="Their bytes (regular files).")
+    note: str = "names inside protected folders are not shown; EFILE_SHOW_PROTECTED=true shows them"
+
+
 class ListFilesResult(ResultModel):
     path: str
     total: int = Field(description="Entries matching, across all pages.")
     start: int
     entries: list[FileInfo]
     next_start: int | None = Field(default=None, description="Pass as start to read the next page; null at the end.")
+    protected_hidden: ProtectedHidden | None = None
 
 
 class CancelItem(ResultModel):
@@ -291,6 +300,7 @@ class DiskUsageResult(ResultModel):
     unreadable_count: int | None = None
     folders_pending: int | None = None
     resume: str | None = Field(default=None, description="Pass as resume to read on; absent when complete.")
+    protected_hidden: ProtectedHidden | None = None
 
 
 class FindMatch(ResultModel):
@@ -313,6 +323,7 @@ class FindPathsResult(ResultModel):
     next_cursor: str | None = Field(default=None, description="Pass as cursor for the next page; absent at the end.")
     unreadable_count: int | None = None
     folders_pending: int | None = None
+    protected_hidden: ProtectedHidden | None = None
 
 
 class QuotaInfo(ResultModel):
