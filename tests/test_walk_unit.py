@@ -1,0 +1,291 @@
+"""The walker alone (client/walk.py): `Listings` over an in-memory listing source instead of HTTP.
+
+The source answers `list_dir` as the efile API does, with the quirks the docs and third parties
+disagree on (capped pages, an ignored `start`, a refused large `limit`, `children` beyond a cut page),
+counts every request and the most in flight at once. No server, no sockets: a failure here points at
+the walker, not at a story. The sandbox-backed walker tests (resume, budgets over HTTP) are tests/test_walk.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import anyio
+import pytest
+
+from efile_mcp.client.walk import (
+    DOCUMENTED_PAGE,
+    LARGE_PAGE,
+    ClosedDir,
+    Entry,
+    Listings,
+    TreeWalk,
+    WalkLimits,
+)
+from efile_mcp.errors import ApiError, AuthError, NotFoundError
+from efile_mcp.models.times import parse_server_time
+from efile_mcp.models.wire import ChildFolder, FileEntry, FileListResult
+
+ROOT = "/public/home/u"
+STAMP = "2026-11-20 10:00:00"
+
+
+@dataclass
+class Node:
+    kind: str  # "file" | "directory" | "symlink"
+    size: int = 0
+    modified: str = STAMP
+
+
+@dataclass
+class MemoryListings:
+    """An efile `file/list` over a dict of folders: {folder path: {name: Node}}, answered in name order."""
+
+    folders: dict[str, dict[str, Node]]
+    page_cap: int | None = None
+    ignores_start: bool = False
+    max_limit: int = 100_000
+    unreadable: set[str] = field(default_factory=set)
+    refuse_token: bool = False
+    requests: list[tuple[str, int, int]] = field(default_factory=list)
+    in_flight: int = 0
+    most_in_flight: int = 0
+
+    async def list_dir(
+        self,
+        path: str | None = None,
+        *,
+        keyword: str | None = None,
+        start: int = 0,
+        limit: int = 100,
+        order_by: str | None = None,
+        order: str | None = None,
+        on_retry: object = None,
+    ) -> FileListResult:
+        assert path is not None
+        self.requests.append((path, start, limit))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await anyio.sleep(0)  # a real request yields: let concurrent readers overlap
+            if self.refuse_token:
+                raise AuthError("10008", "token expired", endpoint="/file/list")
+            if limit > self.max_limit:
+                raise ApiError("10004", f"limit must be at most {self.max_limit}", endpoint="/file/list")
+            if path in self.unreadable:
+                raise ApiError("911030", f"permission denied: {path}", endpoint="/file/list")
+            if path not in self.folders:
+                raise NotFoundError("911020", f"file or directory does not exist: {path}", endpoint="/file/list")
+            names = sorted(n for n in self.folders[path] if keyword is None or keyword in n)
+            begin = 0 if self.ignores_start else start
+            size = min(limit, self.page_cap or limit)
+            page = names[begin : begin + size]
+            return FileListResult(
+                total=len(names),
+                path=path,
+                fileList=[self._entry(path, name, self.folders[path][name]) for name in page],
+                children=[
+                    ChildFolder(path=f"{path}/{name}") for name in names if self.folders[path][name].kind == "directory"
+                ],
+            )
+        finally:
+            self.in_flight -= 1
+
+    @staticmethod
+    def _entry(folder: str, name: str, node: Node) -> FileEntry:
+        return FileEntry(
+            name=name,
+            path=f"{folder}/{name}",
+            size=node.size,
+            isDirectory=node.kind == "directory",
+            isRegularFile=node.kind == "file",
+            isSymbolicLink=node.kind == "symlink",
+            lastModifiedTime=node.modified,
+        )
+
+
+def flat(count: int, **options: object) -> MemoryListings:
+    return MemoryListings({ROOT: {f"f{i:06d}": Node("file", 1) for i in range(count)}}, **options)  # type: ignore[arg-type]
+
+
+def tree(branching: int = 3, depth: int = 3, files: int = 4) -> MemoryListings:
+    """`branching` folders per level, `depth` levels, `files` files of 10 bytes and one link in every folder."""
+    folders: dict[str, dict[str, Node]] = {}
+
+    def build(path: str, level: int) -> None:
+        folders[path] = {f"file-{i}.dat": Node("file", 10) for i in range(files)}
+        folders[path]["link"] = Node("symlink", 99)  # a link's own size: never added, never followed
+        if level < depth:
+            for i in range(branching):
+                folders[path][f"dir-{i}"] = Node("directory", 4096)
+                build(f"{path}/dir-{i}", level + 1)
+
+    build(ROOT, 0)
+    return MemoryListings(folders)
+
+
+def far_limits(entries: int = 10**9) -> WalkLimits:
+    return WalkLimits(entries, anyio.current_time() + 3600)
+
+
+class Closed:
+    def __init__(self) -> None:
+        self.by_path: dict[str, ClosedDir] = {}
+
+    def __call__(self, closed: ClosedDir) -> None:
+        assert closed.path not in self.by_path, f"{closed.path} closed twice"
+        self.by_path[closed.path] = closed
+
+
+# ---------------------------------------------------------------------------------------------- one folder
+
+
+async def test_a_large_folder_is_read_whole_in_large_pages_and_kept_for_the_call() -> None:
+    source = flat(2 * LARGE_PAGE + 7)
+    listings = Listings(source)  # type: ignore[arg-type]
+    listing = await listings.read_dir(ROOT)
+    assert listing.complete and len(listing.entries) == listing.total == 2 * LARGE_PAGE + 7
+    assert [limit for _, _, limit in source.requests] == [LARGE_PAGE] * 3
+    assert sorted(start for _, start, _ in source.requests) == [0, LARGE_PAGE, 2 * LARGE_PAGE]
+    await listings.read_dir(ROOT)
+    assert len(source.requests) == 3  # asked once per call
+
+
+async def test_a_server_that_caps_pages_is_read_to_the_end_in_its_steps() -> None:
+    source = flat(100, page_cap=7)
+    listing = await Listings(source).read_dir(ROOT)  # type: ignore[arg-type]
+    assert listing.complete and sorted(listing.entries) == [f"f{i:06d}" for i in range(100)]
+    assert len(source.requests) == 15  # ceil(100 / 7), no page twice
+
+
+async def test_a_server_that_ignores_start_is_detected_not_looped_and_the_listing_marked_incomplete() -> None:
+    source = flat(50, page_cap=20, ignores_start=True)
+    listing = await Listings(source).read_dir(ROOT)  # type: ignore[arg-type]
+    assert not listing.complete and len(listing.entries) == 20 and listing.total == 50
+    assert len(source.requests) == 2  # the second page repeated the first: stop
+
+
+async def test_a_refused_large_page_falls_back_to_the_documented_size() -> None:
+    source = flat(2500, max_limit=DOCUMENTED_PAGE)
+    listings = Listings(source)  # type: ignore[arg-type]
+    listing = await listings.read_dir(ROOT)
+    assert listing.complete and len(listing.entries) == 2500
+    assert source.requests[0][2] == LARGE_PAGE and {limit for _, _, limit in source.requests[1:]} == {DOCUMENTED_PAGE}
+    source.requests.clear()
+    source.folders[ROOT + "/sub"] = {f"g{i}": Node("file") for i in range(3)}
+    await listings.read_dir(ROOT + "/sub")  # the fallback is remembered for the rest of the call
+    assert source.requests == [(ROOT + "/sub", 0, DOCUMENTED_PAGE)]
+
+
+async def test_sub_folders_a_cut_listing_left_out_are_still_found_through_children() -> None:
+    source = MemoryListings(
+        {ROOT: {**{f"a{i:03d}": Node("file", 1) for i in range(30)}, "zz-folder": Node("directory")}},
+        page_cap=10,
+        ignores_start=True,
+    )
+    listing = await Listings(source).read_dir(ROOT)  # type: ignore[arg-type]
+    assert not listing.complete
+    assert listing.entries["zz-folder"] == Entry("zz-folder", "directory", 0, None)  # walkable, not sized
+
+
+async def test_one_entry_is_looked_up_by_name_and_an_absent_one_or_parent_is_none() -> None:
+    source = tree(branching=1, depth=1)
+    listings = Listings(source)  # type: ignore[arg-type]
+    found = await listings.entry(f"{ROOT}/file-1.dat")
+    assert found is not None and (found.kind, found.size) == ("file", 10)
+    assert found.mtime == parse_server_time(STAMP)
+    assert await listings.entry(f"{ROOT}/nothing-here") is None
+    assert await listings.entry(f"{ROOT}/no-such-folder/x") is None
+
+
+# ---------------------------------------------------------------------------------------------- trees
+
+
+async def test_a_walk_sums_the_tree_bottom_up_and_never_follows_a_link() -> None:
+    source = tree(branching=3, depth=3, files=4)
+    closed = Closed()
+    walk = TreeWalk(ROOT)
+    stats = await Listings(source, concurrency=4).walk(walk, limits=far_limits(), on_closed=closed)  # type: ignore[arg-type]
+    folders = len(source.folders)  # 1 + 3 + 9 + 27
+    assert stats.complete and walk.finished and stats.dirs_listed == folders == 40
+    root = closed.by_path[ROOT].totals
+    assert (root.files, root.size, root.dirs, root.links) == (4 * folders, 40 * folders, folders - 1, folders)
+    assert set(closed.by_path) == set(source.folders)  # every folder closed once, links never listed
+    assert all(not path.endswith("/link") for path, _, _ in source.requests)
+    leaf = closed.by_path[f"{ROOT}/dir-0/dir-0/dir-0"].totals
+    assert (leaf.files, leaf.size, leaf.dirs) == (4, 40, 0)
+
+
+async def test_a_walk_stays_within_its_concurrency() -> None:
+    source = tree(branching=6, depth=2, files=1)
+    await Listings(source, concurrency=3).walk(TreeWalk(ROOT), limits=far_limits())  # type: ignore[arg-type]
+    assert 1 < source.most_in_flight <= 3
+
+
+async def test_max_depth_zero_reads_the_root_alone() -> None:
+    source = tree(branching=2, depth=2)
+    seen: list[str] = []
+    await Listings(source).walk(  # type: ignore[arg-type]
+        TreeWalk(ROOT, max_depth=0),
+        lambda folder, depth, batch: seen.extend(e.name for e in batch),
+        limits=far_limits(),
+    )
+    assert [path for path, _, _ in source.requests] == [ROOT]
+    assert "dir-0" in seen and "file-0.dat" in seen
+
+
+async def test_an_unreadable_folder_is_recorded_and_the_walk_goes_on_with_its_tree_marked_incomplete() -> None:
+    source = tree(branching=2, depth=2, files=1)
+    source.unreadable.add(f"{ROOT}/dir-1")
+    closed = Closed()
+    stats = await Listings(source).walk(TreeWalk(ROOT), limits=far_limits(), on_closed=closed)  # type: ignore[arg-type]
+    assert [u.path for u in stats.unreadable] == [f"{ROOT}/dir-1"] and "911030" in stats.unreadable[0].reason
+    assert not stats.complete
+    assert closed.by_path[f"{ROOT}/dir-0"].complete and not closed.by_path[ROOT].complete
+    assert f"{ROOT}/dir-0/dir-1" in closed.by_path  # its sibling's tree was read
+
+
+async def test_a_refused_token_ends_the_walk_instead_of_marking_every_folder_unreadable() -> None:
+    source = tree(branching=2, depth=1)
+    source.refuse_token = True
+    with pytest.raises(AuthError):
+        await Listings(source).walk(TreeWalk(ROOT), limits=far_limits())  # type: ignore[arg-type]
+
+
+async def test_a_walk_past_its_deadline_sends_nothing_and_says_why() -> None:
+    source = tree()
+    walk = TreeWalk(ROOT)
+    stats = await Listings(source).walk(walk, limits=WalkLimits(10**6, anyio.current_time() - 1))  # type: ignore[arg-type]
+    assert source.requests == [] and stats.stopped == "deadline" and not walk.finished
+
+
+async def test_an_entry_budget_stops_the_walk_before_it_is_overrun_and_the_rest_waits_in_the_frontier() -> None:
+    source = tree(branching=3, depth=3, files=4)
+    walk = TreeWalk(ROOT)
+    stats = await Listings(source, concurrency=8).walk(walk, limits=far_limits(25))  # type: ignore[arg-type]
+    assert stats.stopped == "entry_budget" and stats.entries_seen <= 25
+    assert walk.frontier and not walk.finished
+    stats = await Listings(source, concurrency=8).walk(walk, limits=far_limits())  # type: ignore[arg-type]
+    assert walk.finished and stats.entries_seen == sum(len(f) for f in source.folders.values())
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+async def test_a_tree_fingerprint_changes_with_any_entry_deep_inside_and_not_with_reading_order(
+    concurrency: int,
+) -> None:
+    async def fingerprint(source: MemoryListings) -> int:
+        closed = Closed()
+        await Listings(source, concurrency=concurrency).walk(  # type: ignore[arg-type]
+            TreeWalk(ROOT, fingerprint=True), limits=far_limits(), on_closed=closed
+        )
+        return closed.by_path[ROOT].fingerprint
+
+    baseline = await fingerprint(tree())
+    assert await fingerprint(tree()) == baseline
+    resized = tree()
+    resized.folders[f"{ROOT}/dir-2/dir-1/dir-0"]["file-3.dat"].size = 11
+    touched = tree()
+    touched.folders[f"{ROOT}/dir-0/dir-0"]["file-0.dat"].modified = "2026-11-20 10:00:01"
+    renamed = tree()
+    renamed.folders[f"{ROOT}/dir-1"]["file-9.dat"] = renamed.folders[f"{ROOT}/dir-1"].pop("file-0.dat")
+    assert len({baseline, await fingerprint(resized), await fingerprint(touched), await fingerprint(renamed)}) == 4
