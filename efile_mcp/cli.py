@@ -206,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         _stop_sandbox(sandbox, sandbox_scratch)
         return 2
     if args.command == "purge":
+        if settings.read_only and not args.dry_run:
+            logs.fatal("purge deletes for good, and efile-mcp is read-only here (EFILE_READ_ONLY): nothing was deleted")
+            _stop_sandbox(sandbox, sandbox_scratch)
+            return 2
         try:
             return _purge(server, dry_run=args.dry_run)
         finally:

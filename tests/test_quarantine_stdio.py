@@ -176,6 +176,10 @@ async def test_efile_mcp_purge_removes_only_expired_plans(tmp_path: Path) -> Non
     assert old in dry.stdout and new not in dry.stdout and "1 expired plan(s)" in dry.stdout
     assert (root / "scratch" / QUARANTINE_DIR / old).exists()
 
+    refused = purge(root, tmp_path / "state", audit, "--read-only")
+    assert refused.returncode == 2 and "read-only" in refused.stderr
+    assert (root / "scratch" / QUARANTINE_DIR / old).exists()
+
     done = purge(root, tmp_path / "state", audit)
     assert done.returncode == 0, done.stderr
     assert f"deleted {HOME}/scratch/{QUARANTINE_DIR}/{old}" in done.stdout and "(removed)" in done.stdout
