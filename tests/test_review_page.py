@@ -814,3 +814,17 @@ async def test_a_100000_path_plan_is_read_in_bounded_pieces(store: StateStore, s
             async for line in download.aiter_lines():
                 rows += 1 if line.startswith("remove,") else 0
         assert rows == 100_000
+
+
+async def test_an_open_page_follows_a_decision_made_in_the_terminal(
+    store: StateStore, site: ReviewSite, clock: Clock, browser: Any
+) -> None:
+    from efile_mcp.guard.ports import Decision
+
+    plan = await saved(store, sample_plan(30, now=clock.now))
+    page = await open_page(browser, await site.url_for(plan.plan_id, plan.expires_at))
+    assert await page.get_by_role("button", name="Decline").count() == 1
+    await store.decide(plan.plan_id, plan.expires_at, Decision("approved", "terminal", "delete", clock.now))
+    await page.wait_for_selector('#status[data-status="approved"]', timeout=15_000)
+    assert "in a terminal" in await page.locator("#status").inner_text()
+    assert await page.get_by_role("button", name="Decline").count() == 0

@@ -5,6 +5,7 @@ page that can approve a deletion needs.
     GET  /review/<secret>/api/children     one page of a folder's children (JSON; ?folder=&offset=&limit=&sort=)
     GET  /review/<secret>/api/paths        one page of every path, or of those matching ?q= (JSON)
     GET  /review/<secret>/api/exceptions   one page of what is refused or missing, and why (JSON)
+    GET  /review/<secret>/api/status       where the plan stands (the open page reloads when it changes)
     GET  /review/<secret>/plan.csv         the whole plan, streamed
     POST /review/<secret>/decide           Approve or Decline (form: csrf, decision, mode)
     GET  /review/assets/<name>             the page's CSS and JavaScript (shipped in the package)
@@ -148,6 +149,8 @@ def _page(site: ReviewSite, page: Page, request: Request) -> Response:
 
 
 def _api(page: Page, what: str, request: Request) -> Response:
+    if what == "status":  # the open page follows a decision made elsewhere (a terminal, another tab)
+        return JSONResponse({"status": page.status})
     view = page.view
     if view is None:
         return JSONResponse({"error": "This plan has expired: nothing can be read or decided here."}, 410)

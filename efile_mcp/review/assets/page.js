@@ -3,6 +3,22 @@
 "use strict";
 
 (function () {
+  // A page waiting for the person follows decisions made elsewhere (a terminal, another tab): it reloads to
+  // show the outcome instead of offering buttons that would decide nothing.
+  const status = document.getElementById("status");
+  if (status && status.dataset.status === "pending") {
+    const timer = setInterval(async function () {
+      try {
+        const answer = await fetch("api/status", { credentials: "same-origin", cache: "no-store" });
+        if (!answer.ok) return;
+        const now = (await answer.json()).status;
+        if (now !== "pending") { clearInterval(timer); location.replace("./"); }
+      } catch (e) { /* the server may be restarting: try again */ }
+    }, 3000);
+  }
+})();
+
+(function () {
   const PAGE = 100;
   const CHILDREN_PAGE = 200;
   const browse = document.getElementById("browse");
