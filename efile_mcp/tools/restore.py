@@ -12,11 +12,11 @@ from .paths import absolute_path
 from .state import state_of
 
 DESCRIPTION = """\
-Restore what a removal in mode 'quarantine' moved away: every path of the plan (plan_id, as remove_paths \
-answered it and storage_status lists it), or only `paths` (their original absolute paths). Entries go back \
-where they were, never overwriting: a path that exists again is reported as conflict and stays in quarantine \
-(move what is there away, then restore it again). Nothing is deleted; every restore is audited. Purged plans \
-(older than EFILE_QUARANTINE_DAYS, deleted by `efile-mcp purge`) cannot be restored.
+Put back what a removal in mode 'quarantine' moved away, where it was, never overwriting. Give the plan_id \
+(remove_paths answered it; storage_status lists the plans in quarantine) and optionally paths, the original \
+absolute paths to restore (default: all of the plan). A path that exists again is reported as conflict and \
+stays in quarantine: move what is there away, then restore it again. Nothing is deleted; every restore is \
+audited. Plans purged after EFILE_QUARANTINE_DAYS (efile-mcp purge) cannot be restored.
 """
 
 PlanId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
