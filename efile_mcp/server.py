@@ -47,7 +47,7 @@ from .guard.reconcile import reconcile_at_start
 from .guard.store import StateStore, open_store
 from .guard.tokens import ConfirmationSigner
 from .review import ReviewSite
-from .tools.registry import register
+from .tools.registry import tools_for
 from .tools.state import ToolState
 
 INSTRUCTIONS = """\
@@ -280,7 +280,7 @@ def build_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         request_state_security=_request_state_security(settings),
+        tools=tools_for(settings),
     )
-    register(server, settings)
     _REVIEW_SITES[server] = review
     return server

@@ -227,6 +227,11 @@ class Guard(RemovalSteps):
         """A protected folder (or one inside it): its entries are counted, not named (EFILE_SHOW_PROTECTED)."""
         return not self.show_protected and self.policy.protected_component(folder) is not None
 
+    async def home(self) -> str:
+        """The home directory: where the read tools look when no path is given."""
+        await self._ready()
+        return await self._default_path(None)
+
     async def _default_path(self, path: str | None) -> str:
         if path:
             return path
@@ -413,7 +418,8 @@ class Guard(RemovalSteps):
             tasks_not_shown=(len(known) - len(shown)) or None,
             not_found=lookup.not_found[:ITEMS_LISTED_MAX],
             not_found_count=len(lookup.not_found) if len(lookup.not_found) > ITEMS_LISTED_MAX else None,
-            all_terminal=all_terminal,
+            # Unknown ids have not been seen to end: never "all ended" about tasks nobody knows.
+            all_terminal=all_terminal and not lookup.not_found,
             waited_seconds=round(anyio.current_time() - started, 3),
         )
 

@@ -9,12 +9,31 @@ from __future__ import annotations
 import unicodedata
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from .times import server_time_iso
 from .wire import FileEntry, FileOperTask, OperationType, TaskStatus
 
 if TYPE_CHECKING:
     from .quarantine import QuarantineStatus
+
+#: The longest path a tool takes, in UTF-8 bytes (Linux PATH_MAX; the path policy's MAX_PATH_BYTES).
+PATH_MAX_BYTES = 4096
+
+
+def absolute_path(value: str) -> str:
+    """The one rule for a path argument: absolute, printable, not too long.
+
+    `~` is not expanded: a removal names each path exactly, and storage_status gives the home to write.
+    """
+    if not value.startswith("/"):
+        hint = " (write '~' as the home directory storage_status gives)" if value.startswith("~") else ""
+        raise ValueError(f"must be an absolute path starting with '/'{hint}")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters")
+    if len(value.encode("utf-8", "surrogatepass")) > PATH_MAX_BYTES:
+        raise ValueError(f"is longer than {PATH_MAX_BYTES} bytes")
+    return value
 
 
 def escape_invisible(text: str) -> str:
@@ -23,6 +42,8 @@ def escape_invisible(text: str) -> str:
     File names come from other people's files: they are data, and must not reorder, hide or break
     what the model or the person reads. Such paths are refused by the path policy anyway.
     """
+    if text.isascii() and text.isprintable():  # most names: no format character is ASCII, so no per-character look-up
+        return text
     if text.isprintable() and not any(unicodedata.category(ch) == "Cf" for ch in text):
         return text
     return "".join(
@@ -57,68 +78,39 @@ class ResultModel(BaseModel):
 
 
 class Selection(ResultModel):
-    """What to match below a folder: the same filter for find_paths and remove_paths(select=...)."""
+    # What to match below a folder: the same filter for find_paths and remove_paths(select=...).
+    # (A comment, not a docstring: a docstring would be published in every remove_paths schema.)
 
-    path: str = Field(
-        min_length=1,
-        max_length=4096,
-        description="Absolute folder to search below (e.g. an allowed root such as ~/scratch, written out).",
+    path: Annotated[str, AfterValidator(absolute_path)] = Field(
+        min_length=1, max_length=4096, description="Absolute folder (starts with '/')."
     )
-    name: str | None = Field(
-        default=None, max_length=255, description="Glob on the final name, e.g. '*.log' or 'core.*' (case-sensitive)."
-    )
-    type: SelectType = Field(default="any", description="file, directory or any.")
-    min_size: int | None = Field(default=None, ge=0, description="At least this many bytes (a folder: its whole tree).")
-    max_size: int | None = Field(default=None, ge=0, description="At most this many bytes (a folder: its whole tree).")
-    older_than_days: float | None = Field(
-        default=None, ge=0, description="Last modified more than this many days ago (a folder: its newest entry)."
-    )
-    newer_than_days: float | None = Field(
-        default=None, ge=0, description="Last modified less than this many days ago (a folder: its newest entry)."
-    )
-    max_depth: int | None = Field(
-        default=None, ge=1, le=64, description="Match at most this many levels below path (1: its direct entries)."
-    )
-
-    @field_validator("path")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("select.path must be an absolute folder path (start with '/')")
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-            raise ValueError("select.path must not contain control characters")
-        return value
+    # The filters are described once, as find_paths' arguments.
+    name: str | None = Field(default=None, max_length=255)
+    type: SelectType = "any"
+    min_size: int | None = Field(default=None, ge=0)
+    max_size: int | None = Field(default=None, ge=0)
+    older_than_days: float | None = Field(default=None, ge=0)
+    newer_than_days: float | None = Field(default=None, ge=0)
+    max_depth: int | None = Field(default=None, ge=1, le=64)
 
 
 class RemoveItem(ResultModel):
-    path: Visible = Field(description="The path (invisible characters shown as \\uXXXX).")
-    status: ItemStatus = Field(
-        description=(
-            "Dry run: would_remove | missing | refused. Execution: removed (finished inline) | queued (a server "
-            "task is working on it; follow it with get_task) | missing (already absent) | failed | refused | "
-            "changed (it changed since the dry run and was not sent)."
-        )
-    )
-    reason: str | None = Field(default=None, description="Why it is refused, missing, failed, changed or covered.")
-    type: EntryType | None = Field(default=None, description="What the path is, as the dry run found it.")
-    size: int | None = Field(
-        default=None, description="Bytes a removal frees: a file's size; a folder's whole tree (regular files)."
-    )
-    file_count: int | None = Field(default=None, description="A folder: regular files in its tree.")
-    newest_modified: str | None = Field(
-        default=None, description="A folder: the newest modification in its tree; a file: its own (ISO 8601)."
-    )
-    lower_bound: bool | None = Field(
-        default=None, description="True when the folder was too big to read whole: size and counts are 'at least'."
-    )
-    task_id: str | None = Field(default=None, description="Server task id (execution).")
-    task_status: TaskStatus | str | None = Field(default=None, description="Server task status when submitted.")
-    error_code: str | None = Field(default=None, description="The API's error code when failed.")
+    path: Visible
+    status: ItemStatus
+    reason: str | None = None
+    type: EntryType | None = None
+    size: int | None = None
+    file_count: int | None = None
+    newest_modified: str | None = None
+    lower_bound: bool | None = Field(default=None, description="Too big to read whole: counts are 'at least'.")
+    task_id: str | None = None
+    task_status: TaskStatus | str | None = None
+    error_code: str | None = None
 
 
 class RemoveSummary(ResultModel):
-    requested: int = Field(description="Paths named in the call (or matched by select), duplicates included.")
-    distinct: int = Field(description="Distinct paths.")
+    requested: int
+    distinct: int
     would_remove: int = 0
     removed: int = 0
     queued: int = 0
@@ -129,16 +121,12 @@ class RemoveSummary(ResultModel):
     quarantined: int = Field(default=0, description="Moved into the root's quarantine: restorable with restore_paths.")
     restored: int = 0
     conflict: int = 0
-    covered: int = Field(default=0, description="Paths inside another path of the same call, removed with it.")
-    total_size: int = Field(
-        default=0, description="Bytes the removal frees: files plus the whole trees of folders (regular files)."
-    )
-    file_count: int = Field(default=0, description="Regular files the removal deletes, folders' contents included.")
-    folder_count: int = Field(default=0, description="Folders among the paths.")
-    newest_modified: str | None = Field(default=None, description="The newest modification among all of it.")
-    lower_bound: bool | None = Field(
-        default=None, description="True when some folder was too big to read whole: totals are 'at least'."
-    )
+    covered: int = Field(default=0, description="Inside another path of the call: removed with it.")
+    total_size: int = 0
+    file_count: int = 0
+    folder_count: int = 0
+    newest_modified: str | None = None
+    lower_bound: bool | None = None
 
 
 class ParentGroup(ResultModel):
@@ -149,36 +137,23 @@ class ParentGroup(ResultModel):
 
 class RemovePathsResult(ResultModel):
     dry_run: bool
-    plan_id: str | None = Field(default=None, description="The plan this answer belongs to (audit log, get_task).")
+    plan_id: str | None = None
     summary: RemoveSummary
-    items: list[RemoveItem] | None = Field(
-        default=None, description=f"Every item, when there are at most {ITEMS_LISTED_MAX} (or detail='full')."
-    )
+    items: list[RemoveItem] | None = Field(default=None, description=f"Every item, up to {ITEMS_LISTED_MAX} paths.")
     exceptions: list[RemoveItem] | None = Field(
-        default=None, description="Summary answers: refused, missing, failed and changed items (capped)."
+        default=None, description="Above that: refused, missing, failed, changed."
     )
-    exceptions_not_shown: int | None = Field(default=None, description="Exceptions beyond those listed.")
-    largest: list[RemoveItem] | None = Field(default=None, description="Summary answers: the largest items.")
-    by_parent: list[ParentGroup] | None = Field(
-        default=None, description="Summary answers: count and bytes per parent folder (largest first, capped)."
-    )
-    confirmation_token: str | None = Field(
-        default=None,
-        description="Dry run only: pass it back with dry_run=false (paths and select may then be left out).",
-    )
-    expires_at: str | None = Field(default=None, description="When the confirmation token expires (UTC, ISO 8601).")
-    confirm_paths: list[str] | None = Field(
-        default=None, description=f"Dry run with at most {ITEMS_LISTED_MAX} paths: the exact set the token covers."
-    )
-    task_ids: list[str] | None = Field(
-        default=None, description=f"Execution: server tasks to follow with get_task (at most {ITEMS_LISTED_MAX})."
-    )
-    task_count: int | None = Field(default=None, description="Execution: server tasks in all (get_task takes plan_id).")
-    not_previewed: int | None = Field(
-        default=None,
-        description="Execution by select: matches now present that the dry run did not show (not removed).",
-    )
-    next_step: str = Field(description="What to do next.")
+    exceptions_not_shown: int | None = None
+    items_not_shown: int | None = None
+    largest: list[RemoveItem] | None = None
+    by_parent: list[ParentGroup] | None = None
+    confirmation_token: str | None = None
+    expires_at: str | None = None
+    confirm_paths: list[str] | None = None
+    task_ids: list[str] | None = None
+    task_count: int | None = None
+    not_previewed: int | None = Field(default=None, description="New matches since the dry run: not removed.")
+    next_step: str
 
 
 class TaskInfo(ResultModel):
@@ -210,35 +185,32 @@ class TaskInfo(ResultModel):
             total_size=task.total_size,
             processed_size=task.processed_size,
             progress=task.progress,
-            submit_time=task.submit_time,
-            update_time=task.update_time,
+            submit_time=server_time_iso(task.submit_time),
+            update_time=server_time_iso(task.update_time),
         )
 
 
 class GetTaskResult(ResultModel):
-    tasks: list[TaskInfo] = Field(
-        description="The tasks (above 50, only those not complete, capped; by_status counts them all)."
-    )
-    by_status: list[TaskStatusCount] = Field(default_factory=list, description="Tasks per status.")
-    tasks_not_shown: int | None = Field(default=None, description="Known tasks left out of `tasks`.")
-    not_found: list[str] = Field(description="Ids the server does not know (it forgets tasks 24 h after they end).")
-    not_found_count: int | None = Field(default=None, description="All unknown ids, when more than are listed.")
-    all_terminal: bool = Field(description="True when every known task is complete, fail or cancel.")
-    waited_seconds: float = Field(default=0.0, description="How long this call waited.")
+    tasks: list[TaskInfo] = Field(description="Above 50: only those not complete.")
+    by_status: list[TaskStatusCount] = Field(default_factory=list)
+    tasks_not_shown: int | None = None
+    not_found: list[str]
+    not_found_count: int | None = None
+    all_terminal: bool
+    waited_seconds: float = 0.0
 
 
 class FileInfo(ResultModel):
-    name: Visible = Field(description="Entry name; control or invisible characters are shown as \\uXXXX escapes.")
+    name: Visible
     path: Visible
     type: EntryType
     size: int | None = None
-    modified: str | None = Field(default=None, description="Last modification, server local time.")
+    modified: str | None = None
 
     @classmethod
     def from_wire(cls, entry: FileEntry) -> FileInfo:
-        return cls(
-            name=entry.name, path=entry.path, type=entry.kind, size=entry.size, modified=entry.last_modified_time
-        )
+        modified = server_time_iso(entry.last_modified_time)
+        return cls(name=entry.name, path=entry.path, type=entry.kind, size=entry.size, modified=modified)
 
 
 class ProtectedHidden(ResultModel):
@@ -251,52 +223,59 @@ class ProtectedHidden(ResultModel):
 
 class ListFilesResult(ResultModel):
     path: str
-    total: int = Field(description="Entries matching, across all pages.")
+    total: int = Field(description="Entries in all pages.")
     start: int
     entries: list[FileInfo]
-    next_start: int | None = Field(default=None, description="Pass as start to read the next page; null at the end.")
+    next_start: int | None = Field(default=None, description="start of the next page; absent at the end.")
     protected_hidden: ProtectedHidden | None = None
 
 
 class CancelItem(ResultModel):
     task_id: str
     cancelled: bool
-    status: TaskStatus | str | None = Field(default=None, description="Task status after the call, when known.")
-    reason: str | None = Field(default=None, description="Why it was not cancelled.")
+    status: TaskStatus | str | None = None
+    reason: str | None = None
 
 
 class CancelTasksResult(ResultModel):
     tasks: list[CancelItem]
+    tasks_not_shown: int | None = None
+    cancelled_count: int | None = Field(default=None, description="Given when not every task is listed.")
 
 
 class UsageChild(ResultModel):
     path: Visible
     type: EntryType
-    size: int = Field(description="Bytes: a file's size; a folder's whole tree (regular files, links not followed).")
-    file_count: int = Field(description="Regular files (a file counts itself).")
-    newest_modified: str | None = Field(default=None, description="Newest modification in it (ISO 8601).")
+    size: int
+    file_count: int
+    newest_modified: str | None = None
+    quarantine: bool | None = Field(
+        default=None,
+        description="True for a quarantine folder: removed data kept restorable (restore_paths), still counting "
+        "against the quota until `efile-mcp purge` deletes what expired.",
+    )
 
 
 class UsageRest(ResultModel):
-    count: int = Field(description="Direct children not listed above.")
+    count: int
     size: int
     file_count: int
 
 
 class DiskUsageResult(ResultModel):
     path: Visible
-    total_size: int = Field(description="Bytes of regular files in the whole tree.")
+    total_size: int
     file_count: int
-    dir_count: int = Field(description="Folders below path.")
-    link_count: int = Field(default=0, description="Symbolic links seen (never followed, sized 0).")
+    dir_count: int
+    link_count: int = 0
     newest_modified: str | None = None
-    complete: bool = Field(description="False when the walk stopped early or some folder could not be read whole.")
+    complete: bool
     incomplete_reason: str | None = None
     entries_seen: int
-    requests: int = Field(description="file/list requests this answer took.")
-    children: list[UsageChild] = Field(description="The largest direct children, largest first.")
-    others: UsageRest | None = Field(default=None, description="The rest of the direct children, summed.")
-    unreadable: list[str] | None = Field(default=None, description="Folders that could not be listed (capped).")
+    requests: int
+    children: list[UsageChild] = Field(description="Largest direct children first.")
+    others: UsageRest | None = Field(default=None, description="The other children, summed.")
+    unreadable: list[str] | None = None
     unreadable_count: int | None = None
     folders_pending: int | None = None
     resume: str | None = Field(default=None, description="Pass as resume to read on; absent when complete.")
@@ -306,21 +285,19 @@ class DiskUsageResult(ResultModel):
 class FindMatch(ResultModel):
     path: Visible
     type: EntryType
-    size: int = Field(description="Bytes (a folder: its whole tree, when it was read).")
-    modified: str | None = Field(
-        default=None, description="Modification time (a folder: newest in its tree), ISO 8601."
-    )
+    size: int
+    modified: str | None = None
 
 
 class FindPathsResult(ResultModel):
     path: Visible
-    matches: list[FindMatch] = Field(description="This page of matches, largest first.")
+    matches: list[FindMatch] = Field(description="This page, largest first.")
     total_matches: int
-    total_size: int = Field(description="Bytes of all matches (a folder's tree once, not its matches again).")
-    complete: bool = Field(description="False when the walk stopped early: there may be more matches.")
+    total_size: int = Field(description="Bytes of all matches.")
+    complete: bool
     incomplete_reason: str | None = None
     entries_seen: int
-    next_cursor: str | None = Field(default=None, description="Pass as cursor for the next page; absent at the end.")
+    next_cursor: str | None = Field(default=None, description="cursor of the next page; absent at the end.")
     unreadable_count: int | None = None
     folders_pending: int | None = None
     protected_hidden: ProtectedHidden | None = None
@@ -344,10 +321,8 @@ class RootProblem(ResultModel):
 
 
 class StorageStatusResult(ResultModel):
-    home: str | None = Field(
-        default=None, description="The home directory (null when unknown: EFILE_TOKEN without the center)."
-    )
-    allowed_roots: list[str] = Field(description="Where removal is allowed, resolved ('~' expanded).")
+    home: str | None = None
+    allowed_roots: list[str] = Field(description="Removal is allowed only below these.")
     protected_names: list[str]
     read_only: bool
     max_paths: int
@@ -357,7 +332,7 @@ class StorageStatusResult(ResultModel):
     roots_problems: list[RootProblem] | None = Field(
         default=None, description="Allowed roots that are missing or not folders on the storage, and what to write."
     )
-    quota_error: str | None = Field(default=None, description="Why quota is unknown, and what to set.")
+    quota_error: str | None = None
     quarantine: QuarantineStatus | None = Field(
         default=None, description="What is in quarantine (restorable with restore_paths), per plan, and the total."
     )

@@ -4,23 +4,22 @@ from typing import Annotated, Any, cast, get_args
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from ..config import Settings
 from ..models.results import ListFilesResult
 from ..models.wire import Order, OrderBy
 from .errors import tool_errors
-from .output import as_result
-from .paths import absolute_path
+from .paths import OptionalDir
 from .state import state_of
 
 DESCRIPTION = """\
-List a directory on the person's SCNet storage (default: their home directory), one page at a time.
-Each entry has name, absolute path, type (file, directory, symlink), size in bytes and modification time.
-Use keyword to filter names (substring), start/limit to page (next_start gives the next page), and
-order_by/order to sort. Use the paths it returns with remove_paths.
+List one folder (default: home), a page at a time: name, path, type, size, modified. Page with \
+start=next_start, filter with keyword, sort with order_by and order.
 """
 
+#: The most entries one page asks for; output.render also cuts a page to the answer budget (next_start says where).
+LIMIT_MAX = 200
 
 ORDER_BY: tuple[str, ...] = get_args(OrderBy)
 ORDER: tuple[str, ...] = get_args(Order)
@@ -35,17 +34,13 @@ def _one_of(name: str, value: str, valid: tuple[str, ...]) -> str:
 def build(settings: Settings) -> Any:
     async def list_files(
         ctx: Context,
-        path: Annotated[
-            str | None,
-            AfterValidator(absolute_path),
-            Field(description="Absolute directory path; omit for the home directory."),
-        ] = None,
-        keyword: Annotated[str | None, Field(max_length=255, description="Only names containing this text.")] = None,
-        start: Annotated[int, Field(ge=0, description="Index of the first entry (0-based).")] = 0,
-        limit: Annotated[int, Field(ge=1, le=1000, description="Entries per page (1-1000).")] = 100,
+        path: OptionalDir = None,
+        keyword: Annotated[str | None, Field(max_length=255, description="Names containing this text.")] = None,
+        start: Annotated[int, Field(ge=0, description="First entry, 0-based.")] = 0,
+        limit: Annotated[int, Field(ge=1, le=LIMIT_MAX)] = 100,
         # Checked in the body, not by pydantic: a wrong value answers one line naming the valid ones.
-        order_by: Annotated[str, Field(description="Sort key.", json_schema_extra={"enum": list(ORDER_BY)})] = "name",
-        order: Annotated[str, Field(description="Sort direction.", json_schema_extra={"enum": list(ORDER)})] = "asc",
+        order_by: Annotated[str, Field(json_schema_extra={"enum": list(ORDER_BY)})] = "name",
+        order: Annotated[str, Field(json_schema_extra={"enum": list(ORDER)})] = "asc",
     ) -> ListFilesResult:
         state = state_of(ctx)
         sort_key = cast(OrderBy, _one_of("order_by", order_by, ORDER_BY))
@@ -54,6 +49,6 @@ def build(settings: Settings) -> Any:
             page = await state.guard.list_page(
                 path, keyword=keyword, start=start, limit=limit, order_by=sort_key, order=direction
             )
-        return as_result(page)  # type: ignore[return-value]
+        return page
 
     return list_files

@@ -1,19 +1,288 @@
-"""Tool answers: structured content, plus the same JSON as text, compact.
+"""Tool answers: the structured content an agent works with, and a short text a person or a text-only host reads.
 
-The SDK's default text block is the structured content indented by two spaces: for a 10,000-path
-removal that is megabytes of white space held in memory and sent to the client. Hosts that read
-only text still get every field, as one line of JSON. Absent values are left out, not sent as null.
+A tool returns its result model; the registry's `EfileTool` renders it here. The structured content is the
+model without absent values (no `null`s). The text is a summary of a few lines — counts, sizes, what to do
+next, the first few exceptions — never the JSON again: it costs the agent's context once, not twice.
+A host that shows only text still learns what it needs to go on (the next page, the confirmation token).
+
+Both stay small whatever the arguments: `TEXT_MAX` and `STRUCTURED_MAX` characters (tests/test_answer_sizes.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
+from ..models.results import (
+    CancelTasksResult,
+    DiskUsageResult,
+    FindPathsResult,
+    GetTaskResult,
+    ListFilesResult,
+    RemoveItem,
+    RemovePathsResult,
+    StorageStatusResult,
+)
+from ..models.units import human_size
 
-def as_result(model: BaseModel) -> CallToolResult:
-    structured = model.model_dump(mode="json", exclude_none=True)
-    text = json.dumps(structured, ensure_ascii=False, separators=(",", ":"))
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+#: The most characters of an answer's text summary.
+TEXT_MAX = 2000
+#: The most characters of an answer's structured content (compact JSON), whatever the arguments.
+STRUCTURED_MAX = 16000
+#: How many names, paths or exceptions a summary shows before it says "and N more".
+SHOWN = 5
+_NAME_CHARS = 120
+
+
+def structured(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+def json_size(value: Any) -> int:
+    """Characters of `value` as compact JSON: how answer budgets are measured."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+def render(model: BaseModel) -> CallToolResult:
+    fitting = _FITS.get(type(model))
+    if fitting is not None:
+        model = fitting(model)
+    summarise = _SUMMARIES.get(type(model), _generic)
+    text = summarise(model)
+    if len(text) > TEXT_MAX:
+        text = text[: TEXT_MAX - 1] + "…"
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured(model))
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _NAME_CHARS else text[: _NAME_CHARS - 1] + "…"
+
+
+def _first(values: Iterable[str], total: int) -> str:
+    shown = [_short(v) for v in values][:SHOWN]
+    more = total - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _incomplete(complete: bool, reason: str | None) -> str:
+    return "" if complete else f" INCOMPLETE: {reason or 'the walk stopped early'}."
+
+
+# ------------------------------------------------------------------------------------------ fitting the budget
+
+#: Characters of structured content a list may fill; the rest of an answer is a few fields.
+LIST_BUDGET = STRUCTURED_MAX - 3000
+_EXCEPTIONS_FIRST = ("refused", "changed", "failed", "missing")
+
+
+def fitting_count(values: list[Any], budget: int = LIST_BUDGET) -> int:
+    """How many of `values`, from the first, fit in `budget` characters of JSON (at least one)."""
+    used = 0
+    for index, value in enumerate(values):
+        used += json_size(structured(value) if isinstance(value, BaseModel) else value) + 1
+        if used > budget and index > 0:
+            return index
+    return len(values)
+
+
+def _fit_listing(page: ListFilesResult) -> ListFilesResult:
+    """A page cut where it would outgrow the answer; next_start points at the first entry left out."""
+    kept = fitting_count(list(page.entries))
+    if kept == len(page.entries):
+        return page
+    return page.model_copy(update={"entries": page.entries[:kept], "next_start": page.start + kept})
+
+
+def _fit_removal(result: RemovePathsResult) -> RemovePathsResult:
+    """detail='full' over many paths: the exceptions first, then as many items as fit; the rest counted."""
+    items = result.items or []
+    if fitting_count(list(items)) == len(items):
+        return result
+    ordered = sorted(items, key=lambda i: _EXCEPTIONS_FIRST.index(i.status) if i.status in _EXCEPTIONS_FIRST else 9)
+    kept = fitting_count(ordered)
+    return result.model_copy(update={"items": ordered[:kept], "items_not_shown": len(items) - kept})
+
+
+def _fit_tasks(result: GetTaskResult) -> GetTaskResult:
+    kept = fitting_count(list(result.tasks))
+    if kept == len(result.tasks):
+        return result
+    hidden = (result.tasks_not_shown or 0) + len(result.tasks) - kept
+    return result.model_copy(update={"tasks": result.tasks[:kept], "tasks_not_shown": hidden})
+
+
+def _fit_cancel(result: CancelTasksResult) -> CancelTasksResult:
+    """Many ids: the cancelled ones first, then as many others as fit; the count of cancelled ones kept."""
+    ordered = sorted(result.tasks, key=lambda t: not t.cancelled)
+    kept = fitting_count(ordered)
+    if kept == len(ordered):
+        return result
+    return result.model_copy(
+        update={
+            "tasks": ordered[:kept],
+            "tasks_not_shown": len(ordered) - kept,
+            "cancelled_count": sum(1 for t in ordered if t.cancelled),
+        }
+    )
+
+
+_FITS: dict[type[BaseModel], Callable[[Any], BaseModel]] = {
+    CancelTasksResult: _fit_cancel,
+    ListFilesResult: _fit_listing,
+    RemovePathsResult: _fit_removal,
+    GetTaskResult: _fit_tasks,
+}
+
+
+# ------------------------------------------------------------------------------------------ one per tool
+
+
+def _status(result: StorageStatusResult) -> str:
+    lines = [
+        f"Home: {result.home or 'unknown'}. Removal allowed below: {', '.join(result.allowed_roots) or 'nowhere'}.",
+        f"Read-only: {'yes' if result.read_only else 'no'}; confirmation: {result.confirm_mode}; "
+        f"at most {result.max_paths} paths per call; region: {result.region or 'unknown'}.",
+    ]
+    for quota in result.quota[:SHOWN]:
+        used = human_size(quota.used_bytes)
+        if quota.limit_bytes:
+            lines.append(f"Quota {quota.path}: {used} of {human_size(quota.limit_bytes)} ({quota.used_percent}%).")
+        else:
+            lines.append(f"Quota {quota.path}: {used} used, no limit reported.")
+    if result.quota_error:
+        lines.append(f"Quota unknown: {result.quota_error}")
+    return "\n".join(lines)
+
+
+def _usage(result: DiskUsageResult) -> str:
+    lines = [
+        f"{result.path}: {human_size(result.total_size)} in {_plural(result.file_count, 'file')} and "
+        f"{_plural(result.dir_count, 'folder')}.{_incomplete(result.complete, result.incomplete_reason)}"
+    ]
+    if result.children:
+        largest = (f"{child.path.rpartition('/')[2]} {human_size(child.size)}" for child in result.children)
+        lines.append("Largest: " + _first(largest, len(result.children)) + ".")
+    if result.others:
+        lines.append(f"{_plural(result.others.count, 'more child')}: {human_size(result.others.size)}.")
+    if result.unreadable_count:
+        lines.append(f"{_plural(result.unreadable_count, 'folder')} could not be read.")
+    return "\n".join(lines)
+
+
+def _find(result: FindPathsResult) -> str:
+    lines = [
+        f"{_plural(result.total_matches, 'match')} below {result.path}, {human_size(result.total_size)} in all."
+        f"{_incomplete(result.complete, result.incomplete_reason)}"
+    ]
+    if result.matches:
+        largest = (f"{m.path} ({human_size(m.size)})" for m in result.matches)
+        lines.append(f"This page ({len(result.matches)}), largest first: " + _first(largest, len(result.matches)) + ".")
+    if result.next_cursor:
+        lines.append(f"Next page: cursor={result.next_cursor}")
+    return "\n".join(lines)
+
+
+def _listing(result: ListFilesResult) -> str:
+    end = result.start + len(result.entries)
+    lines = [f"{result.path}: entries {result.start + 1 if result.entries else 0}-{end} of {result.total}."]
+    if result.entries:
+        lines.append("Names: " + _first((e.name for e in result.entries), len(result.entries)) + ".")
+    if result.next_start is not None:
+        lines.append(f"Next page: start={result.next_start}")
+    return "\n".join(lines)
+
+
+def _exception(item: RemoveItem) -> str:
+    return f"{_short(item.path)}: {item.status}" + (f" ({_short(item.reason)})" if item.reason else "")
+
+
+def _removal(result: RemovePathsResult) -> str:
+    summary = result.summary
+    counts = {
+        status: getattr(summary, status)
+        for status in ("would_remove", "removed", "queued", "missing", "failed", "refused", "changed")
+        if getattr(summary, status)
+    }
+    at_least = "at least " if summary.lower_bound else ""
+    head = "Dry run (nothing deleted)" if result.dry_run else "Execution"
+    lines = [
+        f"{head}, plan {result.plan_id or '-'}: {summary.distinct} distinct paths; "
+        + (", ".join(f"{status} {count}" for status, count in counts.items()) or "nothing to do")
+        + f"; {at_least}{human_size(summary.total_size)}, {at_least}{_plural(summary.file_count, 'file')}."
+    ]
+    listed = result.items or []
+    exceptions = result.exceptions or [i for i in listed if i.status in ("refused", "missing", "failed", "changed")]
+    if exceptions:
+        total = len(exceptions) + (result.exceptions_not_shown or 0)
+        lines.append("Exceptions: " + _first((_exception(i) for i in exceptions), total) + ".")
+    if result.items_not_shown:
+        lines.append(f"{result.items_not_shown} more items not listed (they did not fit one answer).")
+    if result.task_count:
+        lines.append(f"{_plural(result.task_count, 'server task')}: follow with get_task.")
+    if result.not_previewed:
+        lines.append(f"{result.not_previewed} new matches were not previewed and not removed.")
+    if result.confirmation_token:
+        lines.append(f"confirmation_token (expires {result.expires_at}): {result.confirmation_token}")
+    lines.append(f"Next: {result.next_step}")
+    return "\n".join(lines)
+
+
+def _tasks(result: GetTaskResult) -> str:
+    counts = ", ".join(f"{c.status} {c.count}" for c in result.by_status) or "none known"
+    lines = [f"Tasks: {counts}. All ended: {'yes' if result.all_terminal else 'no'}."]
+    unfinished = [t for t in result.tasks if t.status not in ("complete", "fail", "cancel")]
+    if unfinished:
+        lines.append("Not ended: " + _first((f"{t.task_id} {t.status}" for t in unfinished), len(unfinished)) + ".")
+    failed = [t for t in result.tasks if t.status == "fail"]
+    if failed:
+        lines.append("Failed: " + _first((f"{t.task_id} ({t.error_msg or t.error_code})" for t in failed), len(failed)))
+    if result.not_found:
+        total = result.not_found_count or len(result.not_found)
+        lines.append("Unknown ids (never issued, or ended over 24 h ago): " + _first(result.not_found, total) + ".")
+    if result.waited_seconds:
+        lines.append(f"Waited {result.waited_seconds:.1f} s.")
+    return "\n".join(lines)
+
+
+def _cancel(result: CancelTasksResult) -> str:
+    done = [t.task_id for t in result.tasks if t.cancelled]
+    kept = [f"{t.task_id} ({t.reason})" for t in result.tasks if not t.cancelled]
+    total = len(result.tasks) + (result.tasks_not_shown or 0)
+    cancelled = len(done) if result.cancelled_count is None else result.cancelled_count
+    lines = [f"Cancelled {cancelled} of {total}" + (": " + _first(done, cancelled) if done else "") + "."]
+    if kept:
+        lines.append("Not cancelled: " + _first(kept, total - cancelled) + ".")
+    return "\n".join(lines)
+
+
+def _generic(model: BaseModel) -> str:
+    """Any other result: its scalar fields, one line; lists counted."""
+    parts = []
+    for name, value in structured(model).items():
+        if isinstance(value, list):
+            parts.append(f"{name}: {len(value)}")
+        elif not isinstance(value, dict):
+            parts.append(f"{name}: {_short(str(value))}")
+    return "; ".join(parts) + "."
+
+
+_SUMMARIES: dict[type[BaseModel], Callable[[Any], str]] = {
+    StorageStatusResult: _status,
+    DiskUsageResult: _usage,
+    FindPathsResult: _find,
+    ListFilesResult: _listing,
+    RemovePathsResult: _removal,
+    GetTaskResult: _tasks,
+    CancelTasksResult: _cancel,
+}

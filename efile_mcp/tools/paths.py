@@ -1,4 +1,4 @@
-"""Validators shared by the tools' inputs: one rule for what a path argument may look like."""
+"""The path arguments of the tools: one rule (`models.results.absolute_path`) for every path a tool takes."""
 
 from __future__ import annotations
 
@@ -6,21 +6,14 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from ..guard.paths import MAX_PATH_BYTES
+from ..models.results import absolute_path as absolute_path  # the one path rule, for every tool module
 
 
-def absolute_path(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not value.startswith("/"):
-        raise ValueError("path must be absolute (start with '/'); omit it to use the home directory")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValueError("path must not contain control characters")
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
-        raise ValueError(f"path is longer than {MAX_PATH_BYTES} bytes")
-    return value
+def optional_absolute_path(value: str | None) -> str | None:
+    return None if value is None else absolute_path(value)
 
 
+#: A folder argument that defaults to the home directory.
 OptionalDir = Annotated[
-    str | None, AfterValidator(absolute_path), Field(description="Absolute folder path; omit for the home directory.")
+    str | None, AfterValidator(optional_absolute_path), Field(description="Absolute folder; default: home.")
 ]
