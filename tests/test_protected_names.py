@@ -12,8 +12,6 @@ from mcp import Client
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
 
-from .conftest import call_ok
-
 SECRET_NAMES = ("id_ed25519", "0A1B2C3D.key")
 
 
@@ -27,15 +25,23 @@ def keys(sandbox: RunningSandbox) -> None:
 
 
 async def _answers(make_settings: Any, sandbox: RunningSandbox, **settings: Any) -> dict[str, dict[str, Any]]:
+    """Each answer's structured content, with its text (what a host that reads only text shows) under "text"."""
     home = sandbox.home
     async with Client(build_server(make_settings(**settings))) as client:
+
+        async def call_ok(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+            result = await client.call_tool(name, arguments)
+            assert not result.is_error and result.structured_content is not None, result.content
+            text = " ".join(getattr(block, "text", "") for block in result.content)
+            return {**result.structured_content, "text": text}
+
         return {
-            "find ssh": await call_ok(client, "find_paths", {"path": f"{home}/.ssh"}),
-            "find keys": await call_ok(client, "find_paths", {"path": home, "name": "*.key"}),
-            "list ssh": await call_ok(client, "list_files", {"path": f"{home}/.ssh"}),
-            "list gnupg": await call_ok(client, "list_files", {"path": f"{home}/.gnupg/private-keys-v1.d"}),
-            "usage gnupg": await call_ok(client, "disk_usage", {"path": f"{home}/.gnupg"}),
-            "list home": await call_ok(client, "list_files", {"path": home}),
+            "find ssh": await call_ok("find_paths", {"path": f"{home}/.ssh"}),
+            "find keys": await call_ok("find_paths", {"path": home, "name": "*.key"}),
+            "list ssh": await call_ok("list_files", {"path": f"{home}/.ssh"}),
+            "list gnupg": await call_ok("list_files", {"path": f"{home}/.gnupg/private-keys-v1.d"}),
+            "usage gnupg": await call_ok("disk_usage", {"path": f"{home}/.gnupg"}),
+            "list home": await call_ok("list_files", {"path": home}),
         }
 
 
@@ -60,6 +66,7 @@ async def test_names_inside_protected_folders_are_counted_not_shown(
     # The protected folders themselves are named where they are (their names are public: storage_status).
     assert {".ssh", ".gnupg"} <= {e["name"] for e in answers["list home"]["entries"]}
     assert "protected_hidden" not in answers["list home"]
+    assert "inside protected folders" in answers["find keys"]["text"]
 
 
 @pytest.mark.usefixtures("keys")

@@ -121,3 +121,20 @@ async def test_hpc_urls_are_configurable(sandbox: RunningSandbox, api: httpx2.As
         {"url": f"{sandbox.base_url}/", "enable": True},
     ]
     assert CenterInfo.from_data(data).hpc_url == f"{sandbox.base_url}/"
+
+
+async def test_an_unknown_quota_names_its_real_cause_once(make_settings: Any) -> None:
+    """With EFILE_TOKEN and EFILE_BASE_URL alone no center is asked: the answer says so, once."""
+    from mcp import Client
+
+    from efile_mcp.server import build_server
+
+    async with Client(build_server(make_settings())) as client:
+        result = await client.call_tool("storage_status", {})
+    text = " ".join(getattr(block, "text", "") for block in result.content)
+    assert result.structured_content is not None
+    error = result.structured_content["quota_error"]
+    assert error.startswith("quota is unknown: with EFILE_TOKEN and EFILE_BASE_URL")
+    assert "SCNET_HPC_URL" in error
+    assert text.lower().count("quota is unknown") == 1, text
+    assert text.lower().count("quota unknown") == 0, text
