@@ -259,12 +259,12 @@ def _purge(server: Any, *, dry_run: bool) -> int:
     import anyio
 
     from .errors import EfileMcpError
-    from .guard.quarantine import START_UP_PURGE
+    from .guard.quarantine import START_UP_PURGE, PurgeReport
 
     async def purge() -> list[str]:
         START_UP_PURGE.set(False)  # this command is the purge: the server's own start-up one stays out of it
         async with server.settings.lifespan(server) as state:
-            report = await state.guard.quarantine.purge(dry_run=dry_run, tool="efile-mcp purge")
+            report: PurgeReport = await state.guard.quarantine.purge(dry_run=dry_run, tool="efile-mcp purge")
         return report.lines()
 
     try:
