@@ -1,5 +1,7 @@
 """Context is a budget: what every session pays for `tools/list`, and what the largest legal call of each tool costs.
 
+Every answer of every tool also writes its times one way: ISO 8601 with the offset.
+
 Tools are taken from the registry, never spelled here. Each tool is called with the largest legal value of every
 argument, read from its published schema (an integer at its maximum, every value of an enum in turn) or, for
 arguments that name things, from `LARGEST` below (keyed by argument name, so a new tool with the usual arguments is
@@ -11,6 +13,7 @@ within `STRUCTURED_MAX` characters, and the tool list within `TOOLS_LIST_MAX`.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,6 +123,20 @@ NARROWING = {
     "older_than_days",
     "newer_than_days",
 }
+#: Every time in an answer: ISO 8601 with the offset (the storage's +08:00), whichever tool wrote it.
+ISO_WITH_OFFSET = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")
+TIME_KEY = re.compile(r"(^|_)(modified|time|at)$")
+
+
+def times_in(value: Any, key: str = "") -> list[tuple[str, Any]]:
+    """(key, value) of every field of an answer whose name says it is a time."""
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in times_in(v, k)]
+    if isinstance(value, list):
+        return [found for v in value for found in times_in(v, key)]
+    return [(key, value)] if TIME_KEY.search(key) else []
+
+
 #: What an answer offers to go on with -> the argument that takes it.
 CONTINUATIONS = {"next_cursor": "cursor", "next_start": "start", "resume": "resume"}
 
@@ -164,6 +181,7 @@ async def test_every_answer_fits_whatever_the_arguments(
     run = Run(sandbox=sandbox, big=f"{sandbox.home}/scratch/answers")
     server = build_server(make_settings(max_paths=MAX_PATHS, confirm="token"))
     largest: dict[str, tuple[int, int]] = {}
+    times_seen: set[str] = set()
     async with Client(server) as client:
         schemas = {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
 
@@ -181,6 +199,9 @@ async def test_every_answer_fits_whatever_the_arguments(
             assert not text.lstrip().startswith("{"), f"{tool}: the text repeats the structured content"
             assert sizes[1] <= STRUCTURED_MAX, f"{tool} {shown}: structured content of {sizes[1]} characters"
             largest[tool] = max(largest.get(tool, (0, 0)), sizes, key=lambda s: s[1])
+            for key, value in times_in(answer):
+                assert isinstance(value, str) and ISO_WITH_OFFSET.match(value), f"{tool}: {key}={value!r}"
+                times_seen.add(key)
             run.task_ids += [t for t in answer.get("task_ids", []) if t not in run.task_ids]
             if not follow:
                 return answer
@@ -192,7 +213,7 @@ async def test_every_answer_fits_whatever_the_arguments(
                 execution = {"dry_run": False, "confirmation_token": answer["confirmation_token"]}
                 execution.update({k: v for k, v in arguments.items() if k == "detail"})
                 done = await call(tool, execution, follow=False)
-                if done.get("task_ids") and done.get("plan_id"):
+                if done.get("task_count") and done.get("plan_id"):  # tasks to follow (ids listed up to 50)
                     run.task_plans.append(done["plan_id"])
                 if done.get("plan_id") and arguments.get("paths"):  # for a restore: a quarantined plan goes last
                     quarantined = done.get("summary", {}).get("quarantined")
@@ -204,6 +225,8 @@ async def test_every_answer_fits_whatever_the_arguments(
             for index, arguments in enumerate(_calls(schemas[spec.name], run)):
                 await call(spec.name, arguments, refusable=index > 0)
     assert set(largest) == {spec.name for spec in TOOLS}
+    # Listing, walk, task and token times were all among them (one format: no tool writes a bare local time).
+    assert {"modified", "newest_modified", "submit_time", "expires_at"} <= times_seen, times_seen
     for tool, (text, structured) in largest.items():
         FIGURES[f"{tool} largest text chars"] = text
         FIGURES[f"{tool} largest structured chars"] = structured

@@ -39,7 +39,7 @@ def test_a_token_opens_to_its_plan_count_digest_and_expiry() -> None:
     s = signer()
     opened = s.unseal(sealed(s, ["/a/x", "/a/y"]))
     assert opened == Sealed(plan_id="plan-1", expires_at=EXPIRES, count=2, digest=path_set_digest(["/a/y", "/a/x"]))
-    assert opened.expires_at_iso == "2027-01-15T08:05:00Z"
+    assert opened.expires_at_iso == "2027-01-15T16:05:00+08:00"
 
 
 def test_expiry_is_enforced_to_the_second() -> None:

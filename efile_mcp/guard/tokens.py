@@ -18,10 +18,10 @@ import re
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import ConfirmationRefused as ConfirmationRefused
+from ..models.times import iso_time
 
 TOKEN_PREFIX = "efc1"
 _KEY_LABEL = b"efile-mcp confirmation token v1"
@@ -42,10 +42,6 @@ def path_set_digest(paths: Collection[str]) -> str:
     return hashlib.sha256(joined).hexdigest()
 
 
-def iso_utc(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 @dataclass(frozen=True)
 class Sealed:
     plan_id: str
@@ -55,7 +51,7 @@ class Sealed:
 
     @property
     def expires_at_iso(self) -> str:
-        return iso_utc(self.expires_at)
+        return iso_time(self.expires_at)  # the answers' one time format, +08:00 like every other time
 
 
 @dataclass
