@@ -21,6 +21,7 @@ from typing import Any
 import bench_cold_start
 import bench_dry_run_cost
 import bench_get_task
+import bench_load
 import bench_memory
 import bench_quarantine
 import bench_removal
@@ -39,6 +40,7 @@ SECTIONS = {
     "select": bench_tree_tools.run_select,
     "sizes": bench_tree_tools.run_sizes,
     "quarantine": bench_quarantine.run,
+    "load": bench_load.run,
 }
 COLUMNS = ("section", "measure", "value", "baseline", "ratio", "target", "verdict", "note")
 

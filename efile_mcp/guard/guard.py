@@ -115,6 +115,8 @@ class Guard(RemovalSteps):
         self._region = region
         self._quota = quota
         self._home_value: str | None = None
+        #: The token's home as the API's root listing names it: the same for the whole process, so listed once.
+        self._listed_home: str | None = None
         self._ready_lock = anyio.Lock()
         self._needs_home = any(is_home_relative(root) for root in roots)
         self.policy = PathPolicy([r for r in roots if not is_home_relative(r)], protected)
@@ -237,10 +239,12 @@ class Guard(RemovalSteps):
             return path
         if self._home is not None:
             return await self._home()
-        page = await self._api.list_dir(None, start=0, limit=1)
-        if not page.path:
-            raise GuardRefusal("no_home", "the home directory is not known here: give an absolute path.")
-        return page.path
+        if self._listed_home is None:  # storage_status asked twice per call, a request each time
+            page = await self._api.list_dir(None, start=0, limit=1)
+            if not page.path:
+                raise GuardRefusal("no_home", "the home directory is not known here: give an absolute path.")
+            self._listed_home = page.path
+        return self._listed_home
 
     async def usage(
         self,

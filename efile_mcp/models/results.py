@@ -44,6 +44,8 @@ def escape_invisible(text: str) -> str:
     """
     if text.isascii() and text.isprintable():  # most names: no format character is ASCII, so no per-character look-up
         return text
+    if text.isascii() and text.isprintable():  # most names: no format character is ASCII, so no per-character look-up
+        return text
     if text.isprintable() and not any(unicodedata.category(ch) == "Cf" for ch in text):
         return text
     return "".join(

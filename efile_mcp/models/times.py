@@ -17,11 +17,13 @@ def parse_server_time(text: str | None) -> float | None:
     """`YYYY-MM-DD HH:MM:SS` in server local time (or ISO 8601) -> epoch seconds; None when absent or unreadable."""
     if not text:
         return None
+    # fromisoformat reads the API's `YYYY-MM-DD HH:MM:SS` too, ~100x faster than strptime (which goes through
+    # the locale on every call): a listing parses a time per entry.
     try:
-        moment = datetime.strptime(text.strip(), "%Y-%m-%d %H:%M:%S")
+        moment = datetime.fromisoformat(text.strip())
     except ValueError:
         try:
-            moment = datetime.fromisoformat(text.strip())
+            moment = datetime.strptime(text.strip(), "%Y-%m-%d %H:%M:%S")
         except ValueError:
             return None
     if moment.tzinfo is None:
