@@ -128,8 +128,9 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         const="",
         metavar="DIR",
-        help="serve against an in-process efile sandbox over DIR, deleting real files in DIR (default: a fresh "
-        "sample tree in a temporary directory); every real-account setting is ignored",
+        help="serve against an in-process efile sandbox over DIR, deleting real files in DIR (an empty DIR gets the "
+        "sample home; default: a fresh sample home in a temporary directory, gone at exit); every real-account "
+        "setting is ignored",
     )
     parser.add_argument(
         "--quota-gb",
@@ -339,6 +340,10 @@ def _start_sandbox(
                 "it), or no DIR for a fresh sample tree"
             )
         scratch = None
+        if not any(root.iterdir()):
+            # Nothing to try a clean-up on: an empty DIR gets the sample home (and keeps it across processes).
+            seed_sample_tree(root)
+            log.info("sandbox: %s was empty: it now holds the sample home", root)
         identity = SandboxIdentity.for_directory(root, configured.state_dir)
         private = identity.directory
     else:

@@ -287,3 +287,13 @@ async def test_the_sandbox_reports_a_quota_with_usage_measured_from_dir(tmp_path
     assert quota["used_percent"] > 100  # the default quota: the sample home starts over it
     assert quota["limit_bytes"] == round(0.00005 * 1024**3)
     assert abs(quota["used_bytes"] - sum(p.stat().st_size for p in home.rglob("*") if p.is_file())) <= 1
+
+
+async def test_an_empty_sandbox_dir_gets_the_sample_home(tmp_path: Path) -> None:
+    empty = tmp_path / "try"
+    empty.mkdir()
+    env = child_env(XDG_STATE_HOME=str(tmp_path / "state"), EFILE_LOG_LEVEL="info")
+    found, stderr = await _one_call(env, empty, "find_paths", {"path": "/public/home/demo/scratch", "name": "*.log"})
+    assert not found.is_error, found.content
+    assert found.structured_content["total_matches"] >= 3  # the sample's logs, to try a clean-up on
+    assert (empty / "scratch" / "big-run").is_dir() and "was empty: it now holds the sample home" in stderr
