@@ -8,6 +8,7 @@ e.g. `2026-11-20T10:00:00+08:00`, so an agent never has to guess the zone.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import overload
 
 #: Listing and task times are server local time: SCNet runs on Asia/Shanghai (UTC+8, no DST).
 SERVER_TZ = timezone(timedelta(hours=8))
@@ -31,6 +32,10 @@ def parse_server_time(text: str | None) -> float | None:
     return moment.timestamp()
 
 
+@overload
+def iso_time(epoch: float) -> str: ...
+@overload
+def iso_time(epoch: float | None) -> str | None: ...
 def iso_time(epoch: float | None) -> str | None:
     """An epoch as ISO 8601 with the server's offset, e.g. `2026-11-20T10:00:00+08:00`."""
     if epoch is None:

@@ -17,12 +17,14 @@ from typing import Any
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
+from ..models.quarantine import RestorePathsResult
 from ..models.results import (
     CancelTasksResult,
     DiskUsageResult,
     FindPathsResult,
     GetTaskResult,
     ListFilesResult,
+    ProtectedHidden,
     RemoveItem,
     RemovePathsResult,
     StorageStatusResult,
@@ -161,7 +163,15 @@ def _status(result: StorageStatusResult) -> str:
         else:
             lines.append(f"Quota {quota.path}: {used} used, no limit reported.")
     if result.quota_error:
-        lines.append(f"Quota unknown: {result.quota_error}")
+        lines.append(result.quota_error[:1].upper() + result.quota_error[1:])  # it says "quota is unknown: <why>"
+    if result.quarantine is not None and result.quarantine.plan_count:
+        held = result.quarantine
+        lines.append(
+            f"Quarantine: {_plural(held.plan_count, 'plan')}, {human_size(held.total_size)} (still counted in the quota; "
+            f"restore_paths puts a plan back; purged after {held.days} days)."
+        )
+    for problem in (result.roots_problems or [])[:SHOWN]:
+        lines.append(f"Allowed root {problem.root} {problem.reason}: write {problem.write_instead} instead.")
     return "\n".join(lines)
 
 
@@ -177,7 +187,15 @@ def _usage(result: DiskUsageResult) -> str:
         lines.append(f"{_plural(result.others.count, 'more child')}: {human_size(result.others.size)}.")
     if result.unreadable_count:
         lines.append(f"{_plural(result.unreadable_count, 'folder')} could not be read.")
+    lines += _protected(result.protected_hidden)
     return "\n".join(lines)
+
+
+def _protected(hidden: ProtectedHidden | None) -> list[str]:
+    if hidden is None:
+        return []
+    entries = "1 entry" if hidden.count == 1 else f"{hidden.count} entries"
+    return [f"{entries} inside protected folders ({human_size(hidden.size)}): {hidden.note}."]
 
 
 def _find(result: FindPathsResult) -> str:
@@ -188,6 +206,7 @@ def _find(result: FindPathsResult) -> str:
     if result.matches:
         largest = (f"{m.path} ({human_size(m.size)})" for m in result.matches)
         lines.append(f"This page ({len(result.matches)}), largest first: " + _first(largest, len(result.matches)) + ".")
+    lines += _protected(result.protected_hidden)
     if result.next_cursor:
         lines.append(f"Next page: cursor={result.next_cursor}")
     return "\n".join(lines)
@@ -198,6 +217,7 @@ def _listing(result: ListFilesResult) -> str:
     lines = [f"{result.path}: entries {result.start + 1 if result.entries else 0}-{end} of {result.total}."]
     if result.entries:
         lines.append("Names: " + _first((e.name for e in result.entries), len(result.entries)) + ".")
+    lines += _protected(result.protected_hidden)
     if result.next_start is not None:
         lines.append(f"Next page: start={result.next_start}")
     return "\n".join(lines)
@@ -266,6 +286,22 @@ def _cancel(result: CancelTasksResult) -> str:
     return "\n".join(lines)
 
 
+def _restore(result: RestorePathsResult) -> str:
+    summary = result.summary
+    counts = ", ".join(
+        f"{status} {getattr(summary, status)}"
+        for status in ("restored", "conflict", "missing", "failed")
+        if getattr(summary, status)
+    )
+    lines = [f"Restore of plan {result.plan_id}: {summary.requested} requested; {counts or 'nothing restored'}."]
+    exceptions = result.exceptions or [i for i in result.items or [] if i.status != "restored"]
+    if exceptions:
+        shown = (f"{_short(i.path)}: {i.status}" + (f" ({_short(i.reason)})" if i.reason else "") for i in exceptions)
+        lines.append("Exceptions: " + _first(shown, summary.requested - summary.restored) + ".")
+    lines.append(f"Next: {result.next_step}")
+    return "\n".join(lines)
+
+
 def _generic(model: BaseModel) -> str:
     """Any other result: its scalar fields, one line; lists counted."""
     parts = []
@@ -285,4 +321,5 @@ _SUMMARIES: dict[type[BaseModel], Callable[[Any], str]] = {
     RemovePathsResult: _removal,
     GetTaskResult: _tasks,
     CancelTasksResult: _cancel,
+    RestorePathsResult: _restore,
 }
