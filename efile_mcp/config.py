@@ -90,7 +90,7 @@ class Settings(BaseSettings):
         default=(), description="HTTP transport on a non-loopback address: the Host header values to accept."
     )
     # 5: a full 500-id get_task is five task/list requests, answered in one round trip.
-    concurrency: int = Field(default=5, ge=1, le=32, description="Concurrent requests for batched calls.")
+    concurrency: int = Field(default=8, ge=1, le=32, description="Concurrent requests for batched calls.")
     request_timeout: float = Field(default=30.0, gt=0, le=300, description="Seconds per HTTP request.")
     retry_attempts: int = Field(default=6, ge=1, le=20, description="Most attempts for one request.")
     retry_budget: float = Field(default=30.0, gt=0, le=300, description="Most seconds spent retrying one request.")

@@ -29,12 +29,13 @@ Entries are kept slim (`Entry`): a full wire entry is ~3 KB with its extra field
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import anyio
 
@@ -62,9 +63,8 @@ CACHE_MAX_ENTRIES = 100_000
 _FP_MOD = 1 << 128
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """What a walk keeps of one listed entry."""
+class Entry(NamedTuple):
+    """What a walk keeps of one listed entry (a tuple: a walk makes one per entry of the tree, so it is cheap)."""
 
     name: str
     kind: EntryKind
@@ -73,7 +73,11 @@ class Entry:
 
     @classmethod
     def of(cls, wire: FileEntry) -> Entry:
-        return cls(wire.name, wire.kind, max(0, wire.size or 0), parse_server_time(wire.last_modified_time))
+        return cls(wire.name, wire.kind, max(0, wire.size or 0), _mtime(wire.last_modified_time))
+
+
+#: Times repeat within a tree (files unpacked or copied together share them): parse each text once.
+_mtime = functools.lru_cache(maxsize=8192)(parse_server_time)
 
 
 def entry_hash(relative: str, entry: Entry) -> int:
@@ -265,17 +269,34 @@ class TreeWalk:
 
     def _add_entries(self, folder: str, depth: int, entries: list[Entry]) -> None:
         opened = self.open.get(folder) if self.aggregate else None
-        for entry in entries:
-            if opened is not None:
-                opened.totals.count(entry)
-                if self.fingerprint:
-                    opened.fingerprint = (
-                        opened.fingerprint + entry_hash(self._relative(folder, entry.name), entry)
-                    ) % _FP_MOD
-            if entry.kind == "directory" and (self.max_depth is None or depth < self.max_depth):
-                self.frontier.append((join(folder, entry.name), depth + 1, 0, ()))
-                if opened is not None:
-                    opened.pending += 1
+        descend = self.max_depth is None or depth < self.max_depth
+        if opened is not None:
+            # Totals.count, inlined: this loop runs once per entry of the tree.
+            totals = opened.totals
+            size, files, dirs, links, newest = totals.size, totals.files, totals.dirs, totals.links, totals.newest
+            for entry in entries:
+                kind, mtime = entry.kind, entry.mtime
+                if mtime is not None and (newest is None or mtime > newest):
+                    newest = mtime
+                if kind == "file":
+                    size += entry.size
+                    files += 1
+                elif kind == "directory":
+                    dirs += 1
+                elif kind == "symlink":
+                    links += 1
+            totals.size, totals.files, totals.dirs, totals.links, totals.newest = size, files, dirs, links, newest
+            if self.fingerprint:
+                summed = opened.fingerprint
+                for entry in entries:
+                    summed += entry_hash(self._relative(folder, entry.name), entry)
+                opened.fingerprint = summed % _FP_MOD
+        if descend:
+            for entry in entries:
+                if entry.kind == "directory":
+                    self.frontier.append((join(folder, entry.name), depth + 1, 0, ()))
+                    if opened is not None:
+                        opened.pending += 1
 
     def _begin(self, folder: str, depth: int) -> None:
         if self.aggregate and folder not in self.open:
@@ -526,12 +547,13 @@ class Listings:
         first page, when resuming at `start` > 0.
         """
         first, total, children, asked = await self._first_page(path, start, keyword, gate)
-        seen_dirs: set[str] = {wire.name for wire in first if wire.kind == "directory"}
+        seen_dirs: set[str] = set()
         head = tuple(wire.name for wire in first[:3])
         complete = True
         read = start
 
         def hand(batch: list[Entry], at: int) -> None:
+            seen_dirs.update([entry.name for entry in batch if entry.kind == "directory"])
             taken = on_batch(batch)
             if taken is not None and taken < len(batch):
                 raise _Stop(at + taken, names)  # the caller has what it wanted: the rest is the next call's
@@ -556,7 +578,6 @@ class Listings:
                     except _Stop:
                         raise _Stop(read, names) from None
                     if second and tuple(wire.name for wire in second[:3]) != head:
-                        seen_dirs.update(wire.name for wire in second if wire.kind == "directory")
                         hand([Entry.of(wire) for wire in second], read)
                         read += len(second)
                         if asked < step and len(second) == asked:
@@ -577,7 +598,6 @@ class Listings:
                         raise _Stop(read, names) from None
                     if not page:
                         break
-                    seen_dirs.update(wire.name for wire in page if wire.kind == "directory")
                     hand([Entry.of(wire) for wire in page], read)
                     read += len(page)
                     if asked < step and len(page) == asked:
@@ -627,8 +647,9 @@ class Listings:
             except _Stop:
                 stopped_at.append(offset)
                 return
-            seen_dirs.update(wire.name for wire in page if wire.kind == "directory")
-            on_batch([Entry.of(wire) for wire in page])
+            batch = [Entry.of(wire) for wire in page]
+            seen_dirs.update([entry.name for entry in batch if entry.kind == "directory"])
+            on_batch(batch)
             done[offset] = len(page)
 
         async with task_group() as tg:

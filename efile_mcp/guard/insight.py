@@ -51,7 +51,8 @@ class UsageWalk:
 
     def __init__(self, root: str) -> None:
         self.walk = TreeWalk(root, aggregate=True)
-        self.total = Totals()
+        #: The root's tree, once it is done.
+        self.root_total: Totals | None = None
         #: min-heap of (size, files, name, kind, totals row): the largest finished children.
         self.ranked: list[tuple[int, int, str, str, list[Any]]] = []
         self.rest = Totals()
@@ -63,18 +64,43 @@ class UsageWalk:
     def root(self) -> str:
         return self.walk.root
 
+    @property
+    def total(self) -> Totals:
+        """Everything read so far: the root's tree when it is done, else the sums of the folders still open
+        (each holds its own entries and its finished sub-folders')."""
+        if self.root_total is not None:
+            return self.root_total
+        summed = Totals()
+        for opened in self.walk.open.values():
+            summed.add(opened.totals)
+        return summed
+
     def on_entries(self, folder: str, depth: int, batch: list[Entry]) -> None:
+        if depth != 0:
+            return
         for entry in batch:
-            self.total.count(entry)
-            if depth == 0:
-                if entry.kind == "directory":
-                    self.open_children[entry.name] = entry.mtime
-                else:
-                    own = Totals()
-                    own.count(entry)
-                    self._rank(entry.name, entry.kind, own)
+            if entry.kind == "directory":
+                self.open_children[entry.name] = entry.mtime
+                continue
+            size = entry.size if entry.kind == "file" else 0
+            files = int(entry.kind == "file")
+            if len(self.ranked) >= self.KEPT and (size, files, entry.name) <= self.ranked[0][:3]:
+                # Smaller than every kept child (the common case in a flat folder): summed, nothing built.
+                rest = self.rest
+                rest.size += size
+                rest.files += files
+                rest.links += entry.kind == "symlink"
+                if entry.mtime is not None and (rest.newest is None or entry.mtime > rest.newest):
+                    rest.newest = entry.mtime
+                self.rest_count += 1
+                continue
+            own = Totals()
+            own.count(entry)
+            self._rank(entry.name, entry.kind, own)
 
     def on_closed(self, closed: ClosedDir) -> None:
+        if closed.depth == 0:
+            self.root_total = closed.totals
         if closed.depth != 1:
             return
         name = closed.path.rpartition("/")[2]
@@ -116,7 +142,7 @@ class UsageWalk:
     def to_json(self) -> dict[str, Any]:
         return {
             "w": self.walk.to_json(),
-            "t": self.total.to_row(),
+            "t": self.root_total.to_row() if self.root_total is not None else None,
             "k": [list(item) for item in self.ranked],
             "r": self.rest.to_row(),
             "n": self.rest_count,
@@ -127,7 +153,7 @@ class UsageWalk:
     def from_json(cls, data: dict[str, Any]) -> UsageWalk:
         usage = cls.__new__(cls)
         usage.walk = TreeWalk.from_json(data["w"])
-        usage.total = Totals.from_row(data["t"])
+        usage.root_total = Totals.from_row(data["t"]) if data["t"] is not None else None
         usage.ranked = [(int(s), int(f), str(n), str(k), list(r)) for s, f, n, k, r in data["k"]]
         heapq.heapify(usage.ranked)
         usage.rest = Totals.from_row(data["r"])

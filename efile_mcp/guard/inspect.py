@@ -106,7 +106,7 @@ class Inspector:
                     continue
                 del alive[path]
                 verdict = self._judge_chain(path, chain[: level + 1], found)
-                if isinstance(verdict, tuple):
+                if not isinstance(verdict, Entry):  # (Entry is a tuple too: test for it, not for tuple)
                     kind, reason = verdict
                     (result.refused if kind == "refused" else result.missing)[path] = reason
                     continue
