@@ -26,6 +26,7 @@ import bench_memory
 import bench_quarantine
 import bench_removal
 import bench_tree_tools
+import bench_walk
 from common import Row
 
 HERE = Path(__file__).resolve().parent
@@ -41,6 +42,9 @@ SECTIONS = {
     "sizes": bench_tree_tools.run_sizes,
     "quarantine": bench_quarantine.run,
     "load": bench_load.run,
+    # An in-process fake file/list at 20 ms (the sandbox cannot serve millions of entries in minutes) at the
+    # quick sizes; the sizes: python benchmarks/bench_walk.py --scale full
+    "walk": lambda quick, context: bench_walk.run(True),
 }
 COLUMNS = ("section", "measure", "value", "baseline", "ratio", "target", "verdict", "note")
 

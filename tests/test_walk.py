@@ -166,3 +166,16 @@ async def test_task_lookups_ask_as_many_ids_per_request_as_the_api_takes(
     lookup = await api.tasks([f"{i:032x}" for i in range(1_200)])
     assert len(lookup.not_found) == 1_200
     assert sandbox.sandbox.request_counts["task/list"] == 3  # 500 a request, not 100: 3 requests, not 12
+
+
+async def test_a_call_that_walks_and_then_looks_its_finds_up_lists_each_folder_once(
+    api: EfileApi, sandbox: RunningSandbox
+) -> None:
+    # A dry run by select: the search walks, then each match is looked up (and a re-check does the same).
+    listings = Listings(api, keep=True)
+    seen = Seen()
+    await listings.walk(f"{sandbox.home}/scratch/big-run", seen.on_entries, limits=WalkLimits.starting_now(10_000, 30))
+    sandbox.sandbox.request_counts.clear()
+    found = await listings.entries([p for p in seen.paths if p.endswith(".dat")])
+    assert len(found) == 300 and all(isinstance(entry, Entry) for entry in found.values())
+    assert sandbox.sandbox.request_counts["file/list"] == 0

@@ -744,24 +744,42 @@ class Listings:
         running = 0
         wake = anyio.Event()
 
-        def batch_of(folder: str, depth: int) -> Batch:
+        def batch_of(folder: str, depth: int, whole: dict[str, Entry] | None) -> Batch:
             def take(batch: list[Entry]) -> int | None:
                 taken = on_entries(folder, depth, batch) if on_entries is not None else None
                 kept = batch if taken is None else batch[:taken]
                 stats.entries_seen += len(kept)
                 walk._add_entries(folder, depth, kept)
+                if whole is not None:
+                    if self._cached_entries + len(whole) + len(kept) > CACHE_MAX_ENTRIES:
+                        whole.clear()
+                        held[folder] = False
+                    elif held[folder]:
+                        whole.update((entry.name, entry) for entry in kept)
                 return taken
 
             return take
 
+        #: Folders whose listing is being kept for the call's look-ups (a dry run looks its matches up again).
+        held: dict[str, bool] = {}
+
         async def read(pending: Pending) -> None:
             nonlocal running, last_progress
             folder, depth, start, names = pending
+            whole: dict[str, Entry] | None = None
+            if self._keep and not start and self._cached_entries < CACHE_MAX_ENTRIES:
+                whole, held[folder] = {}, True
             try:
                 walk._begin(folder, depth)
                 try:
-                    complete, _ = await self._stream(
-                        folder, start, None, batch_of(folder, depth), gate=gate, names=names, parallel=not sequential
+                    complete, total = await self._stream(
+                        folder,
+                        start,
+                        None,
+                        batch_of(folder, depth, whole),
+                        gate=gate,
+                        names=names,
+                        parallel=not sequential,
                     )
                 except _Stop as stopped:
                     offset, *rest = stopped.args
@@ -779,6 +797,8 @@ class Listings:
                 stats.dirs_listed += 1
                 if not complete:
                     stats.incomplete_dirs += 1
+                if whole is not None and held.pop(folder, False):
+                    self._cache(DirListing(folder, whole, complete, max(total, len(whole))))
                 walk._end(folder, complete=complete, on_closed=on_closed)
                 if progress is not None and anyio.current_time() - last_progress >= 0.5:
                     last_progress = anyio.current_time()
