@@ -24,6 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from efile_mcp.sandbox import RunningSandbox
+from efile_mcp.tools.registry import TOOLS
 
 from .conftest import call_error, call_ok, child_env, run_cli
 from .redis_server import RedisServer, start_redis
@@ -182,17 +183,10 @@ def settings_env(sandbox: RunningSandbox, audit: Path, **extra: str) -> dict[str
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_removal_end_to_end_over_http(sandbox: RunningSandbox, tmp_path: Path, mode: str) -> None:
     targets = [f"{sandbox.home}/scratch/big-run", f"{sandbox.home}/scratch/tmp.log"]
-    with http_server(env=settings_env(sandbox, tmp_path / "audit.jsonl")) as url:
+    # delete mode: this test follows the removal to its tasks (quarantine, the default, is tested on its own)
+    with http_server(env=settings_env(sandbox, tmp_path / "audit.jsonl", EFILE_REMOVE_MODE="delete")) as url:
         async with connect(url, mode=mode) as client:
-            assert {t.name for t in (await client.list_tools()).tools} == {
-                "storage_status",
-                "disk_usage",
-                "find_paths",
-                "list_files",
-                "remove_paths",
-                "get_task",
-                "cancel_tasks",
-            }
+            assert {t.name for t in (await client.list_tools()).tools} == {spec.name for spec in TOOLS}
             plan = await call_ok(client, "remove_paths", {"paths": targets})
             done = await call_ok(
                 client,
@@ -250,7 +244,11 @@ async def test_replicas_sharing_the_confirmation_secret_and_a_store_accept_each_
     sandbox: RunningSandbox, tmp_path: Path, redis_server: RedisServer
 ) -> None:
     target = [f"{sandbox.home}/scratch/tmp.log"]
-    shared = {"EFILE_CONFIRM_SECRET": "a shared secret for this test only", "EFILE_STATE_URL": redis_server.url}
+    shared = {
+        "EFILE_CONFIRM_SECRET": "a shared secret for this test only",
+        "EFILE_STATE_URL": redis_server.url,
+        "EFILE_REMOVE_MODE": "delete",
+    }
     with (
         http_server(env=settings_env(sandbox, tmp_path / "a.jsonl", **shared)) as replica_a,
         http_server(env=settings_env(sandbox, tmp_path / "b.jsonl", **shared)) as replica_b,
@@ -275,7 +273,7 @@ async def test_a_shared_secret_without_a_shared_store_serves_read_only_and_says_
             tools = {t.name for t in (await client.list_tools()).tools}
             status = await call_ok(client, "storage_status", {})
         log = stderr.read_text()
-    assert tools == {"storage_status", "disk_usage", "find_paths", "list_files", "get_task"}
+    assert tools == {spec.name for spec in TOOLS if spec.read_only}
     assert status["read_only"] is True
     (line,) = [line for line in log.splitlines() if "EFILE_CONFIRM_SECRET" in line]
     assert line.startswith("efile-mcp WARNING ")

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2 as httpx
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from efile_mcp.client import RetryPolicy, StaticToken
 from efile_mcp.client.api import EfileApi
@@ -31,7 +33,8 @@ from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.faults import FaultPlan, FaultRule
 from efile_mcp.server import build_server
 
-from .conftest import audit_lines, dry_run_then_execute
+from .conftest import HeldRequest, audit_lines, call_ok, dry_run_then_execute, wait_for_event
+from .test_http import PROCESSES, connect, http_process, settings_env
 
 
 def dead_process() -> str:
@@ -173,3 +176,38 @@ async def test_an_unreadable_path_is_recorded_as_unknown_with_why(
     assert found["gone"] == found["still_there"] == []
     assert [u["path"] for u in found["unknown"]] == [f"{sandbox.home}/scratch/tmp.log"]
     assert found["unknown"][0]["error"]
+
+
+async def test_a_replica_killed_after_sending_is_reconciled_by_the_next_start(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """The crash the issue saw: SIGKILL while the removal is on the wire; the storage acts anyway, nobody records it."""
+    targets = [f"{sandbox.home}/scratch/tmp.log", f"{sandbox.home}/scratch/run-002"]
+    audit = tmp_path / "audit.jsonl"
+    env = settings_env(sandbox, audit, EFILE_REMOVE_MODE="delete")
+    held = HeldRequest("async-remove", passed=0)
+    with http_process(env=env) as (url, _):
+        replica = PROCESSES[url]
+        try:
+            async with connect(url) as client:
+                plan = await call_ok(client, "remove_paths", {"paths": targets})
+                sandbox.sandbox.fault = held
+                execute = {"paths": targets, "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(client.call_tool, "remove_paths", execute)
+                    await wait_for_event(held.arrived, "the removal reached the storage")
+                    replica.kill()
+                    replica.wait()
+                    held.release()  # the storage goes on with what it was sent
+        except* (httpx.HTTPError, MCPError):
+            pass  # the replica is gone mid-call
+    with anyio.fail_after(10):  # the storage's task finishes what it was sent
+        while (sandbox.root / "scratch" / "tmp.log").exists() or (sandbox.root / "scratch" / "run-002").exists():
+            await anyio.sleep(0.05)
+    (intent_record,) = [r for r in audit_lines(audit) if r["event"] == "intent"]
+    assert not [r for r in audit_lines(audit) if r["event"] in ("execution", "reconciled")]
+
+    with http_process(env=env):  # the next start, here or on another replica sharing the audit log
+        (found,) = await wait_for_reconciled(audit, 1)
+    assert found["plan_id"] == intent_record["plan_id"]
+    assert sorted(found["gone"]) == sorted(targets) and found["still_there"] == found["unknown"] == []
