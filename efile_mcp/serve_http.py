@@ -12,7 +12,7 @@ client that never closes its sessions (or reconnects in a loop) must not fill a 
 The SDK closes a session idle for EFILE_HTTP_SESSION_IDLE_SECONDS; on top of its per-replica limit, a
 bearer token may hold at most EFILE_HTTP_SESSION_MAX_PER_TOKEN sessions. A client over its share gets
 429 (over the replica's, 503), with `Retry-After` saying when room is likely, and one JSON line saying
-what to do; sessions of other tokens keep working.
+what to do; sessions of other tokens keep working. A session answers only the token that opened it.
 
 SIGTERM stops a replica gracefully (`GracefulServer`): no new connection is accepted, open GET streams
 (which only wait for notifications) are closed, and calls in flight get up to
@@ -203,17 +203,12 @@ class BearerAuth:
         await send({"type": "http.response.body", "body": self._body})
 
 
-def _json_refusal(status: int, retry_after: int, error: str, message: str) -> tuple[Message, Message]:
+def _json_refusal(status: int, retry_after: int | None, error: str, message: str) -> tuple[Message, Message]:
     body = json.dumps({"error": error, "message": message}).encode() + b"\n"
-    start: Message = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"retry-after", str(retry_after).encode()),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-    }
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if retry_after is not None:
+        headers.insert(0, (b"retry-after", str(retry_after).encode()))
+    start: Message = {"type": "http.response.start", "status": status, "headers": headers}
     return start, {"type": "http.response.body", "body": body}
 
 
@@ -282,6 +277,13 @@ class SessionLimits:
         session_id = next((bytes(v).decode("latin-1") for k, v in scope["headers"] if k == SESSION_HEADER), None)
         if session_id is not None:
             known = self._sessions.get(session_id)
+            if known is not None and known.client != scope.get(CLIENT_KEY, 0):
+                # A session answers only the token that opened it: to another, it does not exist (as the SDK
+                # answers an unknown one), so one team can neither use nor count against another's sessions.
+                start, body = _json_refusal(404, None, "session_not_found", "Session not found")
+                await send(start)
+                await send(body)
+                return
             if known is not None:
                 known.last_seen = self.clock()
             try:

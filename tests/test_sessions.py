@@ -15,7 +15,9 @@ import httpx2 as httpx
 
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.faults import FaultPlan, FaultRule
+from efile_mcp.serve_http import CLIENT_KEY, SessionLimits
 
+from .clocks import ManualClock
 from .conftest import call_ok
 from .test_http import HTTP_TOKEN, PROCESSES, connect, http_process, settings_env
 
@@ -156,3 +158,66 @@ async def test_sigterm_lets_a_call_in_flight_finish_then_exits(sandbox: RunningS
         assert process.wait(timeout=20) in (0, -signal.SIGTERM)
         assert time.monotonic() - started < 15, "the open GET stream held the shutdown up"
         assert "waiting up to 20 s for 1 call(s) in flight" in stderr.read_text()
+
+
+# ---------------------------------------------------------------------------- the bookkeeping, on a hand-moved clock
+
+
+class FakeSdk:
+    """Stands in for the SDK's app: a POST without a session id opens one; `live` is its table of sessions."""
+
+    def __init__(self) -> None:
+        self.live: set[str] = set()
+        self.calls = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+        headers = []
+        if not any(k == b"mcp-session-id" for k, _ in scope["headers"]):
+            session = f"s{len(self.live) + 1}"
+            self.live.add(session)
+            headers.append((b"mcp-session-id", session.encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def ask(app: Any, client: int, session: str | None = None) -> tuple[int, dict[str, str]]:
+    headers = [(b"mcp-session-id", session.encode())] if session else []
+    scope = {"type": "http", "method": "POST", "headers": headers, CLIENT_KEY: client}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"], {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+
+
+async def test_retry_after_is_when_the_least_recently_used_session_would_be_reaped() -> None:
+    clock = ManualClock(1000.0)
+    sdk = FakeSdk()
+    limits = SessionLimits(sdk, live=lambda: sdk.live, max_sessions=10, max_per_client=2, idle_seconds=300, clock=clock)
+    assert (await ask(limits, 0))[0] == 200  # s1 at 1000
+    clock.advance(100)
+    assert (await ask(limits, 0))[0] == 200  # s2 at 1100
+    clock.advance(100)
+    status, headers = await ask(limits, 0)
+    assert (status, headers["retry-after"]) == (429, "100")  # s1 idles out at 1300
+    await ask(limits, 0, "s1")  # s1 used at 1200: now s2 (1400) is the first to go
+    assert (await ask(limits, 0))[1]["retry-after"] == "200"
+    assert (await ask(limits, 1))[0] == 200  # another token is not held back
+    sdk.live.discard("s2")  # the SDK reaped it
+    assert (await ask(limits, 0))[0] == 200
+    assert sdk.calls == 5  # the two refused requests never reached the SDK
+
+
+async def test_a_session_answers_only_the_token_that_opened_it() -> None:
+    sdk = FakeSdk()
+    limits = SessionLimits(sdk, live=lambda: sdk.live, max_sessions=10, max_per_client=5, idle_seconds=300)
+    await ask(limits, 0)
+    assert (await ask(limits, 1, "s1"))[0] == 404
+    assert (await ask(limits, 0, "s1"))[0] == 200
+    assert sdk.calls == 2
