@@ -358,11 +358,11 @@ async def test_task_lookup_batches_ids_and_accepts_both_answer_shapes(
     run = RemovalRun(paths=(f"{home}/scratch/tmp.log", f"{home}/notes.txt"))
     await EfileRemover(transport).remove(run)
     known = [outcome.task.task_id for outcome in run.outcomes.values() if outcome.task]
-    unknown = [f"{i:032x}" for i in range(248)]
-    lookup = await EfileApi(transport).tasks([*unknown[:100], *known, *unknown[100:], known[0]])
+    unknown = [f"{i:032x}" for i in range(1098)]
+    lookup = await EfileApi(transport).tasks([*unknown[:500], *known, *unknown[500:], known[0]])
     assert set(lookup.tasks) == set(known)
     assert lookup.not_found == unknown
-    assert sandbox.sandbox.request_counts["task/list"] == 3  # 250 distinct ids, 100 a request
+    assert sandbox.sandbox.request_counts["task/list"] == 3  # 1,100 distinct ids, 500 a request (the API's most)
 
 
 async def test_remove_sends_at_most_100_paths_a_request(sandbox: RunningSandbox, transport: EfileTransport) -> None:
