@@ -94,7 +94,7 @@ async def test_intents_left_by_a_crash_are_reconciled_at_start_with_each_paths_s
     rotated = audit_path.with_name(audit_path.name + ".1")
     rotated.write_bytes(
         intent("plan-closed-later", [there], dead, stamp(timedelta(hours=2)))
-        + intent("plan-rotated", [folder_gone], dead, stamp(timedelta(hours=2)))
+        + intent("plan-rotated", [folder_gone], dead, stamp(timedelta(hours=2)), mode="quarantine")
     )
     os.utime(rotated, (1, 1))
     audit_path.write_bytes(
@@ -126,6 +126,9 @@ async def test_intents_left_by_a_crash_are_reconciled_at_start_with_each_paths_s
     assert crashed["counts"] == {"gone": 2, "still_there": 2, "unknown": 0}
     assert crashed["intent_time"] and crashed["tool"] == "remove_paths"
     assert by_plan["plan-rotated"]["gone"] == [folder_gone]
+    # A quarantine's path gone from its place is most likely in quarantine: the record says where to look.
+    assert by_plan["plan-rotated"]["mode"] == "quarantine" and "restore_paths" in by_plan["plan-rotated"]["reason"]
+    assert "restore_paths" not in crashed["reason"]
     assert by_plan["plan-elsewhere-old"]["gone"] == [gone]
     assert by_plan["plan-older-format"]["still_there"] == [there]
     # Reading only: the storage is as it was.

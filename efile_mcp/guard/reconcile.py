@@ -68,6 +68,7 @@ class OpenIntent:
     task_ids: list[str] = field(default_factory=list)
     process: str | None = None
     tool: str = "remove_paths"
+    mode: str | None = None  # "delete" or "quarantine" (intents written before modes existed have none)
 
 
 @dataclass
@@ -144,6 +145,7 @@ def open_intents(path: Path, plan_ids: Collection[str] | None = None) -> list[Op
             task_ids=[t for t in record.get("task_ids") or () if isinstance(t, str)],
             process=record.get("process") if isinstance(record.get("process"), str) else None,
             tool=str(record.get("tool") or "remove_paths"),
+            mode=record.get("mode") if isinstance(record.get("mode"), str) else None,
         )
         open_.setdefault(plan_id, []).append(intent)
         count += 1
@@ -231,13 +233,20 @@ async def reconcile(
                 gone.append(path)
             else:
                 still_there.append(path)
+        mode = plan_intents[-1].mode
+        where = (
+            "; a path gone from its place was most likely moved to quarantine (restore_paths with this plan_id)"
+            if mode == "quarantine"
+            else ""
+        )
         await audit.write(
             "reconciled",
             tool=plan_intents[0].tool,
             plan_id=plan_id,
+            mode=mode,
             intent_time=plan_intents[0].time,
             reason="no outcome was recorded for this intent (the process stopped while executing it); "
-            "each path's state is as the storage showed it now",
+            f"each path's state is as the storage showed it now{where}",
             gone=gone,
             still_there=still_there,
             unknown=unknown,
