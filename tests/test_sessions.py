@@ -12,13 +12,14 @@ from typing import Any
 
 import anyio
 import httpx2 as httpx
+from mcp.shared.exceptions import MCPError
 
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.faults import FaultPlan, FaultRule
 from efile_mcp.serve_http import CLIENT_KEY, SessionLimits
 
 from .clocks import ManualClock
-from .conftest import call_ok
+from .conftest import HeldRequest, audit_lines, call_ok, wait_for_event
 from .test_http import HTTP_TOKEN, PROCESSES, connect, http_process, settings_env
 
 INITIALIZE = {
@@ -221,3 +222,32 @@ async def test_a_session_answers_only_the_token_that_opened_it() -> None:
     assert (await ask(limits, 1, "s1"))[0] == 404
     assert (await ask(limits, 0, "s1"))[0] == 200
     assert sdk.calls == 2
+
+
+async def test_sigterm_records_a_removal_that_outlasts_the_shutdown_time(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    audit = tmp_path / "audit.jsonl"
+    env = settings_env(sandbox, audit, EFILE_HTTP_SHUTDOWN_SECONDS="1", EFILE_REMOVE_MODE="delete")
+    target = [f"{sandbox.home}/scratch/tmp.log"]
+    held = HeldRequest("async-remove", passed=0)
+    with http_process(env=env) as (url, _):
+        process = PROCESSES[url]
+        try:
+            async with connect(url, mode="legacy") as client:
+                await client.list_tools()
+                plan = await call_ok(client, "remove_paths", {"paths": target})
+                sandbox.sandbox.fault = held
+                execute = {"paths": target, "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(client.call_tool, "remove_paths", execute)
+                    await wait_for_event(held.arrived, "the removal reached the storage")
+                    process.send_signal(signal.SIGTERM)
+                    assert await anyio.to_thread.run_sync(process.wait, 20) in (0, -signal.SIGTERM)
+                    tg.cancel_scope.cancel()
+        except* (httpx.HTTPError, MCPError):
+            pass
+    records = audit_lines(audit)
+    (intent,) = [r for r in records if r["event"] == "intent"]
+    (outcome,) = [r for r in records if r["event"] == "execution" and r["plan_id"] == intent["plan_id"]]
+    assert "interrupted" in outcome["decision"]

@@ -22,6 +22,7 @@ from efile_mcp.tools.errors import STATE_STORE_UNREACHABLE
 
 from .conftest import call_error, call_ok, dry_run_then_execute
 from .redis_server import start_redis
+from .test_http import connect, http_process, settings_env
 
 
 async def test_redis_restarted_mid_run_gives_clear_errors_then_recovers(
@@ -56,5 +57,39 @@ async def test_redis_restarted_mid_run_gives_clear_errors_then_recovers(
             summary = done["summary"]
             assert summary["removed"] + summary["queued"] + summary.get("quarantined", 0) == 1
         assert not (sandbox.root / "scratch" / "tmp.log").exists()
+    finally:
+        redis.stop()
+
+
+async def test_two_replicas_through_a_redis_restart(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    """Two real replica processes sharing a Redis that is restarted mid-run: clear errors on both, then recovery."""
+    redis = start_redis(tmp_path / "redis")
+    target = f"{sandbox.home}/scratch/tmp.log"
+    shared = {
+        "EFILE_CONFIRM_SECRET": "a shared secret for this test only",
+        "EFILE_STATE_URL": redis.url,
+        "EFILE_REMOVE_MODE": "delete",
+    }
+    try:
+        with (
+            http_process(env=settings_env(sandbox, tmp_path / "a.jsonl", **shared)) as (url_a, _),
+            http_process(env=settings_env(sandbox, tmp_path / "b.jsonl", **shared)) as (url_b, stderr_b),
+        ):
+            async with connect(url_a) as a, connect(url_b) as b:
+                plan = await call_ok(a, "remove_paths", {"paths": [target]})
+                execute = {"paths": [target], "dry_run": False, "confirmation_token": plan["confirmation_token"]}
+                redis.stop()
+                for replica in (a, b):
+                    assert (await call_error(replica, "remove_paths", execute)).endswith(STATE_STORE_UNREACHABLE)
+                assert (sandbox.root / "scratch" / "tmp.log").exists()
+                redis.start()
+                lost = await call_error(b, "remove_paths", execute)
+                assert "nothing was deleted" in lost.lower() and "redis" not in lost.lower()
+                plan = await call_ok(b, "remove_paths", {"paths": [target]})
+                execute["confirmation_token"] = plan["confirmation_token"]
+                done = await call_ok(a, "remove_paths", execute)
+            assert f"127.0.0.1:{redis.port}" in stderr_b.read_text()  # where and why: in the operator's log
+        assert [i["status"] for i in done["items"]] == ["removed"]
+        assert sandbox.sandbox.received_remove_paths == [target]
     finally:
         redis.stop()
