@@ -38,6 +38,8 @@ from efile_mcp.guard.store import open_store
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.faults import FaultPlan, FaultRule
 
+from .clocks import ManualClock as Clock
+
 pytestmark = pytest.mark.anyio
 
 DAY = 86400.0
@@ -46,14 +48,6 @@ DAY = 86400.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_900_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -97,7 +91,7 @@ def make_rig(sandbox: RunningSandbox, tmp_path: Path, *, store: bool = True, tim
         retry=RetryPolicy(attempts=4, budget=3.0, base_delay=0.01, max_delay=0.05),
         concurrency=4,
     )
-    clock = Clock()
+    clock = Clock(1_900_000_000.0)
     audit_path = tmp_path / "state" / "audit.jsonl"
     audit_path.parent.mkdir(parents=True, exist_ok=True)
     quarantine = Quarantine(

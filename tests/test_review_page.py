@@ -31,6 +31,7 @@ from efile_mcp.review import ReviewSite
 from efile_mcp.review.app import COOKIE, csrf_value
 from efile_mcp.server import build_server
 
+from .clocks import ManualClock as Clock
 from .conftest import call_ok
 
 CHROMIUM = "/usr/bin/chromium"
@@ -79,14 +80,6 @@ def keep_artifact(path: Path) -> None:
     if where:
         Path(where).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(where) / path.name)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # ---------------------------------------------------------------------------- plans to review

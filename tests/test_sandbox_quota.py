@@ -13,19 +13,12 @@ from efile_mcp.models.wire import AC_CENTER, QUOTA, CenterInfo, Envelope, QuotaE
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.ac import AcConfig
 
+from .clocks import ManualClock as FakeClock
 from .test_sandbox import anyio_backend, api
 
 __all__ = ["anyio_backend", "api"]
 
 GB = 1024**3
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def sparse(path: Path, size: int) -> None:
@@ -67,7 +60,7 @@ async def test_usage_above_the_threshold_is_reported_as_is(sandbox: RunningSandb
     assert entry["threshold"] == 1 and entry["usage"] == pytest.approx(3.0, abs=0.001)
 
 
-CLOCK = FakeClock()
+CLOCK = FakeClock(1000.0)
 
 
 @pytest.mark.parametrize("sandbox", [{"quota_clock": CLOCK, "quota_cache_seconds": 5}], indirect=True)

@@ -22,6 +22,7 @@ from efile_mcp.errors import ConfigError, EfileMcpError, StateStoreError
 from efile_mcp.guard.ports import Channel, Decision
 from efile_mcp.guard.store import STATE_GRACE, PlanState, RedisStore, SqliteStore, StateStore, open_store
 
+from .clocks import ManualClock as Clock
 from .invariants import FIGURES
 from .redis_server import RedisServer, free_port, start_redis
 
@@ -35,14 +36,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = start_redis(tmp_path_factory.mktemp("redis"))
@@ -52,7 +45,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
