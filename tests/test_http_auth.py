@@ -105,7 +105,9 @@ def test_a_token_file_other_users_can_read_is_refused_with_one_line(sandbox: Run
     assert "someone-may-have-read" not in proc.stderr
 
 
-@pytest.mark.parametrize("token", ["short", "has a space in it 0123456789", "nön-ascii-0123456789"])
+@pytest.mark.parametrize(
+    "token", ["short", "has a space in it 0123456789", "nön-ascii-0123456789", "team-a-token-0123456789,short"]
+)
 def test_an_unusable_efile_http_token_is_refused_with_one_line(
     sandbox: RunningSandbox, tmp_path: Path, token: str
 ) -> None:
@@ -115,3 +117,15 @@ def test_an_unusable_efile_http_token_is_refused_with_one_line(
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("efile-mcp: invalid setting EFILE_HTTP_TOKEN: use at least 16 printable ASCII characters")
     assert token not in line
+
+
+def test_several_tokens_each_let_in_and_a_token_listed_twice_is_refused(tmp_path: Path) -> None:
+    from efile_mcp.config import Settings
+    from efile_mcp.errors import ConfigError
+    from efile_mcp.serve_http import http_token
+
+    tokens = http_token(Settings(http_token=" team-a-token-0123456789 , team-b-token-0123456789 "))
+    assert tokens.values == ("team-a-token-0123456789", "team-b-token-0123456789")
+    assert "team-a" not in repr(tokens)
+    with pytest.raises(ConfigError, match="listed twice"):
+        http_token(Settings(http_token="team-a-token-0123456789,team-a-token-0123456789"))
