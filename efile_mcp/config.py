@@ -66,19 +66,30 @@ class Settings(BaseSettings):
     read_only: Annotated[bool, Flag("--read-only")] = Field(
         default=False, description="Offer no tool that changes anything."
     )
-    confirm_ttl: int = Field(default=300, ge=5, le=3600, description="Confirmation token lifetime, seconds.")
+    confirm_ttl: int = Field(
+        default=900, ge=5, le=3600, description="Confirmation token lifetime, seconds (time for the person to decide)."
+    )
     confirm: Literal["auto", "human", "token"] = Field(
         default="auto",
-        description="auto: ask the person through the client when it can, else the token alone; "
-        "human: refuse execution when the client cannot ask the person; token: never ask (pipelines).",
+        description="auto: the person decides where a channel reaches them (form, browser page), else the token "
+        "alone; human: the person always decides, refused where nothing reaches them; token: never ask (pipelines).",
     )
     confirm_timeout: float = Field(
-        default=30.0, gt=0, le=600, description="Seconds to wait for the person's answer before refusing."
+        default=120.0,
+        gt=0,
+        le=600,
+        description="Seconds one execution call waits for the person's decision; then it answers that the plan "
+        "waits (the token is not spent).",
     )
     review_browser: Literal["auto", "never"] = Field(
         default="auto",
         description="auto: open the review page in the person's browser when the person must decide ($BROWSER "
         "honoured); never: only write its address to stderr.",
+    )
+    remove_mode: Literal["quarantine", "delete"] = Field(
+        default="quarantine",
+        description="What remove_paths does when the dry run names no mode: quarantine (restorable) or delete "
+        "(permanent).",
     )
     confirm_secret: SecretStr | None = Field(
         default=None, description="Key for confirmation tokens shared by replicas (default: random per process)."

@@ -14,6 +14,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -43,6 +44,7 @@ from .errors import ConfigError, EfileMcpError
 from .guard.audit import AuditLog, default_audit_path
 from .guard.guard import Guard
 from .guard.paths import DEFAULT_PROTECTED, PathPolicy, expand_home, is_home_relative
+from .guard.quarantine import purge_at_start
 from .guard.reconcile import reconcile_at_start
 from .guard.store import StateStore, open_store
 from .guard.tokens import ConfirmationSigner
@@ -249,6 +251,11 @@ def build_server(
             clock=clock,
             show_protected=settings.show_protected,
             quota=QuotaReader.for_settings(settings, ac=ac, tokens=tokens, locator=locator, transport=transport),
+            confirm_timeout=settings.confirm_timeout,
+            remove_mode=settings.remove_mode,
+            links_inside=settings.links_inside,
+            pages=review,
+            quarantine_days=settings.quarantine_days,
         )
         if credentials is None:
             # A token (or the sandbox) needs no sign-in: the roots are looked up now, so a wrong one is a
@@ -263,6 +270,8 @@ def build_server(
                 # Intents a crash left without an outcome get one from the storage's state: off the first call's way.
                 states = Listings(EfileApi(transport), concurrency=settings.concurrency, keep=False)
                 background.start_soon(reconcile_at_start, audit, states)
+                # Plans older than EFILE_QUARANTINE_DAYS: a dry run logged, then purged (not when read-only).
+                background.start_soon(partial(purge_at_start, guard.quarantine, read_only=settings.read_only))
                 try:
                     yield ToolState(settings=settings, guard=guard)
                 finally:

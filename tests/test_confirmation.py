@@ -77,9 +77,10 @@ async def test_reused_token_is_refused(client: Client, sandbox: RunningSandbox, 
     )
     sent = list(sandbox.sandbox.received_remove_paths)
     text = await execute(client, paths, plan["confirmation_token"])
-    assert "already used" in text
+    # Not a bare "already used": the plan says it ran, and what came of it.
+    assert "already executed (1 removed)" in text and "nothing more was done" in text
     assert sandbox.sandbox.received_remove_paths == sent
-    assert audit_lines(audit_path)[-1]["reason"] == "reused"
+    assert audit_lines(audit_path)[-1]["reason"] == "already_executed"
 
 
 async def test_expired_token_is_refused(make_settings: Any, sandbox: RunningSandbox, era: str) -> None:

@@ -2,7 +2,7 @@
 
     status()                         what this server may do, and the quota
     list_page / usage / find         reading the tree (links never followed), within budgets
-    dry_run / question / execute     removals.py (the destructive half, a mixin of Guard)
+    removal                          removal.py: preview, the person's decision, execution (one object)
     tasks / cancel                   following and stopping server tasks
 
 Every call is one pass: it builds its own `Listings` (each folder read once per call), and every plan,
@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from ..client import EfileApi, EfileTransport
+from ..client import EfileApi, EfileMover, EfileTransport
 from ..client.removal import EfileRemover
 from ..client.walk import Listings, WalkLimits, iso_time
 from ..errors import AuthError, EfileMcpError, SignInError
+from ..models.quarantine import QuarantineStatus
 from ..models.results import (
     ITEMS_LISTED_MAX,
     CancelItem,
@@ -50,10 +51,12 @@ from ..models.wire import Order, OrderBy, QuotaEntry
 from .audit import AuditLog
 from .insight import FindWalk, Totals, UsageWalk, incomplete_reason
 from .paths import PathPolicy, display, expand_home, is_home_relative
+from .quarantine import QUARANTINE_DIR, Quarantine
 
 if TYPE_CHECKING:
     from .store import StateStore
-from .removals import RemovalSteps
+from .ports import RemoveMode, ReviewPages
+from .removal import ConfirmMode, LinksInside, QuarantineSender, Removal
 from .requests import (
     GuardRefusal,
     Progress,
@@ -74,7 +77,7 @@ class QuotaSource(Protocol):
     async def read(self) -> Any: ...  # an object with `entries: list[QuotaEntry]` and `error: str | None`
 
 
-class Guard(RemovalSteps):
+class Guard:
     def __init__(
         self,
         *,
@@ -94,6 +97,12 @@ class Guard(RemovalSteps):
         region: Callable[[], str | None] | None = None,
         quota: QuotaSource | None = None,
         clock: Callable[[], float] = time.time,
+        confirm_timeout: float = 120.0,
+        remove_mode: RemoveMode = "quarantine",
+        links_inside: LinksInside = "refuse",
+        pages: ReviewPages | None = None,
+        quarantine: QuarantineSender | None = None,
+        quarantine_days: int = 7,
         show_protected: bool = False,
     ) -> None:
         self.signer = signer
@@ -121,6 +130,29 @@ class Guard(RemovalSteps):
         self._needs_home = any(is_home_relative(root) for root in roots)
         self.policy = PathPolicy([r for r in roots if not is_home_relative(r)], protected)
         self.roots_check = RootsCheck(self._api)
+        #: The quarantine of every allowed root (guard/quarantine.py): removal by moving, restore, purge.
+        self.quarantine = Quarantine(
+            EfileMover(transport),
+            self._listings,
+            lambda: self.policy,
+            audit,
+            store=store,
+            remover=self._remover,
+            days=quarantine_days,
+            clock=clock,
+            concurrency=concurrency,
+            ready=self._ready,
+        )
+        #: Removals: preview, the person's decision and execution (the only way to the client's removal).
+        self.removal = Removal(
+            self,
+            confirm=_confirm_mode(confirm_mode),
+            confirm_timeout=confirm_timeout,
+            default_mode=remove_mode,
+            links_inside=links_inside,
+            pages=pages,
+            quarantine=quarantine or self.quarantine,
+        )
 
     # ------------------------------------------------------------------ set-up
 
@@ -193,7 +225,17 @@ class Guard(RemovalSteps):
             quota=quota,
             quota_error=quota_error,
             roots_problems=roots_problems or None,
+            quarantine=await self._quarantine_status(),
         )
+
+    async def _quarantine_status(self) -> QuarantineStatus | None:
+        try:
+            return await self.quarantine.status()
+        except AuthError:
+            raise
+        except EfileMcpError as exc:
+            log.warning("the quarantine could not be read for storage_status: %s", exc)
+            return None
 
     @staticmethod
     def _quota_info(entry: QuotaEntry) -> QuotaInfo:
@@ -225,14 +267,14 @@ class Guard(RemovalSteps):
             next_start=end if entries and end < page.total else None,
         )
 
-    def _names_hidden_in(self, folder: str) -> bool:
-        """A protected folder (or one inside it): its entries are counted, not named (EFILE_SHOW_PROTECTED)."""
-        return not self.show_protected and self.policy.protected_component(folder) is not None
-
     async def home(self) -> str:
         """The home directory: where the read tools look when no path is given."""
         await self._ready()
         return await self._default_path(None)
+
+    def _names_hidden_in(self, folder: str) -> bool:
+        """A protected folder (or one inside it): its entries are counted, not named (EFILE_SHOW_PROTECTED)."""
+        return not self.show_protected and self.policy.protected_component(folder) is not None
 
     async def _default_path(self, path: str | None) -> str:
         if path:
@@ -278,6 +320,7 @@ class Guard(RemovalSteps):
                 size=totals.size,
                 file_count=totals.files,
                 newest_modified=iso_time(totals.newest),
+                quarantine=True if name == QUARANTINE_DIR else None,
             )
             for name, kind, totals in shown
         ]
@@ -479,6 +522,12 @@ class Guard(RemovalSteps):
 
 
 # ---------------------------------------------------------------------------------------------------
+
+
+def _confirm_mode(value: str) -> ConfirmMode:
+    if value not in ("auto", "human", "token"):
+        raise ValueError(f"EFILE_CONFIRM must be auto, human or token, not {value!r}")
+    return value  # type: ignore[return-value]
 
 
 __all__ = ["Guard", "GuardRefusal", "RemovalRequest", "expand_home"]

@@ -53,3 +53,43 @@ class ReviewPages(Protocol):
         to stderr only.
         """
         ...
+
+
+#: What a client's form came back with. "no_answer" covers a timeout, a cancel and an unreadable answer:
+#: a client that declares forms and never draws them (or dismisses them itself) must not decide for the person.
+FormAnswer = Literal["approved", "declined", "no_answer"]
+
+
+class Asker(Protocol):
+    """The client of one call, as far as it can reach the person (adapters in tools/confirm.py).
+
+    `session` is an opaque id of the connection (the MCP session id over HTTP, one per connection otherwise):
+    a plan being asked about in one session cannot be answered by form or executed from another.
+    """
+
+    @property
+    def session(self) -> str | None: ...
+
+    @property
+    def has_form(self) -> bool:
+        """The client declared form elicitation (which is no proof that it draws forms)."""
+        ...
+
+    @property
+    def has_url(self) -> bool:
+        """The client can be asked to open a URL for the person (URL-mode elicitation, usable in this era)."""
+        ...
+
+    @property
+    def answered(self) -> bool:
+        """The form was already put to the person in this call (2026-07-28 asks before the tool body runs):
+        `ask` returns that answer without asking again."""
+        ...
+
+    async def ask(self, question: str, timeout: float) -> FormAnswer:
+        """Show the form and wait at most `timeout` seconds for its answer."""
+        ...
+
+    async def open_url(self, message: str, url: str, timeout: float) -> bool:
+        """Ask the client to open `url` for the person (URL mode). True when the client says it did."""
+        ...

@@ -196,11 +196,12 @@ def totals_line(seen: Sequence[SeenPath], now: float) -> str:
     return line + (f", newest changed {age}" if age else "")
 
 
-def question(seen: Sequence[SeenPath], *, covered: int = 0, now: float | None = None) -> str:
+def question(seen: Sequence[SeenPath], *, covered: int = 0, now: float | None = None, mode: str = "delete") -> str:
     """The same text on every round for the same plan: the SDK only accepts an answer to the question it asked."""
     now = time.time() if now is None else now
     ordered = sorted(seen, key=lambda s: (s.kind != "directory", -s.size, s.path))
-    lines = [f"An AI agent asks to permanently delete {totals_line(ordered, now)} on your SCNet storage:", ""]
+    verb = "move into the quarantine (restorable until it is purged)" if mode == "quarantine" else "permanently delete"
+    lines = [f"An AI agent asks to {verb} {totals_line(ordered, now)} on your SCNet storage:", ""]
     for s in ordered[:FORM_PATHS]:
         what = (
             f"folder, {'at least ' if not s.complete else ''}{human_size(s.size)}, {s.file_count} files"
@@ -221,5 +222,8 @@ def question(seen: Sequence[SeenPath], *, covered: int = 0, now: float | None = 
             lines.append(f"      and {len(ranked) - FORM_PARENTS} more folders")
     if covered:
         lines.append(f"  ({covered} more path(s) named lie inside these folders and go with them)")
-    lines += ["", "This cannot be undone. Delete them?"]
+    if mode == "quarantine":
+        lines += ["", "They can be restored with restore_paths until the quarantine is purged. Move them?"]
+    else:
+        lines += ["", "This cannot be undone. Delete them?"]
     return "\n".join(lines)

@@ -1,17 +1,22 @@
-"""Asking the person, not the model, before a deletion runs: form elicitation in both protocol eras.
+"""The MCP side of asking the person: `Asker` adapters over form and URL elicitation, in both protocol eras.
 
-The resolver runs before `remove_paths`' body. It asks only when there is something real to ask
-about (an execution whose token and path set are valid right now), and only where it can:
+The policy (when to ask, how long to wait, what an answer is worth) is the guard's (`guard/removal.py`);
+here are only the adapters:
 
-- 2026-07-28 and later: it returns an `Elicit` marker; the SDK turns it into an
-  `InputRequiredResult` round trip and calls the tool again with the answer. The server holds no
-  state in between, so the bound on waiting is the confirmation token's own expiry.
-- 2025-11-25 (Claude Desktop): it asks through `ctx.elicit` itself, so it can bound the wait
-  (EFILE_CONFIRM_TIMEOUT): some clients declare the capability and never render the form.
+- 2026-07-28 and later: the resolver `ask_person` runs before `remove_paths`' body and returns an `Elicit`
+  marker (the guard's question, which marks the plan asked by this session); the SDK turns it into an
+  `InputRequiredResult` round trip and calls the tool again with the answer, which `AnsweredForm` hands to
+  the guard. The server holds no state in between.
+- 2025-11-25 (Claude Desktop): the guard asks from the body through `LiveForm` (`ctx.elicit`, bounded by
+  the guard's timeout) and, where the client declares it, opens the review page by URL-mode elicitation.
+
+`session_of` names the connection: the MCP session id over HTTP, else one id per connection object.
 """
 
 from __future__ import annotations
 
+import secrets
+import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,19 +34,21 @@ from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from ..guard.guard import RemovalRequest
+from ..guard.ports import FormAnswer
 from ..models.results import Selection
 from .errors import tool_errors
 from .state import state_of
 
 _ROUND_TRIP_ERA = "2026-07-28"
+_SESSION_HEADER = "mcp-session-id"
 
-Outcome = Literal["not_needed", "unavailable", "accepted", "declined", "cancelled", "timeout", "invalid"]
+Outcome = Literal["not_needed", "accepted", "declined", "cancelled", "invalid"]
 
 
 class DeletionConfirmation(BaseModel):
     """The form the person sees."""
 
-    confirm: bool = Field(title="Delete permanently", description="Tick to delete these paths permanently.")
+    confirm: bool = Field(title="Approve", description="Tick to approve the removal described above.")
 
 
 @dataclass(frozen=True)
@@ -49,11 +56,48 @@ class PersonDecision:
     outcome: Outcome
 
 
-def _client_can_ask(ctx: Context[Any, Any]) -> bool:
+_connections: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def session_of(ctx: Context[Any, Any]) -> str | None:
+    """An opaque id of the connection this call came on (a plan asked about in one is bound to it).
+
+    2026-07-28 without an MCP session id has no connection to name (each request stands alone): None. Its
+    form is bound by the SDK's sealed round trip instead, and a plan already asked about is never put to a
+    client's form again in a new call (`first_round`), so another client cannot answer for the person.
+    """
+    headers = ctx.headers
+    if headers is not None and headers.get(_SESSION_HEADER):
+        return "http:" + str(headers.get(_SESSION_HEADER))
+    if _modern(ctx):
+        return None
+    connection = ctx.request_context.session
+    try:
+        known = _connections.get(connection)
+        if known is None:
+            known = _connections[connection] = "conn:" + secrets.token_hex(8)
+        return known
+    except TypeError:  # not weak-referenceable: its id lives as long as it does
+        return f"conn:{id(connection):x}"
+
+
+def _modern(ctx: Context[Any, Any]) -> bool:
+    version = ctx.protocol_version
+    return version is not None and is_version_at_least(version, _ROUND_TRIP_ERA)
+
+
+def client_has_form(ctx: Context[Any, Any]) -> bool:
     capabilities = ctx.client_capabilities
     elicitation = capabilities.elicitation if capabilities is not None else None
     # A bare `elicitation: {}` (before modes existed) means form support; url-only does not.
     return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
+
+
+def client_has_url(ctx: Context[Any, Any]) -> bool:
+    """URL-mode elicitation declared, and usable: `ctx.elicit_url` is a server-to-client request (legacy era)."""
+    capabilities = ctx.client_capabilities
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    return elicitation is not None and elicitation.url is not None and not _modern(ctx)
 
 
 async def ask_person(
@@ -63,30 +107,24 @@ async def ask_person(
     confirmation_token: str | None,
     ctx: Context[Any, Any],
 ) -> Elicit[DeletionConfirmation] | PersonDecision:
-    state = state_of(ctx)
-    mode = state.settings.confirm
-    if dry_run or mode == "token" or state.settings.read_only:
+    """2026-07-28: the guard's question as an `Elicit` round trip, when the guard wants the form shown now."""
+    if dry_run or not _modern(ctx) or not client_has_form(ctx):
         return PersonDecision("not_needed")
-    if not _client_can_ask(ctx):
-        return PersonDecision("unavailable")
+    state = state_of(ctx)
     async with tool_errors():  # a failed sign-in is the person's to fix: say so, not "crashed"
-        text = await state.guard.question(RemovalRequest(token=confirmation_token, paths=paths, select=select))
+        text = await state.guard.removal.question(
+            RemovalRequest(token=confirmation_token, paths=paths, select=select),
+            session_of(ctx),
+            # A later round (its state sealed by this server) must ask the same question again.
+            first_round=ctx.request_state is None,
+        )
     if text is None:
-        return PersonDecision("not_needed")  # refused anyway, with the precise reason, by the tool body
-    version = ctx.protocol_version
-    if version is not None and is_version_at_least(version, _ROUND_TRIP_ERA):
-        return Elicit(text, DeletionConfirmation)
-    with anyio.move_on_after(state.settings.confirm_timeout):
-        try:
-            answer = await ctx.elicit(text, DeletionConfirmation)
-        except (ValueError, MCPError):  # a malformed answer, or the client answered with an error
-            return PersonDecision("invalid")
-        return PersonDecision(decision_of(answer))
-    return PersonDecision("timeout")
+        return PersonDecision("not_needed")
+    return Elicit(text, DeletionConfirmation)
 
 
-def decision_of(answer: ElicitationResult[Any]) -> Outcome:
-    """The person's decision from what the resolver produced, in either era."""
+def decision_of(answer: ElicitationResult[Any] | None) -> Outcome:
+    """What the resolver produced, in either era."""
     if isinstance(answer, AcceptedElicitation):
         data = answer.data
         if isinstance(data, PersonDecision):
@@ -98,40 +136,74 @@ def decision_of(answer: ElicitationResult[Any]) -> Outcome:
         return "declined"
     if isinstance(answer, CancelledElicitation):
         return "cancelled"
-    return "invalid"
+    if isinstance(answer, PersonDecision):
+        return answer.outcome
+    return "not_needed"
 
 
-REFUSALS: dict[Outcome, tuple[str, str, bool]] = {
-    # outcome: (audit code, message for the agent, spend the token)
-    "declined": (
-        "person_declined",
-        "the person declined the deletion; nothing was deleted and this confirmation token is spent. "
-        "Do not retry: ask them what they want instead.",
-        True,
-    ),
-    "cancelled": (
-        "person_cancelled",
-        "the person dismissed the confirmation; nothing was deleted and this confirmation token is spent. "
-        "Ask them before trying again with a new dry run.",
-        True,
-    ),
-    "timeout": (
-        "person_no_answer",
-        "the person did not answer the confirmation in time; nothing was deleted and this confirmation token is "
-        "spent. If they want it, run the dry run again and confirm promptly.",
-        True,
-    ),
-    "invalid": (
-        "person_invalid_answer",
-        "the confirmation answer could not be read; nothing was deleted and this confirmation token is spent. "
-        "Run the dry run again.",
-        True,
-    ),
-    "unavailable": (
-        "person_unreachable",
-        "this server requires the person to confirm every deletion (EFILE_CONFIRM=human), and this client "
-        "cannot show them a confirmation form (no form elicitation support); nothing was deleted. Use a client "
-        "that supports elicitation, or ask the person to change EFILE_CONFIRM.",
-        False,
-    ),
-}
+def form_answer(outcome: Outcome) -> FormAnswer | None:
+    """The guard's reading of a form's outcome: a cancel or an unreadable answer is no decision."""
+    if outcome == "accepted":
+        return "approved"
+    if outcome == "declined":
+        return "declined"
+    if outcome in ("cancelled", "invalid"):
+        return "no_answer"
+    return None
+
+
+@dataclass
+class AnsweredForm:
+    """2026-07-28: the form was asked before the body ran (or not at all); `ask` returns that answer."""
+
+    session: str | None
+    has_form: bool
+    answer: FormAnswer | None = None
+    has_url: bool = False
+
+    @property
+    def answered(self) -> bool:
+        return self.answer is not None
+
+    async def ask(self, question: str, timeout: float) -> FormAnswer:
+        return self.answer or "no_answer"
+
+    async def open_url(self, message: str, url: str, timeout: float) -> bool:
+        return False
+
+
+@dataclass
+class LiveForm:
+    """2025-11-25: asks through `ctx.elicit` (and `ctx.elicit_url`) while the call runs, bounded in time."""
+
+    ctx: Context[Any, Any]
+    session: str | None
+    has_form: bool
+    has_url: bool
+    answered: bool = False
+
+    async def ask(self, question: str, timeout: float) -> FormAnswer:
+        with anyio.move_on_after(timeout):
+            try:
+                answer = await self.ctx.elicit(question, DeletionConfirmation)
+            except (ValueError, MCPError):  # a malformed answer, or the client answered with an error
+                return "no_answer"
+            return form_answer(decision_of(answer)) or "no_answer"
+        return "no_answer"
+
+    async def open_url(self, message: str, url: str, timeout: float) -> bool:
+        with anyio.move_on_after(timeout):
+            try:
+                result = await self.ctx.elicit_url(message, url, "efile-review-" + secrets.token_hex(8))
+            except (ValueError, MCPError):
+                return False
+            return result.action == "accept"
+        return False
+
+
+def asker_for(ctx: Context[Any, Any], resolved: ElicitationResult[Any] | None) -> AnsweredForm | LiveForm:
+    """The Asker of this call: the resolver's answer (2026-07-28), or a live form (2025-11-25)."""
+    session = session_of(ctx)
+    if _modern(ctx):
+        return AnsweredForm(session, client_has_form(ctx), form_answer(decision_of(resolved)))
+    return LiveForm(ctx, session, client_has_form(ctx), client_has_url(ctx))

@@ -12,7 +12,7 @@ from pydantic import Field
 from ..config import Settings
 from ..guard.guard import RemovalRequest
 from ..models.results import RemovePathsResult, Selection
-from .confirm import REFUSALS, DeletionConfirmation, ask_person, decision_of
+from .confirm import DeletionConfirmation, ask_person, asker_for
 from .errors import tool_errors
 from .state import progress_of, state_of
 
@@ -47,29 +47,28 @@ def build(settings: Settings) -> Any:
             Literal["auto", "full", "summary"],
             Field(description="auto: items up to 50 paths, else a summary; summary: always; full: all that fit."),
         ] = "auto",
+        mode: Annotated[
+            Literal["quarantine", "delete"] | None,
+            Field(description="Dry run: quarantine (restorable; the default) or delete (permanent)."),
+        ] = None,
         person: Annotated[ElicitationResult[DeletionConfirmation], Resolve(ask_person)] = None,  # type: ignore[assignment]
     ) -> RemovePathsResult:
-        state = state_of(ctx)
-        guard = state.guard
+        guard = state_of(ctx).guard
         async with tool_errors():
             if paths is not None and select is not None:
                 raise_usage("give paths or select, not both")
             if dry_run:
                 if paths is None and select is None:
                     raise_usage("name the paths to preview, or give select (a folder and filters)")
-                result = await guard.dry_run(paths, select, detail=detail, progress=progress_of(ctx))
-                return result
+                return await guard.removal.preview(
+                    paths, select, mode=mode, detail=detail, progress=progress_of(ctx)
+                )
+            if mode is not None:
+                raise_usage("mode belongs to the dry run (the token carries it); leave it out when executing")
             request = RemovalRequest(token=confirmation_token, paths=paths, select=select)
-            decision = decision_of(person)
-            if decision == "unavailable" and state.settings.confirm == "auto":
-                decision = "not_needed"  # the confirmation token alone, as configured
-            if decision in REFUSALS:
-                code, message, spend = REFUSALS[decision]
-                await guard.refuse_unconfirmed(request, code, message, spend=spend)
-            done = await guard.execute(
-                request, person_confirmed=decision == "accepted", detail=detail, progress=progress_of(ctx)
+            return await guard.removal.execute(
+                request, asker_for(ctx, person), detail=detail, progress=progress_of(ctx)
             )
-            return done
 
     return remove_paths
 
