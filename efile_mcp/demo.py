@@ -29,7 +29,9 @@ def _size(size: int) -> str:
     return human_size(size)
 
 
-_STATUSES = ("would_remove", "removed", "queued", "missing", "failed", "refused", "changed", "covered")
+_STATUSES = (
+    "would_remove", "removed", "quarantined", "queued", "missing", "failed", "refused", "changed", "covered",
+)  # fmt: skip
 
 
 def _counts(summary: dict[str, Any]) -> str:
@@ -77,13 +79,18 @@ def _show_items(items: list[dict[str, Any]]) -> None:
         _say(f"     {status:<13}{item['path']}{detail}")
 
 
-async def _session(audit_log: Path) -> int:
+async def _session(audit_log: Path, server_log: Any) -> int:
     from mcp import Client, StdioServerParameters
+    from mcp.client.stdio import stdio_client
 
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "efile_mcp", "--sandbox", "--audit-log", str(audit_log)],
-        env={key: value for key, value in os.environ.items() if key.startswith(("PYTHON", "VIRTUAL_ENV"))},
+        env={
+            **{key: value for key, value in os.environ.items() if key.startswith(("PYTHON", "VIRTUAL_ENV"))},
+            # The demo's person answers the form: no review page in a browser (its address would only go to the log).
+            "EFILE_REVIEW_BROWSER": "never",
+        },
     )
 
     async def person(context: Any, params: Any) -> Any:
@@ -93,10 +100,11 @@ async def _session(audit_log: Path) -> int:
         _say("person ◂ a confirmation form from the server, shown to the person (not the model):")
         for line in params.message.splitlines():
             _say(f"     │ {line}")
-        _say('person ▸ ticks "Delete permanently" and accepts')
+        _say("person ▸ accepts")
         return types.ElicitResult(action="accept", content={"confirm": True})
 
-    async with Client(params, mode="legacy", elicitation_callback=person) as client:
+    # The server's stderr (its log) goes to a file: the transcript shows the conversation.
+    async with Client(stdio_client(params, errlog=server_log), mode="legacy", elicitation_callback=person) as client:
         _say(f"agent ▸ connected over stdio, protocol {client.protocol_version}")
         tools = (await client.list_tools()).tools
         for tool in tools:
@@ -140,10 +148,11 @@ async def _session(audit_log: Path) -> int:
             _say(f"     {_size(usage['others']['size']):>9}  in {usage['others']['count']} more")
 
         select = {"path": scratch, "name": "*.dat", "type": "file", "older_than_days": 30}
-        _, found = await call("find_paths", {**select, "limit": 3})
+        _, found = await call("find_paths", select)
         assert isinstance(found, dict)
-        _say(f"server ◂ {found['total_matches']} matches, {_size(found['total_size'])}; largest:")
-        for match in found["matches"]:
+        more = " so far (next_cursor reads on)" if found.get("next_cursor") else ""
+        _say(f"server ◂ {found['total_matches']} matches{more}, {_size(found['total_size'])}; largest:")
+        for match in found["matches"][:3]:
             _say(f"     {_size(match['size']):>9}  {match['modified']}  {match['path']}")
 
         _, refused = await call(
@@ -153,7 +162,11 @@ async def _session(audit_log: Path) -> int:
         _say(f"server ◂ dry run: {_counts(refused['summary'])}")
         _show_items(refused.get("items", []))
 
-        _, plan = await call("remove_paths", {"select": select})
+        _say(
+            "\n(removal is a restorable quarantine by default, but quarantined data still counts against the quota:"
+            "\n to get below it, the agent asks for mode delete, which is permanent, and says so to the person)"
+        )
+        _, plan = await call("remove_paths", {"select": select, "mode": "delete"})
         assert isinstance(plan, dict)
         _say(
             f"server ◂ dry run of the selection: {_counts(plan['summary'])} "
@@ -197,7 +210,13 @@ def run_demo() -> int:
     _say("(a temporary sample home; nothing outside it is touched)\n")
     with tempfile.TemporaryDirectory(prefix="efile-mcp-demo-") as tmp:
         audit_log = Path(tmp) / "audit.jsonl"
-        code = anyio.run(_session, audit_log)
+        with (Path(tmp) / "server.log").open("w+", encoding="utf-8") as server_log:
+            try:
+                code = anyio.run(_session, audit_log, server_log)
+            except BaseException:
+                server_log.seek(0)
+                sys.stderr.write(server_log.read()[-4000:])  # what the server said before it went wrong
+                raise
         lines = audit_log.read_text(encoding="utf-8").splitlines() if audit_log.exists() else []
         _say(f"\naudit log: {len(lines)} lines (plan, refusals, execution), e.g.")
         for line in lines:
