@@ -261,7 +261,7 @@ async def test_restart_keeps_a_spent_token_spent(
         error = await call_error(
             restarted, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
         )
-    assert "already used" in error
+    assert "already executed (1 removed)" in error
     assert real(sandbox, target).exists()
 
 

@@ -39,6 +39,7 @@ def replica(sandbox: RunningSandbox, redis_url: str, audit: Path) -> StdioServer
         EFILE_STATE_URL=redis_url,
         EFILE_AUDIT_LOG=str(audit),
         EFILE_CONFIRM="token",
+        EFILE_REMOVE_MODE="delete",
     )
     return StdioServerParameters(command=sys.executable, args=["-m", "efile_mcp"], env=env)
 
@@ -59,7 +60,7 @@ async def test_a_token_redeems_once_across_two_server_processes(
         error = await call_error(
             a, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
         )
-        assert "already used" in error
+        assert "already executed (1 removed)" in error  # with what came of it, on the other replica
         assert local.exists()
 
         # Both replicas at once on one token: exactly one proceeds.

@@ -74,8 +74,8 @@ _AGAIN = "call remove_paths again with the same confirmation_token (it stays val
 #: (a decline is recorded as declined; nothing else spends the token).
 REFUSALS: dict[str, str] = {
     "read_only": "efile-mcp runs read-only (EFILE_READ_ONLY): removal is disabled.",
-    "reused": "this confirmation token was already used or refused: each token confirms one execution. Run "
-    "remove_paths with dry_run=true again to preview what is left.",
+    "reused": "this confirmation token was already used or refused; nothing was deleted now: each token confirms "
+    "one execution. Run remove_paths with dry_run=true again to preview what is left.",
     "person_declined": "the person declined this removal; nothing was deleted and this confirmation token is "
     "spent. Do not retry: ask them what they want instead.",
     "already_executed": "this plan was already executed{outcome}; nothing more was done. Follow queued paths "
