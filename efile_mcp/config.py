@@ -160,7 +160,7 @@ class Settings(BaseSettings):
     http_port: Annotated[int, Flag("--port", "PORT")] = Field(
         default=8765, ge=1, le=65535, description="HTTP transport: the port; the endpoint is /mcp."
     )
-    # Sessions cost memory (~0.3 MB each in the SDK): bounded per replica and per bearer token, reaped when idle.
+    # Sessions cost memory (0.05-0.1 MB each in the SDK): bounded per replica and per bearer token, reaped when idle.
     http_session_idle_seconds: float = Field(
         default=300.0, gt=0, le=86_400, description="HTTP: seconds a session may stay idle before it is closed."
     )

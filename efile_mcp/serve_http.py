@@ -7,7 +7,7 @@ DNS-rebinding protection (Host and Origin) is the SDK's, as before: loopback by 
 EFILE_HTTP_ALLOWED_HOSTS beyond it. EFILE_HTTP_TOKEN may list several tokens (comma-separated), one per
 team or agent pool: each is a client of its own for the session limits.
 
-Sessions are bounded on purpose (`SessionLimits`): each costs the SDK a task and about 0.3 MB, and a
+Sessions are bounded on purpose (`SessionLimits`): each costs the SDK a task and memory (0.05-0.1 MB), and a
 client that never closes its sessions (or reconnects in a loop) must not fill a replica for everyone.
 The SDK closes a session idle for EFILE_HTTP_SESSION_IDLE_SECONDS; on top of its per-replica limit, a
 bearer token may hold at most EFILE_HTTP_SESSION_MAX_PER_TOKEN sessions. A client over its share gets
