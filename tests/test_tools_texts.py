@@ -61,6 +61,14 @@ async def test_wrong_argument_types_are_one_line_each_naming_the_argument(client
         assert "pydantic" not in answer and "https://" not in answer and "validation error" not in answer
 
 
+async def test_a_misspelt_argument_is_refused_not_dropped(client: Client, sandbox: RunningSandbox) -> None:
+    """Dropped silently, `older_than_day` would make the search match everything: a broader answer, not an error."""
+    text = await call_error(client, "find_paths", {"path": sandbox.home, "older_than_day": 30})
+    (problem,) = _lines(text)[1:]
+    assert problem.startswith("- older_than_day: not an argument of find_paths; it takes ")
+    assert "older_than_days" in problem
+
+
 async def test_ids_nobody_knows_are_not_all_ended(client: Client) -> None:
     answer = await call_ok(client, "get_task", {"task_ids": ["never-issued-1", "never-issued-2"]})
     assert answer["all_terminal"] is False

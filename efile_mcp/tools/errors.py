@@ -110,3 +110,10 @@ def argument_errors(tool: str, exc: ValidationError) -> str:
     if len(errors) > 10:
         lines.append(f"- and {len(errors) - 10} more.")
     return "\n".join(lines)
+
+
+def unknown_arguments(tool: str, unknown: list[str], known: list[str]) -> str:
+    """Arguments the tool does not have: named, with the ones it has; nothing was done."""
+    lines = [f"{tool}: {len(unknown)} argument(s) to fix, nothing was done:"]
+    lines += [f"- {name}: not an argument of {tool}; it takes {', '.join(known) or 'none'}." for name in unknown[:10]]
+    return "\n".join(lines)

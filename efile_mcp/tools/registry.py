@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..config import Settings
 from . import find, listing, remove, restore, status, tasks, usage
-from .errors import argument_errors
+from .errors import argument_errors, unknown_arguments
 from .output import render
 from .schema import compact_input, compact_output
 
@@ -145,6 +145,10 @@ class EfileTool(Tool):
     """A tool as efile-mcp publishes it: results rendered by `output.render`, argument errors in one line each."""
 
     async def run(self, arguments: dict[str, Any], context: Context[Any, Any], convert_result: bool = False) -> Any:
+        known = {field.alias or name for name, field in self.fn_metadata.arg_model.model_fields.items()}
+        unknown = sorted(set(arguments) - known)
+        if unknown:  # a misspelt filter would otherwise be dropped silently, and the call do something broader
+            raise ToolError(unknown_arguments(self.name, unknown, sorted(known)))
         try:
             result = await super().run(arguments, context, convert_result=False)
         except ToolError as exc:
