@@ -7,6 +7,7 @@ decision back from the state store it shares with the server.
 from __future__ import annotations
 
 import os
+import pty
 import select
 import subprocess
 import sys
@@ -68,53 +69,79 @@ async def pending(store: StateStore, plan: Plan) -> Plan:
     return plan
 
 
+class OnATerminal:
+    """`efile-mcp ARGS approve` in a child whose controlling terminal is a fresh pseudo-terminal (pty.fork):
+    what a person running it in an SSH session has. The test reads what it shows and types lines."""
+
+    def __init__(self, state_dir: Path | None, *args: str, env: dict[str, str] | None = None) -> None:
+        environment = child_env(
+            TERM="dumb", **({"EFILE_STATE_DIR": str(state_dir)} if state_dir else {}), **(env or {})
+        )
+        argv = [sys.executable, "-m", "efile_mcp", *args, "approve"]
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: exec at once (nothing else runs between fork and exec)
+            try:
+                os.execve(sys.executable, argv, environment)
+            finally:
+                os._exit(127)
+        self.pid, self.fd = pid, fd
+        self.seen = b""
+        self.status: int | None = None
+
+    def read_until(self, text: str | None, timeout: float = 60) -> None:
+        """Read until `text` shows (None: until the child closes the terminal)."""
+        deadline = time.monotonic() + timeout
+        while text is None or text.encode() not in self.seen:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {text!r}; the terminal shows:\n{self.shown}")
+            if not select.select([self.fd], [], [], 0.5)[0]:
+                continue
+            try:
+                chunk = os.read(self.fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                chunk = b""
+            if not chunk:
+                if text is None:
+                    return
+                raise AssertionError(f"the command ended before showing {text!r}:\n{self.shown}")
+            self.seen += chunk
+
+    def type(self, line: str) -> None:
+        os.write(self.fd, line.encode() + b"\n")
+
+    @property
+    def shown(self) -> str:
+        return self.seen.decode(errors="replace").replace("\r\n", "\n")
+
+    def wait(self) -> int:
+        self.read_until(None)
+        _, status = os.waitpid(self.pid, 0)
+        self.status = os.waitstatus_to_exitcode(status)
+        return self.status
+
+    def close(self) -> None:
+        if self.status is None:
+            try:
+                os.kill(self.pid, 9)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        os.close(self.fd)
+
+
 def on_a_terminal(
     state_dir: Path | None, replies: list[tuple[str, str]], *args: str, env: dict[str, str] | None = None
 ) -> tuple[int, str]:
-    """Run `efile-mcp approve` with a pseudo-terminal as stdin, stdout and stderr; answer each prompt
-    (the text it waits for, then the line to type). Returns the exit status and everything it wrote."""
-    main, child_end = os.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "efile_mcp", *args, "approve"],
-        stdin=child_end,
-        stdout=child_end,
-        stderr=child_end,
-        env=child_env(TERM="dumb", **({"EFILE_STATE_DIR": str(state_dir)} if state_dir else {}), **(env or {})),
-        close_fds=True,
-    )
-    os.close(child_end)
-    seen = b""
-
-    def read_until(done: object) -> None:
-        nonlocal seen
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if isinstance(done, str) and done.encode() in seen:
-                return
-            ready, _, _ = select.select([main], [], [], 0.5)
-            if not ready:
-                if done is None and proc.poll() is not None:
-                    return
-                continue
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                return
-            if not chunk:
-                return
-            seen += chunk
-        raise AssertionError(f"timed out waiting for {done!r}; the terminal shows:\n{seen.decode(errors='replace')}")
-
+    """Run `efile-mcp approve` on a pseudo-terminal and answer each prompt (the text it waits for, then the
+    line to type). Returns the exit status and everything it showed."""
+    terminal = OnATerminal(state_dir, *args, env=env)
     try:
         for prompt, line in replies:
-            read_until(prompt)
-            os.write(main, line.encode() + b"\n")
-        read_until(None)
-        return proc.wait(timeout=30), seen.decode(errors="replace").replace("\r\n", "\n")
+            terminal.read_until(prompt)
+            terminal.type(line)
+        return terminal.wait(), terminal.shown
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(main)
+        terminal.close()
 
 
 async def test_approve_on_a_terminal_records_the_persons_yes(store: StateStore, state_dir: Path) -> None:
@@ -159,34 +186,15 @@ async def test_a_plan_decided_elsewhere_meanwhile_keeps_that_decision(store: Sta
     from efile_mcp.guard.ports import Decision
 
     plan = await pending(store, plan_of("3333cccc3333cccc3333cccc", 4))
-    main, child_end = os.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "efile_mcp", "approve"],
-        stdin=child_end,
-        stdout=child_end,
-        stderr=child_end,
-        env=child_env(EFILE_STATE_DIR=str(state_dir), TERM="dumb"),
-    )
-    os.close(child_end)
+    terminal = OnATerminal(state_dir)
     try:
-        seen = b""
-        while b"[y/n/N]: " not in seen:
-            ready, _, _ = select.select([main], [], [], 60)
-            assert ready, seen
-            seen += os.read(main, 4096)
+        terminal.read_until("[y/n/N]: ")
         await store.decide(plan.plan_id, plan.expires_at, Decision("declined", "review_page", None, time.time()))
-        os.write(main, b"y\n")
-        assert proc.wait(timeout=30) == 1
-        while select.select([main], [], [], 0.2)[0]:
-            try:
-                seen += os.read(main, 4096)
-            except OSError:
-                break
-        assert b"Not recorded: the plan was already declined through review_page" in seen
+        terminal.type("y")
+        assert terminal.wait() == 1
+        assert "Not recorded: the plan was already declined through review_page" in terminal.shown
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(main)
+        terminal.close()
     state = await store.plan_state(plan.plan_id)
     assert state.decision is not None and state.decision.channel == "review_page"
 
@@ -202,6 +210,7 @@ async def test_without_a_terminal_it_refuses_in_one_line_and_decides_nothing(
         text=True,
         timeout=60,
         env=child_env(EFILE_STATE_DIR=str(state_dir)),
+        start_new_session=True,  # no controlling terminal, as an agent's shell tool or a pipeline has none
     )
     assert done.returncode == 2
     assert done.stdout == ""

@@ -5,12 +5,14 @@ Lists the removal plans of this user's state store that wait for a decision, sho
 answer is recorded as a `terminal` decision (`StateStore.decide`), where the guard's removal reads it;
 the agent's next execution call with its token then proceeds (or, after a no, is refused).
 
-An adapter with no policy. It asks only a terminal: with stdin or stdout not a TTY (a pipe, an agent's
-shell tool) it refuses with one line, so that an agent cannot answer for the person by piping `y`.
+An adapter with no policy. It talks to the controlling terminal itself (/dev/tty), never to stdin and
+stdout: without one (a pipe, a service, an agent's shell tool started without a terminal) it refuses in
+one line, so that piping `y` into it answers nothing.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +46,13 @@ class Terminal:
         self.writer.write(text + "\n")
         self.writer.flush()
 
+    def close(self) -> None:
+        for stream in (self.reader, self.writer):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
     def ask(self, prompt: str) -> str:
         self.writer.write(prompt)
         self.writer.flush()
@@ -54,10 +63,17 @@ class Terminal:
 
 
 def open_tty() -> Terminal | None:
-    """The controlling terminal, when stdin and stdout are one; None otherwise."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    """The controlling terminal itself (/dev/tty, CONIN$/CONOUT$ on Windows), whatever stdin and stdout are;
+    None when the process has none (a pipe, a service, an agent's shell tool started without a terminal)."""
+    try:
+        if os.name == "nt":  # pragma: no cover - the login nodes this is for are Linux
+            return Terminal(open("CONIN$", encoding="utf-8"), open("CONOUT$", "w", encoding="utf-8"))
+        fd = os.open("/dev/tty", os.O_RDWR | getattr(os, "O_NOCTTY", 0))
+    except OSError:
         return None
-    return Terminal(sys.stdin, sys.stdout)
+    reader = os.fdopen(fd, "r", encoding="utf-8", errors="replace")
+    writer = os.fdopen(os.dup(fd), "w", encoding="utf-8", errors="replace")
+    return Terminal(reader, writer)
 
 
 def describe(plan: Plan, now: float) -> list[str]:
@@ -123,7 +139,7 @@ async def approve(
     """The `efile-mcp approve` conversation. Returns the exit status: 0 decided (or nothing to decide)."""
     if terminal is None:
         sys.stderr.write(
-            "efile-mcp approve: asks the person on a terminal, and stdin/stdout are not one; run it yourself in "
+            "efile-mcp approve: asks the person on their terminal, and this process has none; run it yourself in "
             "a terminal (an SSH session), not through a pipe or an agent\n"
         )
         return 2
@@ -198,9 +214,12 @@ def run(state_url: str | None, state_dir: Path | None, plan_id: str | None) -> i
     store = open_store(state_url, state_dir)
 
     async def main() -> int:
+        terminal = open_tty()
         try:
-            return await approve(store, open_tty(), plan_id=plan_id)
+            return await approve(store, terminal, plan_id=plan_id)
         finally:
             await store.aclose()
+            if terminal is not None:
+                terminal.close()
 
     return anyio.run(main)
