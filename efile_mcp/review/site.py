@@ -193,8 +193,8 @@ class ReviewSite:
     def _tell(self, url: str, why: str) -> None:
         out = self._stderr or sys.stderr
         out.write(
-            f"efile-mcp: a removal waits for your decision ({why}): open {url} in a browser on this machine, "
-            "or run `efile-mcp approve` in a terminal\n"
+            f"efile-mcp: review page of a removal (not opened: {why}): {url} - open it in a browser on this "
+            "machine to approve or decline, or run `efile-mcp approve` in a terminal\n"
         )
         out.flush()
 
