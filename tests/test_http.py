@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,16 @@ def wait_for_port(port: int, proc: subprocess.Popen[Any], stderr: Path) -> None:
 
 #: The process serving each endpoint `http_process` started, while it runs (for tests that signal it).
 PROCESSES: dict[str, subprocess.Popen[Any]] = {}
+#: ... and the file its stderr goes to.
+STDERRS: dict[str, Path] = {}
 
 
 @contextmanager
-def http_process(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
+def http_process(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> Iterator[tuple[str, Path]]:
     """`efile-mcp --transport http` as a process; yields its MCP endpoint once it accepts connections, and the
-    file its stderr goes to (a file, not a pipe: a chatty server cannot block, the test can read it any time)."""
+    file its stderr goes to (a file, not a pipe: a chatty server cannot block, the test can read it any time).
+
+    `ready=False` yields at once (see `http_servers`, which starts several side by side)."""
     port = free_port()
     fd, name = tempfile.mkstemp(prefix="efile-mcp-http-", suffix=".stderr")
     stderr = Path(name)
@@ -74,12 +78,14 @@ def http_process(*args: str, env: dict[str, str] | None = None) -> Iterator[tupl
         env=child_env(**(env or {})),
     )
     try:
-        wait_for_port(port, proc, stderr)
+        if ready:
+            wait_for_port(port, proc, stderr)
         url = f"http://127.0.0.1:{port}/mcp"
-        PROCESSES[url] = proc
+        PROCESSES[url], STDERRS[url] = proc, stderr
         yield url, stderr
     finally:
         PROCESSES.pop(f"http://127.0.0.1:{port}/mcp", None)
+        STDERRS.pop(f"http://127.0.0.1:{port}/mcp", None)
         proc.terminate()
         try:
             proc.wait(timeout=10)
@@ -93,6 +99,16 @@ def http_process(*args: str, env: dict[str, str] | None = None) -> Iterator[tupl
 def http_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     with http_process(*args, env=env) as (url, _):
         yield url
+
+
+@contextmanager
+def http_servers(*envs: dict[str, str]) -> Iterator[list[str]]:
+    """Several servers started side by side (each spends about a second importing), yielded once all serve."""
+    with ExitStack() as stack:
+        started = [stack.enter_context(http_process(env=env, ready=False)) for env in envs]
+        for url, stderr in started:
+            wait_for_port(int(url.rsplit(":", 1)[1].split("/")[0]), PROCESSES[url], stderr)
+        yield [url for url, _ in started]
 
 
 @asynccontextmanager
@@ -249,11 +265,11 @@ async def test_replicas_sharing_the_confirmation_secret_and_a_store_accept_each_
         "EFILE_STATE_URL": redis_server.url,
         "EFILE_REMOVE_MODE": "delete",
     }
-    with (
-        http_server(env=settings_env(sandbox, tmp_path / "a.jsonl", **shared)) as replica_a,
-        http_server(env=settings_env(sandbox, tmp_path / "b.jsonl", **shared)) as replica_b,
-        http_server(env=settings_env(sandbox, tmp_path / "c.jsonl")) as loner,
-    ):
+    with http_servers(
+        settings_env(sandbox, tmp_path / "a.jsonl", **shared),
+        settings_env(sandbox, tmp_path / "b.jsonl", **shared),
+        settings_env(sandbox, tmp_path / "c.jsonl"),
+    ) as (replica_a, replica_b, loner):
         async with connect(replica_a) as a, connect(replica_b) as b, connect(loner) as c:
             plan = await call_ok(a, "remove_paths", {"paths": target})
             execute = {"paths": target, "dry_run": False, "confirmation_token": plan["confirmation_token"]}

@@ -22,7 +22,7 @@ from efile_mcp.tools.errors import STATE_STORE_UNREACHABLE
 
 from .conftest import call_error, call_ok, dry_run_then_execute
 from .redis_server import start_redis
-from .test_http import connect, http_process, settings_env
+from .test_http import STDERRS, connect, http_servers, settings_env
 
 
 async def test_redis_restarted_mid_run_gives_clear_errors_then_recovers(
@@ -71,10 +71,9 @@ async def test_two_replicas_through_a_redis_restart(sandbox: RunningSandbox, tmp
         "EFILE_REMOVE_MODE": "delete",
     }
     try:
-        with (
-            http_process(env=settings_env(sandbox, tmp_path / "a.jsonl", **shared)) as (url_a, _),
-            http_process(env=settings_env(sandbox, tmp_path / "b.jsonl", **shared)) as (url_b, stderr_b),
-        ):
+        with http_servers(
+            settings_env(sandbox, tmp_path / "a.jsonl", **shared), settings_env(sandbox, tmp_path / "b.jsonl", **shared)
+        ) as (url_a, url_b):
             async with connect(url_a) as a, connect(url_b) as b:
                 plan = await call_ok(a, "remove_paths", {"paths": [target]})
                 execute = {"paths": [target], "dry_run": False, "confirmation_token": plan["confirmation_token"]}
@@ -88,7 +87,7 @@ async def test_two_replicas_through_a_redis_restart(sandbox: RunningSandbox, tmp
                 plan = await call_ok(b, "remove_paths", {"paths": [target]})
                 execute["confirmation_token"] = plan["confirmation_token"]
                 done = await call_ok(a, "remove_paths", execute)
-            assert f"127.0.0.1:{redis.port}" in stderr_b.read_text()  # where and why: in the operator's log
+            assert f"127.0.0.1:{redis.port}" in STDERRS[url_b].read_text()  # where and why: in the operator's log
         assert [i["status"] for i in done["items"]] == ["removed"]
         assert sandbox.sandbox.received_remove_paths == [target]
     finally:
