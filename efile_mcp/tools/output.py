@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, get_args
 
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
@@ -23,6 +23,7 @@ from ..models.results import (
     DiskUsageResult,
     FindPathsResult,
     GetTaskResult,
+    ItemStatus,
     ListFilesResult,
     ProtectedHidden,
     RemoveItem,
@@ -73,8 +74,8 @@ def _first(values: Iterable[str], total: int) -> str:
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+def _plural(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count} {word if count == 1 else plural or word + 's'}"
 
 
 def _incomplete(complete: bool, reason: str | None) -> str:
@@ -184,7 +185,9 @@ def _usage(result: DiskUsageResult) -> str:
         largest = (f"{child.path.rpartition('/')[2]} {human_size(child.size)}" for child in result.children)
         lines.append("Largest: " + _first(largest, len(result.children)) + ".")
     if result.others:
-        lines.append(f"{_plural(result.others.count, 'more child')}: {human_size(result.others.size)}.")
+        lines.append(
+            f"{_plural(result.others.count, 'more child', 'more children')}: {human_size(result.others.size)}."
+        )
     if result.unreadable_count:
         lines.append(f"{_plural(result.unreadable_count, 'folder')} could not be read.")
     lines += _protected(result.protected_hidden)
@@ -200,7 +203,7 @@ def _protected(hidden: ProtectedHidden | None) -> list[str]:
 
 def _find(result: FindPathsResult) -> str:
     lines = [
-        f"{_plural(result.total_matches, 'match')} below {result.path}, {human_size(result.total_size)} in all."
+        f"{_plural(result.total_matches, 'match', 'matches')} below {result.path}, {human_size(result.total_size)} in all."
         f"{_incomplete(result.complete, result.incomplete_reason)}"
     ]
     if result.matches:
@@ -229,11 +232,7 @@ def _exception(item: RemoveItem) -> str:
 
 def _removal(result: RemovePathsResult) -> str:
     summary = result.summary
-    counts = {
-        status: getattr(summary, status)
-        for status in ("would_remove", "removed", "queued", "missing", "failed", "refused", "changed")
-        if getattr(summary, status)
-    }
+    counts = {status: getattr(summary, status, 0) for status in get_args(ItemStatus) if getattr(summary, status, 0)}
     at_least = "at least " if summary.lower_bound else ""
     head = "Dry run (nothing deleted)" if result.dry_run else "Execution"
     lines = [
@@ -270,7 +269,7 @@ def _tasks(result: GetTaskResult) -> str:
     if result.not_found:
         total = result.not_found_count or len(result.not_found)
         lines.append("Unknown ids (never issued, or ended over 24 h ago): " + _first(result.not_found, total) + ".")
-    if result.waited_seconds:
+    if result.waited_seconds >= 0.05:
         lines.append(f"Waited {result.waited_seconds:.1f} s.")
     return "\n".join(lines)
 
