@@ -8,6 +8,7 @@ CI sets EFILE_REQUIRE_BROWSER=1, and then a missing browser fails them instead.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -821,3 +822,38 @@ async def test_an_open_page_follows_a_decision_made_in_the_terminal(
     await page.wait_for_selector('#status[data-status="approved"]', timeout=15_000)
     assert "in a terminal" in await page.locator("#status").inner_text()
     assert await page.get_by_role("button", name="Decline").count() == 0
+
+
+async def test_replicas_sharing_a_redis_store_serve_and_decide_each_others_pages(tmp_path: Path, clock: Clock) -> None:
+    """Only the secret's hash is stored, in the shared store: a page made by one replica opens on another."""
+    from .redis_server import start_redis
+
+    server = start_redis(tmp_path / "redis")
+    first = second = None
+    try:
+        first, second = open_store(server.url, None, clock=clock), open_store(server.url, None, clock=clock)
+        plan = await saved(first, sample_plan(40, now=clock.now))
+        made, serving = ReviewSite(first, clock=clock), ReviewSite(second, clock=clock)
+        try:
+            url = await made.url_for(plan.plan_id, plan.expires_at)
+            secret_path = url.split("/review/", 1)[1]
+            other = (await serving.url_for("0" * 24, plan.expires_at)).split("/review/", 1)[0]
+            elsewhere = f"{other}/review/{secret_path}"
+            async with httpx.AsyncClient() as http:
+                form = await form_of(http, elsewhere)
+                assert (await post_decision(http, elsewhere, "approve:delete", form=form)).status_code == 303
+            state = await first.plan_state(plan.plan_id)
+            assert state.status == "approved" and state.decision is not None
+            assert state.decision.channel == "review_page"
+            raw = await first.load_plan("review-" + hashlib.sha256(url.split("/")[-2].encode()).hexdigest())
+            assert raw is not None and url.split("/")[-2].encode() not in raw, (
+                "the store keeps the hash, not the secret"
+            )
+        finally:
+            await made.aclose()
+            await serving.aclose()
+    finally:
+        for opened in (first, second):
+            if opened is not None:
+                await opened.aclose()
+        server.stop()
