@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from mcp import Client
 
+from efile_mcp.models.results import ItemStatus
 from efile_mcp.sandbox import RunningSandbox
 
 from .conftest import call_error, call_ok
@@ -87,3 +88,10 @@ async def test_text_is_a_short_summary_with_what_to_do_next(client: Client, sand
     result = await client.call_tool("remove_paths", {"paths": [f"{sandbox.home}/scratch/tmp.log"]})
     (text,) = [block.text for block in result.content if hasattr(block, "text")]
     assert "would_remove 1" in text and "confirmation_token" in text and plan["next_step"][:20] in text
+    result = await client.call_tool(
+        "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+    )
+    (text,) = [block.text for block in result.content if hasattr(block, "text")]
+    assert result.structured_content is not None
+    outcome = {k: v for k, v in result.structured_content["summary"].items() if k in get_args(ItemStatus) and v}
+    assert outcome and all(f"{status} {count}" in text for status, count in outcome.items()), (outcome, text)
