@@ -13,6 +13,7 @@ from mcp.server.mcpserver import Context
 
 from ..config import Settings
 from ..guard.guard import Guard
+from ..guard.requests import Progress
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ def state_of(ctx: Context[Any, Any]) -> ToolState:
     return state
 
 
-def progress_of(ctx: Context[Any, Any]):  # type: ignore[no-untyped-def]
+def progress_of(ctx: Context[Any, Any]) -> Progress:
     """The guard's progress callback: MCP progress notifications (a no-op unless the caller asked for them)."""
 
     async def report(done: float, total: float | None, message: str | None) -> None:
