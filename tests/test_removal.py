@@ -26,6 +26,8 @@ from efile_mcp.guard.seen import SeenPath
 from efile_mcp.guard.store import StateStore, open_store
 from efile_mcp.guard.tokens import ConfirmationSigner
 from efile_mcp.models.results import RemoveItem, RemovePathsResult
+from efile_mcp.models.units import quota_bytes
+from efile_mcp.models.wire import QuotaEntry
 from efile_mcp.sandbox import RunningSandbox
 
 from .clocks import ManualClock
@@ -417,9 +419,20 @@ async def test_the_person_may_choose_the_quarantine_for_a_delete_plan_never_the_
     assert world.exists(f"{world.sandbox.home}/scratch/run-002")
 
 
+@dataclass
+class FakeQuota:
+    entries: list[QuotaEntry]
+    error: str | None = None
+
+    async def read(self) -> FakeQuota:
+        return self
+
+
 async def test_the_plan_keeps_the_dry_runs_totals_and_exceptions_for_the_page(world: World) -> None:
     from efile_mcp.guard.seen import Plan
 
+    home = world.sandbox.home
+    world.guard._quota = FakeQuota([QuotaEntry(path=home, threshold=1.0, usage=0.5)])
     removal = world.removal()
     preview = await plan(removal, world, "run-001", "no-such-file", ".ssh")
     data = await world.store.load_plan(preview.plan_id or "")
@@ -429,3 +442,12 @@ async def test_the_plan_keeps_the_dry_runs_totals_and_exceptions_for_the_page(wo
     assert stored.mode == "delete"
     statuses = {row[0].rsplit("/", 1)[-1]: row[1] for row in stored.exceptions}
     assert statuses == {"no-such-file": "missing", ".ssh": "refused"}
+    # The quota before -> after, for the page: a deletion frees what it removes.
+    (quota,) = stored.quota
+    half = quota_bytes(0.5)
+    assert quota == {
+        "path": home,
+        "limit_bytes": quota_bytes(1.0),
+        "used_bytes": half,
+        "after_bytes": half - preview.summary.total_size,
+    }

@@ -71,6 +71,8 @@ log = logging.getLogger("efile_mcp.guard")
 #: How long a walk that did not finish (disk_usage's resume, find_paths' cursor) is kept after its last call.
 _WALK_TTL = 3600.0
 _UNREADABLE_SHOWN = 10
+#: A dry run waits this long at most for the quota it keeps in its plan (the review page's before -> after).
+_PLAN_QUOTA_SECONDS = 5.0
 
 
 class QuotaSource(Protocol):
@@ -236,6 +238,18 @@ class Guard:
         except EfileMcpError as exc:
             log.warning("the quarantine could not be read for storage_status: %s", exc)
             return None
+
+    async def quota_now(self) -> list[QuotaInfo]:
+        """The quota as it is now, for a dry run's plan (the review page shows before -> after); [] if unknown."""
+        if self._quota is None:
+            return []
+        with anyio.move_on_after(_PLAN_QUOTA_SECONDS):
+            try:
+                report = await self._quota.read()
+                return [self._quota_info(entry) for entry in report.entries]
+            except EfileMcpError as exc:
+                log.info("the quota could not be read for a plan: %s", exc)
+        return []
 
     @staticmethod
     def _quota_info(entry: QuotaEntry) -> QuotaInfo:

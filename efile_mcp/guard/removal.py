@@ -35,7 +35,7 @@ import anyio
 from ..client.removal import EfileRemover, RemovalRun, RemoveOutcome
 from ..client.walk import Listings, WalkLimits
 from ..errors import AuditUnavailable, AuthError, EfileMcpError
-from ..models.results import ITEMS_LISTED_MAX, RemoveItem, RemovePathsResult, Selection
+from ..models.results import ITEMS_LISTED_MAX, QuotaInfo, RemoveItem, RemovePathsResult, Selection
 from .audit import AuditLog
 from .insight import Matcher, find, incomplete_reason
 from .inspect import Inspector
@@ -113,6 +113,8 @@ class Host(Protocol):
     def _walk_limits(self, max_entries: int | None = None) -> WalkLimits: ...
 
     async def _ready(self) -> None: ...
+
+    async def quota_now(self) -> list[QuotaInfo]: ...
 
 
 class QuarantineSender(Protocol):
@@ -340,6 +342,7 @@ class Removal:
                 mode=plan_mode,
                 exceptions=[[i.path, i.status, i.reason or ""] for i in exceptions],
                 summary=summary.model_dump(exclude_none=True),
+                quota=_quota_after(await host.quota_now(), removable, plan_mode),
             )
             await host.store.save_plan(plan_id, plan.to_bytes(), plan.expires_at)
             token = host.signer.seal(plan_id, plan.path_set, plan.expires_at, total_size=summary.total_size)
@@ -983,6 +986,20 @@ async def _audit_quietly(audit: AuditLog, event: str, **fields: Any) -> None:
         await audit.write(event, **fields)
     except AuditUnavailable as exc:
         log.error("audit record %s failed: %s", event, exc)
+
+
+def _quota_after(quota: Sequence[QuotaInfo], removable: Sequence[SeenPath], mode: str) -> list[dict[str, Any]]:
+    """Each quota entry before -> after the plan: a deletion frees what it removes below the entry's path;
+    a quarantine frees nothing until it is purged."""
+    rows = []
+    for entry in quota:
+        prefix = entry.path.rstrip("/") + "/"
+        freed = sum(s.size for s in removable if not entry.path or s.path.startswith(prefix))
+        after = entry.used_bytes if mode == "quarantine" else max(0, entry.used_bytes - freed)
+        rows.append(
+            {"path": entry.path, "limit_bytes": entry.limit_bytes, "used_bytes": entry.used_bytes, "after_bytes": after}
+        )
+    return rows
 
 
 def _mode_words(mode: str, purge: bool) -> str:
