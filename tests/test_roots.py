@@ -61,3 +61,28 @@ async def test_good_roots_give_no_problems_and_no_warning(tmp_path: Path) -> Non
     status, stderr = await _status(tmp_path, "~/scratch,~/数据")
     assert "roots_problems" not in status
     assert " WARNING " not in stderr
+
+
+async def test_with_sign_in_the_roots_are_looked_up_at_the_first_storage_status(
+    sandbox: Any, audit_path: Path, caplog: Any
+) -> None:
+    """Sign-in waits for the first call (start-up stays offline): that call names a mistyped root."""
+    import logging
+
+    from efile_mcp.server import build_server
+
+    from .test_signin import signin_settings
+
+    settings = signin_settings(sandbox, audit_path, allowed_roots=("~/scratc", "~/projects"))
+    with caplog.at_level(logging.WARNING):
+        async with Client(build_server(settings)) as client:
+            assert sandbox.sandbox.request_counts["file/list"] == 0  # nothing before the first call
+            status = await call_ok(client, "storage_status", {})
+    (problem,) = status["roots_problems"]
+    assert problem == {
+        "root": f"{sandbox.home}/scratc",
+        "reason": "does not exist",
+        "write_instead": "'~/scratch'",
+    }
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{sandbox.home}/scratc" in line and "'~/scratch'" in line
