@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import uvicorn
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from .config import Settings
 from .errors import ConfigError
@@ -214,8 +215,6 @@ def _json_refusal(status: int, retry_after: int | None, error: str, message: str
 
 def _sessionless(scope: Scope) -> bool:
     """A request of the 2026-07-28 era (its protocol version in a header, not a handshake one): no session is held."""
-    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
-
     version = next((bytes(v).decode("latin-1") for k, v in scope["headers"] if k == b"mcp-protocol-version"), None)
     return version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS
 
@@ -230,8 +229,9 @@ class _Session:
 class SessionLimits:
     """ASGI middleware (inside `BearerAuth`): the most sessions per bearer token and per replica, and a clear refusal.
 
-    A POST without `Mcp-Session-Id` opens a session (except in the sessionless 2026-07-28 era). It is admitted while its token holds fewer than
-    `max_per_client` sessions and the replica fewer than `max_sessions` (sessions being opened count);
+    A POST without `Mcp-Session-Id` opens a session (except in the sessionless 2026-07-28 era). It is
+    admitted while its token holds fewer than `max_per_client` sessions and the replica fewer than
+    `max_sessions` (sessions being opened count);
     otherwise it gets 429 (its token's share is used) or 503 (the replica is full) with `Retry-After`:
     the seconds until the least recently used of the sessions in the way would be reaped as idle.
 
