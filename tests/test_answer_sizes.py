@@ -298,3 +298,30 @@ def test_a_page_of_long_entries_is_cut_where_the_next_page_starts() -> None:
     assert json_size(rendered.structured_content) <= STRUCTURED_MAX
     (text,) = [block.text for block in rendered.content if hasattr(block, "text")]
     assert f"start={400 + kept}" in text
+
+
+def test_children_with_very_long_paths_are_summed_into_the_rest() -> None:
+    from efile_mcp.models.results import DiskUsageResult, UsageChild, UsageRest
+
+    deep = "/public/home/alice/" + "/".join(["a-rather-long-folder-name-of-a-workflow"] * 10)
+    children = [
+        UsageChild(path=f"{deep}/{LONG.format(i=i, r=4)}", type="file", size=1000 - i, file_count=1) for i in range(50)
+    ]
+    answer = DiskUsageResult(
+        path=deep,
+        total_size=10**6,
+        file_count=60,
+        dir_count=0,
+        complete=True,
+        entries_seen=60,
+        requests=1,
+        children=children,
+        others=UsageRest(count=10, size=100, file_count=10),
+    )
+    rendered = render(answer)
+    assert rendered.structured_content is not None
+    assert json_size(rendered.structured_content) <= STRUCTURED_MAX
+    shown = rendered.structured_content["children"]
+    others = rendered.structured_content["others"]
+    assert len(shown) < 50 and others["count"] == 10 + 50 - len(shown)
+    assert sum(c["size"] for c in shown) + others["size"] == sum(c.size for c in children) + 100

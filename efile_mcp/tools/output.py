@@ -29,6 +29,7 @@ from ..models.results import (
     RemoveItem,
     RemovePathsResult,
     StorageStatusResult,
+    UsageRest,
 )
 from ..models.units import human_size
 
@@ -117,6 +118,21 @@ def _fit_removal(result: RemovePathsResult) -> RemovePathsResult:
     return result.model_copy(update={"items": ordered[:kept], "items_not_shown": len(items) - kept})
 
 
+def _fit_usage(result: DiskUsageResult) -> DiskUsageResult:
+    """Children with very long paths: the smallest of them summed into `others`, as `top` would have."""
+    kept = fitting_count(list(result.children))
+    if kept == len(result.children):
+        return result
+    folded = result.children[kept:]
+    rest = result.others or UsageRest(count=0, size=0, file_count=0)
+    others = UsageRest(
+        count=rest.count + len(folded),
+        size=rest.size + sum(c.size for c in folded),
+        file_count=rest.file_count + sum(c.file_count for c in folded),
+    )
+    return result.model_copy(update={"children": result.children[:kept], "others": others})
+
+
 def _fit_tasks(result: GetTaskResult) -> GetTaskResult:
     kept = fitting_count(list(result.tasks))
     if kept == len(result.tasks):
@@ -142,6 +158,7 @@ def _fit_cancel(result: CancelTasksResult) -> CancelTasksResult:
 
 _FITS: dict[type[BaseModel], Callable[[Any], BaseModel]] = {
     CancelTasksResult: _fit_cancel,
+    DiskUsageResult: _fit_usage,
     ListFilesResult: _fit_listing,
     RemovePathsResult: _fit_removal,
     GetTaskResult: _fit_tasks,
