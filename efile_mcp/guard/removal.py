@@ -457,7 +457,12 @@ class Removal:
         if data is None:
             await self._refuse(
                 "unknown_plan",
-                "the plan behind this confirmation token is no longer known (it expired, or the state store "
+                # The token is valid (sealed here, not expired): a shared store that lacks its plan lost it.
+                "the state store lost the plan behind this confirmation token (Redis was restarted without "
+                "persistence, or flushed): nothing was deleted; run remove_paths with dry_run=true again for a new "
+                "token."
+                if host.store.shared
+                else "the plan behind this confirmation token is no longer known (it expired, or the state store "
                 "lost it, or it was made by a server that does not share this one's state store): nothing was "
                 "deleted; run remove_paths with dry_run=true again.",
                 dry_run=False,
