@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         description="auto: open the review page in the person's browser when the person must decide ($BROWSER "
         "honoured); never: only write its address to stderr.",
     )
+    execution_lease: float = Field(
+        default=30.0,
+        ge=1,
+        le=600,
+        description="Seconds an execution holds its plan without renewing it: when a replica dies mid-way, the "
+        "next execution with the same token resumes it after this long.",
+    )
     remove_mode: Literal["quarantine", "delete"] = Field(
         default="quarantine",
         description="What remove_paths does when the dry run names no mode: quarantine (restorable) or delete "

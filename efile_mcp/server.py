@@ -44,7 +44,7 @@ from .errors import ConfigError, EfileMcpError
 from .guard.audit import AuditLog, default_audit_path
 from .guard.guard import Guard
 from .guard.paths import DEFAULT_PROTECTED, PathPolicy, expand_home, is_home_relative
-from .guard.quarantine import purge_at_start
+from .guard.quarantine import purge_at_start, purge_dry_run_at_start
 from .guard.reconcile import reconcile_at_start
 from .guard.store import StateStore, open_store
 from .guard.tokens import ConfirmationSigner
@@ -253,25 +253,35 @@ def build_server(
             quota=QuotaReader.for_settings(settings, ac=ac, tokens=tokens, locator=locator, transport=transport),
             confirm_timeout=settings.confirm_timeout,
             remove_mode=settings.remove_mode,
+            execution_lease=settings.execution_lease,
             links_inside=settings.links_inside,
             pages=review,
             quarantine_days=settings.quarantine_days,
         )
+        purge_preview = None
         if credentials is None:
             # A token (or the sandbox) needs no sign-in: the roots are looked up now, so a wrong one is a
             # WARNING at start rather than a refusal at the first dry run. Bounded: start-up stays quick.
+            reached = False
             with anyio.move_on_after(ROOTS_CHECK_SECONDS):
                 try:
                     await guard.roots_problems()
+                    reached = True
                 except EfileMcpError as exc:
                     log.info("the allowed roots could not be checked at start-up: %s", exc)
+            if reached:
+                with anyio.move_on_after(ROOTS_CHECK_SECONDS):
+                    # The purge's dry run now (logged); only expired plans, if any, are purged in the background.
+                    purge_preview = await purge_dry_run_at_start(guard.quarantine)
         try:
             async with anyio.create_task_group() as background:
                 # Intents a crash left without an outcome get one from the storage's state: off the first call's way.
                 states = Listings(EfileApi(transport), concurrency=settings.concurrency, keep=False)
                 background.start_soon(reconcile_at_start, audit, states)
                 # Plans older than EFILE_QUARANTINE_DAYS: a dry run logged, then purged (not when read-only).
-                background.start_soon(partial(purge_at_start, guard.quarantine, read_only=settings.read_only))
+                background.start_soon(
+                    partial(purge_at_start, guard.quarantine, read_only=settings.read_only, dry=purge_preview)
+                )
                 try:
                     yield ToolState(settings=settings, guard=guard)
                 finally:

@@ -64,6 +64,7 @@ from .requests import (
     walk_progress,
 )
 from .roots import RootsCheck
+from .store import LEASE_SECONDS
 from .tokens import ConfirmationSigner
 
 log = logging.getLogger("efile_mcp.guard")
@@ -101,6 +102,7 @@ class Guard:
         clock: Callable[[], float] = time.time,
         confirm_timeout: float = 120.0,
         remove_mode: RemoveMode = "quarantine",
+        execution_lease: float = LEASE_SECONDS,
         links_inside: LinksInside = "refuse",
         pages: ReviewPages | None = None,
         quarantine: QuarantineSender | None = None,
@@ -151,6 +153,7 @@ class Guard:
             confirm=_confirm_mode(confirm_mode),
             confirm_timeout=confirm_timeout,
             default_mode=remove_mode,
+            lease_seconds=execution_lease,
             links_inside=links_inside,
             pages=pages,
             quarantine=quarantine or self.quarantine,
