@@ -839,26 +839,43 @@ def _refused_alone(exc: ApiError) -> MoveState:
 START_UP_PURGE: contextvars.ContextVar[bool] = contextvars.ContextVar("efile_mcp_start_up_purge", default=True)
 
 
-async def purge_at_start(quarantine: Quarantine, *, read_only: bool) -> PurgeReport | None:
-    """At server start: a dry run of the purge, its summary logged; then, unless read-only, the purge of what
-    expired (the same rule as `efile-mcp purge`, audited as `expired`). Never fatal: the server serves anyway."""
+async def purge_dry_run_at_start(quarantine: Quarantine) -> PurgeReport | None:
+    """The start-up dry run of the purge, its summary logged (WARNING per expired plan); None if it could not run."""
     if not START_UP_PURGE.get():
         return None
     try:
         dry = await quarantine.purge(dry_run=True)
-        if not dry.expired:
-            if dry.kept:
-                log.info("quarantine at start-up: %s", dry.lines()[-1])
-            return dry
-        for line in dry.lines():
-            log.warning("quarantine at start-up (dry run): %s", line)
-        if read_only:
-            log.warning("quarantine at start-up: read-only, nothing purged (run `efile-mcp purge`)")
-            return dry
-        done = await quarantine.purge(dry_run=False, tool="start-up")
-        for line in done.lines():
-            log.warning("quarantine at start-up: %s", line)
-        return done
     except EfileMcpError as exc:
         log.info("the quarantine could not be checked at start-up: %s", exc)
         return None
+    if dry.expired:
+        for line in dry.lines():
+            log.warning("quarantine at start-up (dry run): %s", line)
+    elif dry.kept:
+        log.info("quarantine at start-up: %s", dry.lines()[-1])
+    return dry
+
+
+async def purge_at_start(
+    quarantine: Quarantine, *, read_only: bool, dry: PurgeReport | None = None
+) -> PurgeReport | None:
+    """At server start: a dry run of the purge, its summary logged (or `dry`, the one made already); then,
+    unless read-only, the purge of what expired (the same rule as `efile-mcp purge`, audited as `expired`).
+    Never fatal: the server serves anyway."""
+    if not START_UP_PURGE.get():
+        return None
+    if dry is None:
+        dry = await purge_dry_run_at_start(quarantine)
+    if dry is None or not dry.expired:
+        return dry
+    if read_only:
+        log.warning("quarantine at start-up: read-only, nothing purged (run `efile-mcp purge`)")
+        return dry
+    try:
+        done = await quarantine.purge(dry_run=False, tool="start-up")
+    except EfileMcpError as exc:
+        log.warning("the quarantine's expired plans could not be purged at start-up: %s", exc)
+        return None
+    for line in done.lines():
+        log.warning("quarantine at start-up: %s", line)
+    return done
