@@ -34,7 +34,7 @@ import anyio
 
 from ..client.removal import EfileRemover, RemovalRun, RemoveOutcome
 from ..client.walk import Listings, WalkLimits
-from ..errors import AuditUnavailable, AuthError, EfileMcpError
+from ..errors import AuditUnavailable, AuthError, EfileMcpError, StateStoreError
 from ..models.results import ITEMS_LISTED_MAX, QuotaInfo, RemoveItem, RemovePathsResult, Selection
 from .audit import AuditLog
 from .insight import Matcher, find, incomplete_reason
@@ -827,7 +827,7 @@ class Removal:
             try:
                 await host.store.finish(plan.plan_id, plan.expires_at, run_id, outcome)
             except EfileMcpError as exc:
-                afterwards.append(f"the outcome could not be recorded in the state store ({exc})")
+                afterwards.append(f"the outcome could not be recorded in the state store ({_store_trouble(exc)})")
             try:
                 await host.audit.write(
                     "execution",
@@ -945,7 +945,7 @@ class Removal:
                         )
                     except EfileMcpError as exc:
                         afterwards.append(
-                            f"the task ids could not be kept for get_task by plan_id ({exc}); "
+                            f"the task ids could not be kept for get_task by plan_id ({_store_trouble(exc)}); "
                             "follow the task_ids of this answer"
                         )
                 if interrupted:
@@ -984,6 +984,14 @@ class _NothingSent(Exception):
     def __init__(self, error: EfileMcpError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _store_trouble(exc: EfileMcpError) -> str:
+    """A store failure after sending, in a few words: the details (a Redis error's text) go to the log."""
+    if isinstance(exc, StateStoreError):
+        log.warning("the state store failed after a removal was sent: %s", exc)
+        return "the state store is unreachable"
+    return str(exc)
 
 
 async def _audit_quietly(audit: AuditLog, event: str, **fields: Any) -> None:
