@@ -182,7 +182,13 @@ async def test_pending_is_not_spent_and_an_approval_elsewhere_lets_the_next_call
     removal = world.removal(confirm="auto", pages=pages)
     preview = await plan(removal, world)
     client = FakeClient()  # no form: the page is opened in the person's browser
-    waiting = await refused(removal.execute(request(preview), client))
+    said: list[str | None] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        said.append(message)
+
+    waiting = await refused(removal.execute(request(preview), client, progress=progress))
+    assert said and all("waiting for the person's decision" in (m or "") for m in said)  # progress while waiting
     assert waiting.code == "awaiting_person"
     assert "the page opened in their browser" in str(waiting) and "not spent" in str(waiting)
     assert "http" not in str(waiting)  # where to decide, never the URL

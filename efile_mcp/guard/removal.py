@@ -618,13 +618,14 @@ class Removal:
                 return await self._redeem(plan, session, state, token_alone=True)
             if self.confirm == "human":
                 await self._refuse_code("person_unreachable", plan)
-        where.append("or `efile-mcp approve` in a terminal")
+        where.append("`efile-mcp approve` in a terminal")
+        places = where[0] if len(where) == 1 else ", ".join(where[:-1]) + " or " + where[-1]
         state = await self._mark_asked(plan, session)
-        state = await self._wait(plan, state, deadline, progress, ", ".join(where))
+        state = await self._wait(plan, state, deadline, progress, places)
         if state.status in ("approved", "declined"):
             return await self._decided(plan, session, state)
         await self._refuse_by_state(plan, state, session)
-        await self._refuse_code("awaiting_person", plan, where=", ".join(where))
+        await self._refuse_code("awaiting_person", plan, where=places)
         raise AssertionError("unreachable")
 
     def _show(self, url: str) -> bool:

@@ -156,9 +156,7 @@ class Redemption:
 def _asked(state: PlanState, session: str | None) -> PlanState | None:
     if state.status == "open":
         return replace(state, status="asked", asked_by=session)
-    if state.status == "asked" and state.asked_by is None and session is not None:
-        return replace(state, asked_by=session)
-    return None
+    return None  # asked stays asked by whoever asked first (a plan asked without a session stays so)
 
 
 def _decided(state: PlanState, decision: Decision, session: str | None) -> PlanState | None:
