@@ -28,7 +28,7 @@ from efile_mcp.client.transport import EfileTransport
 from efile_mcp.client.walk import Listings
 from efile_mcp.config import Settings
 from efile_mcp.guard.audit import PROCESS, AuditLog, encode_record
-from efile_mcp.guard.reconcile import reconcile
+from efile_mcp.guard.reconcile import open_intents, reconcile
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.faults import FaultPlan, FaultRule
 from efile_mcp.server import build_server
@@ -214,3 +214,15 @@ async def test_a_replica_killed_after_sending_is_reconciled_by_the_next_start(
         (found,) = await wait_for_reconciled(audit, 1)
     assert found["plan_id"] == intent_record["plan_id"]
     assert sorted(found["gone"]) == sorted(targets) and found["still_there"] == found["unknown"] == []
+
+
+def test_only_the_newest_rotated_files_are_read_and_compressed_ones_never(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    dead = dead_process()
+    for age in range(1, 6):  # audit.jsonl.5 (oldest) ... audit.jsonl.1
+        rotated = audit.with_name(f"audit.jsonl.{age}")
+        rotated.write_bytes(intent(f"plan-in-{age}", ["/p"], dead))
+        os.utime(rotated, (10_000 - age, 10_000 - age))
+    (tmp_path / "audit.jsonl.6.gz").write_bytes(intent("plan-compressed", ["/p"], dead))
+    audit.write_bytes(intent("plan-current", ["/p"], dead))
+    assert {i.plan_id for i in open_intents(audit)} == {"plan-in-3", "plan-in-2", "plan-in-1", "plan-current"}
