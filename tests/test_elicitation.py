@@ -28,16 +28,18 @@ from .conftest import audit_lines, call_ok
 class Person:
     """An elicitation callback that answers as told and remembers what it was shown."""
 
-    def __init__(self, action: str = "accept", content: dict[str, Any] | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self, action: str = "accept", content: dict[str, Any] | None = None, never_answers: bool = False
+    ) -> None:
         self.action = action
         self.content = {"confirm": True} if content is None else content
-        self.delay = delay
+        self.never_answers = never_answers
         self.asked: list[str] = []
 
     async def __call__(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         self.asked.append(params.message)
-        if self.delay:
-            await anyio.sleep(self.delay)
+        if self.never_answers:  # the form is shown and never filled in: the server's timeout decides
+            await anyio.sleep_forever()
         if self.action == "accept":
             return types.ElicitResult(action="accept", content=self.content)
         return types.ElicitResult(action=self.action)  # type: ignore[arg-type]
@@ -150,7 +152,7 @@ async def test_no_answer_in_time_waits_on_the_legacy_era(
     make_settings: Any, sandbox: RunningSandbox, targets: list[str], audit_path: Path
 ) -> None:
     """Claude Desktop's era: the server waits EFILE_CONFIRM_TIMEOUT for a form some clients never render."""
-    person = Person(delay=30)
+    person = Person(never_answers=True)
     async with Client(
         build_server(make_settings(confirm_timeout=1.0)), mode="legacy", elicitation_callback=person
     ) as client:
@@ -314,7 +316,7 @@ async def test_no_answer_in_time_keeps_the_token_for_the_persons_decision_elsewh
     make_settings: Any, sandbox: RunningSandbox, targets: list[str], audit_path: Path
 ) -> None:
     """The form timed out; a later server (same store, same secret) runs the token once the person approved."""
-    person = Person(delay=5)
+    person = Person(never_answers=True)
     secret = "one-secret-for-both-server-runs-0123456789abcdef"
     async with Client(
         build_server(make_settings(confirm_timeout=0.2, confirm_secret=secret)),

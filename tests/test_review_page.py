@@ -601,7 +601,7 @@ async def address_opened(log: Path) -> str:
 
 async def never_answers(context: Any, params: Any) -> Any:
     """A client that declares form elicitation and never draws it (Claude Desktop's chat, late 2026)."""
-    await anyio.sleep(3600)
+    await anyio.sleep_forever()
 
 
 def result_text(result: Any) -> str:

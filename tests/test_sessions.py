@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import httpx2 as httpx
+import pytest
 from mcp.shared.exceptions import MCPError
 
 from efile_mcp.sandbox import RunningSandbox
@@ -69,6 +70,7 @@ async def open_many(url: str, count: int, token: str = HTTP_TOKEN) -> list[str]:
     return ids
 
 
+@pytest.mark.realtime  # a real server process's idle reaping / shutdown grace, in real seconds
 async def test_a_thousand_abandoned_sessions_are_reaped_within_the_idle_timeout(
     sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -131,6 +133,7 @@ async def test_a_flood_from_one_token_does_not_deny_the_others(sandbox: RunningS
         assert stderr.read_text().count("refusing new MCP sessions") == 1
 
 
+@pytest.mark.realtime  # a real server process's idle reaping / shutdown grace, in real seconds
 async def test_sigterm_lets_a_call_in_flight_finish_then_exits(sandbox: RunningSandbox, tmp_path: Path) -> None:
     env = settings_env(sandbox, tmp_path / "audit.jsonl", EFILE_HTTP_SHUTDOWN_SECONDS="20")
     answer: dict[str, Any] = {}
