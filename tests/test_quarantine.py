@@ -360,3 +360,39 @@ async def test_start_up_logs_a_dry_run_then_purges_only_expired(rig: Rig, caplog
     assert not (rig.root / "scratch" / QUARANTINE_DIR / "old").exists()
     assert (rig.root / "scratch" / QUARANTINE_DIR / "new").exists()
     assert [r["tool"] for r in rig.audit() if r["event"] == "expired"] == ["start-up", "start-up"]
+
+
+async def test_something_appearing_as_a_restore_lands_is_a_conflict_and_stays(rig: Rig) -> None:
+    """The race between the restore's look and its move: uncover makes the storage refuse (911021), and the
+    entry stays in quarantine, reported as a conflict."""
+    await rig.quarantine.send("race", await rig.seen("scratch/tmp.log", "scratch/run-002/stdout.log"))
+    original = rig.root / "scratch/tmp.log"
+
+    async def someone_writes_first(name: str, request: object) -> None:
+        if name == "move" and not original.exists():
+            original.write_text("written by someone else just now\n")
+
+    rig.sandbox.sandbox.fault = someone_writes_first  # type: ignore[assignment]
+    result = await rig.quarantine.restore("race")
+    by_path = {item.path: item.status for item in result.items or ()}
+    assert by_path == {rig.v("scratch/tmp.log"): "conflict", rig.v("scratch/run-002/stdout.log"): "restored"}
+    assert original.read_text() == "written by someone else just now\n"
+    assert (rig.root / "scratch" / QUARANTINE_DIR / "race/tmp.log").exists()
+    assert [r["reason"] for r in rig.audit() if r["event"] == "refusal"] == []
+
+
+async def test_a_restore_whose_answer_is_lost_is_reconciled_by_listing(rig: Rig) -> None:
+    await rig.quarantine.send("lost", await rig.seen("scratch/tmp.log", "scratch/run-001"))
+    rig.sandbox.sandbox.faults = FaultPlan([FaultRule("lose_answer", endpoint="move", burst=1)])
+    rig.sandbox.sandbox.reset_records()
+    result = await rig.quarantine.restore("lost")
+    assert result.summary.restored == 2, result
+    assert rig.sandbox.sandbox.request_counts["move"] == 1  # the lost move was listed, not sent again
+    assert (rig.root / "scratch/tmp.log").exists() and (rig.root / "scratch/run-001/stdout.log").exists()
+
+
+async def test_restoring_an_unknown_plan_is_audited(rig: Rig) -> None:
+    with pytest.raises(GuardRefusal):
+        await rig.quarantine.restore("never-quarantined")
+    refusals = [r for r in rig.audit() if r["event"] == "refusal"]
+    assert refusals and refusals[-1]["tool"] == "restore_paths" and refusals[-1]["plan_id"] == "never-quarantined"

@@ -559,6 +559,9 @@ class Quarantine:
         listings = self._listings()
         roots = await self._roots_holding(plan_id, listings)
         if not roots:
+            await self.audit.write(
+                "refusal", tool="restore_paths", decision="refused", reason="unknown_plan", plan_id=plan_id[:64]
+            )
             raise GuardRefusal(
                 "unknown_plan",
                 f"no quarantine holds plan {plan_id!r} (it was never quarantined here, was purged, or was restored "
