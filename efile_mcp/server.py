@@ -56,7 +56,8 @@ INSTRUCTIONS = """\
 efile-mcp reaches the person's SCNet supercomputer storage. For a clean-up: storage_status (roots,
 quota), disk_usage (what is big), find_paths (what is big and old), then remove_paths with paths or
 select as a dry run; show the person what it would remove (a folder's size is its whole tree) and
-execute only after they agree, with the dry run's confirmation_token alone. Deletion is permanent.
+execute only after they agree, with the dry run's confirmation_token alone. By default a removal
+moves paths into a quarantine the person can undo with restore_paths; mode='delete' is permanent.
 Follow queued removals with get_task.
 """
 

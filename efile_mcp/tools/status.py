@@ -10,8 +10,9 @@ from .errors import tool_errors
 from .state import state_of
 
 DESCRIPTION = """\
-Where removal is allowed (allowed roots, resolved), protected names, limits, confirmation mode, region and \
-storage quota. Call it first: it gives the home directory.
+Where removal is allowed (allowed roots, resolved), protected names, limits, confirmation mode, region, \
+storage quota, and what is in quarantine (per plan: restorable with restore_paths until purged). Call it first: \
+it gives the home directory.
 """
 
 
