@@ -196,3 +196,16 @@ def test_beyond_the_listed_paths_the_rest_is_told_by_folder() -> None:
     groups = [line for line in lines if line.startswith("      /h/")]
     assert len(groups) == FORM_PARENTS and "      and 3 more folders" in lines  # p04 to p11 hold the rest
     assert "  (3 more path(s) named lie inside these folders and go with them)" in lines
+
+
+def test_a_quarantine_question_says_the_paths_can_be_restored_and_never_that_nothing_can_be_undone() -> None:
+    seen = [a_folder("/h/run", 2048, 3)]
+    moved = question(seen, now=NOW, mode="quarantine")
+    assert moved.splitlines()[0].startswith(
+        "An AI agent asks to move into the quarantine (restorable until it is purged) "
+    )
+    assert (
+        moved.splitlines()[-1] == "They can be restored with restore_paths until the quarantine is purged. Move them?"
+    )
+    assert "cannot be undone" not in moved and "permanently" not in moved
+    assert moved.splitlines()[2:-2] == question(seen, now=NOW).splitlines()[2:-2]  # the same paths, the same words
