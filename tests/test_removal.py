@@ -457,3 +457,24 @@ async def test_the_plan_keeps_the_dry_runs_totals_and_exceptions_for_the_page(wo
         "used_bytes": half,
         "after_bytes": half - preview.summary.total_size,
     }
+
+
+async def test_an_execution_stopped_before_sending_gives_the_plan_back(world: World, monkeypatch: Any) -> None:
+    from efile_mcp.errors import AuditUnavailable
+
+    removal = world.removal(confirm="token")
+    preview = await plan(removal, world)
+    write = AuditLog.write
+
+    async def refuse_the_intent(self: AuditLog, event: str, **fields: Any) -> None:
+        if event == "intent":
+            raise AuditUnavailable("audit", "the audit log's disk is full")
+        await write(self, event, **fields)
+
+    monkeypatch.setattr(AuditLog, "write", refuse_the_intent)
+    with pytest.raises(AuditUnavailable):
+        await removal.execute(request(preview), FakeClient())
+    assert world.sandbox.sandbox.received_remove_paths == []  # fails closed: nothing was sent
+    assert (await world.store.plan_state(preview.plan_id or "")).status == "open"  # and nothing was spent
+    monkeypatch.setattr(AuditLog, "write", write)
+    assert (await removal.execute(request(preview), FakeClient())).summary.removed == 2

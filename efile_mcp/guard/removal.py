@@ -730,8 +730,12 @@ class Removal:
         try:
             return await self._leased(plan, run_id, lambda: self._run(opened, admitted, detail, progress))
         except _NothingSent as stop:
-            # Stopped before anything went out (the audit refused the intent): the plan is as it was.
-            await host.store.release(plan.plan_id, plan.expires_at, run_id)
+            # Stopped before anything went out (the storage or the audit failed): the plan is as it was.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await host.store.release(plan.plan_id, plan.expires_at, run_id)
+                except EfileMcpError as exc:  # then its lease runs out, and the next call resumes it
+                    log.warning("plan %s could not be given back after a stop: %s", plan.plan_id, exc)
             raise stop.error from None
 
     async def _leased(self, plan: Plan, run_id: str, work: Callable[[], Awaitable[T]]) -> T:
@@ -771,41 +775,43 @@ class Removal:
         # The policy as it is now (a name protected or a root added since the dry run), then what is there now:
         # the same objects, folders read whole again (their contents may have changed without their own mtime).
         # A resumed run starts here too: what the interrupted one removed is gone, what it did not is still as seen.
-        _, refused_now, _ = self._screen(plan.path_set)
-        listings = host._listings()
-        checkable = [p for p in plan.path_set if p not in refused_now]
-        now_seen = await self._inspector(listings, plan.mode).check(checkable, walk_folders=True)
-        items: dict[str, RemoveItem] = {}
-        to_send: list[SeenPath] = []
-        for seen in plan.paths:
-            current = now_seen.seen.get(seen.path)
-            if seen.path in refused_now:
-                items[seen.path] = RemoveItem(path=seen.path, status="refused", reason=refused_now[seen.path])
-            elif seen.path in now_seen.missing:
-                reason = "already absent" + (" (the interrupted execution most likely removed it)" if resumed else "")
-                items[seen.path] = RemoveItem(path=seen.path, status="missing", reason=reason)
-            elif current is None:
-                items[seen.path] = RemoveItem(
-                    path=seen.path,
-                    status="changed",
-                    reason=_changed(now_seen.refused.get(seen.path, "it can no longer be checked")),
+        try:  # nothing goes out before the intent is on disk: a failure up to there gives the plan back
+            _, refused_now, _ = self._screen(plan.path_set)
+            listings = host._listings()
+            checkable = [p for p in plan.path_set if p not in refused_now]
+            now_seen = await self._inspector(listings, plan.mode).check(checkable, walk_folders=True)
+            items: dict[str, RemoveItem] = {}
+            to_send: list[SeenPath] = []
+            for seen in plan.paths:
+                current = now_seen.seen.get(seen.path)
+                if seen.path in refused_now:
+                    items[seen.path] = RemoveItem(path=seen.path, status="refused", reason=refused_now[seen.path])
+                elif seen.path in now_seen.missing:
+                    reason = "already absent" + (
+                        " (the interrupted execution most likely removed it)" if resumed else ""
+                    )
+                    items[seen.path] = RemoveItem(path=seen.path, status="missing", reason=reason)
+                elif current is None:
+                    items[seen.path] = RemoveItem(
+                        path=seen.path,
+                        status="changed",
+                        reason=_changed(now_seen.refused.get(seen.path, "it can no longer be checked")),
+                    )
+                elif _identity(current) != _identity(seen):
+                    items[seen.path] = RemoveItem(
+                        path=seen.path, status="changed", reason=_changed(_difference(seen, current))
+                    )
+                else:
+                    to_send.append(seen)
+            if resumed:
+                await _audit_quietly(
+                    host.audit,
+                    "reconciled",
+                    tool=TOOL,
+                    plan_id=plan.plan_id,
+                    items=[_audit_item(i) for i in items.values()],
+                    still_there=[s.path for s in to_send],
                 )
-            elif _identity(current) != _identity(seen):
-                items[seen.path] = RemoveItem(
-                    path=seen.path, status="changed", reason=_changed(_difference(seen, current))
-                )
-            else:
-                to_send.append(seen)
-        if resumed:
-            await _audit_quietly(
-                host.audit,
-                "reconciled",
-                tool=TOOL,
-                plan_id=plan.plan_id,
-                items=[_audit_item(i) for i in items.values()],
-                still_there=[s.path for s in to_send],
-            )
-        try:
             await host.audit.write(  # fails closed: AuditUnavailable here means nothing is sent
                 "intent",
                 tool=TOOL,
@@ -816,7 +822,7 @@ class Removal:
                 paths=[s.path for s in to_send],
                 changed=[p for p, i in items.items() if i.status == "changed"],
             )
-        except AuditUnavailable as exc:
+        except EfileMcpError as exc:
             raise _NothingSent(exc) from exc
         if mode == "quarantine":
             result = await self._send_to_quarantine(plan, to_send, items, progress)
