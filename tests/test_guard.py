@@ -51,11 +51,6 @@ def figures(root: Path) -> tuple[int, int, int]:
     return size, files, dirs
 
 
-def aged(path: Path, days: float) -> None:
-    stamp = path.stat().st_mtime - days * DAY
-    os.utime(path, (stamp, stamp))
-
-
 # ---------------------------------------------------------------------------------------------- usage
 
 
