@@ -89,10 +89,10 @@ async def test_accept_proceeds_and_the_person_saw_what_was_previewed(
 
 
 @pytest.mark.parametrize(
-    ("person", "code", "spent"),
+    ("person", "code"),
     [
-        (Person("decline"), "person_declined", True),
-        (Person("accept", {"confirm": False}), "person_declined", True),
+        (Person("decline"), "person_declined"),
+        (Person("accept", {"confirm": False}), "person_declined"),
     ],
     ids=["decline", "unticked"],
 )
@@ -104,7 +104,6 @@ async def test_no_from_the_person_refuses_and_spends_the_token(
     era: str,
     person: Person,
     code: str,
-    spent: bool,
 ) -> None:
     async with Client(build_server(make_settings()), mode=era, elicitation_callback=person) as client:
         plan, result = await plan_then_execute(client, targets)
