@@ -1,0 +1,407 @@
+"""Red team: the quarantine attacked as an agent (or something with write access to the storage) would.
+
+Each test is one attempt to get data moved out of its allowed root, restored over something, restored into
+a protected folder or outside a root, or permanently removed without the confirmation a permanent removal
+needs. Each asserts the safe outcome. A break found is marked `xfail(strict=True, reason="BREAK: ...")`
+until it is fixed, so the suite stays green and the break stays visible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from efile_mcp.config import Settings
+from efile_mcp.guard.quarantine import MANIFEST_SUFFIX, QUARANTINE_DIR
+from efile_mcp.sandbox import RunningSandbox
+from efile_mcp.server import build_server
+
+from .conftest import audit_lines, call_error, call_ok
+from .test_quarantine import DAY, Rig, make_rig
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def rig(sandbox: RunningSandbox, tmp_path: Path) -> AsyncIterator[Rig]:
+    made = make_rig(sandbox, tmp_path)
+    yield made
+    await made.transport.aclose()
+
+
+def everything_below(root: Path) -> dict[str, tuple[str, int]]:
+    """Every entry below `root` (quarantine included): kind or link target, and size."""
+    found: dict[str, tuple[str, int]] = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        kind = "->" + os.readlink(path) if path.is_symlink() else ("dir" if path.is_dir() else "file")
+        found[str(path.relative_to(root))] = (kind, 0 if path.is_dir() else info.st_size)
+    return found
+
+
+@pytest.fixture
+async def agent(make_settings: Callable[..., Settings]) -> AsyncIterator[Client]:
+    """An agent's client in quarantine mode; no form, no browser: the token alone (EFILE_CONFIRM=auto)."""
+    server = build_server(make_settings(remove_mode="quarantine", review_browser="never", confirm_timeout=0.2))
+    async with Client(server, mode="legacy") as connected:
+        yield connected
+
+
+async def quarantine_via_tools(client: Client, paths: list[str]) -> dict[str, Any]:
+    plan = await call_ok(client, "remove_paths", {"paths": paths, "mode": "quarantine"})
+    assert plan["confirmation_token"], plan
+    await call_ok(client, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+    return plan
+
+
+# ---------------------------------------------------------------------------- moving out of a root
+
+
+async def test_dot_dot_paths_never_reach_a_move(agent: Client, sandbox: RunningSandbox) -> None:
+    home, root = sandbox.home, sandbox.root
+    before = everything_below(root)
+    sandbox.sandbox.reset_records()
+    for sneaky in (
+        f"{home}/scratch/../projects/paper (draft)",
+        f"{home}/scratch/run-001/../../projects",
+        f"{home}/scratch/./../数据",
+        f"{home}/scratch/run-001/..",
+    ):
+        result = await agent.call_tool("remove_paths", {"paths": [sneaky], "mode": "quarantine"})
+        structured = result.structured_content or {}
+        assert result.is_error or not structured.get("confirmation_token"), (sneaky, structured)
+    assert everything_below(root) == before
+    assert sandbox.sandbox.moves == []
+
+
+async def test_a_link_on_the_way_out_of_the_root_is_refused(agent: Client, sandbox: RunningSandbox) -> None:
+    home, root = sandbox.home, sandbox.root
+    (root / "scratch/way-out").symlink_to(root / "projects")
+    before = everything_below(root)
+    sandbox.sandbox.reset_records()
+    result = await agent.call_tool(
+        "remove_paths", {"paths": [f"{home}/scratch/way-out/paper (draft)"], "mode": "quarantine"}
+    )
+    assert result.is_error or not (result.structured_content or {}).get("confirmation_token")
+    # The link itself is refused too (links are never removed): nothing it leads to can move.
+    itself = await call_ok(agent, "remove_paths", {"paths": [f"{home}/scratch/way-out"], "mode": "quarantine"})
+    assert not itself.get("confirmation_token"), itself
+    assert everything_below(root) == before
+    assert sandbox.sandbox.moves == []
+
+
+async def test_a_root_that_is_a_prefix_of_another_keeps_its_quarantine_to_itself(
+    make_settings: Callable[..., Settings], sandbox: RunningSandbox
+) -> None:
+    home, root = sandbox.home, sandbox.root
+    (root / "scratch-old/job").mkdir(parents=True)
+    (root / "scratch-old/job/out.txt").write_text("old\n")
+    settings = make_settings(
+        remove_mode="quarantine",
+        review_browser="never",
+        allowed_roots=(f"{home}/scratch", f"{home}/scratch-old"),
+    )
+    async with Client(build_server(settings), mode="legacy") as client:
+        plan = await quarantine_via_tools(client, [f"{home}/scratch-old/job"])
+    assert (root / "scratch-old" / QUARANTINE_DIR / plan["plan_id"] / "job/out.txt").read_text() == "old\n"
+    assert not (root / "scratch" / QUARANTINE_DIR).exists(), "nothing crossed into the other root"
+
+
+async def test_a_folder_named_like_the_quarantine_elsewhere_is_not_a_purge(
+    agent: Client, sandbox: RunningSandbox
+) -> None:
+    """Only the exact component `.efile-quarantine` is the quarantine: a look-alike is quarantined as usual."""
+    home, root = sandbox.home, sandbox.root
+    (root / "scratch/.efile-quarantine-old").mkdir()
+    (root / "scratch/.efile-quarantine-old/x").write_text("x\n")
+    plan = await call_ok(agent, "remove_paths", {"paths": [f"{home}/scratch/.efile-quarantine-old"]})
+    assert "Mode quarantine" in plan["next_step"], plan["next_step"]
+
+
+# ---------------------------------------------------------------------------- commas
+
+
+async def test_a_comma_name_is_refused_and_its_look_alikes_stay(agent: Client, sandbox: RunningSandbox) -> None:
+    home, root = sandbox.home, sandbox.root
+    (root / "scratch/a,tmp.log").write_text("comma\n")
+    (root / "scratch/a").mkdir()
+    before = everything_below(root)
+    sandbox.sandbox.reset_records()
+    plan = await call_ok(agent, "remove_paths", {"paths": [f"{home}/scratch/a,tmp.log"], "mode": "quarantine"})
+    assert not plan.get("confirmation_token")
+    assert "comma" in json.dumps(plan)
+    # Named beside a plain path: the plain one goes, the comma one and the names a split would make stay.
+    plan = await quarantine_via_tools(agent, [f"{home}/scratch/a,tmp.log", f"{home}/scratch/run-002"])
+    assert (root / "scratch/a,tmp.log").read_text() == "comma\n"
+    assert (root / "scratch/a").is_dir() and (root / "scratch/tmp.log").exists()
+    assert all("," not in move.source for move in sandbox.sandbox.moves)
+    assert not (root / "scratch/run-002").exists()
+    assert set(everything_below(root)) - set(before) <= {
+        k for k in everything_below(root) if k.startswith(f"scratch/{QUARANTINE_DIR}")
+    }
+
+
+async def test_a_restore_plan_id_with_separators_or_dots_is_refused(agent: Client, sandbox: RunningSandbox) -> None:
+    home, root = sandbox.home, sandbox.root
+    plan = await quarantine_via_tools(agent, [f"{home}/scratch/run-001"])
+    before, moves = everything_below(root), len(sandbox.sandbox.moves)
+    for plan_id in (
+        "..",
+        "../scratch",
+        f"{plan['plan_id']}/run-001",
+        f"{plan['plan_id']}/..",
+        QUARANTINE_DIR,
+        f"{plan['plan_id']},{plan['plan_id']}",
+        ".",
+        "",
+        "a" * 65,
+    ):
+        text = await call_error(agent, "restore_paths", {"plan_id": plan_id})
+        assert "Traceback" not in text
+    assert everything_below(root) == before
+    assert len(sandbox.sandbox.moves) == moves
+
+
+async def test_restore_paths_out_of_the_roots_or_with_dot_dot_move_nothing(
+    agent: Client, sandbox: RunningSandbox
+) -> None:
+    home, root = sandbox.home, sandbox.root
+    plan = await quarantine_via_tools(agent, [f"{home}/scratch/run-001"])
+    # Planted where a '..' path's mirror would resolve (the agent can write inside the quarantine).
+    (root / f"scratch/{QUARANTINE_DIR}/projects/run-001").mkdir(parents=True)
+    before, moves = everything_below(root), len(sandbox.sandbox.moves)
+    result = await agent.call_tool(
+        "restore_paths", {"plan_id": plan["plan_id"], "paths": ["/etc/passwd", f"{home}/notes.txt"]}
+    )
+    assert not result.is_error and (result.structured_content or {})["summary"]["restored"] == 0
+    result = await agent.call_tool(
+        "restore_paths", {"plan_id": plan["plan_id"], "paths": [f"{home}/scratch/x/../../projects/run-001"]}
+    )
+    assert result.is_error or (result.structured_content or {})["summary"]["restored"] == 0, result
+    assert everything_below(root) == before and len(sandbox.sandbox.moves) == moves
+
+
+# ---------------------------------------------------------------------------- restore
+
+
+async def test_restore_never_overwrites_a_file_or_merges_into_a_new_folder(rig: Rig) -> None:
+    seen = await rig.seen("scratch/tmp.log", "scratch/run-002")
+    await rig.quarantine.send("planrt1", seen)
+    (rig.root / "scratch/tmp.log").write_text("new file\n")
+    (rig.root / "scratch/run-002").mkdir()
+    (rig.root / "scratch/run-002/new.txt").write_text("new folder\n")
+    result = await rig.quarantine.restore("planrt1")
+    assert result.summary.conflict == 2 and result.summary.restored == 0, result
+    assert (rig.root / "scratch/tmp.log").read_text() == "new file\n"
+    assert [p.name for p in (rig.root / "scratch/run-002").iterdir()] == ["new.txt"]
+
+
+async def test_an_altered_manifest_does_not_redirect_a_restore(rig: Rig) -> None:
+    """The agent can write into the quarantine folder: the manifest it edits must not choose where data goes."""
+    seen = await rig.seen("scratch/run-001")
+    await rig.quarantine.send("planrt2", seen)
+    manifest_path = rig.root / "scratch" / QUARANTINE_DIR / ("planrt2" + MANIFEST_SUFFIX)
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest["entries"]:
+        entry["path"] = rig.v("projects/run-001")
+        entry["quarantined_as"] = rig.v("projects/run-001")
+    manifest["root"] = rig.v("projects")
+    manifest_path.write_text(json.dumps(manifest))
+    result = await rig.quarantine.restore("planrt2")
+    assert result.summary.restored == 1
+    assert (rig.root / "scratch/run-001").is_dir()
+    assert not (rig.root / "projects/run-001").exists()
+
+
+async def test_an_altered_manifest_without_the_state_store_does_not_redirect_either(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    writer = make_rig(sandbox, tmp_path / "one")
+    await writer.quarantine.send("planrt3", await writer.seen("scratch/run-001"))
+    await writer.transport.aclose()
+    manifest_path = sandbox.root / "scratch" / QUARANTINE_DIR / ("planrt3" + MANIFEST_SUFFIX)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["entries"][0]["path"] = "/etc/run-001"
+    manifest_path.write_text(json.dumps(manifest))
+    (tmp_path / "two").mkdir()
+    reader = make_rig(sandbox, tmp_path / "two", store=False)
+    try:
+        result = await reader.quarantine.restore("planrt3")
+    finally:
+        await reader.transport.aclose()
+    assert result.summary.restored == 1 and (sandbox.root / "scratch/run-001").is_dir()
+
+
+async def test_a_link_put_on_the_way_before_a_restore_is_not_followed(rig: Rig) -> None:
+    (rig.root / "scratch/deep/er").mkdir(parents=True)
+    (rig.root / "scratch/deep/er/data.bin").write_bytes(b"12345")
+    await rig.quarantine.send("planrt4", await rig.seen("scratch/deep/er/data.bin"))
+    # The parent is replaced by a link into another root.
+    (rig.root / "scratch/deep/er").rmdir()
+    (rig.root / "scratch/deep/er").symlink_to(rig.root / "projects")
+    before = everything_below(rig.root / "projects")
+    result = await rig.quarantine.restore("planrt4")
+    assert result.summary.restored == 0 and result.summary.failed == 1, result
+    assert everything_below(rig.root / "projects") == before
+    assert (rig.root / "scratch" / QUARANTINE_DIR / "planrt4/deep/er/data.bin").read_bytes() == b"12345"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: restore_paths(plan_id, paths=[<root>/.ssh/authorized_keys]) moved a file planted in the plan's "
+    "quarantine folder into the protected .ssh folder: restore does not apply the path policy to originals",
+)
+async def test_restore_does_not_write_into_a_protected_folder(rig: Rig) -> None:
+    """Something put into a plan's quarantine folder (the agent can write there) and restored by naming it must
+    not land inside a protected folder (.ssh) of the root: restore_paths is not confirmed by anyone."""
+    (rig.root / "scratch/.ssh").mkdir()
+    (rig.root / "scratch/.ssh/known_hosts").write_text("kept\n")
+    await rig.quarantine.send("planrt5", await rig.seen("scratch/tmp.log"))
+    planted = rig.root / "scratch" / QUARANTINE_DIR / "planrt5/.ssh"
+    planted.mkdir()
+    (planted / "authorized_keys").write_text("ssh-ed25519 AAAA attacker\n")
+    result = await rig.quarantine.restore("planrt5", [rig.v("scratch/.ssh/authorized_keys")])
+    assert result.summary.restored == 0, result
+    assert not (rig.root / "scratch/.ssh/authorized_keys").exists()
+    # Nor by restoring the whole plan without a state store record (the layout then names what is there).
+    result = await rig.quarantine.restore("planrt5")
+    assert not (rig.root / "scratch/.ssh/authorized_keys").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: without the state store a whole-plan restore moved a planted `.ssh` folder to <root>/.ssh",
+)
+async def test_restore_of_an_unrecorded_entry_cannot_take_a_protected_name(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """Without the state store, a whole-plan restore reads the plan folder's top entries: a planted `.ssh`
+    there must not be moved to `<root>/.ssh`."""
+    writer = make_rig(sandbox, tmp_path / "one")
+    await writer.quarantine.send("planrt6", await writer.seen("scratch/tmp.log"))
+    await writer.transport.aclose()
+    planted = sandbox.root / "scratch" / QUARANTINE_DIR / "planrt6/.ssh"
+    planted.mkdir()
+    (planted / "authorized_keys").write_text("ssh-ed25519 AAAA attacker\n")
+    (tmp_path / "two").mkdir()
+    reader = make_rig(sandbox, tmp_path / "two", store=False)
+    try:
+        await reader.quarantine.restore("planrt6")
+    finally:
+        await reader.transport.aclose()
+    assert not (sandbox.root / "scratch/.ssh").exists()
+
+
+# ---------------------------------------------------------------------------- purge
+
+
+async def test_purge_deletes_only_expired_plans_and_nothing_outside_the_quarantine(rig: Rig) -> None:
+    await rig.quarantine.send("planold", await rig.seen("scratch/run-001"))
+    rig.clock.advance(8 * DAY)
+    await rig.quarantine.send("plannew", await rig.seen("scratch/run-002"))
+    quarantine = rig.root / "scratch" / QUARANTINE_DIR
+    # Things in the quarantine folder that are not plans: a link out of it, a file.
+    (quarantine / "escape").symlink_to(rig.root / "projects")
+    os.utime(quarantine / "escape", (1_000_000_000, 1_000_000_000), follow_symlinks=False)
+    outside = everything_below(rig.root / "projects")
+    report = await rig.quarantine.purge(dry_run=False)
+    assert [p.plan_id for p in report.expired] == ["planold"] or {p.plan_id for p in report.expired} <= {
+        "planold",
+        "escape",
+    }
+    assert not (quarantine / "planold").exists()
+    assert (quarantine / "plannew/run-002").is_dir(), "a plan that has not expired is kept"
+    assert everything_below(rig.root / "projects") == outside, "nothing outside the quarantine is touched"
+    assert (rig.root / "scratch/tmp.log").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: Quarantine.purge (efile-mcp purge, the start-up purge) permanently removes an expired plan "
+    "holding links without EFILE_LINKS_INSIDE=remove",
+)
+async def test_purge_of_a_quarantined_folder_with_links_inside_needs_links_inside_remove(rig: Rig) -> None:
+    """A conda env can be quarantined whole (a move never follows links); its permanent removal stays refused
+    unless EFILE_LINKS_INSIDE=remove, the expiry purge included: a storage that follows links when removing
+    would delete what they point to."""
+    env = rig.root / "scratch/envs/old-env"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin/python3.11").write_bytes(b"\x7fELF")
+    (env / "lib").symlink_to(rig.root / "projects")
+    await rig.quarantine.send("planlinks", await rig.seen("scratch/envs/old-env"))
+    rig.clock.advance(8 * DAY)
+    rig.sandbox.sandbox.reset_records()
+    report = await rig.quarantine.purge(dry_run=False)
+    held = rig.root / "scratch" / QUARANTINE_DIR / "planlinks"
+    assert held.is_dir(), f"purged without EFILE_LINKS_INSIDE=remove: {report.lines()}"
+
+
+async def test_remove_paths_on_a_quarantine_is_a_permanent_confirmed_delete_whatever_the_mode(
+    make_settings: Callable[..., Settings], sandbox: RunningSandbox, audit_path: Path
+) -> None:
+    home, root = sandbox.home, sandbox.root
+    settings = make_settings(remove_mode="quarantine", review_browser="never", confirm="human", confirm_timeout=0.2)
+    server = build_server(settings)
+    async with Client(server, mode="legacy") as client:
+        first = await call_ok(client, "remove_paths", {"paths": [f"{home}/scratch/run-001"]})
+        # human mode and no channel: the terminal approves the quarantine (as a person would).
+        from efile_mcp.guard.ports import Decision
+
+        store = server_store(server)
+        await store.decide(first["plan_id"], 2e9, Decision("approved", "terminal"))
+        await call_ok(client, "remove_paths", {"dry_run": False, "confirmation_token": first["confirmation_token"]})
+        held = f"{home}/scratch/{QUARANTINE_DIR}/{first['plan_id']}"
+        assert (root / f"scratch/{QUARANTINE_DIR}/{first['plan_id']}/run-001").is_dir()
+
+        purge = await call_ok(client, "remove_paths", {"paths": [held], "mode": "quarantine"})
+        assert "permanent" in purge["next_step"] and "Mode delete" in purge["next_step"], purge["next_step"]
+        # Mixed with an ordinary path: the quarantine path is refused, never quarantined into itself.
+        mixed = await call_ok(
+            client, "remove_paths", {"paths": [held, f"{home}/scratch/run-002"], "mode": "quarantine"}
+        )
+        assert mixed["summary"]["refused"] == 1
+        # The purge is confirmed like any removal: no person, no deletion (human mode).
+        waiting = await client.call_tool(
+            "remove_paths", {"dry_run": False, "confirmation_token": purge["confirmation_token"]}
+        )
+        assert waiting.is_error
+        assert (root / f"scratch/{QUARANTINE_DIR}/{first['plan_id']}/run-001").is_dir()
+    executions = [line for line in audit_lines(audit_path) if line["event"] == "execution"]
+    assert [e["mode"] for e in executions] == ["quarantine"]
+
+
+def server_store(server: Any) -> Any:
+    """The state store a built server decides in (as `efile-mcp approve` does)."""
+    from efile_mcp.server import review_site_of
+
+    site = review_site_of(server)
+    assert site is not None
+    return site.store
+
+
+async def test_a_quarantined_folder_with_links_inside_cannot_be_purged_by_remove_paths(
+    agent: Client, sandbox: RunningSandbox
+) -> None:
+    home, root = sandbox.home, sandbox.root
+    env = root / "scratch/envs/old-env"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin/python").write_text("#!\n")
+    (env / "lib").symlink_to(root / "projects")
+    plan = await quarantine_via_tools(agent, [f"{home}/scratch/envs/old-env"])
+    folder = f"{home}/scratch/{QUARANTINE_DIR}/{plan['plan_id']}"
+    for target in (folder, f"{folder}/envs/old-env", f"{home}/scratch/{QUARANTINE_DIR}"):
+        result = await call_ok(agent, "remove_paths", {"paths": [target]})
+        assert not result.get("confirmation_token"), (target, result)
+        assert "EFILE_LINKS_INSIDE" in json.dumps(result), result
+    assert (root / f"scratch/{QUARANTINE_DIR}/{plan['plan_id']}/envs/old-env/lib").is_symlink()
