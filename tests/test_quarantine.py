@@ -396,3 +396,41 @@ async def test_restoring_an_unknown_plan_is_audited(rig: Rig) -> None:
         await rig.quarantine.restore("never-quarantined")
     refusals = [r for r in rig.audit() if r["event"] == "refusal"]
     assert refusals and refusals[-1]["tool"] == "restore_paths" and refusals[-1]["plan_id"] == "never-quarantined"
+
+
+async def test_restore_never_puts_anything_under_a_protected_name(rig: Rig) -> None:
+    """restore_paths asks no one: what is placed in a plan's folder must not land in `.ssh` of the root."""
+    await rig.quarantine.send("planted", await rig.seen("scratch/tmp.log"))
+    planted = rig.root / "scratch" / QUARANTINE_DIR / "planted/.ssh"
+    planted.mkdir()
+    (planted / "authorized_keys").write_text("ssh-ed25519 AAAA someone\n")
+    named = await rig.quarantine.restore("planted", [rig.v("scratch/.ssh/authorized_keys")])
+    assert named.summary.failed == 1 and "protected" in (named.items or [])[0].reason  # type: ignore[operator]
+    whole = await rig.quarantine.restore("planted")
+    assert not (rig.root / "scratch/.ssh").exists()
+    assert whole.summary.restored == 1 and (rig.root / "scratch/tmp.log").exists()
+
+
+async def test_restore_refuses_a_path_with_dot_dot_before_moving_anything(rig: Rig) -> None:
+    await rig.quarantine.send("dots", await rig.seen("scratch/run-001"))
+    rig.sandbox.sandbox.reset_records()
+    with pytest.raises(GuardRefusal, match="Nothing was restored"):
+        await rig.quarantine.restore("dots", [rig.v("scratch/x/../../projects/run-001"), rig.v("scratch/run-001")])
+    assert rig.sandbox.sandbox.moves == [] and not (rig.root / "scratch/run-001").exists()
+
+
+async def test_an_expired_plan_holding_links_is_not_purged_unless_links_inside_is_remove(rig: Rig) -> None:
+    env = rig.root / "scratch/envs/old-env"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin/python3.11").write_bytes(b"\x7fELF")
+    (env / "lib").symlink_to(rig.root / "projects")
+    await rig.quarantine.send("links", await rig.seen("scratch/envs/old-env"))
+    rig.clock.advance(8 * DAY)
+    report = await rig.quarantine.purge(dry_run=False)
+    held = rig.root / "scratch" / QUARANTINE_DIR / "links"
+    assert held.is_dir() and not report.expired
+    assert any("EFILE_LINKS_INSIDE=remove" in line for line in report.lines())
+    rig.quarantine.links_inside = "remove"
+    report = await rig.quarantine.purge(dry_run=False)
+    assert [p.plan_id for p in report.expired] == ["links"] and not held.exists()
+    assert (rig.root / "projects/paper (draft)/main.tex").exists()  # the link's target is untouched

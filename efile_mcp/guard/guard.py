@@ -146,6 +146,7 @@ class Guard:
             clock=clock,
             concurrency=concurrency,
             ready=self._ready,
+            links_inside=links_inside,
         )
         #: Removals: preview, the person's decision and execution (the only way to the client's removal).
         self.removal = Removal(
@@ -241,6 +242,11 @@ class Guard:
         except EfileMcpError as exc:
             log.warning("the quarantine could not be read for storage_status: %s", exc)
             return None
+
+    async def task_states(self, task_ids: Sequence[str]) -> dict[str, str]:
+        """Each known task's status now (waiting, processing, complete, failure, cancel)."""
+        lookup = await self._api.tasks(list(dict.fromkeys(task_ids)))
+        return {task_id: task.status for task_id, task in lookup.tasks.items()}
 
     async def quota_now(self) -> list[QuotaInfo]:
         """The quota as it is now, for a dry run's plan (the review page shows before -> after); [] if unknown."""

@@ -48,7 +48,7 @@ from ..models.quarantine import (
 from ..models.results import ITEMS_LISTED_MAX, RemoveItem
 from ..models.times import iso_time
 from .audit import AuditLog
-from .paths import PathPolicy, display, is_within
+from .paths import PathPolicy, PathRefusal, display, is_within
 from .requests import GuardRefusal, Progress
 from .seen import SeenPath
 
@@ -76,6 +76,8 @@ _RECORD_GRACE = 30 * DAY
 _SIZE_WALK_MAX = 50_000
 
 MoveKind = Literal["moved", "source_missing", "target_taken", "failed"]
+#: Policy refusals that make one restore item fail (it stays in quarantine); any other refuses the whole call.
+_RESTORE_PER_PATH = frozenset({"outside_allowed_roots", "no_allowed_roots", "protected"})
 
 
 def is_quarantine_path(path: str) -> bool:
@@ -153,6 +155,8 @@ class PurgeReport:
     dry_run: bool
     expired: list[QuarantinedPlan] = field(default_factory=list)
     kept: int = 0
+    #: Expired plans not purged, and why (symbolic links inside, without EFILE_LINKS_INSIDE=remove).
+    held: dict[str, str] = field(default_factory=dict)
     #: Per plan folder: "removed", "queued" (a server task deletes it), or "failed: why".
     outcomes: dict[str, str] = field(default_factory=dict)
     error: str | None = None
@@ -171,7 +175,8 @@ class PurgeReport:
             f"{len(self.expired)} expired plan(s), {total} bytes {'to purge' if self.dry_run else 'purged'}; "
             f"{self.kept} plan(s) kept (not expired)"
         )
-        return [*shown, summary, *([f"error: {self.error}"] if self.error else [])]
+        kept = [f"kept {folder} although expired: {why}" for folder, why in self.held.items()]
+        return [*shown, *kept, summary, *([f"error: {self.error}"] if self.error else [])]
 
 
 class Quarantine:
@@ -190,6 +195,7 @@ class Quarantine:
         clock: Callable[[], float] | None = None,
         concurrency: int | None = None,
         ready: Callable[[], Awaitable[None]] | None = None,
+        links_inside: Literal["refuse", "remove"] = "refuse",
     ) -> None:
         import time
 
@@ -204,6 +210,8 @@ class Quarantine:
         self.concurrency = concurrency or mover.concurrency
         #: Resolves the allowed roots first ('~' roots need the home the SCNet center reports).
         self._ready = ready
+        #: EFILE_LINKS_INSIDE: a purge deletes a plan holding symbolic links only with "remove".
+        self.links_inside = links_inside
 
     @property
     def policy(self) -> PathPolicy:
@@ -512,6 +520,34 @@ class Quarantine:
             exact=exact,
         )
 
+    async def _links_inside(self, folder: str) -> str | None:
+        """Why an expired plan may not be deleted for good: it holds a symbolic link (or could not be read whole)."""
+        listings = self._listings()
+        pending, seen = [folder], 0
+        while pending:
+            current = pending.pop()
+            try:
+                listing = await listings.read_dir(current)
+            except AuthError:
+                raise
+            except EfileMcpError as exc:
+                return f"it could not be read whole ({exc}), so it may hold symbolic links"
+            if not listing.complete:
+                return "it could not be read whole, so it may hold symbolic links"
+            for name, child in listing.entries.items():
+                seen += 1
+                if child.kind == "symlink":
+                    return (
+                        f"it holds the symbolic link {display(join(current, name))}: its permanent removal stays refused "
+                        "unless EFILE_LINKS_INSIDE=remove (the storage removes links as links); restore it, or remove "
+                        "the links by hand"
+                    )
+                if child.kind == "directory":
+                    pending.append(join(current, name))
+            if seen > _SIZE_WALK_MAX * 4:
+                return "it holds too many entries to be checked for symbolic links"
+        return None
+
     async def _measure(self, folder: str) -> tuple[int, int, bool]:
         """(files, bytes, read whole) of a plan folder, by walking it (no record in the state store)."""
         listings = self._listings()
@@ -579,6 +615,12 @@ class Quarantine:
                     top = await listings.read_dir(plan_folder(root, plan_id))
                     wanted.extend((root, join(root, name)) for name in top.entries)
         else:
+            unfit = [p for p in paths if self._malformed(p)]
+            if unfit:
+                raise GuardRefusal(
+                    "restore_paths",
+                    f"{self._malformed(unfit[0])} Nothing was restored: name each path as the removal showed it.",
+                )
             for path in dict.fromkeys(paths):
                 holder = innermost_root(self.policy, path)
                 if holder is None or holder not in roots:
@@ -642,6 +684,20 @@ class Quarantine:
             next_step=("; ".join(steps) or "Nothing to restore.") + ".",
         )
 
+    def _malformed(self, path: str) -> str | None:
+        """Why a path named for restore is not a plain absolute path ('..', '//', control characters...)."""
+        verdict = self.policy.check(path)
+        if isinstance(verdict, PathRefusal) and verdict.code not in _RESTORE_PER_PATH:
+            return verdict.message
+        return None
+
+    def _unrestorable(self, path: str) -> str | None:
+        """Why an entry may not go back to `path` now (a protected name, outside the roots): it stays."""
+        verdict = self.policy.check(path)
+        if isinstance(verdict, PathRefusal):
+            return f"{verdict.message} It stays in quarantine."
+        return None
+
     async def _roots_holding(self, plan_id: str, listings: Listings) -> list[str]:
         found: list[str] = []
         for root in self.policy.allowed_roots:
@@ -664,7 +720,12 @@ class Quarantine:
             for root, original in batch:
                 mirror = mirrors[original]
                 in_quarantine, there_now = found.get(mirror), found.get(original)
-                if isinstance(in_quarantine, EfileMcpError) or isinstance(there_now, EfileMcpError):
+                refusal = self._unrestorable(original)
+                if refusal is not None:
+                    # Restore asks no one: it never puts anything under a protected name or outside a root,
+                    # whatever was placed in the quarantine folder.
+                    items[original] = RestoreItem(path=original, status="failed", reason=refusal, quarantined_as=mirror)
+                elif isinstance(in_quarantine, EfileMcpError) or isinstance(there_now, EfileMcpError):
                     error = in_quarantine if isinstance(in_quarantine, EfileMcpError) else there_now
                     items[original] = RestoreItem(
                         path=original, status="failed", reason=f"could not be checked ({error})", quarantined_as=mirror
@@ -779,7 +840,15 @@ class Quarantine:
         """Delete for good the plans older than the quarantine days (their folders and manifests); audited as `expired`."""
         plans, error = await self._plans()
         expired = [plan for plan in plans if plan.expired]
+        held: dict[str, str] = {}
+        if self.links_inside != "remove":
+            for plan in expired:
+                why = await self._links_inside(plan.folder)
+                if why is not None:
+                    held[plan.folder] = why
+        expired = [plan for plan in expired if plan.folder not in held]
         report = PurgeReport(dry_run=dry_run, expired=expired, kept=len(plans) - len(expired), error=error)
+        report.held = held
         if dry_run or not expired:
             if not dry_run:
                 await self.audit.write("expired", tool=tool, decision="nothing_expired", kept=report.kept)

@@ -98,6 +98,7 @@ class Sandbox:
             self.accepted_remove_paths.clear()
             self.vanished_paths.clear()
             self.deleted_paths.clear()
+            self.moves.clear()
 
     def task_snapshot(self) -> dict[str, FileOperTask]:
         """Copies of the current tasks, safe to read while the worker runs."""
