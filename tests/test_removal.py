@@ -478,3 +478,32 @@ async def test_an_execution_stopped_before_sending_gives_the_plan_back(world: Wo
     assert (await world.store.plan_state(preview.plan_id or "")).status == "open"  # and nothing was spent
     monkeypatch.setattr(AuditLog, "write", write)
     assert (await removal.execute(request(preview), FakeClient())).summary.removed == 2
+
+
+@pytest.mark.parametrize("sandbox", [{"inline_max_entries": 0, "task_step_delay": 3.0}], indirect=True)
+async def test_a_resumed_execution_follows_the_tasks_the_interrupted_one_left_queued(world: World) -> None:
+    """The dead replica had sent run-001, whose server task is still emptying it: followed, never sent twice."""
+    from efile_mcp.client.removal import RemovalRun
+    from efile_mcp.guard.seen import Plan
+
+    removal = world.removal(confirm="token", lease_seconds=30.0)
+    preview = await plan(removal, world)
+    plan_id = preview.plan_id or ""
+    folder, tmp = (f"{world.sandbox.home}/scratch/{name}" for name in ("run-001", "tmp.log"))
+    assert (await world.store.redeem(plan_id, world.clock() + 900, token_alone=True, lease=30.0)).won
+    interrupted = RemovalRun(paths=(folder,))
+    await world.guard._remover.remove(interrupted)
+    task = interrupted.outcomes[folder].task
+    assert task is not None and task.status in ("waiting", "processing")
+    data = await world.store.load_plan(plan_id)
+    assert data is not None
+    await removal._keep_tasks(Plan.from_bytes(data), {folder: task.task_id})  # its checkpoint before it died
+    world.clock.advance(31)
+
+    result = await removal.execute(request(preview), FakeClient(), detail="full")
+    by_path = {item.path: item for item in result.items or []}
+    assert by_path[folder].status == "queued" and by_path[folder].task_id == task.task_id
+    received = world.sandbox.sandbox.received_remove_paths
+    assert received.count(folder) == 1 and received.count(tmp) == 1
+    assert task.task_id in (result.task_ids or [])  # get_task follows both runs' tasks
+    assert result.next_step and result.next_step.startswith("Resumed")

@@ -26,7 +26,7 @@ import json
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -67,6 +67,11 @@ QUARANTINE_DIR = ".efile-quarantine"
 _TASK_IDS_IN_ERRORS = 50
 #: How often a waiting call looks at the plan's state (a decision from the page or terminal lands there).
 POLL_SECONDS = 0.5
+#: While a removal is being sent, what has a server task is written down this often: a replica that dies
+#: mid-way leaves it for the one that resumes (queued tasks are followed, not sent again) and for get_task.
+CHECKPOINT_SECONDS = 1.0
+#: Task ids (by path) of a plan's executions are kept a day after the token expires, for get_task(plan_id).
+TASKS_KEPT = 86400.0
 
 _AGAIN = "call remove_paths again with the same confirmation_token (it stays valid until it expires)"
 
@@ -115,6 +120,8 @@ class Host(Protocol):
     async def _ready(self) -> None: ...
 
     async def quota_now(self) -> list[QuotaInfo]: ...
+
+    async def task_states(self, task_ids: Sequence[str]) -> dict[str, str]: ...
 
 
 class QuarantineSender(Protocol):
@@ -740,8 +747,6 @@ class Removal:
 
     async def _leased(self, plan: Plan, run_id: str, work: Callable[[], Awaitable[T]]) -> T:
         """Run `work` while renewing the plan's lease: another replica resumes it only if this process dies."""
-        done: list[T] = []
-        failed: list[BaseException] = []
 
         async def renew() -> None:
             while True:
@@ -751,17 +756,7 @@ class Removal:
                 except EfileMcpError as exc:
                     log.warning("the lease of plan %s could not be renewed: %s", plan.plan_id, exc)
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(renew)
-            try:
-                done.append(await work())
-            except BaseException as exc:  # re-raised below, outside the group (not as an ExceptionGroup)
-                failed.append(exc)
-            finally:
-                group.cancel_scope.cancel()
-        if failed:
-            raise failed[0]
-        return done[0]
+        return await _alongside(work, renew)
 
     async def _run(
         self, opened: _Opened, admitted: _Admitted, detail: Detail, progress: Progress | None
@@ -803,6 +798,9 @@ class Removal:
                     )
                 else:
                     to_send.append(seen)
+            sent_before = await self._sent_before(plan) if resumed else {}
+            if sent_before:
+                to_send = await self._still_queued(plan, to_send, sent_before, items)
             if resumed:
                 await _audit_quietly(
                     host.audit,
@@ -917,9 +915,30 @@ class Removal:
         afterwards: list[str] = []
         error: EfileMcpError | None = None
         interrupted: str | None = None
+        sent_before = {p: i.task_id for p, i in items.items() if i.task_id}  # queued by an interrupted run
+
+        def sent_now() -> dict[str, str]:
+            tasks = {p: o.task.task_id for p, o in run.outcomes.items() if o.task is not None}
+            return {**sent_before, **tasks}
+
+        async def checkpoint() -> None:
+            kept = len(sent_before)
+            while True:
+                await anyio.sleep(CHECKPOINT_SECONDS)
+                sent = sent_now()
+                if len(sent) != kept:
+                    try:
+                        await self._keep_tasks(plan, sent)
+                        kept = len(sent)
+                    except EfileMcpError as exc:
+                        log.warning("the tasks of plan %s could not be written down: %s", plan.plan_id, exc)
+
+        async def send() -> None:
+            await host._remover.remove(run)
+
         try:
             if to_send:
-                await host._remover.remove(run)
+                await _alongside(send, checkpoint)
         except AuthError as exc:
             error = exc
         except BaseException as exc:
@@ -947,9 +966,7 @@ class Removal:
             with anyio.CancelScope(shield=True):
                 if task_ids:
                     try:
-                        await host.store.save_plan(
-                            "run-" + plan.plan_id, json.dumps(task_ids).encode(), plan.expires_at + 86400
-                        )
+                        await self._keep_tasks(plan, sent_now())
                     except EfileMcpError as exc:
                         afterwards.append(
                             f"the task ids could not be kept for get_task by plan_id ({_store_trouble(exc)}); "
@@ -969,6 +986,39 @@ class Removal:
                     )
         return ordered, summary, task_ids, afterwards, error, run
 
+    async def _keep_tasks(self, plan: Plan, sent: dict[str, str]) -> None:
+        """The plan's server tasks so far: by path (a resumed run follows them) and as get_task(plan_id) reads them."""
+        store, until = self.host.store, plan.expires_at + TASKS_KEPT
+        await store.save_plan("sent-" + plan.plan_id, json.dumps(sent).encode(), until)
+        await store.save_plan("run-" + plan.plan_id, json.dumps(list(dict.fromkeys(sent.values()))).encode(), until)
+
+    async def _sent_before(self, plan: Plan) -> dict[str, str]:
+        data = await self.host.store.load_plan("sent-" + plan.plan_id)
+        return {str(p): str(t) for p, t in json.loads(data).items()} if data else {}
+
+    async def _still_queued(
+        self, plan: Plan, to_send: list[SeenPath], sent_before: dict[str, str], items: dict[str, RemoveItem]
+    ) -> list[SeenPath]:
+        """Paths to which an interrupted run gave a server task that is still at work are followed (queued, with
+        its task id), not sent again: whether still as seen or already changing (a folder being emptied)."""
+        candidates = [s for s in plan.paths if s.path in sent_before]
+        in_play = [s for s in candidates if s in to_send or items.get(s.path, _NO_ITEM).status == "changed"]
+        states = await self.host.task_states([sent_before[s.path] for s in in_play]) if in_play else {}
+        at_work = set()
+        for seen in in_play:
+            task_id = sent_before[seen.path]
+            status = states.get(task_id)
+            if status in ("waiting", "processing"):
+                at_work.add(seen.path)
+                items[seen.path] = item_of(
+                    seen,
+                    "queued",
+                    task_id=task_id,
+                    task_status=status,
+                    reason="the interrupted execution's server task is removing it; follow it with get_task",
+                )
+        return [s for s in to_send if s.path not in at_work]
+
     async def _not_previewed(self, plan: Plan) -> int:
         """Matches of the plan's selection now present that the dry run did not show: left alone, and counted."""
         host = self.host
@@ -985,6 +1035,26 @@ class Removal:
             for m in matches
             if m.path not in planned and not any(m.path.startswith(p + "/") for p in ancestors_in(m.path, planned))
         )
+
+
+async def _alongside(work: Callable[[], Awaitable[T]], background: Callable[[], Coroutine[Any, Any, None]]) -> T:
+    """`work`'s result while `background` runs beside it (stopped when work ends); work's exception as it is."""
+    done: list[T] = []
+    failed: list[BaseException] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(background)
+        try:
+            done.append(await work())
+        except BaseException as exc:  # re-raised below, outside the group (not as an ExceptionGroup)
+            failed.append(exc)
+        finally:
+            group.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
+    return done[0]
+
+
+_NO_ITEM = RemoveItem(path="", status="missing")
 
 
 class _NothingSent(Exception):
