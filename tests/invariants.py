@@ -58,6 +58,7 @@ def check_invariants(
     accepted = Counter(record.accepted_remove_paths)
     twice = {path: n for path, n in accepted.items() if n > 1}
     report.resent = sum(n - 1 for n in twice.values())
+    FIGURES["paths accepted again after an unknown outcome"] += report.resent
     if not unknown_outcome_allowed:
         assert not twice, f"accepted more than once: {list(twice.items())[:5]}"
 
