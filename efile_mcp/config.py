@@ -143,10 +143,10 @@ class Settings(BaseSettings):
         "disk_usage; by default they are only counted (count and bytes).",
     )
     walk_max_entries: int = Field(
-        default=200_000,
+        default=1_000_000,
         ge=100,
         le=5_000_000,
-        description="Most entries one tree walk (disk_usage, find, select) reads.",
+        description="Most entries one call's tree walk (disk_usage, find, select) reads; the rest resumes.",
     )
     walk_max_seconds: float = Field(
         default=40.0, gt=0, le=600, description="Most seconds one tree walk may take before it answers incomplete."

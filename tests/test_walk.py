@@ -16,6 +16,7 @@ import pytest
 from efile_mcp.client import EfileApi, EfileTransport, RetryPolicy, StaticToken
 from efile_mcp.client import walk as walk_module
 from efile_mcp.client.walk import ClosedDir, Entry, Listings, TreeWalk, WalkLimits
+from efile_mcp.errors import MalformedResponseError
 from efile_mcp.sandbox import RunningSandbox
 
 pytestmark = pytest.mark.anyio
@@ -115,19 +116,20 @@ async def test_a_flat_folder_is_read_in_parallel_pages_and_never_held_whole(
     for i in range(2_000):
         (flat / f"f{i:05d}.dat").write_bytes(b"x" * (i % 7))
     monkeypatch.setattr(walk_module, "LARGE_PAGE", 100)
+    monkeypatch.setattr(walk_module, "HUGE_PAGE", 100)  # a server that takes no larger page than the first
     in_flight = most = 0
-    list_dir = api.list_dir
+    list_dir_data = api.list_dir_data
 
     async def counted(*args: object, **kwargs: object) -> object:
         nonlocal in_flight, most
         in_flight += 1
         most = max(most, in_flight)
         try:
-            return await list_dir(*args, **kwargs)  # type: ignore[arg-type]
+            return await list_dir_data(*args, **kwargs)  # type: ignore[arg-type]
         finally:
             in_flight -= 1
 
-    monkeypatch.setattr(api, "list_dir", counted)
+    monkeypatch.setattr(api, "list_dir_data", counted)
     seen = Seen()
     sandbox.sandbox.request_counts.clear()
     stats = await Listings(api, concurrency=8).walk(
@@ -137,6 +139,42 @@ async def test_a_flat_folder_is_read_in_parallel_pages_and_never_held_whole(
     assert sandbox.sandbox.request_counts["file/list"] == 20  # one request per page, none repeated
     assert seen.largest_batch <= 100, "a page at a time, not the folder whole"
     assert most >= 4, "pages after the second one are asked for in parallel"
+
+
+async def test_a_large_folder_is_read_on_in_the_largest_pages_one_at_a_time(
+    api: EfileApi, sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flat = sandbox.root / "scratch" / "flat"
+    flat.mkdir()
+    for i in range(2_500):
+        (flat / f"f{i:05d}.dat").touch()
+    monkeypatch.setattr(walk_module, "LARGE_PAGE", 100)
+    monkeypatch.setattr(walk_module, "HUGE_PAGE", 1_000)
+    seen = Seen()
+    sandbox.sandbox.request_counts.clear()
+    stats = await Listings(api).walk(
+        f"{sandbox.home}/scratch/flat", seen.on_entries, limits=WalkLimits.starting_now(100_000, 30)
+    )
+    assert stats.complete and len(set(seen.paths)) == 2_500
+    # 100, then 1,000, 1,000 and 400: a server that reads the folder for every page does it 4 times, not 25.
+    assert sandbox.sandbox.request_counts["file/list"] == 4
+    assert seen.largest_batch <= 1_000
+
+
+@pytest.mark.parametrize("sandbox", [{"list_max_limit": 1_000}], indirect=True)
+async def test_a_server_refusing_a_large_page_is_read_in_the_pages_it_takes(
+    api: EfileApi, sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flat = sandbox.root / "scratch" / "flat"
+    flat.mkdir()
+    for i in range(2_500):
+        (flat / f"f{i:05d}.dat").touch()
+    monkeypatch.setattr(walk_module, "LARGE_PAGE", 500)
+    seen = Seen()
+    stats = await Listings(api).walk(
+        f"{sandbox.home}/scratch/flat", seen.on_entries, limits=WalkLimits.starting_now(100_000, 30)
+    )
+    assert stats.complete and len(set(seen.paths)) == 2_500
 
 
 @pytest.mark.parametrize("sandbox", [{"list_ignores_start": True}], indirect=True)
@@ -179,3 +217,35 @@ async def test_a_call_that_walks_and_then_looks_its_finds_up_lists_each_folder_o
     found = await listings.entries([p for p in seen.paths if p.endswith(".dat")])
     assert len(found) == 300 and all(isinstance(entry, Entry) for entry in found.values())
     assert sandbox.sandbox.request_counts["file/list"] == 0
+
+
+WIRE_ITEMS = [
+    {"name": "a", "path": "/x/a", "isDirectory": True, "size": 4096, "lastModifiedTime": "2026-11-20 10:00:00"},
+    {"name": "b", "path": "/x/b", "isRegularFile": True, "size": 12, "lastModifiedTime": "2026-11-20 10:00:01"},
+    {"name": "c", "path": "/x/c", "isSymbolicLink": True, "isDirectory": True, "size": 7},
+    {"name": "d", "path": "/x/d", "type": "Folder", "size": None},
+    {"name": "e", "path": "/x/e", "type": "-", "size": -3, "extra": {"kept": "as the wire model keeps it"}},
+    {"name": "f", "path": "/x/f", "type": "socket"},
+    {"name": "g", "path": "/x/g", "isDirectory": False, "isRegularFile": False, "type": "l"},
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "direct"),
+    [
+        ({"total": 7, "fileList": WIRE_ITEMS, "children": [{"id": 3, "label": "a", "path": "/x/a"}]}, True),
+        ({"fileList": WIRE_ITEMS[:2]}, True),
+        ({"total": 1, "fileList": [{**WIRE_ITEMS[1], "size": "12"}]}, False),  # odd: the wire model reads it
+        ({"total": 1, "fileList": [{**WIRE_ITEMS[1], "isRegularFile": "true"}]}, False),
+    ],
+)
+def test_the_walkers_direct_reading_of_a_page_is_the_wire_models(data: dict[str, object], direct: bool) -> None:
+    read = walk_module.slim_page(data)
+    assert (read is not None) == direct
+    assert read is None or read == walk_module._slim(EfileApi.parse_list(data))
+
+
+def test_a_page_the_walker_cannot_read_directly_is_still_a_malformed_answer() -> None:
+    assert walk_module.slim_page({"total": 1, "fileList": "nope"}) is None
+    with pytest.raises(MalformedResponseError):
+        EfileApi.parse_list({"total": 1, "fileList": "nope"})

@@ -15,6 +15,7 @@ import pytest
 
 from efile_mcp.client.walk import (
     DOCUMENTED_PAGE,
+    HUGE_PAGE,
     LARGE_PAGE,
     ClosedDir,
     Entry,
@@ -145,10 +146,10 @@ async def test_a_large_folder_is_read_whole_in_large_pages_and_kept_for_the_call
     listings = Listings(source)  # type: ignore[arg-type]
     listing = await listings.read_dir(ROOT)
     assert listing.complete and len(listing.entries) == listing.total == 2 * LARGE_PAGE + 7
-    assert [limit for _, _, limit in source.requests] == [LARGE_PAGE] * 3
-    assert sorted(start for _, start, _ in source.requests) == [0, LARGE_PAGE, 2 * LARGE_PAGE]
+    # The first page, then the rest in the largest page the server takes (it may read the folder per page).
+    assert [(start, limit) for _, start, limit in source.requests] == [(0, LARGE_PAGE), (LARGE_PAGE, HUGE_PAGE)]
     await listings.read_dir(ROOT)
-    assert len(source.requests) == 3  # asked once per call
+    assert len(source.requests) == 2  # asked once per call
 
 
 async def test_a_server_that_caps_pages_is_read_to_the_end_in_its_steps() -> None:
@@ -170,7 +171,9 @@ async def test_a_refused_large_page_falls_back_to_the_documented_size() -> None:
     listings = Listings(source)  # type: ignore[arg-type]
     listing = await listings.read_dir(ROOT)
     assert listing.complete and len(listing.entries) == 2500
-    assert source.requests[0][2] == LARGE_PAGE and {limit for _, _, limit in source.requests[1:]} == {DOCUMENTED_PAGE}
+    # LARGE_PAGE and then HUGE_PAGE are refused once each; every page read is the documented size.
+    assert [limit for _, _, limit in source.requests if limit > DOCUMENTED_PAGE] == [LARGE_PAGE, HUGE_PAGE]
+    assert len([limit for _, _, limit in source.requests if limit == DOCUMENTED_PAGE]) == 3
     source.requests.clear()
     source.folders[ROOT + "/sub"] = {f"g{i}": Node("file") for i in range(3)}
     await listings.read_dir(ROOT + "/sub")  # the fallback is remembered for the rest of the call

@@ -69,6 +69,24 @@ class EfileApi:
         order: Order | None = None,
         on_retry: Callable[[BaseException], None] | None = None,
     ) -> FileListResult:
+        data = await self.list_dir_data(
+            path, keyword=keyword, start=start, limit=limit, order_by=order_by, order=order, on_retry=on_retry
+        )
+        return self.parse_list(data)
+
+    async def list_dir_data(
+        self,
+        path: str | None = None,
+        *,
+        keyword: str | None = None,
+        start: int = 0,
+        limit: int = 100,
+        order_by: OrderBy | None = None,
+        order: Order | None = None,
+        on_retry: Callable[[BaseException], None] | None = None,
+    ) -> Any:
+        """file/list's `data` as the server sent it, unvalidated: the walker reads it straight into slim
+        entries (client/walk.py `slim_page`) and validates it with `parse_list` only when it looks unusual."""
         params: dict[str, Any] = {"start": start, "limit": limit}
         if path is not None:
             params["path"] = path
@@ -78,7 +96,10 @@ class EfileApi:
             params["orderBy"] = order_by
         if order:
             params["order"] = order
-        data = await self.transport.call("GET", FILE_LIST, params=params, on_retry=on_retry)
+        return await self.transport.call("GET", FILE_LIST, params=params, on_retry=on_retry)
+
+    @staticmethod
+    def parse_list(data: Any) -> FileListResult:
         return _parse(FileListResult.model_validate, data or {}, "/file/list")
 
     async def tasks(self, task_ids: Iterable[str]) -> TaskLookup:

@@ -29,6 +29,7 @@ Entries are kept slim (`Entry`): a full wire entry is ~3 KB with its extra field
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -42,7 +43,7 @@ import anyio
 from ..errors import ApiError, AuthError, EfileMcpError, NotFoundError, is_retryable
 from ..models.times import iso_time as iso_time  # re-exported: the guard writes walk times with it
 from ..models.times import parse_server_time
-from ..models.wire import FileEntry
+from ..models.wire import FileEntry, FileListResult
 from ._groups import task_group
 from .api import EfileApi
 
@@ -55,6 +56,10 @@ EntryKind = Literal["file", "directory", "symlink", "other"]
 #: folder are read in parallel, so more, smaller pages are as fast as fewer large ones and hold less.
 LARGE_PAGE = 5000
 DOCUMENTED_PAGE = 1000
+#: The rest of a folder larger than LARGE_PAGE is asked in pages of this size, one such page at a time per
+#: call (a server may read the whole folder for every page: fewer pages cost it less), a refusal falls back.
+#: Not the largest a server takes (100,000 answered whole): a decoded page of 50,000 entries is ~100 MB.
+HUGE_PAGE = 50_000
 #: Entries the per-call cache of whole listings holds at most (look-ups after a walk reuse them); beyond
 #: it nothing more is cached, so a walk's memory does not grow with the tree.
 CACHE_MAX_ENTRIES = 100_000
@@ -78,6 +83,79 @@ class Entry(NamedTuple):
 
 #: Times repeat within a tree (files unpacked or copied together share them): parse each text once.
 _mtime = functools.lru_cache(maxsize=8192)(parse_server_time)
+
+_FLAG_TYPES = (bool, type(None))
+_TYPE_KINDS: dict[str, EntryKind] = {
+    **dict.fromkeys(("dir", "directory", "folder", "d"), "directory"),
+    **dict.fromkeys(("file", "regular", "f", "-"), "file"),
+    **dict.fromkeys(("link", "symlink", "l"), "symlink"),
+}
+
+
+def slim_page(data: object) -> tuple[list[Entry], int, list[str]] | None:
+    """A file/list `data` read straight into slim entries: (entries, total, children's paths).
+
+    The walker reads every entry of a tree, and validating each into the wire model (`FileEntry`, extra
+    fields kept) costs several times what the walk does with it. This reads the documented shape directly,
+    with the same kinds as `FileEntry.kind` (flags first, then `type`); anything else (a missing or odd
+    field, a snake_case key) returns None, and the caller validates the page with the wire model instead.
+    """
+    if type(data) is not dict:
+        return None
+    items = data.get("fileList", [])
+    total = data.get("total", 0)
+    if type(items) is not list or type(total) is not int or "file_list" in data:
+        return None
+    entries: list[Entry] = []
+    append = entries.append
+    for item in items:
+        if type(item) is not dict:
+            return None
+        name, size, mtime = item.get("name"), item.get("size"), item.get("lastModifiedTime")
+        if (
+            type(name) is not str
+            or type(item.get("path")) is not str
+            or (size is not None and type(size) is not int)
+            or (mtime is not None and type(mtime) is not str)
+        ):
+            return None
+        link, folder, regular = item.get("isSymbolicLink"), item.get("isDirectory"), item.get("isRegularFile")
+        if (
+            link.__class__ not in _FLAG_TYPES
+            or folder.__class__ not in _FLAG_TYPES
+            or regular.__class__ not in _FLAG_TYPES
+        ):
+            return None
+        if link:
+            kind: EntryKind = "symlink"
+        elif folder:
+            kind = "directory"
+        elif regular:
+            kind = "file"
+        else:
+            named = item.get("type")
+            if named is not None and type(named) is not str:
+                return None
+            kind = _TYPE_KINDS.get((named or "").lower(), "other")
+        append(Entry(name, kind, size if size and size > 0 else 0, _mtime(mtime)))
+    children: list[str] = []
+    raw_children = data.get("children")
+    if raw_children is not None:
+        if type(raw_children) is not list:
+            return None
+        for child in raw_children:
+            if type(child) is not dict:
+                return None
+            where = child.get("path")
+            if where is not None and type(where) is not str:
+                return None
+            if where:
+                children.append(where)
+    return entries, total, children
+
+
+def _slim(page: FileListResult) -> tuple[list[Entry], int, list[str]]:
+    return [Entry.of(wire) for wire in page.file_list], page.total, [c.path for c in page.children or () if c.path]
 
 
 def entry_hash(relative: str, entry: Entry) -> int:
@@ -405,6 +483,9 @@ class AdaptiveLimit:
             self.limiter.total_tokens = int(self.limiter.total_tokens) + 1
 
 
+_NO_LIMIT = contextlib.nullcontext()
+
+
 class _Stop(Exception):
     """A budget ran out before a request: the request was not sent. args: (offset to resume at, first names)."""
 
@@ -461,6 +542,9 @@ class Listings:
         self._cached_entries = 0
         self._named: dict[tuple[str, str], Entry | None] = {}
         self._page = LARGE_PAGE
+        self._huge = HUGE_PAGE
+        #: Pages larger than LARGE_PAGE go one at a time: their answers are what a walk holds at its largest.
+        self._huge_pages = anyio.CapacityLimiter(1)
         self.requests = 0
 
     def cached(self, path: str) -> DirListing | None:
@@ -473,35 +557,43 @@ class Listings:
 
     async def _page_of(
         self, path: str, start: int, limit: int, keyword: str | None, gate: _Gate | None = None, *, whole: bool = False
-    ) -> tuple[list[FileEntry], int, list[str], int]:
+    ) -> tuple[list[Entry], int, list[str], int]:
         """One page: (entries, total, children, the limit asked). Raises _Stop when the gate grants nothing."""
-        async with self._limit.limiter:
-            # Asked once the request may go out, not when it was queued: a queue never overruns a budget.
-            if gate is not None:
-                limit = gate.grant(limit, whole=whole)
-                if not limit:
-                    raise _Stop(start)
-            self.requests += 1
-            try:
-                page = await self._api.list_dir(
-                    path,
-                    keyword=keyword,
-                    start=start,
-                    limit=limit,
-                    order_by="name",
-                    order="asc",
-                    on_retry=self._limit.pressure,
-                )
-            finally:
+        granted = 0
+        fast = getattr(self._api, "list_dir_data", None)  # EfileApi has it; a test's stand-in may not
+        try:
+            async with self._huge_pages if limit > self._page else _NO_LIMIT, self._limit.limiter:
+                # Asked once the request may go out, not when it was queued: a queue never overruns a budget.
                 if gate is not None:
-                    gate.settle(limit)
+                    limit = granted = gate.grant(limit, whole=whole)
+                    if not limit:
+                        raise _Stop(start)
+                self.requests += 1
+                arguments: dict[str, Any] = {
+                    "keyword": keyword,
+                    "start": start,
+                    "limit": limit,
+                    "order_by": "name",
+                    "order": "asc",
+                    "on_retry": self._limit.pressure,
+                }
+                answer = await (fast or self._api.list_dir)(path, **arguments)
+            # Read once the next request may go out: the server works on it meanwhile.
+            read = _slim(answer) if fast is None else slim_page(answer)
+            if read is None:  # anything unusual: the wire model's validation and its error, as before
+                read = _slim(self._api.parse_list(answer))
+            del answer
+        finally:
+            # Settled when the caller is about to count the entries (no await in between): never uncounted.
+            if gate is not None and granted:
+                gate.settle(granted)
         self._limit.calm()
-        children = [child.path for child in page.children or () if child.path]
-        return page.file_list, page.total, children, limit
+        entries, total, children = read
+        return entries, total, children, limit
 
     async def _first_page(
         self, path: str, start: int, keyword: str | None, gate: _Gate | None = None
-    ) -> tuple[list[FileEntry], int, list[str], int]:
+    ) -> tuple[list[Entry], int, list[str], int]:
         try:
             return await self._page_of(path, start, self._page, keyword, gate)
         except ApiError as exc:
@@ -548,7 +640,7 @@ class Listings:
         """
         first, total, children, asked = await self._first_page(path, start, keyword, gate)
         seen_dirs: set[str] = set()
-        head = tuple(wire.name for wire in first[:3])
+        head = tuple(entry.name for entry in first[:3])
         complete = True
         read = start
 
@@ -564,21 +656,34 @@ class Listings:
         else:
             verified = bool(start)  # a resumed folder answered its offset with other names: `start` is honoured
             names = names if start else head
-            hand([Entry.of(wire) for wire in first], read)
+            hand(first, read)
             read += len(first)
             step = len(first)
             if step and read < total:
                 # A page shorter than asked with more to come: the server caps pages; go on in its steps.
                 if asked < self._page and step == asked:
                     raise _Stop(read, names)  # the budget cut this page: the rest is the next call's
+                if parallel and step == asked and self._huge > step:
+                    # A large folder: the rest in the largest pages the server takes. A server may read a folder
+                    # whole for every page it answers, so fewer, larger pages cost it (and the walk) least.
+                    step = self._huge
                 if not verified:
                     # The second page alone first: a server that ignores `start` answers it with the first again.
                     try:
                         second, _, _, asked = await self._page_of(path, read, step, keyword, gate)
                     except _Stop:
                         raise _Stop(read, names) from None
-                    if second and tuple(wire.name for wire in second[:3]) != head:
-                        hand([Entry.of(wire) for wire in second], read)
+                    except ApiError as exc:
+                        if exc.code != "10004" or step <= self._page:
+                            raise
+                        log.info("the server refused a page of %d entries (%s); using %d", step, exc, len(first))
+                        self._huge = step = len(first)
+                        try:
+                            second, _, _, asked = await self._page_of(path, read, step, keyword, gate)
+                        except _Stop:
+                            raise _Stop(read, names) from None
+                    if second and tuple(entry.name for entry in second[:3]) != head:
+                        hand(second, read)
                         read += len(second)
                         if asked < step and len(second) == asked:
                             raise _Stop(read, names)  # the budget cut this page
@@ -598,7 +703,7 @@ class Listings:
                         raise _Stop(read, names) from None
                     if not page:
                         break
-                    hand([Entry.of(wire) for wire in page], read)
+                    hand(page, read)
                     read += len(page)
                     if asked < step and len(page) == asked:
                         raise _Stop(read, names)
@@ -647,9 +752,8 @@ class Listings:
             except _Stop:
                 stopped_at.append(offset)
                 return
-            batch = [Entry.of(wire) for wire in page]
-            seen_dirs.update([entry.name for entry in batch if entry.kind == "directory"])
-            on_batch(batch)
+            seen_dirs.update([entry.name for entry in page if entry.kind == "directory"])
+            on_batch(page)
             done[offset] = len(page)
 
         async with task_group() as tg:

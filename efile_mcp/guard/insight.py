@@ -78,25 +78,30 @@ class UsageWalk:
     def on_entries(self, folder: str, depth: int, batch: list[Entry]) -> None:
         if depth != 0:
             return
-        for entry in batch:
-            if entry.kind == "directory":
-                self.open_children[entry.name] = entry.mtime
+        rest = self.rest
+        floor = self.ranked[0][:3] if len(self.ranked) >= self.KEPT else None
+        for name, kind, size, mtime in batch:
+            if kind == "directory":
+                self.open_children[name] = mtime
                 continue
-            size = entry.size if entry.kind == "file" else 0
-            files = int(entry.kind == "file")
-            if len(self.ranked) >= self.KEPT and (size, files, entry.name) <= self.ranked[0][:3]:
+            files = 1 if kind == "file" else 0
+            if not files:
+                size = 0
+            if floor is not None and (size, files, name) <= floor:
                 # Smaller than every kept child (the common case in a flat folder): summed, nothing built.
-                rest = self.rest
                 rest.size += size
                 rest.files += files
-                rest.links += entry.kind == "symlink"
-                if entry.mtime is not None and (rest.newest is None or entry.mtime > rest.newest):
-                    rest.newest = entry.mtime
+                if kind == "symlink":
+                    rest.links += 1
+                if mtime is not None and (rest.newest is None or mtime > rest.newest):
+                    rest.newest = mtime
                 self.rest_count += 1
                 continue
             own = Totals()
-            own.count(entry)
-            self._rank(entry.name, entry.kind, own)
+            own.count(Entry(name, kind, size, mtime))
+            self._rank(name, kind, own)
+            if len(self.ranked) >= self.KEPT:
+                floor = self.ranked[0][:3]
 
     def on_closed(self, closed: ClosedDir) -> None:
         if closed.depth == 0:
