@@ -434,3 +434,24 @@ async def test_an_expired_plan_holding_links_is_not_purged_unless_links_inside_i
     report = await rig.quarantine.purge(dry_run=False)
     assert [p.plan_id for p in report.expired] == ["links"] and not held.exists()
     assert (rig.root / "projects/paper (draft)/main.tex").exists()  # the link's target is untouched
+
+
+async def test_a_quarantine_folder_swapped_for_a_link_is_never_used(rig: Rig) -> None:
+    """A link at <root>/.efile-quarantine would carry moves, restores and purges wherever it points."""
+    await rig.quarantine.send("before", await rig.seen("scratch/tmp.log"))
+    real = rig.root / "scratch" / QUARANTINE_DIR
+    real.rename(rig.root / "scratch/moved-away")
+    target = rig.root / "projects"
+    (target / "old-folder").mkdir()
+    os.utime(target / "old-folder", (1_000_000_000, 1_000_000_000))
+    real.symlink_to(target)
+    before = files_below(target)
+    items = await rig.quarantine.send("after", await rig.seen("scratch/run-002"))
+    assert items[rig.v("scratch/run-002")].status == "failed" and (rig.root / "scratch/run-002").is_dir()
+    rig.clock.advance(30 * DAY)
+    report = await rig.quarantine.purge(dry_run=False)
+    assert not report.expired and report.error and "not a folder" in report.error
+    assert (target / "old-folder").is_dir() and files_below(target) == before
+    with pytest.raises(GuardRefusal):
+        await rig.quarantine.restore("old-folder")
+    assert (target / "old-folder").is_dir()

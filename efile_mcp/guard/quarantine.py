@@ -76,6 +76,7 @@ _RECORD_GRACE = 30 * DAY
 _SIZE_WALK_MAX = 50_000
 
 MoveKind = Literal["moved", "source_missing", "target_taken", "failed"]
+_ABSENT = "absent"
 #: Policy refusals that make one restore item fail (it stays in quarantine); any other refuses the whole call.
 _RESTORE_PER_PATH = frozenset({"outside_allowed_roots", "no_allowed_roots", "protected"})
 
@@ -235,6 +236,14 @@ class Quarantine:
                 )
                 continue
             by_root.setdefault(root, []).append(seen)
+        listings = self._listings()
+        for root in list(by_root):
+            problem = await self._not_a_real_folder(root, listings)
+            if problem is not None and problem != _ABSENT:
+                for seen in by_root.pop(root):
+                    items[seen.path] = RemoveItem(
+                        path=seen.path, status="failed", error_code="quarantine_unusable", reason=problem
+                    )
         if not by_root:
             return items
         when = self.clock()
@@ -478,6 +487,11 @@ class Quarantine:
 
         async def in_root(root: str) -> None:
             folder = quarantine_folder(root)
+            problem = await self._not_a_real_folder(root, listings)
+            if problem is not None:
+                if problem != _ABSENT:
+                    errors.append(problem)
+                return
             try:
                 listing = await listings.read_dir(folder)
             except NotFoundError:
@@ -698,9 +712,29 @@ class Quarantine:
             return f"{verdict.message} It stays in quarantine."
         return None
 
+    async def _not_a_real_folder(self, root: str, listings: Listings) -> str | None:
+        """None when <root>/.efile-quarantine is a real folder; `_ABSENT` when there is none; else why it is not
+        used: a symbolic link there would carry moves, restores and purges wherever it points."""
+        try:
+            entry = await listings.entry(quarantine_folder(root))
+        except AuthError:
+            raise
+        except EfileMcpError as exc:
+            return f"{display(quarantine_folder(root))} could not be checked ({exc})"
+        if entry is None:
+            return _ABSENT
+        if entry.kind != "directory":
+            return (
+                f"{display(quarantine_folder(root))} is a {entry.kind}, not a folder: nothing is moved into, restored "
+                "from or purged in it; ask the person to look at it"
+            )
+        return None
+
     async def _roots_holding(self, plan_id: str, listings: Listings) -> list[str]:
         found: list[str] = []
         for root in self.policy.allowed_roots:
+            if await self._not_a_real_folder(root, listings) is not None:
+                continue
             entry = await listings.entry(plan_folder(root, plan_id))
             if entry is not None and entry.kind == "directory":
                 found.append(root)
