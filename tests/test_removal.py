@@ -507,3 +507,33 @@ async def test_a_resumed_execution_follows_the_tasks_the_interrupted_one_left_qu
     assert received.count(folder) == 1 and received.count(tmp) == 1
     assert task.task_id in (result.task_ids or [])  # get_task follows both runs' tasks
     assert result.next_step and result.next_step.startswith("Resumed")
+
+
+@dataclass
+class FormNeverDrawn(FakeClient):
+    """Declares a form and never answers it (the call would wait its whole timeout)."""
+
+    async def ask(self, question: str, timeout: float) -> FormAnswer:
+        self.asked.append(question)
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_an_approval_on_the_page_ends_the_wait_for_an_unanswered_form(world: World) -> None:
+    big = [f"{world.sandbox.home}/scratch/big-run/shard-{i % 3}/out-{i:04d}.dat" for i in range(30)]
+    pages = FakePages(opens=True)
+    removal = world.removal(confirm="human", pages=pages, confirm_timeout=60.0)
+    preview = await removal.preview(big, None)
+    client = FormNeverDrawn(has_form=True)
+
+    async def person_clicks_approve_on_the_page() -> None:
+        while not pages.shown or (await world.store.plan_state(preview.plan_id or "")).status != "asked":
+            await anyio.sleep(0.01)
+        await world.approve(preview.plan_id or "", "review_page")
+
+    with anyio.fail_after(10):  # far less than the 60 s the form could hold the call
+        async with anyio.create_task_group() as group:
+            group.start_soon(person_clicks_approve_on_the_page)
+            done = await removal.execute(request(preview), client)
+    assert done.summary.removed == 30 and len(client.asked) == 1
+    assert executions(world)[-1]["confirmed_by"] == "review_page"

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
+import anyio.abc
 
 from ..client.removal import EfileRemover, RemovalRun, RemoveOutcome
 from ..client.walk import Listings, WalkLimits
@@ -598,14 +599,16 @@ class Removal:
         where: list[str] = []
         if big and url is not None:
             shown = self._show(url)
-        if asker.has_form:
+        if asker.has_form and (state.status == "open" or asker.answered):
             where.append("the confirmation form in their client")
-            if state.status == "open" or asker.answered:
-                state = await self._mark_asked(plan, session)
-                answer = await asker.ask(self._question_text(plan, url if big else None), self.confirm_timeout)
+            state = await self._mark_asked(plan, session)
+            answer = await self._ask_form(plan, asker, self._question_text(plan, url if big else None))
+            if answer is None:  # decided elsewhere (the page, a terminal) while the form was up
+                state = await store.plan_state(plan.plan_id)
+            else:
                 state = await self._record_form(plan, state, answer, session)
-                if state.status in ("approved", "declined"):
-                    return await self._decided(plan, session, state)
+            if state.status in ("approved", "declined"):
+                return await self._decided(plan, session, state)
         if url is None:
             url = await self._page_url(plan)
         if url is not None:
@@ -634,6 +637,31 @@ class Removal:
         await self._refuse_by_state(plan, state, session)
         await self._refuse_code("awaiting_person", plan, where=places)
         raise AssertionError("unreachable")
+
+    async def _ask_form(self, plan: Plan, asker: Asker, text: str) -> FormAnswer | None:
+        """The form's answer; None when a decision from another channel landed in the store first (the page of
+        a big plan is open beside the form): the person need not answer twice."""
+        answer: list[FormAnswer] = []
+
+        async def form(group: anyio.abc.TaskGroup) -> None:
+            answer.append(await asker.ask(text, self.confirm_timeout))
+            group.cancel_scope.cancel()
+
+        async def watch(group: anyio.abc.TaskGroup) -> None:
+            while True:
+                await anyio.sleep(self.poll_seconds)
+                try:
+                    state = await self.host.store.plan_state(plan.plan_id)
+                except EfileMcpError:
+                    return  # the form still stands; the store is read again after it
+                if not state.pending:
+                    group.cancel_scope.cancel()
+                    return
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(form, group)
+            group.start_soon(watch, group)
+        return answer[0] if answer else None
 
     def _show(self, url: str) -> bool:
         assert self.pages is not None
