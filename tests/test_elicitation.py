@@ -337,3 +337,37 @@ async def test_no_answer_in_time_keeps_the_token_for_the_persons_decision_elsewh
         )
     assert not done.is_error, text_of(done)
     assert not any((sandbox.root / p.removeprefix(sandbox.home + "/")).exists() for p in targets)
+
+
+async def test_over_http_a_self_answering_session_cannot_answer_for_the_person_asked_in_another(
+    sandbox: RunningSandbox, targets: list[str], tmp_path: Path
+) -> None:
+    """The attack of issue 13: while session A's person is asked, session B (its client says yes to every form)
+    tries the same token over HTTP. B is refused; A's person then decides."""
+    from .conftest import call_error
+    from .test_http import connect, http_server, settings_env
+
+    env = settings_env(
+        sandbox,
+        tmp_path / "audit.jsonl",
+        EFILE_CONFIRM="human",
+        EFILE_REMOVE_MODE="delete",
+        EFILE_REVIEW_BROWSER="never",
+    )
+    seen: dict[str, Any] = {}
+    with http_server(env=env) as url:
+        async with connect(url, mode="legacy", elicitation_callback=Person()) as b:
+
+            class PersonWhileBTries(Person):
+                async def __call__(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+                    seen["b"] = await call_error(b, "remove_paths", {"dry_run": False, "confirmation_token": seen["t"]})
+                    return await super().__call__(context, params)
+
+            async with connect(url, mode="legacy", elicitation_callback=PersonWhileBTries()) as a:
+                plan = await call_ok(a, "remove_paths", {"paths": targets})
+                seen["t"] = plan["confirmation_token"]
+                done = await call_ok(a, "remove_paths", {"dry_run": False, "confirmation_token": seen["t"]})
+    assert "another session is asking the person" in seen["b"] and "nothing was deleted" in seen["b"]
+    assert done["summary"]["removed"] == 2
+    executions = [line for line in audit_lines(tmp_path / "audit.jsonl") if line["event"] == "execution"]
+    assert [line["confirmed_by"] for line in executions] == ["client_form"]
