@@ -455,3 +455,12 @@ async def test_a_quarantine_folder_swapped_for_a_link_is_never_used(rig: Rig) ->
     with pytest.raises(GuardRefusal):
         await rig.quarantine.restore("old-folder")
     assert (target / "old-folder").is_dir()
+
+
+async def test_a_link_placed_alone_in_a_plan_folder_is_not_restored(rig: Rig) -> None:
+    await rig.quarantine.send("alone", await rig.seen("scratch/tmp.log"))
+    (rig.root / "scratch" / QUARANTINE_DIR / "alone/escape").symlink_to("/etc")
+    result = await rig.quarantine.restore("alone", [rig.v("scratch/escape"), rig.v("scratch/tmp.log")])
+    by_path = {item.path: item.status for item in result.items or ()}
+    assert by_path == {rig.v("scratch/escape"): "failed", rig.v("scratch/tmp.log"): "restored"}
+    assert not (rig.root / "scratch/escape").is_symlink()

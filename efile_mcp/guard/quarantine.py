@@ -768,6 +768,15 @@ class Quarantine:
                     items[original] = RestoreItem(
                         path=original, status="missing", reason="not in this plan's quarantine"
                     )
+                elif in_quarantine.kind == "symlink" and original not in recorded:
+                    # remove_paths never quarantines a link by itself (links move only inside their folder):
+                    # one lying here on its own was put here, and goes nowhere by a restore nobody confirms.
+                    items[original] = RestoreItem(
+                        path=original,
+                        status="failed",
+                        reason="it is a symbolic link this plan did not quarantine by itself; it stays in quarantine",
+                        quarantined_as=mirror,
+                    )
                 elif there_now is None:
                     blocked = await self._link_on_the_way(root, original, listings)
                     if blocked:
