@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -198,8 +199,6 @@ class Quarantine:
         ready: Callable[[], Awaitable[None]] | None = None,
         links_inside: Literal["refuse", "remove"] = "refuse",
     ) -> None:
-        import time
-
         self.mover = mover
         self._listings = listings
         self._policy = policy
