@@ -16,6 +16,12 @@ quarantined whole from a folder made only to hold it.
 A move carries its sources comma-separated, so a path holding a comma is never sent: it is refused with
 a reason (`quarantine_refusal`), before the dry run issues a token and again here.
 
+Restore and purge ask no one, so they trust nothing placed in the quarantine since: a restore never puts
+anything under a protected name, outside a root or through a link on the way, nor a link that was not
+quarantined inside its folder; a purge never deletes a plan holding symbolic links unless
+EFILE_LINKS_INSIDE=remove; and a `.efile-quarantine` that is not a real folder (a link swapped in) is
+never moved into, restored from or purged.
+
 Every path ends in one known state. A batch the server refused (911021, 911020, ...) or whose answer was
 lost (a timeout after sending) is never resent blind: the source folder and the quarantine folder are
 listed, what moved is `quarantined`, and only what a listing shows still in place is sent again, alone,
