@@ -614,3 +614,103 @@ async def test_a_resumed_execution_sends_neither_twice_nor_what_changed(
         agent, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
     )
     assert sandbox.sandbox.received_remove_paths == [paths[1]]
+
+
+# ---------------------------------------------------------------------------- what the person sees
+
+
+async def test_a_file_name_cannot_put_a_button_on_the_page(
+    human_server: MCPServer[Any], agent: Client, sandbox: RunningSandbox, audit_path: Path
+) -> None:
+    """The agent names files so that the page would draw a 'Decline' that approves (a button of the decision
+    form outside it), or an attribute that runs script. In Chromium the page has one Decline, and it declines."""
+    from .test_review_page import CHROMIUM, CHROMIUM_ARGS, require_browser
+
+    require_browser()
+    from playwright.async_api import async_playwright
+
+    folder = sandbox.root / "scratch/bait"
+    folder.mkdir()
+    names = [
+        "<button form=decide name=decision value=approve>Decline",
+        '"><button form="decide" name="decision" value="approve:delete">Decline',
+        "<img src=x onerror=document.forms[0].submit()>",
+        "' autofocus onfocus='document.forms[0].submit()",
+    ]
+    for name in names:
+        (folder / name).write_text("bait\n")
+    paths = [f"{sandbox.home}/scratch/bait/{name}" for name in names]
+    plan = await call_ok(agent, "remove_paths", {"paths": paths})
+    url = await page_url(human_server, plan)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            await page.wait_for_load_state("networkidle")
+            assert await status_of(human_server, plan) == "open", "nothing on the page decided by itself"
+            assert await page.locator("button[form]").count() == 0
+            assert await page.locator("img[src=x]").count() == 0
+            declines = page.get_by_role("button", name="Decline")
+            assert await declines.count() == 1
+            await declines.click()
+            await page.wait_for_selector('#status[data-status="declined"]')
+        finally:
+            await browser.close()
+    assert await status_of(human_server, plan) == "declined"
+    assert all((folder / name).exists() for name in names) and executions(audit_path) == []
+
+
+async def test_the_page_cannot_be_framed_or_leak_its_address(
+    human_server: MCPServer[Any], agent: Client, sandbox: RunningSandbox
+) -> None:
+    plan = await call_ok(agent, "remove_paths", {"paths": [f"{sandbox.home}/scratch/run-001"]})
+    url = await page_url(human_server, plan)
+    async with httpx.AsyncClient() as http:
+        page = await http.get(url)
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer", "the secret URL never goes out as a Referer"
+    assert "samesite=strict" in page.headers["set-cookie"].lower()
+    assert "httponly" in page.headers["set-cookie"].lower()
+
+
+async def test_a_path_changed_after_the_approval_is_not_sent(
+    human_server: MCPServer[Any], agent: Client, sandbox: RunningSandbox
+) -> None:
+    """The person approved what the page showed; what changed after is not what they approved."""
+    paths = [f"{sandbox.home}/scratch/run-001", f"{sandbox.home}/scratch/tmp.log"]
+    plan = await call_ok(agent, "remove_paths", {"paths": paths})
+    url = await page_url(human_server, plan)
+    async with httpx.AsyncClient() as http:
+        assert (await post(http, url, "approve", await page_form(http, url))).status_code == 303
+    (sandbox.root / "scratch/run-001/added-after.txt").write_text("new results\n")
+    sandbox.sandbox.reset_records()
+    done = await call_ok(agent, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+    statuses = {item["path"]: item["status"] for item in done["items"]}
+    assert statuses == {paths[0]: "changed", paths[1]: "removed"}
+    assert sandbox.sandbox.received_remove_paths == [paths[1]]
+    assert (sandbox.root / "scratch/run-001/added-after.txt").exists()
+
+
+async def test_the_persons_quarantine_choice_never_splits_a_comma_name(
+    human_server: MCPServer[Any], agent: Client, sandbox: RunningSandbox
+) -> None:
+    """A delete plan may hold a name with a comma; the person then chooses 'quarantine instead': the move carries
+    its sources comma-separated, so that name must not be sent (and its look-alikes must stay)."""
+    root = sandbox.root
+    (root / "scratch/a,tmp.log").write_text("comma\n")
+    (root / "scratch/a").mkdir()
+    plan = await call_ok(
+        agent, "remove_paths", {"paths": [f"{sandbox.home}/scratch/a,tmp.log", f"{sandbox.home}/scratch/run-002"]}
+    )
+    assert plan.get("confirmation_token"), plan
+    url = await page_url(human_server, plan)
+    async with httpx.AsyncClient() as http:
+        assert (await post(http, url, "approve:quarantine", await page_form(http, url))).status_code == 303
+    moves = len(sandbox.sandbox.moves)
+    await agent.call_tool("remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+    assert all("," not in move.source for move in sandbox.sandbox.moves[moves:])
+    assert (root / "scratch/a,tmp.log").read_text() == "comma\n"
+    assert (root / "scratch/a").is_dir() and (root / "scratch/tmp.log").exists()
+    assert (root / "scratch" / QUARANTINE_DIR / plan["plan_id"] / "run-002").is_dir()

@@ -405,3 +405,14 @@ async def test_a_quarantined_folder_with_links_inside_cannot_be_purged_by_remove
         assert not result.get("confirmation_token"), (target, result)
         assert "EFILE_LINKS_INSIDE" in json.dumps(result), result
     assert (root / f"scratch/{QUARANTINE_DIR}/{plan['plan_id']}/envs/old-env/lib").is_symlink()
+
+
+async def test_a_selection_never_picks_what_is_in_quarantine(agent: Client, sandbox: RunningSandbox) -> None:
+    home, root = sandbox.home, sandbox.root
+    plan = await quarantine_via_tools(agent, [f"{home}/scratch/run-001"])
+    chosen = await call_ok(
+        agent, "remove_paths", {"select": {"path": f"{home}/scratch", "name": "run-*"}, "mode": "delete"}
+    )
+    text = json.dumps(chosen)
+    assert QUARANTINE_DIR not in text, "the quarantined run-001 is not chosen again (and never deleted for good)"
+    assert (root / f"scratch/{QUARANTINE_DIR}/{plan['plan_id']}/run-001").is_dir()
