@@ -416,3 +416,36 @@ async def test_a_selection_never_picks_what_is_in_quarantine(agent: Client, sand
     text = json.dumps(chosen)
     assert QUARANTINE_DIR not in text, "the quarantined run-001 is not chosen again (and never deleted for good)"
     assert (root / f"scratch/{QUARANTINE_DIR}/{plan['plan_id']}/run-001").is_dir()
+
+
+@pytest.mark.parametrize(
+    "swapped",
+    [
+        pytest.param(
+            "plan folder",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="BREAK: <root>/.efile-quarantine/<plan id> made a link (the dry run names the plan id) "
+                "between the dry run and the execution: the move follows it and the data leaves its allowed root",
+            ),
+        ),
+        "quarantine folder",
+    ],
+)
+async def test_a_quarantine_folder_swapped_for_a_link_does_not_carry_data_out_of_its_root(
+    agent: Client, sandbox: RunningSandbox, swapped: str
+) -> None:
+    """The dry run answers the plan id; before the execution, something with write access makes
+    `<root>/.efile-quarantine/<plan id>` (or the quarantine folder itself) a link to a folder outside the root."""
+    home, root = sandbox.home, sandbox.root
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    plan = await call_ok(agent, "remove_paths", {"paths": [f"{home}/scratch/run-001"], "mode": "quarantine"})
+    quarantine = root / "scratch" / QUARANTINE_DIR
+    if swapped == "plan folder":
+        quarantine.mkdir()
+        (quarantine / plan["plan_id"]).symlink_to(elsewhere)
+    else:
+        quarantine.symlink_to(elsewhere)
+    await agent.call_tool("remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+    assert list(elsewhere.rglob("*")) == [], "data moved out of its allowed root through a link"
