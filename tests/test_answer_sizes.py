@@ -23,16 +23,18 @@ import pytest
 from mcp import Client
 
 from efile_mcp.models.results import (
+    STRUCTURED_MAX,
     GetTaskResult,
     ListFilesResult,
     RemoveItem,
     RemovePathsResult,
     RemoveSummary,
     TaskInfo,
+    json_chars,
 )
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
-from efile_mcp.tools.output import STRUCTURED_MAX, TEXT_MAX, json_size, render
+from efile_mcp.tools.output import TEXT_MAX, render
 from efile_mcp.tools.registry import TOOLS
 
 from .invariants import FIGURES
@@ -193,7 +195,7 @@ async def test_every_answer_fits_whatever_the_arguments(
             # An enum value this configuration refuses (e.g. a mode it does not offer) is still measured.
             assert refusable or not result.is_error, f"{tool} {sorted(arguments)}: {text[:300]}"
             answer = result.structured_content or {}
-            sizes = (len(text), json_size(answer))
+            sizes = (len(text), json_chars(answer))
             shown = {k: (v if not isinstance(v, list) else f"[{len(v)}]") for k, v in arguments.items()}
             assert sizes[0] <= TEXT_MAX, f"{tool} {shown}: text of {sizes[0]} characters"
             assert not text.lstrip().startswith("{"), f"{tool}: the text repeats the structured content"
@@ -256,10 +258,10 @@ def _task(i: int) -> TaskInfo:
 
 def test_fifty_long_tasks_are_cut_to_the_budget_and_counted() -> None:
     answer = GetTaskResult(tasks=[_task(i) for i in range(50)], not_found=[], all_terminal=False)
-    assert json_size(answer.model_dump(mode="json", exclude_none=True)) > STRUCTURED_MAX  # the case is real
+    assert json_chars(answer.model_dump(mode="json", exclude_none=True)) > STRUCTURED_MAX  # the case is real
     rendered = render(answer)
     assert rendered.structured_content is not None
-    assert json_size(rendered.structured_content) <= STRUCTURED_MAX
+    assert json_chars(rendered.structured_content) <= STRUCTURED_MAX
     shown = len(rendered.structured_content["tasks"])
     assert 0 < shown < 50 and rendered.structured_content["tasks_not_shown"] == 50 - shown
 
@@ -275,7 +277,7 @@ def test_a_full_removal_lists_exceptions_first_and_counts_the_rest() -> None:
     )
     rendered = render(answer)
     assert rendered.structured_content is not None
-    assert json_size(rendered.structured_content) <= STRUCTURED_MAX
+    assert json_chars(rendered.structured_content) <= STRUCTURED_MAX
     listed = rendered.structured_content["items"]
     assert listed[0]["status"] == "refused"
     assert rendered.structured_content["items_not_shown"] == 400 - len(listed)
@@ -295,7 +297,7 @@ def test_a_page_of_long_entries_is_cut_where_the_next_page_starts() -> None:
     assert rendered.structured_content is not None
     kept = len(rendered.structured_content["entries"])
     assert kept < 200 and rendered.structured_content["next_start"] == 400 + kept
-    assert json_size(rendered.structured_content) <= STRUCTURED_MAX
+    assert json_chars(rendered.structured_content) <= STRUCTURED_MAX
     (text,) = [block.text for block in rendered.content if hasattr(block, "text")]
     assert f"start={400 + kept}" in text
 
@@ -320,8 +322,32 @@ def test_children_with_very_long_paths_are_summed_into_the_rest() -> None:
     )
     rendered = render(answer)
     assert rendered.structured_content is not None
-    assert json_size(rendered.structured_content) <= STRUCTURED_MAX
+    assert json_chars(rendered.structured_content) <= STRUCTURED_MAX
     shown = rendered.structured_content["children"]
     others = rendered.structured_content["others"]
     assert len(shown) < 50 and others["count"] == 10 + 50 - len(shown)
     assert sum(c["size"] for c in shown) + others["size"] == sum(c.size for c in children) + 100
+
+
+async def test_find_pages_of_very_long_paths_fit_and_give_every_match_once(
+    sandbox: RunningSandbox, make_settings: Callable[..., Any]
+) -> None:
+    """50 matches whose paths run to ~1,000 characters would be 50 KB: each page ends at the budget, none is lost."""
+    deep = sandbox.root / "scratch" / "/".join(["a-folder-name-that-a-pipeline-made-up-of-many-parts"] * 18)
+    deep.mkdir(parents=True)
+    for i in range(60):
+        (deep / LONG.format(i=i, r=5)).write_bytes(b"x" * (i + 1))
+    seen: list[str] = []
+    async with Client(build_server(make_settings())) as client:
+        arguments: dict[str, Any] = {"path": f"{sandbox.home}/scratch", "name": "run-2026-*", "limit": 50}
+        while True:
+            result = await client.call_tool("find_paths", arguments)
+            answer = result.structured_content
+            assert not result.is_error and answer is not None
+            assert json_chars(answer) <= STRUCTURED_MAX
+            assert len(answer["matches"]) < 50 or "next_cursor" not in answer
+            seen += [match["path"] for match in answer["matches"]]
+            if "next_cursor" not in answer:
+                break
+            arguments = {**arguments, "cursor": answer["next_cursor"]}
+    assert len(seen) == len(set(seen)) == 60

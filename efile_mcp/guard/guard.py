@@ -45,6 +45,7 @@ from ..models.results import (
     TaskStatusCount,
     UsageChild,
     UsageRest,
+    fitting_count,
 )
 from ..models.units import quota_bytes
 from ..models.wire import Order, OrderBy, QuotaEntry
@@ -391,6 +392,13 @@ class Guard:
         if any(u.path == root for u in stats.unreadable):
             raise GuardRefusal("unreadable", f"cannot list {display(root)}: {stats.unreadable[0].reason}")
         page = search.take(limit)
+        # Very long paths: the page ends where the answer would outgrow its budget (the rest opens the next page).
+        kept = fitting_count(
+            [{"path": m.path, "type": m.kind, "size": m.size, "modified": iso_time(m.mtime)} for m in page]
+        )
+        if kept < len(page):
+            search.found = page[kept:] + search.found  # still largest first
+            page = page[:kept]
         inside = [m for m in page if self._names_hidden_in(m.path.rstrip("/").rpartition("/")[0] or "/")]
         if inside:
             page = [m for m in page if m not in inside]

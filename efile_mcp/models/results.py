@@ -6,8 +6,10 @@ own vocabulary, but carry no camelCase alias: an alias would leak into the schem
 
 from __future__ import annotations
 
+import json
 import unicodedata
-from typing import TYPE_CHECKING, Annotated, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -44,8 +46,6 @@ def escape_invisible(text: str) -> str:
     """
     if text.isascii() and text.isprintable():  # most names: no format character is ASCII, so no per-character look-up
         return text
-    if text.isascii() and text.isprintable():  # most names: no format character is ASCII, so no per-character look-up
-        return text
     if text.isprintable() and not any(unicodedata.category(ch) == "Cf" for ch in text):
         return text
     return "".join(
@@ -73,6 +73,28 @@ SelectType = Literal["file", "directory", "any"]
 
 #: Up to this many distinct paths an answer lists every item; above it, a summary (detail="full" for all).
 ITEMS_LISTED_MAX = 50
+
+#: The most characters of an answer's structured content (compact JSON), whatever the arguments.
+STRUCTURED_MAX = 16_000
+#: Characters of it one list (entries, matches, items, tasks) may fill; the rest of an answer is a few fields.
+LIST_BUDGET = STRUCTURED_MAX - 3_000
+
+
+def json_chars(value: BaseModel | Any) -> int:
+    """Characters of a value (a model without its absent fields) as compact JSON: how answer budgets are measured."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json", exclude_none=True)
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+def fitting_count(values: Sequence[Any], budget: int = LIST_BUDGET) -> int:
+    """How many of `values`, from the first, fit in `budget` characters of JSON (at least one)."""
+    used = 0
+    for index, value in enumerate(values):
+        used += json_chars(value) + 1
+        if used > budget and index > 0:
+            return index
+    return len(values)
 
 
 class ResultModel(BaseModel):

@@ -5,12 +5,12 @@ model without absent values (no `null`s). The text is a summary of a few lines â
 next, the first few exceptions â€” never the JSON again: it costs the agent's context once, not twice.
 A host that shows only text still learns what it needs to go on (the next page, the confirmation token).
 
-Both stay small whatever the arguments: `TEXT_MAX` and `STRUCTURED_MAX` characters (tests/test_answer_sizes.py).
+Both stay small whatever the arguments: `TEXT_MAX` characters of text, `models.results.STRUCTURED_MAX` of
+structured content, with lists cut to `LIST_BUDGET` (tests/test_answer_sizes.py).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from typing import Any, get_args
 
@@ -30,13 +30,12 @@ from ..models.results import (
     RemovePathsResult,
     StorageStatusResult,
     UsageRest,
+    fitting_count,
 )
 from ..models.units import human_size
 
 #: The most characters of an answer's text summary.
 TEXT_MAX = 2000
-#: The most characters of an answer's structured content (compact JSON), whatever the arguments.
-STRUCTURED_MAX = 16000
 #: How many names, paths or exceptions a summary shows before it says "and N more".
 SHOWN = 5
 _NAME_CHARS = 120
@@ -44,11 +43,6 @@ _NAME_CHARS = 120
 
 def structured(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_none=True)
-
-
-def json_size(value: Any) -> int:
-    """Characters of `value` as compact JSON: how answer budgets are measured."""
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 def render(model: BaseModel) -> CallToolResult:
@@ -85,19 +79,7 @@ def _incomplete(complete: bool, reason: str | None) -> str:
 
 # ------------------------------------------------------------------------------------------ fitting the budget
 
-#: Characters of structured content a list may fill; the rest of an answer is a few fields.
-LIST_BUDGET = STRUCTURED_MAX - 3000
 _EXCEPTIONS_FIRST = ("refused", "changed", "failed", "missing")
-
-
-def fitting_count(values: list[Any], budget: int = LIST_BUDGET) -> int:
-    """How many of `values`, from the first, fit in `budget` characters of JSON (at least one)."""
-    used = 0
-    for index, value in enumerate(values):
-        used += json_size(structured(value) if isinstance(value, BaseModel) else value) + 1
-        if used > budget and index > 0:
-            return index
-    return len(values)
 
 
 def _fit_listing(page: ListFilesResult) -> ListFilesResult:
