@@ -257,11 +257,6 @@ async def test_a_link_put_on_the_way_before_a_restore_is_not_followed(rig: Rig) 
     assert (rig.root / "scratch" / QUARANTINE_DIR / "planrt4/deep/er/data.bin").read_bytes() == b"12345"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: restore_paths(plan_id, paths=[<root>/.ssh/authorized_keys]) moved a file planted in the plan's "
-    "quarantine folder into the protected .ssh folder: restore does not apply the path policy to originals",
-)
 async def test_restore_does_not_write_into_a_protected_folder(rig: Rig) -> None:
     """Something put into a plan's quarantine folder (the agent can write there) and restored by naming it must
     not land inside a protected folder (.ssh) of the root: restore_paths is not confirmed by anyone."""
@@ -279,10 +274,6 @@ async def test_restore_does_not_write_into_a_protected_folder(rig: Rig) -> None:
     assert not (rig.root / "scratch/.ssh/authorized_keys").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: without the state store a whole-plan restore moved a planted `.ssh` folder to <root>/.ssh",
-)
 async def test_restore_of_an_unrecorded_entry_cannot_take_a_protected_name(
     sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -326,11 +317,6 @@ async def test_purge_deletes_only_expired_plans_and_nothing_outside_the_quaranti
     assert (rig.root / "scratch/tmp.log").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: Quarantine.purge (efile-mcp purge, the start-up purge) permanently removes an expired plan "
-    "holding links without EFILE_LINKS_INSIDE=remove",
-)
 async def test_purge_of_a_quarantined_folder_with_links_inside_needs_links_inside_remove(rig: Rig) -> None:
     """A conda env can be quarantined whole (a move never follows links); its permanent removal stays refused
     unless EFILE_LINKS_INSIDE=remove, the expiry purge included: a storage that follows links when removing
