@@ -488,6 +488,7 @@ class Quarantine:
             await self._ready()
         listings = self._listings()
         plans: list[QuarantinedPlan] = []
+        budget = [_SIZE_WALK_MAX]  # entries the plans without a record may still cost, all of them together
         errors: list[str] = []
 
         async def in_root(root: str) -> None:
@@ -509,7 +510,7 @@ class Quarantine:
             for name, entry in listing.entries.items():
                 if entry.kind == "directory":
                     manifest = listing.entries.get(name + MANIFEST_SUFFIX)
-                    plans.append(await self._describe(root, name, entry, manifest))
+                    plans.append(await self._describe(root, name, entry, manifest, budget))
 
         async with task_group() as tg:
             for root in self.policy.allowed_roots:
@@ -517,7 +518,9 @@ class Quarantine:
         plans.sort(key=lambda plan: (plan.quarantined_at or "", plan.plan_id), reverse=True)
         return plans, "; ".join(errors) or None
 
-    async def _describe(self, root: str, plan_id: str, entry: Entry, manifest: Entry | None) -> QuarantinedPlan:
+    async def _describe(
+        self, root: str, plan_id: str, entry: Entry, manifest: Entry | None, budget: list[int]
+    ) -> QuarantinedPlan:
         record = await self._record(plan_id)
         when = record.when if record else (manifest.mtime if manifest and manifest.mtime else entry.mtime)
         exact = True
@@ -525,7 +528,7 @@ class Quarantine:
             rows = record.roots[root]
             count, size = len(rows), sum(int(row[2]) for row in rows)
         else:
-            count, size, exact = await self._measure(plan_folder(root, plan_id))
+            count, size, exact = await self._measure(plan_folder(root, plan_id), budget)
         expires = when + self.days * DAY if when is not None else None
         return QuarantinedPlan(
             plan_id=plan_id,
@@ -567,12 +570,15 @@ class Quarantine:
                 return "it holds too many entries to be checked for symbolic links"
         return None
 
-    async def _measure(self, folder: str) -> tuple[int, int, bool]:
-        """(files, bytes, read whole) of a plan folder, by walking it (no record in the state store)."""
+    async def _measure(self, folder: str, budget: list[int]) -> tuple[int, int, bool]:
+        """(files, bytes, read whole) of a plan folder, by walking it (no record in the state store), within the
+        entries `budget[0]` one look at the quarantine may still read: many unrecorded plans stay one quick look."""
         listings = self._listings()
-        files = size = seen = 0
+        files = size = 0
         pending = [folder]
         while pending:
+            if budget[0] <= 0:
+                return files, size, False
             current = pending.pop()
             try:
                 listing = await listings.read_dir(current)
@@ -581,13 +587,13 @@ class Quarantine:
             except EfileMcpError:
                 return files, size, False
             for name, child in listing.entries.items():
-                seen += 1
+                budget[0] -= 1
                 if child.kind == "directory":
                     pending.append(join(current, name))
                 elif child.kind == "file":
                     files += 1
                     size += child.size
-            if seen > _SIZE_WALK_MAX or not listing.complete:
+            if not listing.complete:
                 return files, size, False
         return files, size, True
 
