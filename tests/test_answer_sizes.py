@@ -351,3 +351,27 @@ async def test_find_pages_of_very_long_paths_fit_and_give_every_match_once(
                 break
             arguments = {**arguments, "cursor": answer["next_cursor"]}
     assert len(seen) == len(set(seen)) == 60
+
+
+def test_a_summary_of_paths_thousands_of_characters_long_still_fits() -> None:
+    from efile_mcp.models.results import ItemStatus, ParentGroup
+
+    deep = "/public/home/alice/" + "/".join(["a-rather-long-folder-name-of-a-workflow"] * 40)
+
+    def item(i: int, status: ItemStatus = "would_remove") -> RemoveItem:
+        return RemoveItem(path=f"{deep}/{LONG.format(i=i, r=6)}", status=status, size=i)
+
+    answer = RemovePathsResult(
+        dry_run=True,
+        summary=RemoveSummary(requested=5000, distinct=5000),
+        exceptions=[item(i, "refused") for i in range(12)],
+        largest=[item(i) for i in range(8)],
+        by_parent=[ParentGroup(parent=f"{deep}/{i}", count=i, size=i) for i in range(8)],
+        confirm_paths=[item(i).path for i in range(50)],
+        next_step="show the person",
+    )
+    rendered = render(answer)
+    assert rendered.structured_content is not None
+    assert json_chars(rendered.structured_content) <= STRUCTURED_MAX
+    shown = rendered.structured_content.get("exceptions", [])
+    assert shown and rendered.structured_content["exceptions_not_shown"] == 12 - len(shown)

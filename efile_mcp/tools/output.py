@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from ..models.quarantine import RestorePathsResult
 from ..models.results import (
+    STRUCTURED_MAX,
     CancelTasksResult,
     DiskUsageResult,
     FindPathsResult,
@@ -31,6 +32,7 @@ from ..models.results import (
     StorageStatusResult,
     UsageRest,
     fitting_count,
+    json_chars,
 )
 from ..models.units import human_size
 
@@ -91,13 +93,25 @@ def _fit_listing(page: ListFilesResult) -> ListFilesResult:
 
 
 def _fit_removal(result: RemovePathsResult) -> RemovePathsResult:
-    """detail='full' over many paths: the exceptions first, then as many items as fit; the rest counted."""
+    """detail='full' over many paths: the exceptions first, then as many items as fit; the rest counted.
+
+    Paths of thousands of characters can outgrow the budget even in a summary: then the views that only
+    repeat paths go first (confirm_paths, which the items name too; the per-folder and largest views),
+    and the exceptions last, counted in exceptions_not_shown.
+    """
     items = result.items or []
-    if fitting_count(list(items)) == len(items):
-        return result
-    ordered = sorted(items, key=lambda i: _EXCEPTIONS_FIRST.index(i.status) if i.status in _EXCEPTIONS_FIRST else 9)
-    kept = fitting_count(ordered)
-    return result.model_copy(update={"items": ordered[:kept], "items_not_shown": len(items) - kept})
+    if fitting_count(list(items)) < len(items):
+        ordered = sorted(items, key=lambda i: _EXCEPTIONS_FIRST.index(i.status) if i.status in _EXCEPTIONS_FIRST else 9)
+        kept = fitting_count(ordered)
+        result = result.model_copy(update={"items": ordered[:kept], "items_not_shown": len(items) - kept})
+    for view in ("confirm_paths", "by_parent", "largest", "exceptions"):
+        while json_chars(result) > STRUCTURED_MAX and getattr(result, view):
+            shown = getattr(result, view)
+            update: dict[str, Any] = {view: shown[: len(shown) // 2] or None}
+            if view == "exceptions":
+                update["exceptions_not_shown"] = (result.exceptions_not_shown or 0) + len(shown) - len(shown) // 2
+            result = result.model_copy(update=update)
+    return result
 
 
 def _fit_usage(result: DiskUsageResult) -> DiskUsageResult:
