@@ -714,3 +714,35 @@ async def test_the_persons_quarantine_choice_never_splits_a_comma_name(
     assert (root / "scratch/a,tmp.log").read_text() == "comma\n"
     assert (root / "scratch/a").is_dir() and (root / "scratch/tmp.log").exists()
     assert (root / "scratch" / QUARANTINE_DIR / plan["plan_id"] / "run-002").is_dir()
+
+
+async def test_file_names_cannot_rewrite_the_terminals_summary(
+    human_server: MCPServer[Any], agent: Client, sandbox: RunningSandbox
+) -> None:
+    """`efile-mcp approve` prints the plan on the person's terminal: a name carrying escape sequences, carriage
+    returns or newlines could erase the line that says DELETE PERMANENTLY, or draw a harmless-looking one."""
+    from efile_mcp.guard.seen import Plan
+    from efile_mcp.review.terminal import describe
+
+    folder = sandbox.root / "scratch/big"
+    folder.mkdir()
+    names = [
+        "x\x1b[1A\x1b[2K\rPlan: move to quarantine (restorable)",
+        "y\r  0 paths, 0 B",
+        "z\nPlan 000: move to quarantine",
+        "w\x9b2K",
+    ]
+    for index, name in enumerate(names):
+        (folder / name).write_bytes(b"0" * (10_000 * (index + 1)))
+    named = await call_ok(agent, "remove_paths", {"paths": [f"{sandbox.home}/scratch/big/{n}" for n in names]})
+    assert named["summary"]["refused"] == len(names) and not named.get("confirmation_token")
+    by_select = await call_ok(agent, "remove_paths", {"select": {"path": f"{sandbox.home}/scratch/big", "name": "*"}})
+    assert not by_select.get("confirmation_token"), "a selection's matches are screened like named paths"
+    plan = await call_ok(agent, "remove_paths", {"paths": [f"{sandbox.home}/scratch/big"]})  # the names inside
+    data = await store_of(human_server).load_plan(plan["plan_id"])
+    assert data is not None
+    lines = describe(Plan.from_bytes(data), now=epoch(plan["expires_at"]) - 800)
+    printed = "\n".join(lines)
+    assert not any(ch in printed for ch in "\x1b\r\x9b"), printed
+    assert len(printed.splitlines()) == len(lines), "a name cannot add a line of its own"
+    assert "DELETE PERMANENTLY" in lines[0]
