@@ -344,6 +344,10 @@ async def test_a_rate_limit_mid_plan_is_retried_or_reported_never_lost(rig: Rig,
     assert all("still where it was" in (item.reason or "") for item in items.values())
     assert all((rig.root / name).exists() for name in many_files[150:])
     assert everything(rig.root) == kept
+    # The plan holds nothing in quarantine, and says so: nothing of it to restore.
+    status = await rig.quarantine.status()
+    assert [p.count for p in status.plans if p.plan_id == "busier"] in ([], [0])
+    assert (await rig.quarantine.restore("busy")).summary.restored == 150
 
 
 async def test_start_up_logs_a_dry_run_then_purges_only_expired(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:

@@ -300,6 +300,16 @@ class Quarantine:
                     reason=(state.message or "not moved") + "; it is still where it was",
                 )
         with anyio.CancelScope(shield=True):
+            # The record keeps what is in quarantine now: a path that was not moved is not the plan's to restore.
+            record.roots = {
+                root: [row for row in rows if items[row[0]].status == "quarantined"]
+                for root, rows in record.roots.items()
+            }
+            if self.store is not None:
+                try:
+                    await self.store.save_plan(self._record_key(plan_id), record.to_bytes(), self._record_expiry(when))
+                except EfileMcpError as exc:
+                    log.warning("the quarantine record of plan %s could not be updated (%s)", plan_id, exc)
             await self._write_manifests(plan_id, when, by_root, items)
         return items
 
