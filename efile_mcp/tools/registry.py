@@ -283,11 +283,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"updated {path.relative_to(ROOT)}", file=sys.stderr)
         return 0
     stale = stale_published()
+    fix = "differs from efile_mcp/tools/registry.py: run python -m efile_mcp.tools.registry --write"
     for what in stale:
-        print(
-            f"{what} differs from efile_mcp/tools/registry.py: run python -m efile_mcp.tools.registry --write",
-            file=sys.stderr,
-        )
+        print(f"{what} {fix}", file=sys.stderr)
     return 1 if stale else 0
 
 
