@@ -347,6 +347,7 @@ async def test_a_rate_limit_mid_plan_is_retried_or_reported_never_lost(rig: Rig,
     # The plan holds nothing in quarantine, and says so: nothing of it to restore.
     status = await rig.quarantine.status()
     assert [p.count for p in status.plans if p.plan_id == "busier"] in ([], [0])
+    rig.sandbox.sandbox.faults = None
     assert (await rig.quarantine.restore("busy")).summary.restored == 150
 
 
