@@ -393,12 +393,6 @@ async def test_a_form_cancel_or_timeout_loop_never_spends_twice_nor_resumes(
     assert target.is_dir() and executions(audit_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: in the 2025-11-25 era the SDK makes a ServerSession per request, so session_of names each call "
-    "anew: after a form the client dismissed, the same client's next call is told 'another session is asking the "
-    "person' at once instead of waiting for the page (stdio and in-memory; HTTP has its session header)",
-)
 async def test_the_same_legacy_connection_is_one_session(human_server: MCPServer[Any], sandbox: RunningSandbox) -> None:
     async with Client(human_server, mode="legacy", elicitation_callback=answering("cancel")) as client:
         plan = await call_ok(client, "remove_paths", {"paths": [f"{sandbox.home}/scratch/run-001"]})
@@ -474,13 +468,6 @@ async def test_another_http_session_cannot_answer_or_execute_while_the_person_is
     assert [line for line in audit_lines(audit) if line["event"] in ("intent", "execution")] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: in EFILE_CONFIRM=human a self-answering client that declares URL-mode elicitation is handed the "
-    "review page's URL, approves it itself over plain HTTP (the page's Origin, cookie and CSRF checks stop a "
-    "browser's cross-site request, not a client holding the URL) and the audit says confirmed_by review_page: "
-    "the client is recorded as the person",
-)
 async def test_a_client_given_the_page_by_url_mode_is_not_recorded_as_the_person(
     human_server: MCPServer[Any], sandbox: RunningSandbox, audit_path: Path
 ) -> None:
@@ -746,3 +733,63 @@ async def test_file_names_cannot_rewrite_the_terminals_summary(
     assert not any(ch in printed for ch in "\x1b\r\x9b"), printed
     assert len(printed.splitlines()) == len(lines), "a name cannot add a line of its own"
     assert "DELETE PERMANENTLY" in lines[0]
+
+
+async def raw_http(port: int, request: bytes) -> int:
+    """Send bytes as they are (no client normalises the path) and return the response's status code."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(request)
+        head = b""
+        with anyio.fail_after(10):
+            while b"\r\n" not in head:
+                head += await stream.receive()
+    return int(head.split(b" ", 2)[1])
+
+
+async def test_over_http_the_page_is_no_way_around_the_bearer_token_and_no_result_holds_its_url(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    from .test_http import connect, http_process, settings_env
+
+    audit = tmp_path / "audit.jsonl"
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.py"
+    browser.write_text(f"#!{sys.executable}\nimport sys\nopen({str(opened)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    browser.chmod(0o755)
+    env = settings_env(
+        sandbox,
+        audit,
+        EFILE_CONFIRM="human",
+        EFILE_CONFIRM_TIMEOUT="1",
+        EFILE_REMOVE_MODE="delete",
+        BROWSER=str(browser),
+    )
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "remove_paths", "arguments": {"paths": [f"{sandbox.home}/scratch/run-001"]}},
+        }
+    ).encode()
+    with http_process(env=env) as (endpoint, _stderr):
+        port = int(endpoint.rsplit(":", 1)[1].split("/")[0])
+        for path in (b"/review/../mcp", b"/review/%2e%2e/mcp", b"/review/..%2fmcp", b"/review/assets/../../mcp"):
+            request = (
+                b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1:" + str(port).encode() + b"\r\n"
+                b"Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+            )
+            assert await raw_http(port, request) in (401, 404, 405), path
+        seen: list[str] = []
+        async with connect(endpoint, mode="legacy") as agent:
+            plan = await call_ok(agent, "remove_paths", {"paths": [f"{sandbox.home}/scratch/run-001"]})
+            execute = {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+            for arguments in (execute, execute, {**execute, "confirmation_token": "x" * 40}):
+                seen.append(text_of(await agent.call_tool("remove_paths", arguments)))
+            seen.append(text_of(await agent.call_tool("storage_status", {})))
+            seen.append(text_of(await agent.call_tool("get_task", {"plan_id": plan["plan_id"]})))
+    assert opened.exists(), "the page was opened in the person's browser"
+    secret = opened.read_text().split()[0].rstrip("/").rsplit("/", 1)[1]
+    assert not any(secret in text or "/review/" in text for text in seen)
+    assert (sandbox.root / "scratch/run-001").is_dir()

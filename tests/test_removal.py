@@ -261,7 +261,8 @@ async def test_a_self_answering_client_in_human_mode_is_recorded_as_a_client_not
 
 
 async def test_session_b_cannot_answer_or_execute_a_plan_pending_in_session_a(world: World) -> None:
-    removal = world.removal(confirm="auto", pages=FakePages(opens=True))
+    pages = FakePages(opens=True)
+    removal = world.removal(confirm="auto", pages=pages)
     preview = await plan(removal, world)
     in_a = FakeClient(session="session-a", has_form=True, answer="no_answer")
     assert (await refused(removal.execute(request(preview), in_a))).code == "awaiting_person"
@@ -271,6 +272,8 @@ async def test_session_b_cannot_answer_or_execute_a_plan_pending_in_session_a(wo
         assert refusal.code == "other_session" and "nothing was deleted" in str(refusal)
         assert in_b.asked == []
     assert world.exists(f"{world.sandbox.home}/scratch/tmp.log") and executions(world) == []
+    # A's page may have gone with A's process: B's try opens it again for the person, once.
+    assert len(pages.shown) == 2 and pages.shown[0] == pages.shown[1]
     # The person's approval on the page is the plan's: now any session may carry it out.
     await world.approve(preview.plan_id or "")
     assert (await removal.execute(request(preview), FakeClient(session="session-b"))).summary.removed == 2
@@ -307,6 +310,10 @@ async def test_url_mode_opens_the_page_through_the_client(world: World) -> None:
     waiting = await refused(removal.execute(request(preview), client))
     assert "the page their client opened" in str(waiting)
     assert client.urls == [f"http://127.0.0.1:9/review/secret-of-{preview.plan_id}/"] and pages.shown == []
+    # Whoever approves that page may be the client itself: the audit says a client, not the person.
+    await world.approve(preview.plan_id or "", "review_page")
+    await removal.execute(request(preview), client)
+    assert executions(world)[-1]["confirmed_by"] == "client_form"
 
 
 async def test_read_only_refuses_both_steps(world: World) -> None:
@@ -408,6 +415,19 @@ async def test_a_plan_inside_the_quarantine_is_a_purge(world: World) -> None:
     assert preview.next_step and "purge" in preview.next_step and "permanent" in preview.next_step
     await removal.execute(request(preview), FakeClient())
     assert not inside.exists()
+
+
+async def test_a_purge_approved_as_a_quarantine_is_not_carried_out_as_a_deletion(world: World) -> None:
+    inside = world.sandbox.root / "scratch" / ".efile-quarantine" / "abc" / "old.log"
+    inside.parent.mkdir(parents=True)
+    inside.write_text("old\n")
+    removal = world.removal(confirm="human", pages=FakePages(), quarantine=FakeQuarantine())
+    preview = await plan(removal, world, ".efile-quarantine/abc")
+    await world.approve(preview.plan_id or "", mode="quarantine")  # what the person chose cannot happen
+    refusal = await refused(removal.execute(request(preview), FakeClient()))
+    assert refusal.code == "mode_impossible" and "nothing was deleted" in str(refusal)
+    assert inside.exists()
+    assert (await refused(removal.execute(request(preview), FakeClient()))).code == "reused"
 
 
 async def test_the_person_may_choose_the_quarantine_for_a_delete_plan_never_the_reverse(world: World) -> None:

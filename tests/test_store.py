@@ -174,8 +174,14 @@ async def test_pending_lists_undecided_unexpired_removal_plans_only(store: State
 async def test_a_state_written_before_the_state_machine_reads_as_spent_or_asked() -> None:
     assert PlanState.from_json(b"spent").status == "spent"
     assert PlanState.from_json("asked").status == "asked"
-    state = PlanState("done", approve("terminal"), "a", "b", "r", 1.0, 2, {"removed": 1})
+    state = PlanState("done", approve("terminal"), "a", "b", "r", 1.0, 2, {"removed": 1}, url_to_client=True)
     assert PlanState.from_json(state.to_json()) == state
+
+
+async def test_a_page_handed_to_a_client_is_remembered(store: StateStore) -> None:
+    assert not (await store.mark_asked("p1", EXP, "s")).url_to_client
+    assert (await store.mark_asked("p1", EXP, "s", url_to_client=True)).url_to_client
+    assert (await store.decide("p1", EXP, approve())).url_to_client  # kept through the decision
 
 
 async def test_plans_round_trip_and_expire_on_the_injected_clock(store: StateStore, clock: Clock) -> None:

@@ -89,14 +89,17 @@ REFUSALS: dict[str, str] = {
     "running": "this plan is being executed right now by another call; nothing more was done. Call again in "
     "a minute to read its outcome, or follow it with get_task (plan_id={plan_id!r}).",
     "other_session": "another session is asking the person about this plan; nothing was deleted. Only the "
-    "person can let this session go on: they approve it where they were asked (or in a terminal with "
-    "`efile-mcp approve`); then " + _AGAIN + ".",
+    "person can let this session go on: they approve it on its review page (opened in their browser where "
+    "possible) or in a terminal with `efile-mcp approve`; then " + _AGAIN + ".",
     "awaiting_person": "the plan is waiting for the person's decision ({where}); nothing was deleted and the "
     "token is not spent. Tell the person where to decide, then " + _AGAIN + ".",
     "person_unreachable": "this server requires the person to confirm every deletion (EFILE_CONFIRM=human), "
     "and no channel here can reach them: this client shows no form and no browser page can be opened. "
     "Nothing was deleted and the token is not spent: the person can approve it in their own terminal with "
     "`efile-mcp approve`; then " + _AGAIN + ".",
+    "mode_impossible": "the person approved this plan as a quarantine, which it cannot be (its paths are inside "
+    "the quarantine, so removing them is a permanent purge, or no quarantine is set up here); nothing was "
+    "deleted and this token is spent. Run a new dry run and let the person approve what it really does.",
     "quarantine_unavailable": "mode 'quarantine' is not available on this server (no quarantine is set up); "
     "nothing was planned. Use mode 'delete' only if the person agrees the removal is permanent.",
 }
@@ -179,6 +182,8 @@ class Removal:
         self.quarantine = quarantine
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
+        #: Plans asked about in another session whose page this process has opened again.
+        self._reshown: set[str] = set()
 
     # ------------------------------------------------------------------------------------ refusals
 
@@ -585,6 +590,13 @@ class Removal:
         """Who confirms this execution; redeemed under a lease when allowed, else a refusal (audited)."""
         plan, store, session = opened.plan, self.host.store, asker.session
         state = await store.plan_state(plan.plan_id)
+        if state.waits_in_other_session(session) and plan.plan_id not in self._reshown:
+            # The session that asked may be gone with its page (a restarted desktop app): the person gets the
+            # page again, once per process, and decides there; this session is refused all the same.
+            self._reshown.add(plan.plan_id)
+            url = await self._page_url(plan)
+            if url is not None:
+                self._show(url)
         await self._refuse_by_state(plan, state, session)
         if state.status == "running":  # its lease ran out: the execution it stands for is resumed
             return await self._redeem(plan, session, state, token_alone=True)
@@ -614,6 +626,8 @@ class Removal:
         if url is not None:
             if asker.has_url and not shown:
                 remaining = max(0.0, deadline - anyio.current_time())
+                # Recorded first: from now on a client holds the address, and the page may be approved by it.
+                state = await store.mark_asked(plan.plan_id, plan.expires_at, session, url_to_client=True)
                 opened_by_client = await asker.open_url(self._url_message(plan), url, remaining)
                 if opened_by_client:
                     shown = True
@@ -622,12 +636,12 @@ class Removal:
                 shown = self._show(url)
             if shown and "the page their client opened" not in where:
                 where.append("the page opened in their browser")
-        if not where:
+        if not where and state.status == "open":
             # Nothing here reaches a person: a pipeline. auto: the token alone, as configured; human: refused.
-            if self.confirm == "auto" and state.status == "open":
+            # (A plan already put to a person, by a form now dismissed, waits for their decision instead.)
+            if self.confirm == "auto":
                 return await self._redeem(plan, session, state, token_alone=True)
-            if self.confirm == "human":
-                await self._refuse_code("person_unreachable", plan)
+            await self._refuse_code("person_unreachable", plan)
         where.append("`efile-mcp approve` in a terminal")
         places = where[0] if len(where) == 1 else ", ".join(where[:-1]) + " or " + where[-1]
         state = await self._mark_asked(plan, session)
@@ -727,6 +741,12 @@ class Removal:
             await self._refuse_code("other_session", plan)
 
     async def _redeem(self, plan: Plan, session: str | None, state: PlanState, *, token_alone: bool) -> _Admitted:
+        chosen = state.decision.mode if state.decision is not None else None
+        purge = any(in_quarantine(p) for p in plan.path_set)
+        if chosen == "quarantine" and plan.mode != "quarantine" and (purge or self.quarantine is None):
+            # The person approved a removal this plan cannot be: never carry out another one in its place.
+            await self.host.store.spend(plan.plan_id, plan.expires_at)
+            await self._refuse_code("mode_impossible", plan)
         redemption = await self.host.store.redeem(
             plan.plan_id, plan.expires_at, session=session, token_alone=token_alone, lease=self.lease_seconds
         )
@@ -737,6 +757,8 @@ class Removal:
             await self._refuse_code("reused", plan)
         decision = redemption.state.decision
         confirmed_by: Channel = decision.channel if decision is not None else "token"
+        if confirmed_by == "review_page" and redemption.state.url_to_client:
+            confirmed_by = "client_form"  # the client was handed the page: the approval may be its own
         mode: RemoveMode = "quarantine" if plan.mode == "quarantine" else "delete"
         # The person may choose the restorable way for a plan made to delete; never the reverse.
         chose_quarantine = decision is not None and decision.mode == "quarantine" and self.quarantine is not None

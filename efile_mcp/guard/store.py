@@ -96,6 +96,9 @@ class PlanState:
     runs: int = 0
     #: For done: the outcome's counts (removed, quarantined, queued, missing, failed, changed...).
     outcome: dict[str, int] | None = None
+    #: The review page's address was handed to a client (URL-mode elicitation): an approval on the page may be
+    #: that client's own, and is recorded as a client's, not as the person's.
+    url_to_client: bool = False
 
     @property
     def pending(self) -> bool:
@@ -109,6 +112,8 @@ class PlanState:
     def to_json(self) -> str:
         raw: dict[str, Any] = {"s": self.status, "a": self.asked_by, "di": self.decided_in, "r": self.run_id}
         raw |= {"l": self.lease_until, "n": self.runs, "o": self.outcome}
+        if self.url_to_client:
+            raw["uc"] = True
         if self.decision is not None:
             d = self.decision
             raw["d"] = {"k": d.kind, "c": d.channel, "m": d.mode, "t": d.at}
@@ -134,6 +139,7 @@ class PlanState:
             lease_until=float(raw.get("l") or 0.0),
             runs=int(raw.get("n") or 0),
             outcome=raw.get("o"),
+            url_to_client=bool(raw.get("uc")),
         )
 
 
@@ -153,9 +159,11 @@ class Redemption:
 # and returns the new state, or None to leave the record as it is. The stores run them atomically.
 
 
-def _asked(state: PlanState, session: str | None) -> PlanState | None:
+def _asked(state: PlanState, session: str | None, url_to_client: bool = False) -> PlanState | None:
     if state.status == "open":
-        return replace(state, status="asked", asked_by=session)
+        return replace(state, status="asked", asked_by=session, url_to_client=url_to_client)
+    if state.status == "asked" and url_to_client and not state.url_to_client:
+        return replace(state, url_to_client=True)
     return None  # asked stays asked by whoever asked first (a plan asked without a session stays so)
 
 
@@ -238,9 +246,12 @@ class StateStore(Protocol):
         """Ids of removal plans not expired at `now`, not decided, not running, done or spent (oldest first)."""
         ...
 
-    async def mark_asked(self, plan_id: str, expires_at: float, session: str | None = None) -> PlanState:
-        """A form is asking the person: open -> asked by `session`. Returns the state afterwards (unchanged
-        unless it was open): the caller checks `status == "asked"` and `asked_by`."""
+    async def mark_asked(
+        self, plan_id: str, expires_at: float, session: str | None = None, *, url_to_client: bool = False
+    ) -> PlanState:
+        """The person is being asked: open -> asked by `session`. Returns the state afterwards (unchanged
+        unless it was open): the caller checks `status == "asked"` and `asked_by`. `url_to_client`: the page's
+        address went to a client (URL mode), so a page approval may be the client's."""
         ...
 
     async def decide(
@@ -572,8 +583,10 @@ class SqliteStore:
 
         return await self._call(body, write=False)
 
-    async def mark_asked(self, plan_id: str, expires_at: float, session: str | None = None) -> PlanState:
-        _, after = await self._transition(plan_id, expires_at, lambda state, _: _asked(state, session))
+    async def mark_asked(
+        self, plan_id: str, expires_at: float, session: str | None = None, *, url_to_client: bool = False
+    ) -> PlanState:
+        _, after = await self._transition(plan_id, expires_at, lambda state, _: _asked(state, session, url_to_client))
         return after
 
     async def decide(
@@ -840,9 +853,11 @@ class RedisStore:
         states = await self._do("list pending plans", self._redis.mget([self._state_key(i) for i in plan_ids]))
         return [pid for pid, raw in zip(plan_ids, states, strict=True) if PlanState.from_json(raw).pending]
 
-    async def mark_asked(self, plan_id: str, expires_at: float, session: str | None = None) -> PlanState:
+    async def mark_asked(
+        self, plan_id: str, expires_at: float, session: str | None = None, *, url_to_client: bool = False
+    ) -> PlanState:
         _, after = await self._transition(
-            plan_id, expires_at, lambda state, _: _asked(state, session), "mark a plan as asked"
+            plan_id, expires_at, lambda state, _: _asked(state, session, url_to_client), "mark a plan as asked"
         )
         return after
 

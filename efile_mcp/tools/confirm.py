@@ -41,6 +41,7 @@ from .state import state_of
 
 _ROUND_TRIP_ERA = "2026-07-28"
 _SESSION_HEADER = "mcp-session-id"
+_CONNECTION_KEY = "efile-mcp.session"
 
 Outcome = Literal["not_needed", "accepted", "declined", "cancelled", "invalid"]
 
@@ -71,14 +72,23 @@ def session_of(ctx: Context[Any, Any]) -> str | None:
         return "http:" + str(headers.get(_SESSION_HEADER))
     if _modern(ctx):
         return None
-    connection = ctx.request_context.session
+    # 2025-11-25 builds a ServerSession per request; the connection under it lives as long as the client's
+    # connection (stdio, in-memory) and keeps per-connection state. (mcp 2.3 exposes it only as `_connection`.)
+    session = ctx.request_context.session
+    connection = getattr(session, "_connection", None)
+    state = getattr(connection, "state", None)
+    if isinstance(state, dict):
+        known = state.get(_CONNECTION_KEY)
+        if not isinstance(known, str):
+            known = state[_CONNECTION_KEY] = "conn:" + secrets.token_hex(8)
+        return known
     try:
-        known = _connections.get(connection)
+        known = _connections.get(session)
         if known is None:
-            known = _connections[connection] = "conn:" + secrets.token_hex(8)
+            known = _connections[session] = "conn:" + secrets.token_hex(8)
         return known
     except TypeError:  # not weak-referenceable: its id lives as long as it does
-        return f"conn:{id(connection):x}"
+        return f"conn:{id(session):x}"
 
 
 def _modern(ctx: Context[Any, Any]) -> bool:
