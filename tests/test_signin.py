@@ -43,6 +43,7 @@ from efile_mcp.client.tokens import SignedInToken
 from efile_mcp.client.transport import RequestPipeline
 from efile_mcp.config import Settings, load_settings
 from efile_mcp.errors import AuthError, ConfigError, SignInError, UnreachableError
+from efile_mcp.guard.quarantine import START_UP_PURGE
 from efile_mcp.sandbox import (
     RunningSandbox,
     SandboxConfig,
@@ -102,6 +103,7 @@ def signin_settings(sandbox: RunningSandbox, audit_path: Path, **overrides: Any)
         "audit_log": audit_path,
         "state_dir": audit_path.parent,  # never the user's own state directory
         "retry_budget": 3.0,
+        "remove_mode": "delete",  # sign-in is the point here, not the quarantine (its own tests)
     }
     values.update(overrides)
     return Settings(**values)
@@ -239,9 +241,18 @@ async def test_callers_waiting_on_a_failing_sign_in_share_its_failure(
     scnet.sandbox.reset_records()
     home = scnet.home
     settings = signin_settings(scnet, audit_path, scnet_secret_key="0" * 32, allowed_roots=(f"{home}/scratch",))
-    async with Client(build_server(settings)) as client:
-        paths = [f"{home}/scratch/run-001/stdout.log", f"{home}/scratch/run-002/stdout.log", f"{home}/scratch/tmp.log"]
-        text = await call_error(client, "remove_paths", {"paths": paths})
+    # The start-up purge of the quarantine would sign in too, at a moment of its own: only the dry run's calls here.
+    no_start_up_purge = START_UP_PURGE.set(False)
+    try:
+        async with Client(build_server(settings)) as client:
+            paths = [
+                f"{home}/scratch/run-001/stdout.log",
+                f"{home}/scratch/run-002/stdout.log",
+                f"{home}/scratch/tmp.log",
+            ]
+            text = await call_error(client, "remove_paths", {"paths": paths})
+    finally:
+        START_UP_PURGE.reset(no_start_up_purge)
     assert "signature does not match" in text
     assert scnet.sandbox.request_counts["tokens-aksk"] == 1
 
@@ -892,7 +903,7 @@ async def test_a_fresh_user_with_only_aksk_and_a_region_name_deletes_a_confirmed
         assert home["path"] == scnet.home
         scratch = await call_ok(client, "list_files", {"path": f"{home['path']}/scratch"})
         target = next(entry["path"] for entry in scratch["entries"] if entry["name"] == "run-001")
-        plan = await call_ok(client, "remove_paths", {"paths": [target]})
+        plan = await call_ok(client, "remove_paths", {"paths": [target], "mode": "delete"})  # for good, as asked
         assert plan["confirm_paths"] == [target]
         done = await call_ok(
             client,
@@ -930,7 +941,9 @@ async def test_over_stdio_with_only_scnet_settings_in_the_environment(tmp_path: 
             with tempfile.TemporaryFile("w+") as errlog:
                 async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
                     assert (await call_ok(client, "list_files", {}))["path"] == running.home
-                    plan = await call_ok(client, "remove_paths", {"paths": [target, f"{running.home}/notes.txt"]})
+                    plan = await call_ok(
+                        client, "remove_paths", {"paths": [target, f"{running.home}/notes.txt"], "mode": "delete"}
+                    )
                     assert plan["confirm_paths"] == [target]
                     done = await call_ok(
                         client,
