@@ -340,6 +340,25 @@ async def test_a_purge_page_does_not_offer_a_quarantine_it_cannot_give(
     assert await status_of(human_server, purge) == "open"
 
 
+async def test_a_purge_approved_as_a_quarantine_is_not_carried_out_as_a_permanent_delete(
+    human_server: MCPServer[Any], agent: Client, sandbox: RunningSandbox, audit_path: Path
+) -> None:
+    """Whatever recorded it (a page of an older version, a store written by hand): a quarantine choice on a plan
+    that can only be permanent never runs as the permanent delete the person did not choose."""
+    first = await call_ok(agent, "remove_paths", {"paths": [f"{sandbox.home}/scratch/run-001"], "mode": "quarantine"})
+    store = store_of(human_server)
+    await store.decide(first["plan_id"], epoch(first["expires_at"]), Decision("approved", "terminal"))
+    await call_ok(agent, "remove_paths", {"dry_run": False, "confirmation_token": first["confirmation_token"]})
+    held = sandbox.root / "scratch" / QUARANTINE_DIR / first["plan_id"] / "run-001"
+    purge = await call_ok(agent, "remove_paths", {"paths": [f"{sandbox.home}/scratch/{QUARANTINE_DIR}"]})
+    await store.decide(
+        purge["plan_id"], epoch(purge["expires_at"]), Decision("approved", "review_page", mode="quarantine")
+    )
+    await call_error(agent, "remove_paths", {"dry_run": False, "confirmation_token": purge["confirmation_token"]})
+    assert held.is_dir(), "the quarantine was not purged for good"
+    assert [e["mode"] for e in executions(audit_path)] == ["quarantine"]
+
+
 # ---------------------------------------------------------------------------- other clients and sessions
 
 
