@@ -497,8 +497,9 @@ class _Gate:
     together; a request granted less than a page closes the gate (what it leaves is the next call's).
     """
 
-    def __init__(self, limits: WalkLimits, stats: WalkStats, stop: Callable[[], bool] | None) -> None:
+    def __init__(self, limits: WalkLimits, stats: WalkStats, stop: Callable[[], bool] | None, slots: int = 1) -> None:
         self.limits = limits
+        self.slots = slots
         self.stats = stats
         self.stop = stop
         self.start = stats.entries_seen
@@ -523,6 +524,10 @@ class _Gate:
         allowed = self.limits.max_entries - (self.stats.entries_seen - self.start) - self.reserved
         if allowed <= 0 or (whole and allowed < wanted):
             return 0  # requests in flight hold the rest; they may bring less than they asked for
+        if not whole and allowed < wanted * self.slots:
+            # Near the end of the budget, share it between the requests that may be in flight, so they still
+            # go out together (a folder larger than its share is read on from where its page ended).
+            wanted = min(wanted, max(allowed // self.slots, min(allowed, DOCUMENTED_PAGE)))
         granted = min(wanted, allowed)
         self.reserved += granted
         return granted
@@ -841,7 +846,7 @@ class Listings:
             walk = TreeWalk(walk, aggregate=on_closed is not None)
         stats = walk.stats
         stats.stopped = ""
-        gate = _Gate(limits, stats, stop)
+        gate = _Gate(limits, stats, stop, self._limit.maximum)
         last_progress = -math.inf
         requests_before = self.requests
         workers = self._limit.maximum
