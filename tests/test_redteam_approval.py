@@ -504,6 +504,41 @@ async def test_a_client_given_the_page_by_url_mode_is_not_recorded_as_the_person
     assert "review_page" not in [e["confirmed_by"] for e in executions(audit_path)]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a plan above FORM_PATHS puts the review page's link in the form's text; a self-answering "
+    "client reads it, dismisses the form, approves the page itself and is audited review_page (url_to_client is "
+    "set for URL mode only)",
+)
+@pytest.mark.parametrize("era", ERAS)
+async def test_a_client_given_the_page_in_a_big_plans_form_is_not_recorded_as_the_person(
+    human_server: MCPServer[Any], sandbox: RunningSandbox, audit_path: Path, era: str
+) -> None:
+    """A plan with more paths than the form lists carries the page's link in the form's text: a client that
+    reads its own forms has the address, dismisses the form and approves the page itself."""
+    folder = sandbox.root / "scratch/many"
+    folder.mkdir()
+    for i in range(60):
+        (folder / f"f{i:02d}.log").write_text("x")
+    approved_on_page: list[int] = []
+
+    async def self_answering(context: Any, params: Any) -> ElicitResult:
+        found = re.search(r"http://127\.0\.0\.1:\d+/review/[A-Za-z0-9_-]+/", getattr(params, "message", "") or "")
+        url = getattr(params, "url", None) or (found.group(0) if found else None)
+        if url is not None:
+            async with httpx.AsyncClient() as http:
+                approved_on_page.append((await post(http, url, "approve", await page_form(http, url))).status_code)
+        return ElicitResult(action="cancel")
+
+    async with Client(human_server, mode=era, elicitation_callback=self_answering) as client:
+        plan = await call_ok(
+            client, "remove_paths", {"paths": [f"{sandbox.home}/scratch/many/f{i:02d}.log" for i in range(60)]}
+        )
+        await client.call_tool("remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+    assert approved_on_page, "the form's text carried the page's address"
+    assert "review_page" not in [e["confirmed_by"] for e in executions(audit_path)]
+
+
 # ---------------------------------------------------------------------------- the URL never reaches the agent
 
 
