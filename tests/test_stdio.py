@@ -13,6 +13,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from efile_mcp.sandbox import seed_sample_tree
+from efile_mcp.tools.registry import TOOLS
 
 from .conftest import audit_lines, call_error, call_ok
 
@@ -38,16 +39,7 @@ async def test_agent_session_over_stdio_removes_exactly_the_confirmed_paths(tmp_
     ) as client:
         assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-        assert set(tools) == {
-            "storage_status",
-            "disk_usage",
-            "find_paths",
-            "list_files",
-            "remove_paths",
-            "restore_paths",
-            "get_task",
-            "cancel_tasks",
-        }
+        assert set(tools) == {spec.name for spec in TOOLS}  # the registry says which tools there are
         plan = await call_ok(client, "remove_paths", {"paths": [*targets, f"{HOME}/notes.txt"]})
         assert plan["confirm_paths"] == targets  # notes.txt is outside the allowed roots
         done = await call_ok(
@@ -146,10 +138,9 @@ def test_read_only_flag_over_stdio_lists_no_writing_tool(tmp_path: Path) -> None
     messages = [*INITIALIZE, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}]
     lines, _ = raw_session(["--sandbox", str(root), "--read-only", "--audit-log", str(tmp_path / "a.jsonl")], messages)
     listing = next(m for m in map(json.loads, filter(str.strip, lines)) if m.get("id") == 2)
-    assert sorted(tool["name"] for tool in listing["result"]["tools"]) == [
-        "disk_usage",
-        "find_paths",
-        "get_task",
-        "list_files",
-        "storage_status",
-    ]
+    assert sorted(tool["name"] for tool in listing["result"]["tools"]) == sorted(
+        spec.name for spec in TOOLS if spec.read_only
+    )
+    assert {"remove_paths", "restore_paths", "cancel_tasks"}.isdisjoint(
+        tool["name"] for tool in listing["result"]["tools"]
+    )
