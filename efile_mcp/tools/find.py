@@ -12,8 +12,8 @@ from .paths import OptionalDir
 from .state import progress_of, state_of
 
 DESCRIPTION = """\
-Find files and folders below a folder (default: home) by name glob, type, size and age, largest first. \
-Paged: pass next_cursor as cursor. A folder's size is its whole tree, its age that of its newest entry. \
+Find files and folders below a folder (default: home) by name glob, type, size and age. Paged in the \
+order the tree is read, each page largest first, totals so far: pass next_cursor as cursor. A folder's size is its whole tree, its age that of its newest entry. \
 remove_paths' select takes the same filters.
 """
 

@@ -13,7 +13,8 @@ from .state import progress_of, state_of
 
 DESCRIPTION = """\
 Disk usage below a folder (default: home): its whole tree's totals and its largest direct children, the rest \
-summed. Sizes count regular files; links are not followed. complete=false: the walk hit its budget.
+summed. Sizes count regular files; links are not followed. complete=false: the walk hit its budget; \
+call again with resume to read on.
 """
 
 #: The most children listed: 50 of even ~250 characters each stay inside the answer budget.
