@@ -306,11 +306,12 @@ async def test_purge_deletes_only_expired_plans_and_nothing_outside_the_quaranti
     (quarantine / "escape").symlink_to(rig.root / "projects")
     os.utime(quarantine / "escape", (1_000_000_000, 1_000_000_000), follow_symlinks=False)
     outside = everything_below(rig.root / "projects")
+    rig.sandbox.sandbox.reset_records()
     report = await rig.quarantine.purge(dry_run=False)
-    assert [p.plan_id for p in report.expired] == ["planold"] or {p.plan_id for p in report.expired} <= {
-        "planold",
-        "escape",
-    }
+    assert [p.plan_id for p in report.expired] == ["planold"], report.lines()
+    sent = rig.sandbox.sandbox.received_remove_paths
+    assert not any("escape" in path for path in sent), "a link in the quarantine is not a plan: never sent"
+    assert all(f"/{QUARANTINE_DIR}/planold" in path for path in sent), sent
     assert not (quarantine / "planold").exists()
     assert (quarantine / "plannew/run-002").is_dir(), "a plan that has not expired is kept"
     assert everything_below(rig.root / "projects") == outside, "nothing outside the quarantine is touched"
