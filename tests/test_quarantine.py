@@ -469,3 +469,25 @@ async def test_a_link_placed_alone_in_a_plan_folder_is_not_restored(rig: Rig) ->
     by_path = {item.path: item.status for item in result.items or ()}
     assert by_path == {rig.v("scratch/escape"): "failed", rig.v("scratch/tmp.log"): "restored"}
     assert not (rig.root / "scratch/escape").is_symlink()
+
+
+@pytest.mark.parametrize("planted", ["plan folder", "folder inside it"])
+async def test_a_plan_folder_prepared_with_a_link_carries_nothing_out(rig: Rig, planted: str) -> None:
+    """The dry run names the plan id: something may prepare <root>/.efile-quarantine/<plan id> before the
+    execution. A link there, or in a folder on the way to a target, must not carry data out of the root."""
+    elsewhere = rig.root / "projects/elsewhere"
+    elsewhere.mkdir()
+    quarantine = rig.root / "scratch" / QUARANTINE_DIR
+    quarantine.mkdir()
+    if planted == "plan folder":
+        (quarantine / "prepared").symlink_to(elsewhere)
+    else:
+        (quarantine / "prepared").mkdir()
+        (quarantine / "prepared/run-002").symlink_to(elsewhere)
+    seen = await rig.seen("scratch/run-002/stdout.log", "scratch/tmp.log")
+    items = await rig.quarantine.send("prepared", seen)
+    assert list(elsewhere.iterdir()) == []
+    assert items[rig.v("scratch/run-002/stdout.log")].status == "failed"
+    assert (rig.root / "scratch/run-002/stdout.log").exists()
+    expected_tmp = "failed" if planted == "plan folder" else "quarantined"
+    assert items[rig.v("scratch/tmp.log")].status == expected_tmp

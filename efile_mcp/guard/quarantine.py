@@ -242,8 +242,20 @@ class Quarantine:
                 continue
             by_root.setdefault(root, []).append(seen)
         listings = self._listings()
+        #: Roots whose plan folder existed before this send (a resumed execution, or something put there):
+        #: every folder on the way to a target is then checked to be a real folder before anything moves.
+        pre_existing: set[str] = set()
         for root in list(by_root):
             problem = await self._not_a_real_folder(root, listings)
+            if problem is None:
+                held = await self._listings().entry(plan_folder(root, plan_id))
+                if held is not None and held.kind != "directory":
+                    problem = (
+                        f"{display(plan_folder(root, plan_id))} is a {held.kind}, not a folder: nothing is moved "
+                        "into it (a link there would carry the data wherever it points)"
+                    )
+                elif held is not None:
+                    pre_existing.add(root)
             if problem is not None and problem != _ABSENT:
                 for seen in by_root.pop(root):
                     items[seen.path] = RemoveItem(
@@ -275,7 +287,11 @@ class Quarantine:
             if progress is not None:
                 await progress(done, total, f"{done} of {total} path(s) moved to quarantine")
 
-        states = await self._move_all(pairs, on_batch=moved_some)
+        async def real_folders(target: str) -> str | None:
+            root = next((r for r in pre_existing if target.startswith(plan_folder(r, plan_id) + "/")), None)
+            return None if root is None else await self._link_below(plan_folder(root, plan_id), target)
+
+        states = await self._move_all(pairs, on_batch=moved_some, verify=real_folders if pre_existing else None)
         by_path = {seen.path: seen for seen in paths}
         for path, state in states.items():
             seen = by_path[path]
@@ -348,7 +364,11 @@ class Quarantine:
     # ------------------------------------------------------------------ moving, reconciled
 
     async def _move_all(
-        self, pairs: dict[str, str], *, on_batch: Callable[[int], Awaitable[None]] | None = None
+        self,
+        pairs: dict[str, str],
+        *,
+        on_batch: Callable[[int], Awaitable[None]] | None = None,
+        verify: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> dict[str, MoveState]:
         """Move each source into its target folder; every source ends in one MoveState.
 
@@ -376,6 +396,11 @@ class Quarantine:
                         states[source] = MoveState(
                             "failed", f"its quarantine folder could not be made ({exc})", error_code_of(exc)
                         )
+                    return
+                problem = await verify(target) if verify is not None else None
+                if problem is not None:
+                    for source in by_target[target]:
+                        states[source] = MoveState("failed", problem, "quarantine_unusable")
                     return
             async with task_group() as inner:
                 for batch in move_batches(by_target[target]):
@@ -731,6 +756,22 @@ class Quarantine:
         verdict = self.policy.check(path)
         if isinstance(verdict, PathRefusal):
             return f"{verdict.message} It stays in quarantine."
+        return None
+
+    async def _link_below(self, top: str, target: str) -> str | None:
+        """Why `target` may not receive data: some folder between `top` (excluded) and it is not a real folder."""
+        rest = target[len(top) + 1 :].split("/") if target != top else []
+        chain = [top + "/" + "/".join(rest[: i + 1]) for i in range(len(rest))]
+        found = await self._listings().entries(chain)
+        for prefix in chain:
+            entry = found.get(prefix)
+            if entry is None or isinstance(entry, EfileMcpError) or entry.kind != "directory":
+                what = (
+                    "could not be checked"
+                    if entry is None or isinstance(entry, EfileMcpError)
+                    else f"is a {entry.kind}"
+                )
+                return f"{display(prefix)} {what}, not a real folder: nothing is moved into it"
         return None
 
     async def _not_a_real_folder(self, root: str, listings: Listings) -> str | None:
