@@ -570,7 +570,22 @@ async def test_the_review_url_is_in_no_tool_result_nor_error_over_stdio(tmp_path
     home = "/public/home/demo"
     seen: list[str] = []
     forms: list[str] = []
-    async with Client(params, mode=era, elicitation_callback=answering("cancel", asked=forms)) as client:
+    notified: list[str] = []
+
+    async def on_log(params: Any) -> None:
+        notified.append(repr(params))
+
+    async def on_message(message: Any) -> None:
+        notified.append(repr(message))
+
+    async with Client(
+        params,
+        mode=era,
+        elicitation_callback=answering("cancel", asked=forms),
+        logging_callback=on_log,
+        message_handler=on_message,
+        log_level="debug",
+    ) as client:
 
         async def call(name: str, arguments: dict[str, Any]) -> Any:
             result = await client.call_tool(name, arguments)
@@ -593,7 +608,7 @@ async def test_the_review_url_is_in_no_tool_result_nor_error_over_stdio(tmp_path
         await call("restore_paths", {"plan_id": big.structured_content["plan_id"]})
     addresses = [line for line in opened.read_text().split()] if opened.exists() else []
     assert addresses, "the server opened the review page through $BROWSER"
-    everything = "\n".join(seen)
+    everything = "\n".join(seen + notified)  # results, and any log or other notification sent to the client
     for address in addresses:
         secret = address.rstrip("/").rsplit("/", 1)[1]
         assert secret not in everything
