@@ -408,14 +408,7 @@ async def test_a_selection_never_picks_what_is_in_quarantine(agent: Client, sand
 @pytest.mark.parametrize(
     "swapped",
     [
-        pytest.param(
-            "plan folder",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BREAK: <root>/.efile-quarantine/<plan id> made a link (the dry run names the plan id) "
-                "between the dry run and the execution: the move follows it and the data leaves its allowed root",
-            ),
-        ),
+        "plan folder",  # fixed in 89fc88a: a prepared plan folder (or a link on the way) is checked first
         "quarantine folder",
     ],
 )
