@@ -862,3 +862,54 @@ async def test_over_http_the_page_is_no_way_around_the_bearer_token_and_no_resul
     secret = opened.read_text().split()[0].rstrip("/").rsplit("/", 1)[1]
     assert not any(secret in text or "/review/" in text for text in seen)
     assert (sandbox.root / "scratch/run-001").is_dir()
+
+
+async def test_a_web_page_in_the_persons_browser_cannot_decide_even_knowing_the_address_and_csrf(
+    human_server: MCPServer[Any], agent: Client, sandbox: RunningSandbox
+) -> None:
+    """The person has the review page open; another page in the same browser (another site, another port of the
+    same host) auto-submits the decision form to it with the right address and even the right CSRF value."""
+    from .test_review_page import CHROMIUM, CHROMIUM_ARGS, require_browser
+
+    require_browser()
+    from playwright.async_api import async_playwright
+
+    plan = await call_ok(agent, "remove_paths", {"paths": [f"{sandbox.home}/scratch/run-001"]})
+    url = await page_url(human_server, plan)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context()
+            answered: list[int] = []
+
+            async def on_response(response: Any) -> None:
+                if response.url == url + "decide":
+                    answered.append(response.status)
+
+            context.on("response", on_response)
+            review = await context.new_page()
+            await review.goto(url)
+            csrf = await review.locator('input[name="csrf"]').get_attribute("value")
+            attack = (
+                f'<form id=f method=post action="{url}decide">'
+                f'<input name=csrf value="{csrf}"><input name=decision value="approve:delete"></form>'
+                "<script>document.getElementById('f').submit()</script>"
+            )
+            # Sites the person may have open: another site, and another port of the same loopback host (same-site
+            # for cookies: the SameSite cookie goes along, only Origin and CSRF stand in the way).
+            hostile_sites = ["http://evil.example/attack", "http://127.0.0.1:1/attack", "http://localhost:1/attack"]
+            for hostile_url in hostile_sites:
+                await context.route(
+                    hostile_url, lambda route: route.fulfill(status=200, content_type="text/html", body=attack)
+                )
+                hostile = await context.new_page()
+                async with hostile.expect_response(url + "decide"):
+                    await hostile.goto(hostile_url)
+                await hostile.close()
+            await review.reload()
+            assert await review.locator("#status").get_attribute("data-status") == "pending"
+            assert answered == [403] * len(hostile_sites), answered
+        finally:
+            await browser.close()
+    assert await status_of(human_server, plan) == "open"
+    assert (sandbox.root / "scratch/run-001").is_dir()
