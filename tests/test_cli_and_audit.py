@@ -90,14 +90,9 @@ def test_every_tool_is_annotated_and_named_once() -> None:
 
 def test_read_only_mode_offers_only_read_only_tools() -> None:
     ro = Settings(read_only=True)
-    assert {spec.name for spec in offered(ro)} == {
-        "storage_status",
-        "disk_usage",
-        "find_paths",
-        "list_files",
-        "get_task",
-    }
+    assert {spec.name for spec in offered(ro)} == {spec.name for spec in TOOLS if spec.read_only}
     assert all(spec.annotations.read_only_hint for spec in offered(ro))
+    assert {"remove_paths", "restore_paths", "cancel_tasks"}.isdisjoint(spec.name for spec in offered(ro))
 
 
 async def test_published_schemas_match_the_contract(client: Client) -> None:
