@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -429,3 +430,47 @@ async def test_a_quarantine_folder_swapped_for_a_link_does_not_carry_data_out_of
         quarantine.symlink_to(elsewhere)
     await agent.call_tool("remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
     assert list(elsewhere.rglob("*")) == [], "data moved out of its allowed root through a link"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: the resumed execution's Quarantine.send saves the plan's record anew with only the paths it "
+    "sends, overwriting the dead replica's: restore_paths(plan_id) then restores those only, says '1 path(s) are "
+    "back', and what the first replica moved stays in quarantine until the expiry purge deletes it for good",
+)
+async def test_a_resumed_quarantine_is_restored_whole(
+    make_settings: Callable[..., Settings], sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """A replica quarantined part of a plan and died; the next call resumes and moves the rest. The person's
+    restore_paths(plan_id) must bring back everything the plan moved, by either replica."""
+    from efile_mcp.guard.ports import Decision
+    from efile_mcp.server import review_site_of
+
+    home, root = sandbox.home, sandbox.root
+    before = everything_below(root)
+    server = build_server(make_settings(remove_mode="quarantine", review_browser="never", confirm="human"))
+    site = review_site_of(server)
+    assert site is not None
+    async with Client(server, mode="legacy") as client:
+        plan = await call_ok(client, "remove_paths", {"paths": [f"{home}/scratch/run-001", f"{home}/scratch/run-002"]})
+        from datetime import datetime
+
+        expires = datetime.fromisoformat(plan["expires_at"]).timestamp()
+        await site.store.decide(plan["plan_id"], expires, Decision("approved", "terminal"))
+        assert (await site.store.redeem(plan["plan_id"], expires, lease=0.0)).won  # the replica that dies
+        dead = make_rig(sandbox, tmp_path / "dead")  # the dead replica's quarantine, on the same state store
+        dead.quarantine.store, dead.quarantine.clock = site.store, time.time
+        try:
+            await dead.quarantine.send(plan["plan_id"], (await dead.seen("scratch/run-001", "scratch/run-002"))[:1])
+        finally:
+            await dead.transport.aclose()
+        done = await call_ok(
+            client, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
+        assert {i["path"]: i["status"] for i in done["items"]} == {
+            f"{home}/scratch/run-001": "missing",
+            f"{home}/scratch/run-002": "quarantined",
+        }
+        restored = await call_ok(client, "restore_paths", {"plan_id": plan["plan_id"]})
+    assert restored["summary"]["restored"] == 2, restored
+    assert everything_below(root) == before
