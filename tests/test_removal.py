@@ -302,17 +302,29 @@ async def test_a_big_plan_links_its_page_in_the_form_and_opens_it(world: World) 
     assert url not in done.model_dump_json() and url not in preview.model_dump_json()
 
 
-async def test_url_mode_opens_the_page_through_the_client(world: World) -> None:
-    pages = FakePages(opens=True)
-    removal = world.removal(confirm="auto", pages=pages)
-    preview = await plan(removal, world)
+async def test_url_mode_opens_the_page_through_the_client_where_no_browser_can(world: World) -> None:
+    url_of = "http://127.0.0.1:9/review/secret-of-{}/".format
+    with_browser = world.removal(confirm="auto", pages=FakePages(opens=True), confirm_timeout=2.0, poll_seconds=0.5)
+    first = await plan(with_browser, world, "run-002")
     client = FakeClient(has_url=True)
-    waiting = await refused(removal.execute(request(preview), client))
-    assert "the page their client opened" in str(waiting)
-    assert client.urls == [f"http://127.0.0.1:9/review/secret-of-{preview.plan_id}/"] and pages.shown == []
+    await world.approve(first.plan_id or "", "terminal")  # (decided at once: only the channel matters here)
+    await with_browser.execute(request(first), client)
+    assert client.urls == []  # the person's own browser first: the address goes to no client
+
+    pages = FakePages(opens=False)  # e.g. a server reached over HTTP, on a machine without a browser
+    removal = world.removal(confirm="auto", pages=pages, confirm_timeout=2.0, poll_seconds=0.5)
+    preview = await plan(removal, world)
+
+    async def person_decides_on_the_page_the_client_opened() -> None:
+        while not client.urls:
+            await anyio.sleep(0.01)
+        await world.approve(preview.plan_id or "", "review_page")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(person_decides_on_the_page_the_client_opened)
+        await removal.execute(request(preview), client)
+    assert client.urls == [url_of(preview.plan_id)] and pages.shown == [url_of(preview.plan_id)]
     # Whoever approves that page may be the client itself: the audit says a client, not the person.
-    await world.approve(preview.plan_id or "", "review_page")
-    await removal.execute(request(preview), client)
     assert executions(world)[-1]["confirmed_by"] == "client_form"
 
 
@@ -556,4 +568,24 @@ async def test_an_approval_on_the_page_ends_the_wait_for_an_unanswered_form(worl
             group.start_soon(person_clicks_approve_on_the_page)
             done = await removal.execute(request(preview), client)
     assert done.summary.removed == 30 and len(client.asked) == 1
+    assert executions(world)[-1]["confirmed_by"] == "review_page"
+
+
+async def test_a_form_left_unanswered_opens_the_page_beside_it_and_the_page_decides(world: World) -> None:
+    """Claude Desktop's chat: the form is never drawn. After the grace the page opens; its Approve ends the call."""
+    pages = FakePages(opens=True)
+    removal = world.removal(confirm="human", pages=pages, confirm_timeout=60.0, form_grace=0.05)
+    preview = await plan(removal, world)  # two paths: the form alone would do, had it been drawn
+    client = FormNeverDrawn(has_form=True)
+
+    async def person_approves_on_the_page() -> None:
+        while not pages.shown:
+            await anyio.sleep(0.01)
+        await world.approve(preview.plan_id or "", "review_page")
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(person_approves_on_the_page)
+            done = await removal.execute(request(preview), client)
+    assert done.summary.removed == 2 and len(pages.shown) == 1 and len(client.asked) == 1
     assert executions(world)[-1]["confirmed_by"] == "review_page"

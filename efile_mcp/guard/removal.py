@@ -68,6 +68,10 @@ QUARANTINE_DIR = ".efile-quarantine"
 _TASK_IDS_IN_ERRORS = 50
 #: How often a waiting call looks at the plan's state (a decision from the page or terminal lands there).
 POLL_SECONDS = 0.5
+#: A form unanswered this long may never have been drawn (Claude Desktop's chat): the page opens beside it.
+FORM_GRACE_SECONDS = 15.0
+#: URL-mode elicitation is tried only with at least this much of the wait left (the client must show it).
+URL_MODE_MIN_SECONDS = 1.0
 #: While a removal is being sent, what has a server task is written down this often: a replica that dies
 #: mid-way leaves it for the one that resumes (queued tasks are followed, not sent again) and for get_task.
 CHECKPOINT_SECONDS = 1.0
@@ -172,6 +176,7 @@ class Removal:
         quarantine: QuarantineSender | None = None,
         poll_seconds: float = POLL_SECONDS,
         lease_seconds: float = LEASE_SECONDS,
+        form_grace: float = FORM_GRACE_SECONDS,
     ) -> None:
         self.host = host
         self.confirm = confirm
@@ -182,6 +187,7 @@ class Removal:
         self.quarantine = quarantine
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
+        self.form_grace = form_grace
         #: Plans asked about in another session whose page this process has opened again.
         self._reshown: set[str] = set()
 
@@ -611,10 +617,18 @@ class Removal:
         where: list[str] = []
         if big and url is not None:
             shown = self._show(url)
+
+        async def open_page_beside_the_form() -> None:
+            nonlocal url, shown
+            if not shown:
+                url = url or await self._page_url(plan)
+                shown = url is not None and self._show(url)
+
         if asker.has_form and (state.status == "open" or asker.answered):
             where.append("the confirmation form in their client")
             state = await self._mark_asked(plan, session)
-            answer = await self._ask_form(plan, asker, self._question_text(plan, url if big else None))
+            text = self._question_text(plan, url if big else None)
+            answer = await self._ask_form(plan, asker, text, open_page_beside_the_form)
             if answer is None:  # decided elsewhere (the page, a terminal) while the form was up
                 state = await store.plan_state(plan.plan_id)
             else:
@@ -624,18 +638,19 @@ class Removal:
         if url is None:
             url = await self._page_url(plan)
         if url is not None:
-            if asker.has_url and not shown:
-                remaining = max(0.0, deadline - anyio.current_time())
-                # Recorded first: from now on a client holds the address, and the page may be approved by it.
-                state = await store.mark_asked(plan.plan_id, plan.expires_at, session, url_to_client=True)
-                opened_by_client = await asker.open_url(self._url_message(plan), url, remaining)
-                if opened_by_client:
-                    shown = True
-                    where.append("the page their client opened")
+            # The person's own browser first: the address then goes to no client at all. URL mode (the client
+            # opens it) where this machine has no browser to open, e.g. a server reached over HTTP.
             if not shown:
                 shown = self._show(url)
-            if shown and "the page their client opened" not in where:
+            if shown:
                 where.append("the page opened in their browser")
+            remaining = deadline - anyio.current_time()
+            if not shown and asker.has_url and remaining >= URL_MODE_MIN_SECONDS:
+                # Recorded first: from now on a client holds the address, and the page may be approved by it.
+                state = await store.mark_asked(plan.plan_id, plan.expires_at, session, url_to_client=True)
+                if await asker.open_url(self._url_message(plan), url, remaining):
+                    shown = True
+                    where.append("the page their client opened")
         if not where and state.status == "open":
             # Nothing here reaches a person: a pipeline. auto: the token alone, as configured; human: refused.
             # (A plan already put to a person, by a form now dismissed, waits for their decision instead.)
@@ -652,10 +667,20 @@ class Removal:
         await self._refuse_code("awaiting_person", plan, where=places)
         raise AssertionError("unreachable")
 
-    async def _ask_form(self, plan: Plan, asker: Asker, text: str) -> FormAnswer | None:
-        """The form's answer; None when a decision from another channel landed in the store first (the page of
-        a big plan is open beside the form): the person need not answer twice."""
+    async def _ask_form(
+        self, plan: Plan, asker: Asker, text: str, when_slow: Callable[[], Awaitable[None]]
+    ) -> FormAnswer | None:
+        """The form's answer; None when a decision from another channel landed in the store first. A form still
+        unanswered after `form_grace` seconds may never have been drawn: `when_slow` opens the page beside it,
+        and an approval there ends the wait at once."""
         answer: list[FormAnswer] = []
+
+        async def slow() -> None:
+            await anyio.sleep(self.form_grace)
+            try:
+                await when_slow()
+            except EfileMcpError as exc:
+                log.warning("the review page could not be opened beside the form: %s", exc)
 
         async def form(group: anyio.abc.TaskGroup) -> None:
             answer.append(await asker.ask(text, self.confirm_timeout))
@@ -675,6 +700,7 @@ class Removal:
         async with anyio.create_task_group() as group:
             group.start_soon(form, group)
             group.start_soon(watch, group)
+            group.start_soon(slow)
         return answer[0] if answer else None
 
     def _show(self, url: str) -> bool:
