@@ -504,12 +504,6 @@ async def test_a_client_given_the_page_by_url_mode_is_not_recorded_as_the_person
     assert "review_page" not in [e["confirmed_by"] for e in executions(audit_path)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a plan above FORM_PATHS puts the review page's link in the form's text; a self-answering "
-    "client reads it, dismisses the form, approves the page itself and is audited review_page (url_to_client is "
-    "set for URL mode only)",
-)
 @pytest.mark.parametrize("era", ERAS)
 async def test_a_client_given_the_page_in_a_big_plans_form_is_not_recorded_as_the_person(
     human_server: MCPServer[Any], sandbox: RunningSandbox, audit_path: Path, era: str

@@ -587,7 +587,8 @@ class Removal:
         if state.status == "asked" and first_round:
             return None  # asked once per session: an earlier call's form went unanswered
         url = await self._page_url(plan) if len(plan.paths) > FORM_PATHS else None
-        marked = await host.store.mark_asked(plan.plan_id, plan.expires_at, session)
+        # A big plan's form carries the page's address: the client that reads the form holds it too.
+        marked = await host.store.mark_asked(plan.plan_id, plan.expires_at, session, url_to_client=url is not None)
         if marked.status != "asked" or marked.asked_by not in (None, session):
             return None
         return self._question_text(plan, url)
@@ -626,8 +627,9 @@ class Removal:
 
         if asker.has_form and (state.status == "open" or asker.answered):
             where.append("the confirmation form in their client")
-            state = await self._mark_asked(plan, session)
-            text = self._question_text(plan, url if big else None)
+            link = url if big else None  # a big plan's form carries the page's address: its client holds it too
+            state = await self._mark_asked(plan, session, url_to_client=link is not None)
+            text = self._question_text(plan, link)
             answer = await self._ask_form(plan, asker, text, open_page_beside_the_form)
             if answer is None:  # decided elsewhere (the page, a terminal) while the form was up
                 state = await store.plan_state(plan.plan_id)
@@ -716,8 +718,8 @@ class Removal:
         verb = "move into the quarantine" if plan.mode == "quarantine" else "permanently delete"
         return f"An AI agent asks to {verb} {len(plan.paths)} path(s) on your SCNet storage: review and decide."
 
-    async def _mark_asked(self, plan: Plan, session: str | None) -> PlanState:
-        state = await self.host.store.mark_asked(plan.plan_id, plan.expires_at, session)
+    async def _mark_asked(self, plan: Plan, session: str | None, *, url_to_client: bool = False) -> PlanState:
+        state = await self.host.store.mark_asked(plan.plan_id, plan.expires_at, session, url_to_client=url_to_client)
         await self._refuse_by_state(plan, state, session)
         return state
 
