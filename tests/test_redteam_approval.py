@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -23,20 +24,24 @@ from typing import Any
 import anyio
 import httpx2 as httpx
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ElicitResult
 
 from efile_mcp.config import Settings
 from efile_mcp.guard.ports import Decision
 from efile_mcp.guard.quarantine import QUARANTINE_DIR
+from efile_mcp.guard.seen import Plan
 from efile_mcp.guard.store import StateStore
 from efile_mcp.review import ReviewSite
 from efile_mcp.review.app import COOKIE, csrf_value
-from efile_mcp.sandbox import RunningSandbox
+from efile_mcp.review.terminal import describe
+from efile_mcp.sandbox import RunningSandbox, seed_sample_tree
 from efile_mcp.server import build_server, review_site_of
 
 from .conftest import ERAS, audit_lines, call_error, call_ok
+from .test_http import connect, http_process, settings_env
+from .test_review_page import CHROMIUM, CHROMIUM_ARGS, require_browser
 
 pytestmark = pytest.mark.anyio
 
@@ -446,8 +451,6 @@ async def test_another_http_session_cannot_answer_or_execute_while_the_person_is
 ) -> None:
     """Session A's client shows the form to the person (who takes their time); session B, whose client answers
     its own forms, executes the same token. Over a real HTTP server, two MCP sessions."""
-    from .test_http import connect, http_process, settings_env
-
     audit = tmp_path / "audit.jsonl"
     env = settings_env(
         sandbox, audit, EFILE_CONFIRM_TIMEOUT="1", EFILE_REVIEW_BROWSER="never", EFILE_REMOVE_MODE="delete"
@@ -538,10 +541,6 @@ async def test_a_client_given_the_page_in_a_big_plans_form_is_not_recorded_as_th
 
 @pytest.mark.parametrize("era", ERAS)
 async def test_the_review_url_is_in_no_tool_result_nor_error_over_stdio(tmp_path: Path, era: str) -> None:
-    from mcp import StdioServerParameters
-
-    from efile_mcp.sandbox import seed_sample_tree
-
     root = seed_sample_tree(tmp_path / "home")
     for i in range(60):  # more paths than the form lists: its text carries the page's link (for the person)
         (root / f"scratch/many/f{i:02d}.log").parent.mkdir(parents=True, exist_ok=True)
@@ -649,8 +648,6 @@ async def test_a_resumed_execution_sends_neither_twice_nor_what_changed(
     await store.decide(plan["plan_id"], expires, Decision("approved", "review_page"))
     dead = await store.redeem(plan["plan_id"], expires, lease=0.0)  # a replica that died right after
     assert dead.won
-    import shutil
-
     shutil.rmtree(root / "scratch/run-001")  # what the dead replica removed
     with (root / "scratch/tmp.log").open("a") as log:  # changed since the dry run
         log.write("one more line\n")
@@ -674,8 +671,6 @@ async def test_a_file_name_cannot_put_a_button_on_the_page(
 ) -> None:
     """The agent names files so that the page would draw a 'Decline' that approves (a button of the decision
     form outside it), or an attribute that runs script. In Chromium the page has one Decline, and it declines."""
-    from .test_review_page import CHROMIUM, CHROMIUM_ARGS, require_browser
-
     require_browser()
     from playwright.async_api import async_playwright
 
@@ -771,9 +766,6 @@ async def test_file_names_cannot_rewrite_the_terminals_summary(
 ) -> None:
     """`efile-mcp approve` prints the plan on the person's terminal: a name carrying escape sequences, carriage
     returns or newlines could erase the line that says DELETE PERMANENTLY, or draw a harmless-looking one."""
-    from efile_mcp.guard.seen import Plan
-    from efile_mcp.review.terminal import describe
-
     folder = sandbox.root / "scratch/big"
     folder.mkdir()
     names = [
@@ -812,8 +804,6 @@ async def raw_http(port: int, request: bytes) -> int:
 async def test_over_http_the_page_is_no_way_around_the_bearer_token_and_no_result_holds_its_url(
     sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
-    from .test_http import connect, http_process, settings_env
-
     audit = tmp_path / "audit.jsonl"
     opened = tmp_path / "opened.txt"
     browser = tmp_path / "browser.py"
@@ -863,8 +853,6 @@ async def test_a_web_page_in_the_persons_browser_cannot_decide_even_knowing_the_
 ) -> None:
     """The person has the review page open; another page in the same browser (another site, another port of the
     same host) auto-submits the decision form to it with the right address and even the right CSRF value."""
-    from .test_review_page import CHROMIUM, CHROMIUM_ARGS, require_browser
-
     require_browser()
     from playwright.async_api import async_playwright
 

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ import pytest
 from mcp import Client
 
 from efile_mcp.config import Settings
+from efile_mcp.guard.ports import Decision
 from efile_mcp.guard.quarantine import MANIFEST_SUFFIX, QUARANTINE_DIR
 from efile_mcp.sandbox import RunningSandbox
-from efile_mcp.server import build_server
+from efile_mcp.server import build_server, review_site_of
 
 from .conftest import audit_lines, call_error, call_ok
 from .test_quarantine import DAY, Rig, make_rig
@@ -344,8 +346,6 @@ async def test_remove_paths_on_a_quarantine_is_a_permanent_confirmed_delete_what
     async with Client(server, mode="legacy") as client:
         first = await call_ok(client, "remove_paths", {"paths": [f"{home}/scratch/run-001"]})
         # human mode and no channel: the terminal approves the quarantine (as a person would).
-        from efile_mcp.guard.ports import Decision
-
         store = server_store(server)
         await store.decide(first["plan_id"], 2e9, Decision("approved", "terminal"))
         await call_ok(client, "remove_paths", {"dry_run": False, "confirmation_token": first["confirmation_token"]})
@@ -371,8 +371,6 @@ async def test_remove_paths_on_a_quarantine_is_a_permanent_confirmed_delete_what
 
 def server_store(server: Any) -> Any:
     """The state store a built server decides in (as `efile-mcp approve` does)."""
-    from efile_mcp.server import review_site_of
-
     site = review_site_of(server)
     assert site is not None
     return site.store
@@ -443,9 +441,6 @@ async def test_a_resumed_quarantine_is_restored_whole(
 ) -> None:
     """A replica quarantined part of a plan and died; the next call resumes and moves the rest. The person's
     restore_paths(plan_id) must bring back everything the plan moved, by either replica."""
-    from efile_mcp.guard.ports import Decision
-    from efile_mcp.server import review_site_of
-
     home, root = sandbox.home, sandbox.root
     before = everything_below(root)
     server = build_server(make_settings(remove_mode="quarantine", review_browser="never", confirm="human"))
@@ -453,8 +448,6 @@ async def test_a_resumed_quarantine_is_restored_whole(
     assert site is not None
     async with Client(server, mode="legacy") as client:
         plan = await call_ok(client, "remove_paths", {"paths": [f"{home}/scratch/run-001", f"{home}/scratch/run-002"]})
-        from datetime import datetime
-
         expires = datetime.fromisoformat(plan["expires_at"]).timestamp()
         await site.store.decide(plan["plan_id"], expires, Decision("approved", "terminal"))
         assert (await site.store.redeem(plan["plan_id"], expires, lease=0.0)).won  # the replica that dies
