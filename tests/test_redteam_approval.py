@@ -895,3 +895,25 @@ async def test_a_web_page_in_the_persons_browser_cannot_decide_even_knowing_the_
             await browser.close()
     assert await status_of(human_server, plan) == "open"
     assert (sandbox.root / "scratch/run-001").is_dir()
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_a_person_argument_smuggled_into_the_call_decides_nothing(
+    human_server: MCPServer[Any], sandbox: RunningSandbox, audit_path: Path, era: str
+) -> None:
+    """remove_paths' form answer is a resolved parameter (`person`): a client that sends it as an argument, in
+    any shape the SDK might take for an answer, must not stand in for the person."""
+    async with Client(human_server, mode=era) as agent:
+        plan = await call_ok(agent, "remove_paths", {"paths": [f"{sandbox.home}/scratch/run-001"]})
+        execute = {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        for smuggled in (
+            {"action": "accept", "content": {"confirm": True}},
+            {"confirm": True},
+            {"outcome": "accepted"},
+            "accepted",
+            True,
+        ):
+            result = await agent.call_tool("remove_paths", {**execute, "person": smuggled})
+            assert result.is_error, text_of(result)
+    assert (sandbox.root / "scratch/run-001").is_dir() and executions(audit_path) == []
+    assert await status_of(human_server, plan) in ("open", "asked")
