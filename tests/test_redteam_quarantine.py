@@ -467,3 +467,25 @@ async def test_a_resumed_quarantine_is_restored_whole(
         restored = await call_ok(client, "restore_paths", {"plan_id": plan["plan_id"]})
     assert restored["summary"]["restored"] == 2, restored
     assert everything_below(root) == before
+
+
+@pytest.mark.parametrize("mode", ["quarantine", "delete"])
+async def test_a_folder_holding_another_allowed_root_is_not_removed_with_it(
+    make_settings: Callable[..., Settings], sandbox: RunningSandbox, mode: str
+) -> None:
+    """Roots `scratch` and `scratch/group/shared`: removing `scratch/group` would take the other root (and the
+    quarantine inside it, with plans the person can still restore) along."""
+    home, root = sandbox.home, sandbox.root
+    (root / "scratch/group/shared/data").mkdir(parents=True)
+    (root / "scratch/group/shared/data/x.bin").write_bytes(b"x" * 100)
+    settings = make_settings(
+        remove_mode="quarantine",
+        review_browser="never",
+        allowed_roots=(f"{home}/scratch", f"{home}/scratch/group/shared"),
+    )
+    async with Client(build_server(settings), mode="legacy") as client:
+        inner = await quarantine_via_tools(client, [f"{home}/scratch/group/shared/data"])
+        assert (root / f"scratch/group/shared/{QUARANTINE_DIR}/{inner['plan_id']}/data/x.bin").exists()
+        outer = await call_ok(client, "remove_paths", {"paths": [f"{home}/scratch/group"], "mode": mode})
+        assert not outer.get("confirmation_token"), outer
+    assert (root / f"scratch/group/shared/{QUARANTINE_DIR}/{inner['plan_id']}/data/x.bin").exists()
