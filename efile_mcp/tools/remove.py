@@ -60,9 +60,7 @@ def build(settings: Settings) -> Any:
             if dry_run:
                 if paths is None and select is None:
                     raise_usage("name the paths to preview, or give select (a folder and filters)")
-                return await guard.removal.preview(
-                    paths, select, mode=mode, detail=detail, progress=progress_of(ctx)
-                )
+                return await guard.removal.preview(paths, select, mode=mode, detail=detail, progress=progress_of(ctx))
             if mode is not None:
                 raise_usage("mode belongs to the dry run (the token carries it); leave it out when executing")
             request = RemovalRequest(token=confirmation_token, paths=paths, select=select)
