@@ -590,3 +590,16 @@ async def test_a_form_left_unanswered_opens_the_page_beside_it_and_the_page_deci
             done = await removal.execute(request(preview), client)
     assert done.summary.removed == 2 and len(pages.shown) == 1 and len(client.asked) == 1
     assert executions(world)[-1]["confirmed_by"] == "review_page"
+
+
+@dataclass
+class BrokenForm(FakeClient):
+    async def ask(self, question: str, timeout: float) -> FormAnswer:
+        raise RuntimeError("the client's form blew up")
+
+
+async def test_a_form_that_fails_is_no_decision_and_no_crash(world: World) -> None:
+    removal = world.removal(confirm="auto", pages=FakePages(opens=True))
+    preview = await plan(removal, world)
+    waiting = await refused(removal.execute(request(preview), BrokenForm(has_form=True)))
+    assert waiting.code == "awaiting_person" and world.exists(f"{world.sandbox.home}/scratch/tmp.log")

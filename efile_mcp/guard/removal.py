@@ -685,7 +685,11 @@ class Removal:
                 log.warning("the review page could not be opened beside the form: %s", exc)
 
         async def form(group: anyio.abc.TaskGroup) -> None:
-            answer.append(await asker.ask(text, self.confirm_timeout))
+            try:
+                answer.append(await asker.ask(text, self.confirm_timeout))
+            except Exception:  # whatever a client does with its form, it is no decision of the person's
+                log.exception("the client's form failed")
+                answer.append("no_answer")
             group.cancel_scope.cancel()
 
         async def watch(group: anyio.abc.TaskGroup) -> None:
