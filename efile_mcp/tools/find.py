@@ -13,11 +13,11 @@ from .state import progress_of, state_of
 
 DESCRIPTION = """\
 Find files and folders below a folder (default: home) by name glob, type, size and age. Paged in the \
-order the tree is read, each page largest first, totals so far: pass next_cursor as cursor. A folder's size is its whole tree, its age that of its newest entry. \
-remove_paths' select takes the same filters.
+order the tree is read, each page largest first, totals so far: pass next_cursor as cursor. A folder's size \
+is its whole tree, its age that of its newest entry. remove_paths' select takes the same filters.
 """
 
-#: The most matches per page: 50 matches of even ~250 characters each stay inside the answer budget.
+#: The most matches per page (a page of very long paths ends earlier, at the answer budget: see Guard.find).
 LIMIT_MAX = 50
 
 

@@ -17,7 +17,7 @@ summed. Sizes count regular files; links are not followed. complete=false: the w
 call again with resume to read on.
 """
 
-#: The most children listed: 50 of even ~250 characters each stay inside the answer budget.
+#: The most children listed (very long paths are summed into `others` earlier, at the answer budget: output.py).
 TOP_MAX = 50
 
 
