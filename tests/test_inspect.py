@@ -108,3 +108,15 @@ async def test_a_folder_too_big_for_one_call_is_read_on_by_the_next_from_where_i
         resume = {p: TreeWalk.from_json(json.loads(json.dumps(w.to_json()))) for p, w in found.unfinished.items()}
     assert calls == 4 and read == 303  # 3 shards of 100 and the folder's own 3 entries, each read once
     assert found.seen[folder] == whole
+
+
+async def test_execution_by_select_lists_each_folder_once(client: Client, sandbox: RunningSandbox) -> None:
+    select = {"path": f"{sandbox.home}/scratch/big-run", "name": "*.dat", "type": "file"}
+    plan = await call_ok(client, "remove_paths", {"select": select, "mode": "delete"})
+    assert plan["summary"]["would_remove"] == 300
+    sandbox.sandbox.request_counts.clear()
+    done = await call_ok(client, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+    assert done["summary"]["removed"] + done["summary"].get("queued", 0) == 300
+    # big-run and its 3 shards, each read whole once by the re-check, plus the look-up of big-run in scratch;
+    # counting what now matches and was not previewed reads the same folders from that call's listings.
+    assert sandbox.sandbox.request_counts["file/list"] <= 5

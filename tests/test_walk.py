@@ -249,3 +249,18 @@ def test_a_page_the_walker_cannot_read_directly_is_still_a_malformed_answer() ->
     assert walk_module.slim_page({"total": 1, "fileList": "nope"}) is None
     with pytest.raises(MalformedResponseError):
         EfileApi.parse_list({"total": 1, "fileList": "nope"})
+
+
+async def test_a_second_walk_in_the_same_call_reads_the_folders_the_first_one_read(
+    api: EfileApi, sandbox: RunningSandbox
+) -> None:
+    # Execution by select: the re-check walks the plan's folders, then the selection is walked again to count
+    # what now matches and was not previewed; the second walk asks nothing the first one read whole.
+    listings = Listings(api, keep=True)
+    first, second = Seen(), Seen()
+    limits = WalkLimits.starting_now(10_000, 30)
+    await listings.walk(f"{sandbox.home}/scratch", first.on_entries, limits=limits)
+    sandbox.sandbox.request_counts.clear()
+    await listings.walk(f"{sandbox.home}/scratch", second.on_entries, limits=limits)
+    assert sorted(second.paths) == sorted(first.paths)
+    assert sandbox.sandbox.request_counts["file/list"] == 0

@@ -876,20 +876,31 @@ class Listings:
             nonlocal running, last_progress
             folder, depth, start, names = pending
             whole: dict[str, Entry] | None = None
-            if self._keep and not start and self._cached_entries < CACHE_MAX_ENTRIES:
+            known = self._dirs.get(folder) if not start else None
+            if known is not None and not known.complete:
+                known = None
+            if self._keep and not start and known is None and self._cached_entries < CACHE_MAX_ENTRIES:
                 whole, held[folder] = {}, True
             try:
                 walk._begin(folder, depth)
                 try:
-                    complete, total = await self._stream(
-                        folder,
-                        start,
-                        None,
-                        batch_of(folder, depth, whole),
-                        gate=gate,
-                        names=names,
-                        parallel=not sequential,
-                    )
+                    if known is not None:
+                        # Read whole earlier in this call (a look-up, the re-check's walk): not asked again.
+                        batch = list(known.entries.values())
+                        taken = batch_of(folder, depth, None)(batch)
+                        if taken is not None and taken < len(batch):
+                            raise _Stop(taken, tuple(entry.name for entry in batch[:3]))
+                        complete, total = True, len(batch)
+                    else:
+                        complete, total = await self._stream(
+                            folder,
+                            start,
+                            None,
+                            batch_of(folder, depth, whole),
+                            gate=gate,
+                            names=names,
+                            parallel=not sequential,
+                        )
                 except _Stop as stopped:
                     offset, *rest = stopped.args
                     walk.frontier.append((folder, depth, int(offset), tuple(rest[0]) if rest else names))

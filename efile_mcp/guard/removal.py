@@ -938,7 +938,7 @@ class Removal:
             raise GuardRefusal("auth", _auth_stopped(error, run, task_ids, host.audit))
         not_previewed = None
         if plan.select is not None and error is None:
-            not_previewed = await self._not_previewed(plan)
+            not_previewed = await self._not_previewed(plan, listings)
         lead = []
         if resumed:
             lead.append(
@@ -1101,14 +1101,13 @@ class Removal:
                 )
         return [s for s in to_send if s.path not in at_work]
 
-    async def _not_previewed(self, plan: Plan) -> int:
-        """Matches of the plan's selection now present that the dry run did not show: left alone, and counted."""
+    async def _not_previewed(self, plan: Plan, listings: Listings) -> int:
+        """Matches of the plan's selection now present that the dry run did not show: left alone, and counted.
+        `listings` is the re-check's: the folders it read whole are not listed again (H4)."""
         host = self.host
         select = Selection.model_validate(plan.select)
         try:
-            matches, _ = await find(
-                host._listings(keep=False), select, Matcher(select, host.clock()), limits=host._walk_limits()
-            )
+            matches, _ = await find(listings, select, Matcher(select, host.clock()), limits=host._walk_limits())
         except EfileMcpError:
             return 0
         planned = set(plan.path_set) | set(plan.covered)
