@@ -445,12 +445,14 @@ async def test_a_form_decline_is_final_whatever_comes_after(
     assert (sandbox.root / "scratch/run-001").is_dir() and executions(audit_path) == []
 
 
+@pytest.mark.parametrize("b_client", ["self-answering", "no form"])
 @pytest.mark.parametrize("era", ERAS)
 async def test_another_http_session_cannot_answer_or_execute_while_the_person_is_asked(
-    sandbox: RunningSandbox, tmp_path: Path, era: str
+    sandbox: RunningSandbox, tmp_path: Path, era: str, b_client: str
 ) -> None:
     """Session A's client shows the form to the person (who takes their time); session B, whose client answers
-    its own forms, executes the same token. Over a real HTTP server, two MCP sessions."""
+    its own forms (or shows none: in EFILE_CONFIRM=auto a pipeline runs on the token alone), executes the same
+    token. Over a real HTTP server, two MCP sessions."""
     audit = tmp_path / "audit.jsonl"
     env = settings_env(
         sandbox, audit, EFILE_CONFIRM_TIMEOUT="1", EFILE_REVIEW_BROWSER="never", EFILE_REMOVE_MODE="delete"
@@ -478,7 +480,8 @@ async def test_another_http_session_cannot_answer_or_execute_while_the_person_is
                 with anyio.fail_after(20):
                     await person_asked.wait()
                 b_asked: list[str] = []
-                async with connect(endpoint, mode=era, elicitation_callback=answering("accept", asked=b_asked)) as b:
+                options = {"elicitation_callback": answering("accept", asked=b_asked)} if b_client != "no form" else {}
+                async with connect(endpoint, mode=era, **options) as b:
                     refused = await b.call_tool("remove_paths", execute)
                     assert refused.is_error, text_of(refused)
                     assert (sandbox.root / "scratch/run-001").is_dir()
