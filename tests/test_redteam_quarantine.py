@@ -489,3 +489,31 @@ async def test_a_folder_holding_another_allowed_root_is_not_removed_with_it(
         outer = await call_ok(client, "remove_paths", {"paths": [f"{home}/scratch/group"], "mode": mode})
         assert not outer.get("confirmation_token"), outer
     assert (root / f"scratch/group/shared/{QUARANTINE_DIR}/{inner['plan_id']}/data/x.bin").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: restoring a planted name with a comma raises ValueError in client/moves.py (the guard never "
+    "screens restore sources for commas): the tool answers only 'Error executing tool restore_paths', and the "
+    "audit keeps a restore intent without its outcome",
+)
+async def test_a_planted_comma_name_is_never_sent_by_a_restore(
+    agent: Client, sandbox: RunningSandbox, audit_path: Path
+) -> None:
+    """A move takes its sources comma-separated: an entry with a comma planted in a plan's folder and restored by
+    name must never be sent as a source the API would split, and the call says so (no crash, an audited outcome)."""
+    home, root = sandbox.home, sandbox.root
+    plan = await quarantine_via_tools(agent, [f"{home}/scratch/run-001", f"{home}/scratch/run-002"])
+    planted = root / "scratch" / QUARANTINE_DIR / plan["plan_id"] / "run-001,tmp.log"
+    planted.write_text("planted\n")
+    moves = len(sandbox.sandbox.moves)
+    result = await agent.call_tool(
+        "restore_paths",
+        {"plan_id": plan["plan_id"], "paths": [f"{home}/scratch/run-002", f"{home}/scratch/run-001,tmp.log"]},
+    )
+    text = " ".join(getattr(block, "text", "") for block in result.content)
+    assert "comma" in text and "Traceback" not in text, text
+    assert all("," not in move.source for move in sandbox.sandbox.moves[moves:])
+    assert planted.exists() and (root / "scratch/tmp.log").exists()
+    restores = [line["decision"] for line in audit_lines(audit_path) if line["event"] == "restore"]
+    assert restores.count("intent") == restores.count("executed"), "every restore intent has its outcome"
