@@ -58,8 +58,9 @@ LARGE_PAGE = 5000
 DOCUMENTED_PAGE = 1000
 #: The rest of a folder larger than LARGE_PAGE is asked in pages of this size, one such page at a time per
 #: call (a server may read the whole folder for every page: fewer pages cost it less), a refusal falls back.
-#: Not the largest a server takes (100,000 answered whole): a decoded page of 50,000 entries is ~100 MB.
-HUGE_PAGE = 50_000
+#: Not the largest a server takes (100,000 answered whole): the decoded answer of a page of 25,000 entries
+#: is ~85 MB (50,000: ~165 MB), and a walk's memory is bounded by its largest page.
+HUGE_PAGE = 25_000
 #: Entries the per-call cache of whole listings holds at most (look-ups after a walk reuse them); beyond
 #: it nothing more is cached, so a walk's memory does not grow with the tree.
 CACHE_MAX_ENTRIES = 100_000
@@ -566,32 +567,34 @@ class Listings:
         """One page: (entries, total, children, the limit asked). Raises _Stop when the gate grants nothing."""
         granted = 0
         fast = getattr(self._api, "list_dir_data", None)  # EfileApi has it; a test's stand-in may not
-        try:
-            async with self._huge_pages if limit > self._page else _NO_LIMIT, self._limit.limiter:
-                # Asked once the request may go out, not when it was queued: a queue never overruns a budget.
-                if gate is not None:
-                    limit = granted = gate.grant(limit, whole=whole)
-                    if not limit:
-                        raise _Stop(start)
-                self.requests += 1
-                arguments: dict[str, Any] = {
-                    "keyword": keyword,
-                    "start": start,
-                    "limit": limit,
-                    "order_by": "name",
-                    "order": "asc",
-                    "on_retry": self._limit.pressure,
-                }
-                answer = await (fast or self._api.list_dir)(path, **arguments)
-            # Read once the next request may go out: the server works on it meanwhile.
-            read = _slim(answer) if fast is None else slim_page(answer)
-            if read is None:  # anything unusual: the wire model's validation and its error, as before
-                read = _slim(self._api.parse_list(answer))
-            del answer
-        finally:
-            # Settled when the caller is about to count the entries (no await in between): never uncounted.
-            if gate is not None and granted:
-                gate.settle(granted)
+        # A large page holds its slot until it is read into slim entries: one decoded large page at a time.
+        async with self._huge_pages if limit > self._page else _NO_LIMIT:
+            try:
+                async with self._limit.limiter:
+                    # Asked once the request may go out, not when it was queued: a queue never overruns a budget.
+                    if gate is not None:
+                        limit = granted = gate.grant(limit, whole=whole)
+                        if not limit:
+                            raise _Stop(start)
+                    self.requests += 1
+                    arguments: dict[str, Any] = {
+                        "keyword": keyword,
+                        "start": start,
+                        "limit": limit,
+                        "order_by": "name",
+                        "order": "asc",
+                        "on_retry": self._limit.pressure,
+                    }
+                    answer = await (fast or self._api.list_dir)(path, **arguments)
+                # Read once other folders' requests may go out.
+                read = _slim(answer) if fast is None else slim_page(answer)
+                if read is None:  # anything unusual: the wire model's validation and its error, as before
+                    read = _slim(self._api.parse_list(answer))
+                del answer
+            finally:
+                # Settled when the caller is about to count the entries (no await in between): never uncounted.
+                if gate is not None and granted:
+                    gate.settle(granted)
         self._limit.calm()
         entries, total, children = read
         return entries, total, children, limit
