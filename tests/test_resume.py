@@ -155,3 +155,33 @@ async def test_disk_usage_started_on_one_replica_is_read_on_by_another_through_r
     size, files, dirs = tree_figures(sandbox.root / "scratch")
     assert (answer["total_size"], answer["file_count"], answer["dir_count"]) == (size, files, dirs)
     assert calls >= 4
+
+
+async def test_a_dry_run_too_big_for_one_call_reads_on_across_restarts_and_only_then_gives_a_token(
+    make_settings: Callable[..., Settings], sandbox: RunningSandbox
+) -> None:
+    secret = "one-secret-for-every-restart-0123456789"  # the token outlives the process that issued it
+    small = make_settings(walk_max_entries=100, confirm_secret=secret)  # big-run holds 303 entries
+    folder = f"{sandbox.home}/scratch/big-run"
+    async with Client(build_server(small)) as client:
+        answer = await call_ok(client, "remove_paths", {"paths": [folder], "mode": "delete"})
+    assert answer["resume"] and not answer.get("confirmation_token")
+    assert "resume" in answer["next_step"]
+    calls = 1
+    while answer.get("resume"):
+        async with Client(build_server(small)) as client:  # a restart between the calls
+            answer = await call_ok(client, "remove_paths", {"resume": answer["resume"]})
+        calls += 1
+        assert calls < 10
+    size, files, _ = tree_figures(sandbox.root / "scratch" / "big-run")
+    assert calls >= 3 and answer["confirmation_token"]
+    assert (answer["summary"]["total_size"], answer["summary"]["file_count"]) == (size, files)
+    # Execution re-checks the folder whole in one call: a server with the default budget.
+    async with Client(build_server(make_settings(confirm_secret=secret))) as client:
+        error = await call_error(client, "remove_paths", {"resume": "dry-0123456789abcdef"})
+        assert "again without it" in error
+        done = await call_ok(
+            client, "remove_paths", {"dry_run": False, "confirmation_token": answer["confirmation_token"]}
+        )
+    assert done["summary"]["removed"] + done["summary"].get("queued", 0) == 1
+    assert not (sandbox.root / "scratch" / "big-run").exists() or done["summary"].get("queued")

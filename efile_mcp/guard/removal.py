@@ -34,7 +34,7 @@ import anyio
 import anyio.abc
 
 from ..client.removal import EfileRemover, RemovalRun, RemoveOutcome
-from ..client.walk import Listings, WalkLimits
+from ..client.walk import Listings, TreeWalk, WalkLimits
 from ..errors import AuditUnavailable, AuthError, EfileMcpError, StateStoreError
 from ..models.results import ITEMS_LISTED_MAX, QuotaInfo, RemoveItem, RemovePathsResult, Selection
 from .audit import AuditLog
@@ -124,6 +124,14 @@ class Host(Protocol):
     def _listings(self, *, keep: bool = True) -> Listings: ...
 
     def _walk_limits(self, max_entries: int | None = None) -> WalkLimits: ...
+
+    async def _load_walk(
+        self, walk_id: str, prefix: str, tool: str, *, what: str = "resume value"
+    ) -> dict[str, Any]: ...
+
+    async def _keep_walk(
+        self, walk_id: str | None, prefix: str, finished: bool, state: Callable[[], dict[str, Any]]
+    ) -> str | None: ...
 
     async def _ready(self) -> None: ...
 
@@ -264,11 +272,13 @@ class Removal:
             mode = "delete"  # the default where no quarantine is set up; an explicit request is refused instead
         return mode, False
 
-    def _inspector(self, listings: Listings, mode: str, limits: WalkLimits | None = None) -> Inspector:
+    def _inspector(
+        self, listings: Listings, mode: str, limits: WalkLimits | None = None, resume: dict[str, TreeWalk] | None = None
+    ) -> Inspector:
         # A move never follows links, and EFILE_LINKS_INSIDE=remove says the storage removes links as links.
         allow = mode == "quarantine" or self.links_inside == "remove"
         limits = limits or self.host._walk_limits()
-        return Inspector(listings, self.host.policy, limits, links_inside="allow" if allow else "refuse")
+        return Inspector(listings, self.host.policy, limits, links_inside="allow" if allow else "refuse", resume=resume)
 
     async def preview(
         self,
@@ -278,11 +288,19 @@ class Removal:
         mode: RemoveMode | None = None,
         detail: Detail = "auto",
         progress: Progress | None = None,
+        resume: str | None = None,
     ) -> RemovePathsResult:
         host = self.host
         await host._ready()
         if host.read_only:
             raise GuardRefusal("read_only", REFUSALS["read_only"])
+        # A dry run whose folders were too big for one call reads on from where their walks stopped (H4).
+        walks: dict[str, TreeWalk] = {}
+        if resume:
+            state = await host._load_walk(resume, "dry-", "remove_paths (a dry run)")
+            paths, mode = state["p"], state["m"]
+            select = Selection.model_validate(state["s"]) if state["s"] is not None else None
+            walks = {path: TreeWalk.from_json(walk) for path, walk in state["w"].items()}
         if mode == "quarantine" and self.quarantine is None:
             await self._refuse("quarantine_unavailable", REFUSALS["quarantine_unavailable"], dry_run=True)
         listings = host._listings()
@@ -322,7 +340,24 @@ class Removal:
         to_check = list(collapsed.to_send)
         if select is not None and (why := self._bound(len(to_check), "the selection matches")) is not None:
             await self._refuse("too_many_paths", why, dry_run=True)
-        inspection = await self._inspector(listings, plan_mode, limits).check(to_check, walk_folders=True)
+        inspection = await self._inspector(listings, plan_mode, limits, walks).check(to_check, walk_folders=True)
+        resume_id = None
+        if inspection.unfinished:
+            # Not whole yet: no plan and no token until every folder is read; the walks so far are kept.
+            resume_state = {
+                "p": list(paths) if paths is not None else None,
+                "s": selection_key(select) if select is not None else None,
+                "m": mode,
+                "w": {path: walk.to_json() for path, walk in inspection.unfinished.items()},
+            }
+            resume_id = await host._keep_walk(resume, "dry-", False, lambda: resume_state)
+            for path in inspection.unfinished:
+                inspection.refused[path] = (
+                    "it is not read whole yet (this call's walk budget, EFILE_WALK_MAX_ENTRIES / "
+                    "EFILE_WALK_MAX_SECONDS): call remove_paths again with resume to read on from where it stopped."
+                )
+        elif resume:
+            await host.store.drop_walk(resume)
         items: dict[str, RemoveItem] = {p: RemoveItem(path=p, status="refused", reason=r) for p, r in refused.items()}
         for path in to_check:
             if path in inspection.seen:
@@ -350,7 +385,7 @@ class Removal:
         plan_id = secrets.token_hex(12)
         now = host.clock()
         token = expires_iso = None
-        if removable:
+        if removable and resume_id is None:
             plan = Plan(
                 plan_id=plan_id,
                 expires_at=float(int(now + host.signer.ttl)),
@@ -378,7 +413,13 @@ class Removal:
             summary=summary.model_dump(exclude_none=True),
             exceptions=[_audit_item(i) for i in exceptions][:REFUSED_PATHS_AUDITED],
         )
-        if token is None:
+        if resume_id is not None:
+            next_step = (
+                f"Not read whole yet: {len(inspection.unfinished)} folder(s) are bigger than one call may read. Call "
+                "remove_paths again with resume set to this resume value (a dry run) to read on; the plan and its "
+                "token come when everything is read."
+            )
+        elif token is None:
             next_step = "Nothing here can be removed; see each item's status and reason."
         else:
             how = (
@@ -400,6 +441,7 @@ class Removal:
             expires_at=expires_iso,
             confirm_paths=[s.path for s in removable] if token and len(removable) <= ITEMS_LISTED_MAX else None,
             next_step=next_step,
+            resume=resume_id,
         )
         listed = ordered if select is None else [i for i in ordered if i.path not in collapsed.covered]
         return shape(result, listed, detail)

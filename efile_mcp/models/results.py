@@ -177,6 +177,7 @@ class RemovePathsResult(ResultModel):
     task_ids: list[str] | None = None
     task_count: int | None = None
     not_previewed: int | None = Field(default=None, description="New matches since the dry run: not removed.")
+    resume: str | None = Field(default=None, description="Dry run not read whole yet: pass as resume to read on.")
     next_step: str
 
 

@@ -51,6 +51,9 @@ def build(settings: Settings) -> Any:
             Literal["quarantine", "delete"] | None,
             Field(description="Dry run: quarantine (restorable; the default) or delete (permanent)."),
         ] = None,
+        resume: Annotated[
+            str | None, Field(max_length=100, description="A dry run's resume: reads on where it stopped.")
+        ] = None,
         person: Annotated[ElicitationResult[DeletionConfirmation], Resolve(ask_person)] = None,  # type: ignore[assignment]
     ) -> RemovePathsResult:
         guard = state_of(ctx).guard
@@ -58,9 +61,17 @@ def build(settings: Settings) -> Any:
             if paths is not None and select is not None:
                 raise_usage("give paths or select, not both")
             if dry_run:
+                if resume is not None:
+                    if paths is not None or select is not None or mode is not None:
+                        raise_usage("resume carries the dry run's paths, select and mode; leave them out")
+                    return await guard.removal.preview(
+                        None, None, detail=detail, progress=progress_of(ctx), resume=resume
+                    )
                 if paths is None and select is None:
                     raise_usage("name the paths to preview, or give select (a folder and filters)")
                 return await guard.removal.preview(paths, select, mode=mode, detail=detail, progress=progress_of(ctx))
+            if resume is not None:
+                raise_usage("resume belongs to the dry run; execute with the confirmation_token it ends with")
             if mode is not None:
                 raise_usage("mode belongs to the dry run (the token carries it); leave it out when executing")
             request = RemovalRequest(token=confirmation_token, paths=paths, select=select)
