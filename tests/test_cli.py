@@ -79,8 +79,8 @@ def test_an_argument_mistake_is_one_line_too() -> None:
 
 
 def _configuration_rows() -> list[tuple[set[str], set[str]]]:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Configuration") : readme.index("### Claude Desktop")]
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    section = page[: page.index("## Claude Desktop")]  # the settings and the sign-in tables
     rows = []
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -96,7 +96,7 @@ def _configuration_rows() -> list[tuple[set[str], set[str]]]:
 def test_the_readme_configuration_tables_list_exactly_the_settings() -> None:
     rows = _configuration_rows()
     listed = [name for names, _ in rows for name in names]
-    assert sorted(listed) == sorted(opt.env for opt in OPTIONS), "README Configuration vs Settings"
+    assert sorted(listed) == sorted(opt.env for opt in OPTIONS), "docs/configuration.md vs Settings"
     assert len(listed) == len(set(listed))
     flags_by_row = {name: flags for names, flags in rows for name in names}
     for opt in OPTIONS:
