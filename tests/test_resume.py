@@ -185,3 +185,20 @@ async def test_a_dry_run_too_big_for_one_call_reads_on_across_restarts_and_only_
         )
     assert done["summary"]["removed"] + done["summary"].get("queued", 0) == 1
     assert not (sandbox.root / "scratch" / "big-run").exists() or done["summary"].get("queued")
+
+
+async def test_a_plan_whose_dry_run_took_several_calls_executes_on_the_same_budget(
+    make_settings: Callable[..., Settings], sandbox: RunningSandbox
+) -> None:
+    # The execution's re-check reads the folder whole in one call: the entry budget of a call is not its limit.
+    settings = make_settings(walk_max_entries=100)
+    folder = f"{sandbox.home}/scratch/big-run"
+    async with Client(build_server(settings)) as client:
+        answer = await call_ok(client, "remove_paths", {"paths": [folder], "mode": "delete"})
+        while answer.get("resume"):
+            answer = await call_ok(client, "remove_paths", {"resume": answer["resume"]})
+        done = await call_ok(
+            client, "remove_paths", {"dry_run": False, "confirmation_token": answer["confirmation_token"]}
+        )
+    statuses = [item["status"] for item in done.get("items") or []]
+    assert statuses in (["removed"], ["queued"]), done

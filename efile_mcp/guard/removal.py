@@ -898,7 +898,10 @@ class Removal:
             _, refused_now, _ = self._screen(plan.path_set)
             listings = host._listings()
             checkable = [p for p in plan.path_set if p not in refused_now]
-            now_seen = await self._inspector(listings, plan.mode).check(checkable, walk_folders=True)
+            # The re-check reads every planned folder whole in this one call, however many calls its dry run took:
+            # no entry budget (a walk's memory does not grow with its entries), only the time budget (H4).
+            whole = WalkLimits(1 << 62, host._walk_limits().deadline)
+            now_seen = await self._inspector(listings, plan.mode, whole).check(checkable, walk_folders=True)
             items: dict[str, RemoveItem] = {}
             to_send: list[SeenPath] = []
             for seen in plan.paths:
