@@ -274,7 +274,7 @@ def _purge(server: Any, *, dry_run: bool) -> int:
         logs.fatal(f"purge: {exc}")
         return 1
     for line in lines:
-        print(line)
+        print(line)  # stdout: a command's report (cron mails it), never the MCP server's channel
     return 1 if any(line.startswith("error:") or "failed:" in line for line in lines) else 0
 
 

@@ -31,13 +31,15 @@ def test_manifest_lists_exactly_the_tools_the_server_offers() -> None:
 
 
 def test_no_print_to_stdout_in_server_code() -> None:
-    """stdout carries MCP messages only; the demo (a client) is the one place that prints."""
+    """stdout carries MCP messages only; the demo (a client) and a command's own report (marked) print."""
     offenders = []
     for path in (ROOT / "efile_mcp").rglob("*.py"):
         if path.name == "demo.py":
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             stripped = line.strip()
+            if "# stdout: a command's report" in stripped and path.name == "cli.py":
+                continue  # `efile-mcp purge` reports to cron on stdout; the server never runs this path
             if stripped.startswith("print(") and "file=sys.stderr" not in stripped:
                 offenders.append(f"{path.relative_to(ROOT)}:{number}")
             if "sys.stdout" in stripped:
