@@ -81,15 +81,19 @@ def check_invariants(
             assert item.get("error_code") and item.get("reason"), item
     report.statuses = Counter(statuses.values())
 
-    # 5. The tool result (when the call returned one) says the same, and the disk agrees with it.
+    # 5. The tool result (when the call returned one) says the same for every path it lists (an answer lists a
+    #    bounded number: the audit has them all), and the disk agrees with every audited path.
     if items is not None:
-        assert {item["path"]: item["status"] for item in items} == statuses
-        for item in items:
+        listed = {item["path"]: item["status"] for item in items}
+        assert listed, "the answer lists no item at all"
+        assert {path: statuses.get(path) for path in listed} == listed, "the answer and the audit disagree"
+        tasks = {item["path"]: item.get("task_id") for item in items}
+        for item in audited:
             on_disk = sandbox.root / item["path"].removeprefix(home + "/")
             if item["status"] in ("removed", "missing"):
                 assert not on_disk.exists(), f"{item['status']} but still on disk: {item['path']}"
             if item["status"] == "queued":
-                assert item["task_id"] in record.tasks
+                assert (item.get("task_id") or tasks.get(item["path"])) in record.tasks
             if item["status"] == "failed" and not (item.get("error_code") or "").startswith("outcome_unknown"):
                 # A refusal or failure the API stated: the server did not delete it.
                 assert on_disk.exists() or item["path"] in record.vanished_paths, item
