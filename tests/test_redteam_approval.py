@@ -322,11 +322,6 @@ async def test_a_person_choosing_quarantine_for_a_delete_plan_gets_a_quarantine(
     assert [e["mode"] for e in executions(audit_path)] == ["quarantine"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: the page of a purge (a plan inside .efile-quarantine, always permanent) offers 'Approve, but "
-    "move into quarantine instead'; the person's quarantine choice is recorded and the execution deletes for good",
-)
 async def test_a_purge_page_does_not_offer_a_quarantine_it_cannot_give(
     human_server: MCPServer[Any], agent: Client, sandbox: RunningSandbox, audit_path: Path
 ) -> None:

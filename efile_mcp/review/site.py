@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Literal, TextIO
 import anyio.to_thread
 
 from ..guard.ports import Decision, DecisionKind, RemoveMode
+from ..guard.quarantine import is_quarantine_path
 from ..guard.seen import Plan
 from .view import PlanView
 
@@ -290,8 +291,13 @@ def approvable_modes(plan: Plan) -> tuple[RemoveMode, ...]:
     """The modes the person may approve: the plan's own, and quarantine instead of a permanent delete.
 
     Never delete instead of quarantine: a quarantine plan may hold folders a delete refuses (links inside).
+    A purge (paths inside a quarantine) is permanent whatever is chosen: it offers no quarantine it cannot give.
     """
-    return ("delete", "quarantine") if plan.mode == "delete" else ("quarantine",)
+    if plan.mode != "delete":
+        return ("quarantine",)
+    if any(is_quarantine_path(path) for path in plan.path_set):
+        return ("delete",)
+    return ("delete", "quarantine")
 
 
 def _loopback(port: int) -> tuple[str, ...]:
