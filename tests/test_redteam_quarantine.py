@@ -430,12 +430,6 @@ async def test_a_quarantine_folder_swapped_for_a_link_does_not_carry_data_out_of
     assert list(elsewhere.rglob("*")) == [], "data moved out of its allowed root through a link"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: the resumed execution's Quarantine.send saves the plan's record anew with only the paths it "
-    "sends, overwriting the dead replica's: restore_paths(plan_id) then restores those only, says '1 path(s) are "
-    "back', and what the first replica moved stays in quarantine until the expiry purge deletes it for good",
-)
 async def test_a_resumed_quarantine_is_restored_whole(
     make_settings: Callable[..., Settings], sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -466,7 +460,9 @@ async def test_a_resumed_quarantine_is_restored_whole(
         }
         restored = await call_ok(client, "restore_paths", {"plan_id": plan["plan_id"]})
     assert restored["summary"]["restored"] == 2, restored
-    assert everything_below(root) == before
+    after = {k: v for k, v in everything_below(root).items() if not k.startswith(f"scratch/{QUARANTINE_DIR}")}
+    assert after == before, "every entry is back, and nothing of the plan is left in quarantine"
+    assert not (root / f"scratch/{QUARANTINE_DIR}/{plan['plan_id']}").exists()
 
 
 @pytest.mark.parametrize("mode", ["quarantine", "delete"])

@@ -263,7 +263,10 @@ class Quarantine:
                     )
         if not by_root:
             return items
-        when = self.clock()
+        # A resumed execution (its first replica died) adds to what the interrupted one moved: the plan's record
+        # keeps both, so restore_paths(plan_id) brings back everything, and the plan keeps its first date.
+        earlier = await self._record(plan_id)
+        when = earlier.when if earlier is not None else self.clock()
         record = PlanRecord(
             plan_id,
             when,
@@ -271,7 +274,11 @@ class Quarantine:
         )
         if self.store is not None:
             try:
-                await self.store.save_plan(self._record_key(plan_id), record.to_bytes(), self._record_expiry(when))
+                await self.store.save_plan(
+                    self._record_key(plan_id),
+                    _with_earlier(record, earlier, paths).to_bytes(),
+                    self._record_expiry(when),
+                )
             except EfileMcpError as exc:  # the layout alone still says where everything came from
                 log.warning("the quarantine record of plan %s could not be kept (%s)", plan_id, exc)
         pairs: dict[str, str] = {}
@@ -323,7 +330,11 @@ class Quarantine:
             }
             if self.store is not None:
                 try:
-                    await self.store.save_plan(self._record_key(plan_id), record.to_bytes(), self._record_expiry(when))
+                    await self.store.save_plan(
+                        self._record_key(plan_id),
+                        _with_earlier(record, earlier, paths).to_bytes(),
+                        self._record_expiry(when),
+                    )
                 except EfileMcpError as exc:
                     log.warning("the quarantine record of plan %s could not be updated (%s)", plan_id, exc)
             await self._write_manifests(plan_id, when, by_root, items)
@@ -1002,6 +1013,18 @@ class Quarantine:
                     error=report.error,
                 )
         return report
+
+
+def _with_earlier(record: PlanRecord, earlier: PlanRecord | None, sent: Sequence[SeenPath]) -> PlanRecord:
+    """This send's record plus the rows an earlier send of the same plan kept for paths not sent now (what an
+    interrupted execution moved before its replica died)."""
+    if earlier is None:
+        return record
+    now = {seen.path for seen in sent}
+    roots = {root: [row for row in rows if row[0] not in now] for root, rows in earlier.roots.items()}
+    for root, rows in record.roots.items():
+        roots.setdefault(root, []).extend(rows)
+    return PlanRecord(record.plan_id, record.when, {root: rows for root, rows in roots.items() if rows})
 
 
 def _refused_alone(exc: ApiError) -> MoveState:
