@@ -487,12 +487,6 @@ async def test_a_folder_holding_another_allowed_root_is_not_removed_with_it(
     assert (root / f"scratch/group/shared/{QUARANTINE_DIR}/{inner['plan_id']}/data/x.bin").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: restoring a planted name with a comma raises ValueError in client/moves.py (the guard never "
-    "screens restore sources for commas): the tool answers only 'Error executing tool restore_paths', and the "
-    "audit keeps a restore intent without its outcome",
-)
 async def test_a_planted_comma_name_is_never_sent_by_a_restore(
     agent: Client, sandbox: RunningSandbox, audit_path: Path
 ) -> None:

@@ -763,10 +763,15 @@ class Quarantine:
         return None
 
     def _unrestorable(self, path: str) -> str | None:
-        """Why an entry may not go back to `path` now (a protected name, outside the roots): it stays."""
+        """Why an entry may not go back to `path` now (a protected name, outside the roots, a comma): it stays."""
         verdict = self.policy.check(path)
         if isinstance(verdict, PathRefusal):
             return f"{verdict.message} It stays in quarantine."
+        if "," in path:  # never quarantined so (quarantine_refusal): placed here, and a move would split it
+            return (
+                "its path holds a comma, and file/move carries its sources comma-separated: the storage would read "
+                "two paths. It stays in quarantine; move it back by hand if it is yours."
+            )
         return None
 
     async def _link_below(self, top: str, target: str) -> str | None:
