@@ -39,7 +39,7 @@ from efile_mcp.review.terminal import describe
 from efile_mcp.sandbox import RunningSandbox, seed_sample_tree
 from efile_mcp.server import build_server, review_site_of
 
-from .conftest import ERAS, audit_lines, call_error, call_ok
+from .conftest import ERAS, HeldRequest, audit_lines, call_error, call_ok, wait_for_event
 from .test_http import connect, http_process, settings_env
 from .test_review_page import CHROMIUM, CHROMIUM_ARGS, require_browser
 
@@ -915,3 +915,36 @@ async def test_a_person_argument_smuggled_into_the_call_decides_nothing(
             assert result.is_error, text_of(result)
     assert (sandbox.root / "scratch/run-001").is_dir() and executions(audit_path) == []
     assert await status_of(human_server, plan) in ("open", "asked")
+
+
+async def test_a_slow_execution_keeps_its_lease_and_is_not_resumed_under_it(
+    make_settings: Callable[..., Settings], sandbox: RunningSandbox, audit_path: Path
+) -> None:
+    """An execution held on the wire longer than EFILE_EXECUTION_LEASE is alive, not dead: it renews its lease,
+    and a second call with the same token is told it is running instead of resuming it (which would send twice)."""
+    server = build_server(make_settings(review_browser="never", execution_lease=1.0))
+    paths = [f"{sandbox.home}/scratch/run-001"]
+    held = HeldRequest("async-remove", passed=0)
+    async with Client(server, mode="legacy") as agent:
+        plan = await call_ok(agent, "remove_paths", {"paths": paths})
+        execute = {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        store, first = store_of(server), []
+        sandbox.sandbox.reset_records()
+        sandbox.sandbox.fault = held
+        async with anyio.create_task_group() as group:
+
+            async def execute_first() -> None:
+                first.append(await agent.call_tool("remove_paths", execute))
+
+            group.start_soon(execute_first)
+            await wait_for_event(held.arrived, "the first execution's removal reached the storage")
+            leased = (await store.plan_state(plan["plan_id"])).lease_until
+            with anyio.fail_after(10):  # the renewal, every third of the lease, moves it on
+                while (await store.plan_state(plan["plan_id"])).lease_until <= leased + 0.5:
+                    await anyio.sleep(0.05)
+            second = await agent.call_tool("remove_paths", execute)
+            assert second.is_error and "being executed" in text_of(second), text_of(second)
+            held.release()
+    assert not first[0].is_error, text_of(first[0])
+    assert sandbox.sandbox.received_remove_paths == paths, "sent once"
+    assert len(executions(audit_path)) == 1
