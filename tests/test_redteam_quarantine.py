@@ -507,3 +507,19 @@ async def test_a_planted_comma_name_is_never_sent_by_a_restore(
     assert planted.exists() and (root / "scratch/tmp.log").exists()
     restores = [line["decision"] for line in audit_lines(audit_path) if line["event"] == "restore"]
     assert restores.count("intent") == restores.count("executed"), "every restore intent has its outcome"
+
+
+async def test_a_purge_with_fewer_days_does_not_cut_the_grace_period_promised_at_quarantine(rig: Rig) -> None:
+    """Quarantined by a server with EFILE_QUARANTINE_DAYS=30 (the answer and the manifest say: restorable for 30
+    days); eight days later `efile-mcp purge` runs from a cron job without that setting (7 days), or another
+    client's server starts with the default and purges at start-up."""
+    rig.quarantine.days = 30
+    await rig.quarantine.send("plan30", await rig.seen("scratch/run-001"))
+    manifest = json.loads((rig.root / "scratch" / QUARANTINE_DIR / ("plan30" + MANIFEST_SUFFIX)).read_text())
+    promised = datetime.fromisoformat(manifest["expires_at"]).timestamp()
+    assert promised >= rig.clock() + 29 * DAY
+    rig.clock.advance(8 * DAY)
+    rig.quarantine.days = 7  # the other process's setting
+    report = await rig.quarantine.purge(dry_run=False)
+    assert report.expired == [], report.lines()
+    assert (rig.root / "scratch" / QUARANTINE_DIR / "plan30/run-001").is_dir()

@@ -145,15 +145,24 @@ class PlanRecord:
     plan_id: str
     when: float
     roots: dict[str, list[list[Any]]] = field(default_factory=dict)
+    #: The expiry promised when it was quarantined (its answer and manifest say it): a process configured with
+    #: fewer EFILE_QUARANTINE_DAYS (a cron job, another client's server) never purges it sooner.
+    expires: float | None = None
 
     def to_bytes(self) -> bytes:
-        body = {"v": 1, "id": self.plan_id, "t": self.when, "r": self.roots}
+        body = {"v": 1, "id": self.plan_id, "t": self.when, "r": self.roots, "x": self.expires}
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PlanRecord:
         raw = json.loads(data.decode("utf-8", "surrogatepass"))
-        return cls(str(raw["id"]), float(raw["t"]), {str(k): [list(r) for r in v] for k, v in raw["r"].items()})
+        promised = raw.get("x")
+        return cls(
+            str(raw["id"]),
+            float(raw["t"]),
+            {str(k): [list(r) for r in v] for k, v in raw["r"].items()},
+            float(promised) if isinstance(promised, int | float) else None,
+        )
 
 
 @dataclass
@@ -271,6 +280,7 @@ class Quarantine:
             plan_id,
             when,
             {root: [[s.path, s.kind, s.size, s.file_count] for s in group] for root, group in by_root.items()},
+            max(when + self.days * DAY, earlier.expires or 0.0) if earlier is not None else when + self.days * DAY,
         )
         if self.store is not None:
             try:
@@ -576,6 +586,8 @@ class Quarantine:
         else:
             count, size, exact = await self._measure(plan_folder(root, plan_id), budget)
         expires = when + self.days * DAY if when is not None else None
+        if expires is not None and record is not None and record.expires is not None:
+            expires = max(expires, record.expires)  # never sooner than promised when it was quarantined
         return QuarantinedPlan(
             plan_id=plan_id,
             root=root,
@@ -1029,7 +1041,7 @@ def _with_earlier(record: PlanRecord, earlier: PlanRecord | None, sent: Sequence
     roots = {root: [row for row in rows if row[0] not in now] for root, rows in earlier.roots.items()}
     for root, rows in record.roots.items():
         roots.setdefault(root, []).extend(rows)
-    return PlanRecord(record.plan_id, record.when, {root: rows for root, rows in roots.items() if rows})
+    return PlanRecord(record.plan_id, record.when, {root: rows for root, rows in roots.items() if rows}, record.expires)
 
 
 def _refused_alone(exc: ApiError) -> MoveState:
