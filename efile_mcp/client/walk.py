@@ -61,6 +61,10 @@ DOCUMENTED_PAGE = 1000
 #: Not the largest a server takes (100,000 answered whole): the decoded answer of a page of 25,000 entries
 #: is ~85 MB (50,000: ~165 MB), and a walk's memory is bounded by its largest page.
 HUGE_PAGE = 25_000
+#: Such pages out at once: two, so that the next page's round trip overlaps reading this one (one at a time,
+#: a flat folder waited a round trip per page on top of the CPU). An answer is decoded and read into slim
+#: entries with no await in between, so one decoded page is held at a time; the other is in transit.
+HUGE_IN_FLIGHT = 2
 #: Entries the per-call cache of whole listings holds at most (look-ups after a walk reuse them); beyond
 #: it nothing more is cached, so a walk's memory does not grow with the tree.
 CACHE_MAX_ENTRIES = 100_000
@@ -85,7 +89,15 @@ class Entry(NamedTuple):
 #: Times repeat within a tree (files unpacked or copied together share them): parse each text once.
 _mtime = functools.lru_cache(maxsize=8192)(parse_server_time)
 
-_FLAG_TYPES = (bool, type(None))
+#: (isSymbolicLink, isDirectory, isRegularFile) -> the kind FileEntry.kind gives (None: by `type`). The keys
+#: are True, False or None (absent): anything else misses and the page goes through the wire model.
+_FLAGS_KIND: dict[tuple[bool | None, bool | None, bool | None], EntryKind | None] = {
+    (link, folder, regular): ("symlink" if link else "directory" if folder else "file" if regular else None)
+    for link in (True, False, None)
+    for folder in (True, False, None)
+    for regular in (True, False, None)
+}
+_ODD: Any = object()
 _TYPE_KINDS: dict[str, EntryKind] = {
     **dict.fromkeys(("dir", "directory", "folder", "d"), "directory"),
     **dict.fromkeys(("file", "regular", "f", "-"), "file"),
@@ -109,36 +121,34 @@ def slim_page(data: object) -> tuple[list[Entry], int, list[str]] | None:
         return None
     entries: list[Entry] = []
     append = entries.append
+    flags_kind, new_entry, entry_cls, mtime_of = _FLAGS_KIND, tuple.__new__, Entry, _mtime
     for item in items:
         if type(item) is not dict:
             return None
-        name, size, mtime = item.get("name"), item.get("size"), item.get("lastModifiedTime")
+        get = item.get
+        name, size, mtime = get("name"), get("size"), get("lastModifiedTime")
         if (
             type(name) is not str
-            or type(item.get("path")) is not str
+            or type(get("path")) is not str
             or (size is not None and type(size) is not int)
             or (mtime is not None and type(mtime) is not str)
         ):
             return None
-        link, folder, regular = item.get("isSymbolicLink"), item.get("isDirectory"), item.get("isRegularFile")
-        if (
-            link.__class__ not in _FLAG_TYPES
-            or folder.__class__ not in _FLAG_TYPES
-            or regular.__class__ not in _FLAG_TYPES
-        ):
+        # One look-up for the three flags (each True, False or absent); any other value: the wire model.
+        flags = (get("isSymbolicLink"), get("isDirectory"), get("isRegularFile"))
+        try:
+            kind = flags_kind.get(flags, _ODD)
+        except TypeError:  # an unhashable flag (a list, an object)
             return None
-        if link:
-            kind: EntryKind = "symlink"
-        elif folder:
-            kind = "directory"
-        elif regular:
-            kind = "file"
-        else:
-            named = item.get("type")
+        if kind is None:  # no flag set: the free-form `type` says
+            named = get("type")
             if named is not None and type(named) is not str:
                 return None
             kind = _TYPE_KINDS.get((named or "").lower(), "other")
-        append(Entry(name, kind, size if size and size > 0 else 0, _mtime(mtime)))
+        elif kind is _ODD:
+            return None
+        # tuple.__new__ directly: a NamedTuple's own constructor is a Python call, per entry of the tree.
+        append(new_entry(entry_cls, (name, kind, size if size and size > 0 else 0, mtime_of(mtime))))
     children: list[str] = []
     raw_children = data.get("children")
     if raw_children is not None:
@@ -549,8 +559,8 @@ class Listings:
         self._named: dict[tuple[str, str], Entry | None] = {}
         self._page = LARGE_PAGE
         self._huge = HUGE_PAGE
-        #: Pages larger than LARGE_PAGE go one at a time: their answers are what a walk holds at its largest.
-        self._huge_pages = anyio.CapacityLimiter(1)
+        #: Pages larger than LARGE_PAGE: HUGE_IN_FLIGHT at a time (their answers are what a walk holds at its largest).
+        self._huge_pages = anyio.CapacityLimiter(HUGE_IN_FLIGHT)
         self.requests = 0
 
     def cached(self, path: str) -> DirListing | None:

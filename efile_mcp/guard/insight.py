@@ -80,6 +80,8 @@ class UsageWalk:
             return
         rest = self.rest
         floor = self.ranked[0][:3] if len(self.ranked) >= self.KEPT else None
+        # The floor's size alone settles most entries, without a tuple built per entry.
+        floor_size = floor[0] if floor is not None else -1
         for name, kind, size, mtime in batch:
             if kind == "directory":
                 self.open_children[name] = mtime
@@ -87,7 +89,7 @@ class UsageWalk:
             files = 1 if kind == "file" else 0
             if not files:
                 size = 0
-            if floor is not None and (size, files, name) <= floor:
+            if floor is not None and (size < floor_size or (size, files, name) <= floor):
                 # Smaller than every kept child (the common case in a flat folder): summed, nothing built.
                 rest.size += size
                 rest.files += files
@@ -102,6 +104,7 @@ class UsageWalk:
             self._rank(name, kind, own)
             if len(self.ranked) >= self.KEPT:
                 floor = self.ranked[0][:3]
+                floor_size = floor[0]
 
     def on_closed(self, closed: ClosedDir) -> None:
         if closed.depth == 0:
