@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -25,7 +26,7 @@ from efile_mcp.guard.quarantine import MANIFEST_SUFFIX, QUARANTINE_DIR
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server, review_site_of
 
-from .conftest import audit_lines, call_error, call_ok
+from .conftest import HeldRequest, audit_lines, call_error, call_ok, wait_for_event
 from .test_quarantine import DAY, Rig, make_rig
 
 pytestmark = pytest.mark.anyio
@@ -528,3 +529,38 @@ async def test_a_purge_with_fewer_days_does_not_cut_the_grace_period_promised_at
     report = await rig.quarantine.purge(dry_run=False)
     assert report.expired == [], report.lines()
     assert (rig.root / "scratch" / QUARANTINE_DIR / "plan30/run-001").is_dir()
+
+
+async def test_a_quarantine_cancelled_mid_way_then_resumed_is_restored_whole(
+    make_settings: Callable[..., Settings], sandbox: RunningSandbox
+) -> None:
+    """The agent cancels its execution while a move is on the wire (the storage then carries it out); after the
+    lease, the same token resumes the plan; restore_paths(plan_id) then brings every entry back."""
+    home, root = sandbox.home, sandbox.root
+    (root / "scratch/a").mkdir()
+    (root / "scratch/a/x.log").write_text("x\n")
+    before = everything_below(root)
+    server = build_server(make_settings(remove_mode="quarantine", review_browser="never", execution_lease=1.0))
+    store = server_store(server)
+    held = HeldRequest("move", passed=1)  # the first move lands; the second is held on the wire
+    async with Client(server, mode="legacy") as agent:
+        plan = await call_ok(agent, "remove_paths", {"paths": [f"{home}/scratch/run-001", f"{home}/scratch/a/x.log"]})
+        execute = {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        sandbox.sandbox.fault = held
+        async with anyio.create_task_group() as group:
+            group.start_soon(agent.call_tool, "remove_paths", execute)
+            await wait_for_event(held.arrived, "the second move reached the storage")
+            group.cancel_scope.cancel()
+        await wait_for_event(held.dropped, "the cancelled move was abandoned by the server")
+        sandbox.sandbox.fault = None
+        with anyio.fail_after(10):  # the cancelled execution's lease runs out (nobody renews it)
+            while (state := await store.plan_state(plan["plan_id"])).status == "running" and (
+                state.lease_until > time.time()
+            ):
+                await anyio.sleep(0.05)
+        resumed = await agent.call_tool("remove_paths", execute)
+        assert not resumed.is_error, text_of(resumed)
+        restored = await call_ok(agent, "restore_paths", {"plan_id": plan["plan_id"]})
+    assert restored["summary"]["restored"] == 2, restored
+    after = {k: v for k, v in everything_below(root).items() if not k.startswith(f"scratch/{QUARANTINE_DIR}")}
+    assert after == before
