@@ -601,6 +601,12 @@ class Listings:
                 if read is None:  # anything unusual: the wire model's validation and its error, as before
                     read = _slim(self._api.parse_list(answer))
                 del answer
+                if limit <= self._page:
+                    # Let the requests this answer's slot woke go out before this page is counted: answers that
+                    # arrive together are otherwise all handled before any next request leaves, and a walk
+                    # moves in waves (a round trip, then every page's work). Slim entries only are held here;
+                    # a large page's answer is handled straight through. Still reserved: never over budget.
+                    await anyio.lowlevel.checkpoint()
             finally:
                 # Settled when the caller is about to count the entries (no await in between): never uncounted.
                 if gate is not None and granted:
@@ -862,7 +868,9 @@ class Listings:
         gate = _Gate(limits, stats, stop, self._limit.maximum)
         last_progress = -math.inf
         requests_before = self.requests
-        workers = self._limit.maximum
+        # Folders read at once: twice the requests allowed at once, so that a folder is waiting for the slot an
+        # answer frees and its request leaves while that answer is read (requests stay bounded by the limiter).
+        workers = 2 * self._limit.maximum
         running = 0
         wake = anyio.Event()
 
