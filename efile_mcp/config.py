@@ -61,7 +61,16 @@ class Settings(BaseSettings):
         default=(), description="Extra protected names, added to the built-in ones."
     )
     max_paths: Annotated[int, Flag("--max-paths", "N")] = Field(
-        default=10_000, ge=1, le=100_000, description="Most paths one call may name or a selection may expand to."
+        default=10_000,
+        ge=1,
+        le=100_000,
+        description="Most paths one call may name (a selection may expand to EFILE_MAX_PLAN_PATHS).",
+    )
+    max_plan_paths: int = Field(
+        default=1_000_000,
+        ge=1,
+        le=10_000_000,
+        description="Most paths one plan may hold when a selection expands to them (stored as rows, sent in batches).",
     )
     read_only: Annotated[bool, Flag("--read-only")] = Field(
         default=False, description="Offer no tool that changes anything."

@@ -242,6 +242,7 @@ def build_server(
             roots=settings.allowed_roots,
             protected=protected,
             max_paths=settings.max_paths,
+            max_plan_paths=settings.max_plan_paths,
             read_only=settings.read_only,
             confirm_mode=settings.confirm,
             walk_max_entries=settings.walk_max_entries,

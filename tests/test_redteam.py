@@ -350,7 +350,7 @@ async def test_select_never_matches_protected_names_links_or_roots(
 
 
 async def test_select_over_max_paths_is_refused_whole(make_settings: Any, sandbox: RunningSandbox, era: str) -> None:
-    async with Client(build_server(make_settings(max_paths=10)), mode=era) as client:
+    async with Client(build_server(make_settings(max_paths=10, max_plan_paths=10)), mode=era) as client:
         error = await call_error(
             client, "remove_paths", {"select": {"path": f"{sandbox.home}/scratch", "type": "file"}}
         )

@@ -109,6 +109,7 @@ class Guard:
         quarantine: QuarantineSender | None = None,
         quarantine_days: int = 7,
         show_protected: bool = False,
+        max_plan_paths: int = 1_000_000,
     ) -> None:
         self.signer = signer
         self.store = store
@@ -159,6 +160,7 @@ class Guard:
             links_inside=links_inside,
             pages=pages,
             quarantine=quarantine or self.quarantine,
+            max_plan_paths=max_plan_paths,
         )
 
     # ------------------------------------------------------------------ set-up

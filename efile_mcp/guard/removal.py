@@ -53,7 +53,7 @@ from .requests import (
     selection_key,
     walk_progress,
 )
-from .seen import Plan, SeenPath
+from .seen import Plan, SeenPath, load_plan, save_plan
 from .store import LEASE_SECONDS, PlanState, Redemption, StateStore
 from .tokens import ConfirmationRefused, ConfirmationSigner, Sealed, path_set_digest
 
@@ -185,6 +185,7 @@ class Removal:
         poll_seconds: float = POLL_SECONDS,
         lease_seconds: float = LEASE_SECONDS,
         form_grace: float = FORM_GRACE_SECONDS,
+        max_plan_paths: int = 1_000_000,
     ) -> None:
         self.host = host
         self.confirm = confirm
@@ -196,6 +197,8 @@ class Removal:
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.form_grace = form_grace
+        #: A selection may expand to this many paths (EFILE_MAX_PLAN_PATHS); typed paths stay under max_paths.
+        self.max_plan_paths = max_plan_paths
         #: Plans asked about in another session whose page this process has opened again.
         self._reshown: set[str] = set()
 
@@ -255,11 +258,26 @@ class Removal:
         return distinct, refused, list(accepted)
 
     def _bound(self, count: int, what: str) -> str | None:
+        """Paths an agent types in one call stay under EFILE_MAX_PATHS: more belong in a `select`."""
         limit = self.host.max_paths
         if count > limit:
             return (
-                f"{what} {count} paths; the limit is {limit} per call (EFILE_MAX_PATHS). Nothing was "
-                "done. Split the request, narrow the selection, or remove a common parent folder instead."
+                f"{what} {count} paths; the limit is {limit} per call for paths typed out (EFILE_MAX_PATHS). "
+                "Nothing was done. Split the list across calls, or describe the paths with select (path, name "
+                "pattern, age, size, type): a selection is planned and approved whole up to "
+                f"{self.max_plan_paths} paths (EFILE_MAX_PLAN_PATHS)."
+            )
+        return None
+
+    def _bound_selection(self, count: int) -> str | None:
+        """A selection is planned whole up to EFILE_MAX_PLAN_PATHS. Never advise removing a parent folder: that
+        would take the entries the selection left out with it."""
+        limit = self.max_plan_paths
+        if count > limit:
+            return (
+                f"the selection matches {count} paths; the limit is {limit} paths per plan (EFILE_MAX_PLAN_PATHS). "
+                "Nothing was done. Narrow the selection (a deeper select.path, a name pattern, an age or size "
+                "bound) and remove the matches in several plans, one selection each."
             )
         return None
 
@@ -338,7 +356,7 @@ class Removal:
                 )
         collapsed = collapse(accepted)
         to_check = list(collapsed.to_send)
-        if select is not None and (why := self._bound(len(to_check), "the selection matches")) is not None:
+        if select is not None and (why := self._bound_selection(len(to_check))) is not None:
             await self._refuse("too_many_paths", why, dry_run=True)
         inspection = await self._inspector(listings, plan_mode, limits, walks).check(to_check, walk_folders=True)
         resume_id = None
@@ -398,7 +416,7 @@ class Removal:
                 summary=summary.model_dump(exclude_none=True),
                 quota=_quota_after(await host.quota_now(), removable, plan_mode),
             )
-            await host.store.save_plan(plan_id, plan.to_bytes(), plan.expires_at)
+            await save_plan(host.store, plan)  # rows in chunks, then the small header
             token = host.signer.seal(plan_id, plan.path_set, plan.expires_at, total_size=summary.total_size)
             expires_iso = host.signer.unseal(token).expires_at_iso
         await host.audit.write(
@@ -514,8 +532,8 @@ class Removal:
         except ConfirmationRefused as exc:
             await self._refuse(exc.code, str(exc), dry_run=False, paths=request.paths or (), quiet=quiet)
             raise AssertionError("unreachable") from None
-        data = await host.store.load_plan(sealed.plan_id)
-        if data is None:
+        loaded = await load_plan(host.store, sealed.plan_id)
+        if loaded is None:
             await self._refuse(
                 "unknown_plan",
                 # The token is valid (sealed here, not expired): a shared store that lacks its plan lost it.
@@ -530,8 +548,8 @@ class Removal:
                 quiet=quiet,
                 plan_id=sealed.plan_id,
             )
-        assert data is not None
-        plan = Plan.from_bytes(data)
+        assert loaded is not None
+        plan = loaded
         if path_set_digest(plan.path_set) != sealed.digest:
             await self._refuse(
                 "invalid_token",

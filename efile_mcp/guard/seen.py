@@ -2,16 +2,26 @@
 
 A plan is stored (guard/store.py) under its id, which the sealed token names; execution loads it, lists
 the paths again, and sends only those whose type, size (files) and modification time are as seen.
-Serialised compactly (one JSON array per path): a 10,000-path plan is about 1 MB.
+Stored as a small header (`save_plan`: id, expiry, mode, selection, summary, row count, path-set digest)
+and one row per path (one compact JSON array each), written and read in chunks of `ROWS_PER_CHUNK`: a
+million-path plan (EFILE_MAX_PLAN_PATHS) is never one value in the store.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..client.walk import EntryKind
+from .tokens import path_set_digest
+
+if TYPE_CHECKING:
+    from .store import StateStore
+
+#: Rows written or read per store request: a few thousand, so memory is bounded by a chunk, not the plan.
+ROWS_PER_CHUNK = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +85,30 @@ class Plan:
     #: Quota before and after, when known: {"path", "limit_bytes", "used_bytes", "after_bytes"} per quota entry.
     quota: list[dict[str, Any]] = field(default_factory=list)
 
+    #: The digest of the path set (tokens.path_set_digest) as stored in the header; "" until saved.
+    digest: str = ""
+    #: How many rows (paths) the stored plan holds.
+    count: int = 0
+
+    def _head(self) -> dict[str, Any]:
+        return {
+            "id": self.plan_id,
+            "e": self.expires_at,
+            "s": self.select,
+            "c": self.covered,
+            "t": self.created_at,
+            "m": self.mode,
+            "x": self.exceptions,
+            "u": self.summary,
+            "q": self.quota,
+        }
+
+    def header_bytes(self) -> bytes:
+        """The stored header: everything but the paths, which are rows beside it."""
+        return _dump({"v": 2, **self._head(), "n": len(self.paths), "d": self.digest or path_set_digest(self.path_set)})
+
     def to_bytes(self) -> bytes:
+        """The whole plan as one value (the format before rows; still read)."""
         return json.dumps(
             {
                 "v": 1,
@@ -96,7 +129,9 @@ class Plan:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Plan:
+        """A whole plan (format 1), or a header (format 2) whose `paths` are still to be read (`load_plan`)."""
         raw = json.loads(data.decode("utf-8", "surrogatepass"))
+        rows = raw.get("p")
         return cls(
             plan_id=raw["id"],
             expires_at=float(raw["e"]),
@@ -107,9 +142,77 @@ class Plan:
             exceptions=[list(row) for row in raw.get("x") or ()],
             summary=dict(raw.get("u") or {}),
             quota=[dict(q) for q in raw.get("q") or ()],
-            paths=[SeenPath.from_row(row) for row in raw["p"]],
+            paths=[SeenPath.from_row(row) for row in rows or ()],
+            digest=str(raw.get("d") or ""),
+            count=int(raw["n"]) if "n" in raw else len(rows or ()),
         )
+
+    @property
+    def has_rows(self) -> bool:
+        """A header stored apart from its rows (format 2)."""
+        return self.count > 0 and not self.paths
 
     @property
     def path_set(self) -> list[str]:
         return [seen.path for seen in self.paths]
+
+
+def _dump(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+
+
+def _row_bytes(seen: SeenPath) -> bytes:
+    return _dump(seen.to_row())
+
+
+def _row_of(data: bytes) -> SeenPath:
+    return SeenPath.from_row(json.loads(data.decode("utf-8", "surrogatepass")))
+
+
+async def save_plan(store: StateStore, plan: Plan) -> None:
+    """The plan's rows, a chunk at a time, then its header: a plan is known only once all its rows are stored."""
+    plan.digest = plan.digest or path_set_digest(plan.path_set)
+    plan.count = len(plan.paths)
+    for first in range(0, len(plan.paths), ROWS_PER_CHUNK):
+        chunk = [_row_bytes(seen) for seen in plan.paths[first : first + ROWS_PER_CHUNK]]
+        await store.save_plan_rows(plan.plan_id, first, chunk, plan.expires_at)
+    await store.save_plan(plan.plan_id, plan.header_bytes(), plan.expires_at)
+
+
+async def load_header(store: StateStore, plan_id: str) -> Plan | None:
+    """The plan's header alone (paths empty unless stored whole in the old format); None when unknown."""
+    data = await store.load_plan(plan_id)
+    return None if data is None else Plan.from_bytes(data)
+
+
+async def plan_rows(
+    store: StateStore, plan: Plan, first: int = 0, count: int | None = None, *, chunk: int = ROWS_PER_CHUNK
+) -> AsyncIterator[list[SeenPath]]:
+    """The plan's paths from `first` (up to `count` of them), in chunks of at most `chunk`, in plan order.
+    Raises LookupError when the store holds fewer rows than the header says (expired or lost meanwhile)."""
+    end = plan.count if count is None else min(plan.count, first + count)
+    if not plan.has_rows:
+        for start in range(first, end, chunk):
+            yield plan.paths[start : min(end, start + chunk)]
+        return
+    for start in range(first, end, chunk):
+        wanted = min(chunk, end - start)
+        rows = await store.load_plan_rows(plan.plan_id, start, wanted)
+        if len(rows) != wanted:
+            raise LookupError(f"plan {plan.plan_id} lost rows {start}-{start + wanted - 1} in the state store")
+        yield [_row_of(row) for row in rows]
+
+
+async def load_plan(store: StateStore, plan_id: str) -> Plan | None:
+    """The whole plan, header and rows; None when unknown, expired, or its rows are not all there."""
+    plan = await load_header(store, plan_id)
+    if plan is None or not plan.has_rows:
+        return plan
+    paths: list[SeenPath] = []
+    try:
+        async for rows in plan_rows(store, plan):
+            paths.extend(rows)
+    except LookupError:
+        return None
+    plan.paths = paths
+    return plan

@@ -40,7 +40,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -238,6 +238,17 @@ class StateStore(Protocol):
         """The plan's bytes; None when unknown or expired."""
         ...
 
+    # A removal plan's paths are rows beside its small header (guard/seen.py): a million-path plan is never
+    # one value. Rows expire with the plan; the header is saved last, so a plan without all its rows is unknown.
+
+    async def save_plan_rows(self, plan_id: str, first: int, rows: Sequence[bytes], expires_at: float) -> None:
+        """Keep rows `first`, `first + 1`, ... of the plan (row 0 starts it afresh)."""
+        ...
+
+    async def load_plan_rows(self, plan_id: str, first: int, count: int) -> list[bytes]:
+        """Up to `count` rows from `first`, in order; fewer at the end, none when expired or unknown."""
+        ...
+
     async def plan_state(self, plan_id: str) -> PlanState:
         """Where the plan stands (open when nothing was recorded)."""
         ...
@@ -378,6 +389,14 @@ CREATE TABLE IF NOT EXISTS plan_states (
     keep_until REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS plan_states_expiry ON plan_states (keep_until);
+CREATE TABLE IF NOT EXISTS plan_rows (
+    plan_id    TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    row        BLOB NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (plan_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS plan_rows_expiry ON plan_rows (expires_at);
 """
 
 
@@ -508,6 +527,7 @@ class SqliteStore:
         now = self.clock()
         self._db.execute("DELETE FROM plans WHERE expires_at <= ?", (now,))
         self._db.execute("DELETE FROM plan_states WHERE keep_until <= ?", (now,))
+        self._db.execute("DELETE FROM plan_rows WHERE expires_at <= ?", (now,))
 
     async def _call(self, body: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         return await anyio.to_thread.run_sync(lambda: self._run(body, write=write))
@@ -532,6 +552,31 @@ class SqliteStore:
         def body(db: sqlite3.Connection) -> bytes | None:
             row = db.execute("SELECT data FROM plans WHERE plan_id = ? AND expires_at > ?", (plan_id, now)).fetchone()
             return None if row is None else bytes(row[0])
+
+        return await self._call(body, write=False)
+
+    async def save_plan_rows(self, plan_id: str, first: int, rows: Sequence[bytes], expires_at: float) -> None:
+        now = self.clock()
+
+        def body(db: sqlite3.Connection) -> None:
+            if first == 0:
+                db.execute("DELETE FROM plan_rows WHERE expires_at <= ? OR plan_id = ?", (now, plan_id))
+            db.executemany(
+                "INSERT OR REPLACE INTO plan_rows (plan_id, seq, row, expires_at) VALUES (?, ?, ?, ?)",
+                ((plan_id, first + i, row, float(expires_at)) for i, row in enumerate(rows)),
+            )
+
+        await self._call(body, write=True)
+
+    async def load_plan_rows(self, plan_id: str, first: int, count: int) -> list[bytes]:
+        now = self.clock()
+
+        def body(db: sqlite3.Connection) -> list[bytes]:
+            found = db.execute(
+                "SELECT row FROM plan_rows WHERE plan_id = ? AND seq >= ? AND seq < ? AND expires_at > ? ORDER BY seq",
+                (plan_id, first, first + count, now),
+            ).fetchall()
+            return [bytes(row) for (row,) in found]
 
         return await self._call(body, write=False)
 
@@ -809,6 +854,29 @@ class RedisStore:
         if self.clock() >= expires_at:
             return None
         return value[_EXPIRY.size :]
+
+    def _rows_key(self, plan_id: str) -> str:
+        return f"{self.prefix}rows:{plan_id}"
+
+    async def save_plan_rows(self, plan_id: str, first: int, rows: Sequence[bytes], expires_at: float) -> None:
+        key = self._rows_key(plan_id)
+        pipe = self._redis.pipeline(transaction=True)
+        if first == 0:
+            pipe.delete(key)
+        else:
+            pipe.ltrim(key, 0, first - 1)  # a retried chunk replaces itself
+        if rows:
+            pipe.rpush(key, *rows)
+        pipe.pexpire(key, self._ttl_ms(expires_at))
+        await self._do("save a plan's rows", pipe.execute())
+
+    async def load_plan_rows(self, plan_id: str, first: int, count: int) -> list[bytes]:
+        if count <= 0:
+            return []
+        found = await self._do(
+            "load a plan's rows", self._redis.lrange(self._rows_key(plan_id), first, first + count - 1)
+        )
+        return [row if isinstance(row, bytes) else str(row).encode() for row in found]
 
     async def _transition(
         self, plan_id: str, expires_at: float, change: Callable[[PlanState, float], PlanState | None], what: str

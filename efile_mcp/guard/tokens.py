@@ -37,9 +37,34 @@ def _unb64(text: str) -> bytes:
 
 
 def path_set_digest(paths: Collection[str]) -> str:
-    # Paths never hold NUL (the path policy refuses it), so NUL separates them unambiguously.
-    joined = "\0".join(sorted(set(paths))).encode("utf-8", "surrogatepass")
-    return hashlib.sha256(joined).hexdigest()
+    digest = PathSetDigest()
+    for path in sorted(set(paths)):
+        digest.add(path)
+    return digest.hexdigest()
+
+
+class PathSetDigest:
+    """The path set's digest fed one path at a time, in sorted order (a plan's rows read in batches): the same
+    value as `path_set_digest` of the whole set, in memory bounded by one path. A repeated path counts once;
+    a path out of order is a caller's bug (ValueError), never a silently different digest."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._last: str | None = None
+
+    def add(self, path: str) -> None:
+        if self._last is not None:
+            if path == self._last:
+                return
+            if path < self._last:
+                raise ValueError("paths must be fed to the digest in sorted order")
+            # Paths never hold NUL (the path policy refuses it), so NUL separates them unambiguously.
+            self._hash.update(b"\0")
+        self._hash.update(path.encode("utf-8", "surrogatepass"))
+        self._last = path
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ import anyio.to_thread
 
 from ..guard.ports import Decision, DecisionKind, RemoveMode
 from ..guard.quarantine import is_quarantine_path
-from ..guard.seen import Plan
+from ..guard.seen import Plan, load_plan
 from .view import PlanView
 
 if TYPE_CHECKING:
@@ -266,11 +266,11 @@ class ReviewSite:
         async with self._view_lock:
             view = self._views.get(plan_id)
             if view is None:
-                data = await self.store.load_plan(plan_id)
-                if data is None:
+                plan = await load_plan(self.store, plan_id)  # its header and rows (guard/seen.py)
+                if plan is None:
                     return None
                 now = self.clock()
-                view = await anyio.to_thread.run_sync(lambda: PlanView(Plan.from_bytes(data), now))
+                view = await anyio.to_thread.run_sync(lambda: PlanView(plan, now))
                 self._views[plan_id] = view
                 while len(self._views) > VIEWS_KEPT:
                     self._views.popitem(last=False)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ..guard.ports import Decision, DecisionKind, RemoveMode
 from ..guard.report import human_age, shown_name
-from ..guard.seen import Plan
+from ..guard.seen import Plan, load_plan
 from ..models.units import human_size
 from .view import PlanView
 
@@ -123,9 +123,9 @@ def _until(epoch: float, now: float) -> str:
 async def pending_plans(store: StateStore, now: float) -> list[Plan]:
     plans = []
     for plan_id in await store.pending(now):
-        data = await store.load_plan(plan_id)
-        if data is not None:
-            plans.append(Plan.from_bytes(data))
+        plan = await load_plan(store, plan_id)  # its header and rows (guard/seen.py)
+        if plan is not None:
+            plans.append(plan)
     return plans
 
 

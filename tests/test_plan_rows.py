@@ -1,0 +1,198 @@
+"""Plans from a selection larger than the typed-paths limit (issue 15): one approval, rows in the state store.
+
+EFILE_MAX_PATHS bounds the paths an agent types in one call; a `select` is planned whole up to
+EFILE_MAX_PLAN_PATHS, its plan kept as rows (not one blob), and sent in batches of at most 100 paths.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from efile_mcp.guard.seen import Plan, SeenPath, load_plan, save_plan
+from efile_mcp.guard.store import RedisStore, SqliteStore, open_store
+from efile_mcp.guard.tokens import PathSetDigest, path_set_digest
+from efile_mcp.models.results import STRUCTURED_MAX
+from efile_mcp.sandbox import RunningSandbox
+from efile_mcp.server import build_server
+
+from .conftest import call_error, call_ok
+from .redis_server import RedisServer, start_redis
+from .test_replicas import replica
+
+OLD_LOGS = 20_000
+KEPT = 30
+
+
+def _many_logs(sandbox: RunningSandbox) -> Path:
+    """20,000 old logs beside 30 files the selection leaves out, in one folder of the sandbox."""
+    folder = sandbox.root / "scratch" / "job-array"
+    folder.mkdir()
+    for i in range(OLD_LOGS):
+        (folder / f"slurm-{i:05d}.log").write_bytes(b"x")
+    for i in range(KEPT):
+        (folder / f"result-{i:02d}.csv").write_bytes(b"keep")
+    return folder
+
+
+def _size(answer: dict[str, Any]) -> int:
+    return len(json.dumps(answer, ensure_ascii=False))
+
+
+async def test_a_selection_over_the_typed_limit_is_planned_and_executed_in_one_approval(
+    make_settings: Any, sandbox: RunningSandbox
+) -> None:
+    folder = _many_logs(sandbox)
+    select = {"path": f"{sandbox.home}/scratch/job-array", "name": "*.log"}
+    settings = make_settings(confirm="token")
+    assert settings.max_paths < OLD_LOGS <= settings.max_plan_paths
+    async with Client(build_server(settings)) as client:
+        plan = await call_ok(client, "remove_paths", {"select": select})
+        assert plan["summary"]["would_remove"] == OLD_LOGS and plan["confirmation_token"]
+        assert _size(plan) <= STRUCTURED_MAX
+        done = await call_ok(
+            client, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
+    assert done["summary"]["removed"] == OLD_LOGS
+    assert _size(done) <= STRUCTURED_MAX
+    assert sorted(p.name for p in folder.iterdir()) == [f"result-{i:02d}.csv" for i in range(KEPT)]
+    # At most 100 paths per request: 20,000 paths took at least 200 removal requests.
+    assert sandbox.sandbox.request_counts["async-remove"] >= OLD_LOGS // 100
+
+
+async def test_typed_paths_over_the_limit_are_refused_with_advice_that_keeps_what_was_left_out(
+    make_settings: Any, sandbox: RunningSandbox
+) -> None:
+    _many_logs(sandbox)
+    home = sandbox.home
+    async with Client(build_server(make_settings(max_paths=100, max_plan_paths=1000))) as client:
+        typed = await call_error(
+            client, "remove_paths", {"paths": [f"{home}/scratch/job-array/slurm-{i:05d}.log" for i in range(101)]}
+        )
+        selected = await call_error(
+            client, "remove_paths", {"select": {"path": f"{home}/scratch/job-array", "name": "*.log"}}
+        )
+    assert "EFILE_MAX_PATHS" in typed and "select" in typed
+    assert "EFILE_MAX_PLAN_PATHS" in selected
+    for text in (typed, selected):
+        # Removing the common parent would delete the 30 result files the selection left out.
+        assert "parent" not in text.lower()
+    assert sandbox.sandbox.request_counts["async-remove"] == 0
+
+
+def _plan(count: int) -> Plan:
+    paths = [SeenPath(f"/home/u/scratch/f{i:06d}", "file", 1, 1_700_000_000.0, 1) for i in range(count)]
+    return Plan(plan_id="abc123", expires_at=2_000_000_000.0, paths=paths, created_at=1_700_000_000.0)
+
+
+def test_the_digest_is_computed_a_path_at_a_time() -> None:
+    paths = [f"/home/u/{name}" for name in ("b", "a", "c/d", "c")]
+    digest = PathSetDigest()
+    for path in sorted(paths):
+        digest.add(path)
+    assert digest.hexdigest() == path_set_digest(paths)
+
+
+async def test_a_plan_is_kept_as_rows_and_survives_a_restart(tmp_path: Path) -> None:
+    clock = lambda: 1_700_000_100.0  # noqa: E731
+    plan = _plan(12_345)
+    first = SqliteStore(tmp_path / "state.sqlite3", clock=clock)
+    await save_plan(first, plan)
+    await first.aclose()
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        (rows,) = db.execute("SELECT count(*) FROM plan_rows WHERE plan_id = ?", ("abc123",)).fetchone()
+        (header,) = db.execute("SELECT length(data) FROM plans WHERE plan_id = ?", ("abc123",)).fetchone()
+    assert rows == 12_345 and header < 4_000  # the header stays small whatever the count
+    second = SqliteStore(tmp_path / "state.sqlite3", clock=clock)
+    loaded = await load_plan(second, "abc123")
+    await second.aclose()
+    assert loaded is not None and loaded.paths == plan.paths and loaded.digest == path_set_digest(plan.path_set)
+
+
+def _files(sandbox: RunningSandbox, count: int) -> tuple[Path, dict[str, Any]]:
+    folder = sandbox.root / "scratch" / "batch"
+    folder.mkdir()
+    for i in range(count):
+        (folder / f"f{i:03d}.out").write_bytes(b"x")
+    return folder, {"path": f"{sandbox.home}/scratch/batch", "name": "*.out"}
+
+
+async def test_a_path_changed_in_the_middle_batch_is_changed_and_not_sent(
+    make_settings: Any, sandbox: RunningSandbox
+) -> None:
+    folder, select = _files(sandbox, 250)  # three batches of at most 100
+    async with Client(build_server(make_settings(confirm="token"))) as client:
+        plan = await call_ok(client, "remove_paths", {"select": select})
+        (folder / "f150.out").write_bytes(b"xy")  # the middle batch's path grows after the dry run
+        done = await call_ok(
+            client, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
+    assert (done["summary"]["removed"], done["summary"]["changed"]) == (249, 1)
+    assert [p.name for p in folder.iterdir()] == ["f150.out"]
+    assert f"{sandbox.home}/scratch/batch/f150.out" not in sandbox.sandbox.received_remove_paths
+    assert len(sandbox.sandbox.received_remove_paths) == 249
+
+
+async def test_an_execution_resumed_after_a_crash_does_not_send_what_finished_again(
+    make_settings: Any, sandbox: RunningSandbox
+) -> None:
+    folder, select = _files(sandbox, 250)
+    settings = make_settings(confirm="token")
+    async with Client(build_server(settings)) as client:
+        plan = await call_ok(client, "remove_paths", {"select": select})
+        # A process redeemed the plan, sent its first batch (those 100 files are gone) and died: its lease is over.
+        store = open_store(None, settings.state_dir)
+        try:
+            dead = await store.redeem(
+                plan["plan_id"], datetime.fromisoformat(plan["expires_at"]).timestamp(), token_alone=True, lease=0.0
+            )
+        finally:
+            await store.aclose()
+        assert dead.won
+        for i in range(100):
+            (folder / f"f{i:03d}.out").unlink()
+        done = await call_ok(
+            client, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        )
+    assert (done["summary"]["removed"], done["summary"]["missing"]) == (150, 100)
+    assert sorted(sandbox.sandbox.received_remove_paths) == [
+        f"{sandbox.home}/scratch/batch/f{i:03d}.out" for i in range(100, 250)
+    ]
+    assert not any(folder.iterdir())
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis-plan-rows"))
+    yield server
+    server.stop()
+
+
+async def test_two_processes_on_redis_share_a_plans_rows(
+    sandbox: RunningSandbox, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    folder, select = _files(sandbox, 0)
+    for i in range(10_500):  # over the 10,000 typed-paths limit
+        (folder / f"g{i:05d}.out").write_bytes(b"x")
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(Client(replica(sandbox, redis_server.url, tmp_path / "a.jsonl")))
+        b = await stack.enter_async_context(Client(replica(sandbox, redis_server.url, tmp_path / "b.jsonl")))
+        plan = await call_ok(a, "remove_paths", {"select": select})
+        assert plan["summary"]["would_remove"] == 10_500
+        store = RedisStore(redis_server.url)
+        try:
+            header = await store.load_plan(plan["plan_id"])
+            rows = await store.load_plan_rows(plan["plan_id"], 10_499, 10)
+        finally:
+            await store.aclose()
+        assert header is not None and len(header) < 4_000 and len(rows) == 1  # rows beside a small header
+        done = await call_ok(b, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
+    assert done["summary"]["removed"] == 10_500 and not any(folder.iterdir())
