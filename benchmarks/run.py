@@ -23,6 +23,7 @@ import bench_dry_run_cost
 import bench_get_task
 import bench_load
 import bench_memory
+import bench_plan_rows
 import bench_quarantine
 import bench_removal
 import bench_tree_tools
@@ -42,6 +43,7 @@ SECTIONS = {
     "sizes": bench_tree_tools.run_sizes,
     "quarantine": bench_quarantine.run,
     "load": bench_load.run,
+    "plan-rows": bench_plan_rows.run,
     # An in-process fake file/list at 20 ms (the sandbox cannot serve millions of entries in minutes) at the
     # quick sizes; the sizes: python benchmarks/bench_walk.py --scale full
     "walk": lambda quick, context: bench_walk.run(True),
