@@ -230,3 +230,20 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
         timeout=timeout,
         env=child_env(**(env or {})),
     )
+
+
+def recording_browser_script(log: Path) -> str:
+    """A $BROWSER program that opens nothing and appends the page address it was sent to `log`.
+
+    Like a real browser it follows the server's private launcher file (file://, a meta refresh) to the page,
+    at once: the server removes its launchers when it stops.
+    """
+    import sys
+
+    return (
+        f"#!{sys.executable}\nimport re, sys, urllib.parse\naddress = sys.argv[1]\n"
+        "if address.startswith('file://'):\n"
+        "    text = open(urllib.parse.unquote(urllib.parse.urlsplit(address).path), encoding='utf-8').read()\n"
+        '    address = re.search(r\'http-equiv="refresh" content="0;url=([^"]+)"\', text).group(1)\n'
+        f"open({str(log)!r}, 'a').write(address + '\\n')\n"
+    )

@@ -10,6 +10,7 @@ safe outcome. A break found is marked `xfail(strict=True, reason="BREAK: ...")` 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -35,11 +36,12 @@ from efile_mcp.guard.seen import Plan
 from efile_mcp.guard.store import StateStore
 from efile_mcp.review import ReviewSite
 from efile_mcp.review.app import COOKIE, csrf_value
+from efile_mcp.review.site import page_address_of
 from efile_mcp.review.terminal import describe
 from efile_mcp.sandbox import RunningSandbox, seed_sample_tree
 from efile_mcp.server import build_server, review_site_of
 
-from .conftest import ERAS, HeldRequest, audit_lines, call_error, call_ok, wait_for_event
+from .conftest import ERAS, HeldRequest, audit_lines, call_error, call_ok, recording_browser_script, wait_for_event
 from .test_http import connect, http_process, settings_env
 from .test_review_page import CHROMIUM, CHROMIUM_ARGS, require_browser
 
@@ -545,7 +547,7 @@ async def test_the_review_url_is_in_no_tool_result_nor_error_over_stdio(tmp_path
         (root / f"scratch/many/f{i:02d}.log").write_text("x")
     opened = tmp_path / "opened.txt"
     browser = tmp_path / "browser.py"
-    browser.write_text(f"#!{sys.executable}\nimport sys\nopen({str(opened)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    browser.write_text(recording_browser_script(opened))
     browser.chmod(0o755)
     params = StdioServerParameters(
         command=sys.executable,
@@ -597,7 +599,7 @@ async def test_the_review_url_is_in_no_tool_result_nor_error_over_stdio(tmp_path
         await call("list_files", {"path": f"{home}/scratch"})
         await call("find_paths", {"path": f"{home}/scratch", "name": "*review*"})
         await call("restore_paths", {"plan_id": big.structured_content["plan_id"]})
-    addresses = [line for line in opened.read_text().split()] if opened.exists() else []
+    addresses = [page_address_of(line) for line in opened.read_text().split()] if opened.exists() else []
     assert addresses, "the server opened the review page through $BROWSER"
     everything = "\n".join(seen + notified)  # results, and any log or other notification sent to the client
     for address in addresses:
@@ -805,7 +807,7 @@ async def test_over_http_the_page_is_no_way_around_the_bearer_token_and_no_resul
     audit = tmp_path / "audit.jsonl"
     opened = tmp_path / "opened.txt"
     browser = tmp_path / "browser.py"
-    browser.write_text(f"#!{sys.executable}\nimport sys\nopen({str(opened)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    browser.write_text(recording_browser_script(opened))
     browser.chmod(0o755)
     env = settings_env(
         sandbox,
@@ -840,8 +842,9 @@ async def test_over_http_the_page_is_no_way_around_the_bearer_token_and_no_resul
                 seen.append(text_of(await agent.call_tool("remove_paths", arguments)))
             seen.append(text_of(await agent.call_tool("storage_status", {})))
             seen.append(text_of(await agent.call_tool("get_task", {"plan_id": plan["plan_id"]})))
-    assert opened.exists(), "the page was opened in the person's browser"
-    secret = opened.read_text().split()[0].rstrip("/").rsplit("/", 1)[1]
+        # Read while the server lives: its private launcher files go with it.
+        assert opened.exists(), "the page was opened in the person's browser"
+        secret = page_address_of(opened.read_text().split()[0]).rstrip("/").rsplit("/", 1)[1]
     assert not any(secret in text or "/review/" in text for text in seen)
     assert (sandbox.root / "scratch/run-001").is_dir()
 
@@ -950,14 +953,6 @@ async def test_a_slow_execution_keeps_its_lease_and_is_not_resumed_under_it(
     assert len(executions(audit_path)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK (shared login nodes): the page's address, secret included, is handed to the browser on its "
-    "command line (webbrowser.open -> `$BROWSER <url>` / xdg-open <url>), which every user of the machine can read "
-    "in `ps` while that process lives, and then approve or decline over loopback. Suggested fix in review/site.py "
-    "show(): write a 0600 HTML file with a meta refresh to the address in a 0700 private folder and open that "
-    "file's path instead (existing tests that read the address from $BROWSER would follow the file)",
-)
 async def test_the_pages_secret_is_not_on_any_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = tmp_path / "argv.txt"
     browser = tmp_path / "browser.py"
@@ -971,3 +966,7 @@ async def test_the_pages_secret_is_not_on_any_command_line(tmp_path: Path, monke
         while not seen.exists() or not seen.read_text():
             await anyio.sleep(0.05)
     assert secret not in seen.read_text(), "the browser's command line carries the secret"
+    launcher = ast.literal_eval(seen.read_text().splitlines()[0])[1]  # the browser's argv: [browser, address]
+    assert page_address_of(launcher) == f"http://127.0.0.1:1/review/{secret}/"
+    private = Path(launcher.removeprefix("file://"))
+    assert private.stat().st_mode & 0o777 == 0o600 and private.parent.stat().st_mode & 0o777 == 0o700

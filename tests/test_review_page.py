@@ -30,10 +30,11 @@ from efile_mcp.guard.seen import Plan, SeenPath
 from efile_mcp.guard.store import StateStore, open_store
 from efile_mcp.review import ReviewSite
 from efile_mcp.review.app import COOKIE, csrf_value
+from efile_mcp.review.site import page_address_of
 from efile_mcp.server import build_server
 
 from .clocks import ManualClock as Clock
-from .conftest import call_ok
+from .conftest import call_ok, recording_browser_script
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -584,7 +585,7 @@ def recording_browser(tmp_path: Path) -> tuple[dict[str, str], Path]:
     of reaching the person, seen from outside. Returns the environment to start the server with."""
     log = tmp_path / "browser-opened.txt"
     script = tmp_path / "record-browser.py"
-    script.write_text(f"#!{sys.executable}\nimport sys\nopen({str(log)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    script.write_text(recording_browser_script(log))
     script.chmod(0o755)
     return {"BROWSER": str(script)}, log
 
@@ -594,7 +595,7 @@ async def address_opened(log: Path) -> str:
     for _ in range(400):
         if log.exists() and log.read_text().strip():
             (first, *_) = log.read_text().split()
-            return first
+            return page_address_of(first)  # the browser is given a private launcher file, not the address
         await anyio.sleep(0.05)
     raise AssertionError("the server opened no review page through $BROWSER")
 
@@ -757,9 +758,8 @@ def test_show_opens_the_page_through_browser_and_keeps_stdout_clean(tmp_path: Pa
     """$BROWSER is honoured, and whatever the browser command prints stays off stdout (the MCP stream)."""
     log = tmp_path / "opened.txt"
     noisy = tmp_path / "noisy-browser.py"
-    noisy.write_text(
-        f"#!{sys.executable}\nimport sys\nprint('browser chatter on stdout')\nopen({str(log)!r}, 'w').write(sys.argv[1])\n"
-    )
+    script = recording_browser_script(log).splitlines(keepends=True)
+    noisy.write_text("".join([script[0], "print('browser chatter on stdout')\n", *script[1:]]))
     noisy.chmod(0o755)
     done = run_show("auto", {"BROWSER": str(noisy)})
     assert done.stderr.splitlines()[0] == "shown", done.stderr
@@ -767,7 +767,8 @@ def test_show_opens_the_page_through_browser_and_keeps_stdout_clean(tmp_path: Pa
         if log.exists():
             break
         time.sleep(0.05)  # the browser runs in a child process of its own: wait for its file, not for a time
-    assert log.read_text() == "http://127.0.0.1:1/review/" + "s" * 43 + "/"
+    # The browser was sent a private launcher file (the secret is on no command line) that leads to the page.
+    assert log.read_text().strip() == "http://127.0.0.1:1/review/" + "s" * 43 + "/"
     assert done.stdout == "", "nothing but MCP messages on stdout"
     assert "browser chatter on stdout" in done.stderr, "the browser's output goes to stderr"
 

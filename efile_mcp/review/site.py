@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,6 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
 import anyio.to_thread
@@ -60,9 +62,39 @@ BrowserSetting = Literal["auto", "never"]
 #: What the page says a plan's state is.
 PageStatus = Literal["pending", "approved", "declined", "running", "done", "spent", "expired"]
 
-_OPENER = (
-    "import sys, webbrowser\nurl = sys.stdin.readline().strip()\nsys.exit(0 if url and webbrowser.open(url) else 1)\n"
-)
+#: The child that opens the browser: it outlives a server that stops at once, and removes the launcher file
+#: (which holds the page's secret) once the browser has had ample time to read it.
+_OPENER = """\
+import os, sys, time, urllib.parse, webbrowser
+url = sys.stdin.readline().strip()
+opened = bool(url) and webbrowser.open(url)
+if url.startswith("file://"):
+    time.sleep(30)
+    path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+    for remove in (os.remove, os.rmdir):
+        try:
+            remove(path)
+        except OSError:
+            break
+        path = os.path.dirname(path)
+sys.exit(0 if opened else 1)
+"""
+#: The launcher a browser is started with: a private file that sends it on to the page (see `_launcher`).
+_LAUNCHER_REFRESH = re.compile(r'<meta http-equiv="refresh" content="0;url=([^"]+)">')
+
+
+def page_address_of(opened: str) -> str:
+    """The page address a browser was given: itself, or the one a private launcher file sends it to."""
+    if not opened.startswith("file://"):
+        return opened
+    import html
+    from urllib.parse import unquote, urlsplit
+
+    text = Path(unquote(urlsplit(opened).path)).read_text(encoding="utf-8")
+    found = _LAUNCHER_REFRESH.search(text)
+    if found is None:
+        raise ValueError(f"{opened} is not a review page launcher")
+    return html.unescape(found.group(1))
 
 
 def secret_digest(secret: str) -> str:
@@ -141,6 +173,8 @@ class ReviewSite:
         self.public_base = public_base.rstrip("/") if public_base else None
         self.extra_hosts = tuple(h.lower() for h in allowed_hosts)
         self._stderr = stderr
+        #: The private folder of browser launchers (see `show`), made on first need, removed at close.
+        self._launchers: Path | None = None
         self._urls: dict[str, tuple[str, float]] = {}
         self._views: OrderedDict[str, PlanView] = OrderedDict()
         self._view_lock = asyncio.Lock()
@@ -165,6 +199,12 @@ class ReviewSite:
         return f"{base}/review/{secret}/"
 
     def show(self, url: str) -> bool:
+        """Open the page in the person's browser, never putting its secret on a command line.
+
+        `webbrowser` starts `$BROWSER <address>` / `xdg-open <address>`, and on a shared login node every
+        user can read a process's command line (`ps`). So the browser is given a private file instead
+        (mode 0600 in a 0700 folder) that sends it on to the page: only the person's own account can read it.
+        """
         if self.browser == "never":
             self._tell(url, "EFILE_REVIEW_BROWSER=never")
             return False
@@ -183,13 +223,33 @@ class ReviewSite:
                 start_new_session=True,
             )
             assert child.stdin is not None
-            child.stdin.write(url.encode() + b"\n")  # the URL via a pipe, not argv: `ps` shows argv to everyone
+            # Neither our child's argv nor the browser's carries the secret: a pipe, then a private file.
+            child.stdin.write(self._launcher(url).encode() + b"\n")
             child.stdin.close()
         except OSError as exc:
             self._tell(url, f"the browser could not be started ({exc.strerror or exc})")
             return False
         threading.Thread(target=child.wait, name="efile-review-browser", daemon=True).start()
         return True
+
+    def _launcher(self, url: str) -> str:
+        """A file:// address of a private page that redirects to `url` (created once per site, 0700/0600)."""
+        import html
+        import tempfile
+
+        if self._launchers is None:
+            self._launchers = Path(tempfile.mkdtemp(prefix="efile-review-"))  # mode 0700
+        path = self._launchers / f"open-{secrets.token_hex(8)}.html"
+        escaped = html.escape(url, quote=True)
+        body = (
+            f'<!doctype html><meta charset="utf-8"><meta name="referrer" content="no-referrer">'
+            f'<meta http-equiv="refresh" content="0;url={escaped}">'
+            f'<title>efile-mcp review</title><p><a href="{escaped}">Open the review page</a></p>\n'
+        )
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(body)
+        return path.as_uri()
 
     def _tell(self, url: str, why: str) -> None:
         out = self._stderr or sys.stderr
@@ -236,6 +296,9 @@ class ReviewSite:
     async def aclose(self) -> None:
         """Stop the listener (stdio mode); the pages' records stay in the store until they expire."""
         listener, self._listener = self._listener, None
+        if self._launchers is not None:
+            shutil.rmtree(self._launchers, ignore_errors=True)
+            self._launchers = None
         self._urls.clear()
         self._views.clear()
         # A later start may run in another event loop (a test's next client): fresh locks, not bound to this one.
