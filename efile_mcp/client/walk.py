@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import hashlib
 import logging
 import math
@@ -89,15 +90,7 @@ class Entry(NamedTuple):
 #: Times repeat within a tree (files unpacked or copied together share them): parse each text once.
 _mtime = functools.lru_cache(maxsize=8192)(parse_server_time)
 
-#: (isSymbolicLink, isDirectory, isRegularFile) -> the kind FileEntry.kind gives (None: by `type`). The keys
-#: are True, False or None (absent): anything else misses and the page goes through the wire model.
-_FLAGS_KIND: dict[tuple[bool | None, bool | None, bool | None], EntryKind | None] = {
-    (link, folder, regular): ("symlink" if link else "directory" if folder else "file" if regular else None)
-    for link in (True, False, None)
-    for folder in (True, False, None)
-    for regular in (True, False, None)
-}
-_ODD: Any = object()
+_FLAG_TYPES = (bool, type(None))
 _TYPE_KINDS: dict[str, EntryKind] = {
     **dict.fromkeys(("dir", "directory", "folder", "d"), "directory"),
     **dict.fromkeys(("file", "regular", "f", "-"), "file"),
@@ -121,32 +114,38 @@ def slim_page(data: object) -> tuple[list[Entry], int, list[str]] | None:
         return None
     entries: list[Entry] = []
     append = entries.append
-    flags_kind, new_entry, entry_cls, mtime_of = _FLAGS_KIND, tuple.__new__, Entry, _mtime
+    # No object is made per entry but the entry itself: every allocation counts towards the garbage
+    # collector's next pass, which in a server traverses the whole heap and the decoded page with it.
+    new_entry, entry_cls, mtime_of, flag_types = tuple.__new__, Entry, _mtime, _FLAG_TYPES
     for item in items:
         if type(item) is not dict:
             return None
-        get = item.get
-        name, size, mtime = get("name"), get("size"), get("lastModifiedTime")
+        name, size, mtime = item.get("name"), item.get("size"), item.get("lastModifiedTime")
         if (
             type(name) is not str
-            or type(get("path")) is not str
+            or type(item.get("path")) is not str
             or (size is not None and type(size) is not int)
             or (mtime is not None and type(mtime) is not str)
         ):
             return None
-        # One look-up for the three flags (each True, False or absent); any other value: the wire model.
-        flags = (get("isSymbolicLink"), get("isDirectory"), get("isRegularFile"))
-        try:
-            kind = flags_kind.get(flags, _ODD)
-        except TypeError:  # an unhashable flag (a list, an object)
+        link, folder, regular = item.get("isSymbolicLink"), item.get("isDirectory"), item.get("isRegularFile")
+        if (
+            link.__class__ not in flag_types
+            or folder.__class__ not in flag_types
+            or regular.__class__ not in flag_types
+        ):
             return None
-        if kind is None:  # no flag set: the free-form `type` says
-            named = get("type")
+        if link:
+            kind: EntryKind = "symlink"
+        elif folder:
+            kind = "directory"
+        elif regular:
+            kind = "file"
+        else:
+            named = item.get("type")
             if named is not None and type(named) is not str:
                 return None
             kind = _TYPE_KINDS.get((named or "").lower(), "other")
-        elif kind is _ODD:
-            return None
         # tuple.__new__ directly: a NamedTuple's own constructor is a Python call, per entry of the tree.
         append(new_entry(entry_cls, (name, kind, size if size and size > 0 else 0, mtime_of(mtime))))
     children: list[str] = []
@@ -597,7 +596,16 @@ class Listings:
                     }
                     answer = await (fast or self._api.list_dir)(path, **arguments)
                 # Read once other folders' requests may go out.
-                read = _slim(answer) if fast is None else slim_page(answer)
+                # Without the collector's passes: a page makes an entry per entry of the folder, and each
+                # pass it triggers would traverse the decoded answer too (and, in a server, the whole heap).
+                # No await in between, so nothing else runs meanwhile; what it leaves is collected later.
+                collecting = gc.isenabled()
+                gc.disable()
+                try:
+                    read = _slim(answer) if fast is None else slim_page(answer)
+                finally:
+                    if collecting:
+                        gc.enable()
                 if read is None:  # anything unusual: the wire model's validation and its error, as before
                     read = _slim(self._api.parse_list(answer))
                 del answer
