@@ -172,6 +172,8 @@ async def test_a_fresh_user_with_ak_sk_and_a_region_installs_the_bundle_and_dele
                 "remove_paths",
                 {"paths": [target], "dry_run": False, "confirmation_token": plan["confirmation_token"]},
             )
-        assert [item["status"] for item in done["items"]] == ["removed"]
-        assert sandbox.sandbox.received_remove_paths == [target]
+        # The default mode is quarantine: the folder is moved into its root's quarantine, restorable, not deleted.
+        assert [item["status"] for item in done["items"]] == ["quarantined"]
+        assert sandbox.sandbox.received_remove_paths == []
         assert not (root / "scratch" / "run-001").exists() and (root / "notes.txt").exists()
+        assert (root / "scratch" / ".efile-quarantine" / plan["plan_id"] / "run-001").is_dir()

@@ -232,6 +232,7 @@ async def test_the_confirmation_form_is_not_an_agent_argument(client: Client) ->
         "confirmation_token",
         "detail",
         "mode",
+        "resume",
     }
 
 
