@@ -281,9 +281,14 @@ def build_server(
                 states = Listings(EfileApi(transport), concurrency=settings.concurrency, keep=False)
                 background.start_soon(reconcile_at_start, audit, states)
                 # Plans older than EFILE_QUARANTINE_DAYS: a dry run logged, then purged (not when read-only).
-                background.start_soon(
-                    partial(purge_at_start, guard.quarantine, read_only=settings.read_only, dry=purge_preview)
-                )
+                # Never with sign-in: a sign-in at every start (each Claude Desktop window starts one) with a
+                # wrong key is a failed sign-in per start, which can lock the account. `efile-mcp purge` (cron) does.
+                if credentials is None:
+                    background.start_soon(
+                        partial(purge_at_start, guard.quarantine, read_only=settings.read_only, dry=purge_preview)
+                    )
+                else:
+                    log.info("quarantine: expired plans are purged by `efile-mcp purge` (no sign-in at start-up)")
                 try:
                     yield ToolState(settings=settings, guard=guard)
                 finally:

@@ -43,7 +43,6 @@ from efile_mcp.client.tokens import SignedInToken
 from efile_mcp.client.transport import RequestPipeline
 from efile_mcp.config import Settings, load_settings
 from efile_mcp.errors import AuthError, ConfigError, SignInError, UnreachableError
-from efile_mcp.guard.quarantine import START_UP_PURGE
 from efile_mcp.sandbox import (
     RunningSandbox,
     SandboxConfig,
@@ -241,18 +240,16 @@ async def test_callers_waiting_on_a_failing_sign_in_share_its_failure(
     scnet.sandbox.reset_records()
     home = scnet.home
     settings = signin_settings(scnet, audit_path, scnet_secret_key="0" * 32, allowed_roots=(f"{home}/scratch",))
-    # The start-up purge of the quarantine would sign in too, at a moment of its own: only the dry run's calls here.
-    no_start_up_purge = START_UP_PURGE.set(False)
-    try:
-        async with Client(build_server(settings)) as client:
-            paths = [
-                f"{home}/scratch/run-001/stdout.log",
-                f"{home}/scratch/run-002/stdout.log",
-                f"{home}/scratch/tmp.log",
-            ]
-            text = await call_error(client, "remove_paths", {"paths": paths})
-    finally:
-        START_UP_PURGE.reset(no_start_up_purge)
+    # Nothing at start-up signs in (the quarantine's start-up purge included): only the dry run's calls here.
+    async with Client(build_server(settings)) as client:
+        await client.list_tools()  # the server is up, its start-up tasks under way
+        assert scnet.sandbox.request_counts["tokens-aksk"] == 0, "a server start signed in"
+        paths = [
+            f"{home}/scratch/run-001/stdout.log",
+            f"{home}/scratch/run-002/stdout.log",
+            f"{home}/scratch/tmp.log",
+        ]
+        text = await call_error(client, "remove_paths", {"paths": paths})
     assert "signature does not match" in text
     assert scnet.sandbox.request_counts["tokens-aksk"] == 1
 
