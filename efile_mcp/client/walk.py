@@ -57,7 +57,7 @@ EntryKind = Literal["file", "directory", "symlink", "other"]
 #: folder are read in parallel, so more, smaller pages are as fast as fewer large ones and hold less.
 LARGE_PAGE = 5000
 DOCUMENTED_PAGE = 1000
-#: The rest of a folder larger than LARGE_PAGE is asked in pages of this size, one such page at a time per
+#: The rest of a folder larger than LARGE_PAGE is asked in pages of this size, HUGE_IN_FLIGHT at a time per
 #: call (a server may read the whole folder for every page: fewer pages cost it less), a refusal falls back.
 #: Not the largest a server takes (100,000 answered whole): the decoded answer of a page of 25,000 entries
 #: is ~85 MB (50,000: ~165 MB), and a walk's memory is bounded by its largest page.
