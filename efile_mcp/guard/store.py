@@ -400,7 +400,79 @@ CREATE INDEX IF NOT EXISTS plan_rows_expiry ON plan_rows (expires_at);
 """
 
 
-class SqliteStore:
+class _PlanTransitions:
+    """The plan's transitions, written once over each store's own atomic `_transition` (SQLite, Redis)."""
+
+    async def _transition(
+        self, plan_id: str, expires_at: float, change: Callable[[PlanState, float], PlanState | None], what: str
+    ) -> tuple[PlanState, PlanState]:
+        raise NotImplementedError
+
+    async def mark_asked(
+        self, plan_id: str, expires_at: float, session: str | None = None, *, url_to_client: bool = False
+    ) -> PlanState:
+        _, after = await self._transition(
+            plan_id, expires_at, lambda state, _: _asked(state, session, url_to_client), "mark a plan as asked"
+        )
+        return after
+
+    async def decide(
+        self, plan_id: str, expires_at: float, decision: Decision, session: str | None = None
+    ) -> PlanState:
+        _, after = await self._transition(
+            plan_id, expires_at, lambda state, _: _decided(state, decision, session), "record a decision"
+        )
+        return after
+
+    async def redeem(
+        self,
+        plan_id: str,
+        expires_at: float,
+        *,
+        session: str | None = None,
+        token_alone: bool = False,
+        lease: float = LEASE_SECONDS,
+    ) -> Redemption:
+        # If the reply to a transaction that ran is lost and the client retries, the retry finds the plan
+        # running under another run id: a refusal, never a second execution.
+        run_id = uuid.uuid4().hex
+        outcome: list[RedeemOutcome] = []
+
+        def change(state: PlanState, now: float) -> PlanState | None:
+            won, after = _redeemed(
+                state, session=session, token_alone=token_alone, run_id=run_id, lease_until=now + lease, now=now
+            )
+            outcome.append(won)
+            return after
+
+        _, after = await self._transition(plan_id, expires_at, change, "redeem a confirmation")
+        return Redemption(outcome[-1], after)
+
+    async def renew(self, plan_id: str, expires_at: float, run_id: str, lease: float = LEASE_SECONDS) -> bool:
+        _, after = await self._transition(
+            plan_id, expires_at, lambda state, now: _renewed(state, run_id, now + lease), "renew an execution's lease"
+        )
+        return after.status == "running" and after.run_id == run_id
+
+    async def finish(self, plan_id: str, expires_at: float, run_id: str, outcome: dict[str, int]) -> PlanState:
+        _, after = await self._transition(
+            plan_id, expires_at, lambda state, _: _finished(state, run_id, outcome), "record an execution's end"
+        )
+        return after
+
+    async def release(self, plan_id: str, expires_at: float, run_id: str) -> PlanState:
+        _, after = await self._transition(
+            plan_id, expires_at, lambda state, _: _released(state, run_id), "release an execution"
+        )
+        return after
+
+    async def spend(self, plan_id: str, expires_at: float) -> None:
+        await self._transition(plan_id, expires_at, lambda state, _: _spent(state), "mark a confirmation spent")
+
+    # -------------------------------------------------------------- resumable walks (H4; see StateStore)
+
+
+class SqliteStore(_PlanTransitions):
     """One SQLite file shared by the processes of one machine. Blocking calls run in a worker thread."""
 
     shared = False
@@ -588,7 +660,11 @@ class SqliteStore:
         return PlanState.from_json(None if row is None else str(row[0]))
 
     async def _transition(
-        self, plan_id: str, expires_at: float, change: Callable[[PlanState, float], PlanState | None]
+        self,
+        plan_id: str,
+        expires_at: float,
+        change: Callable[[PlanState, float], PlanState | None],
+        what: str = "change a plan's state",
     ) -> tuple[PlanState, PlanState]:
         """Run `change` on the plan's state atomically: (before, after)."""
         now, keep_until = self.clock(), float(expires_at) + STATE_GRACE
@@ -627,55 +703,6 @@ class SqliteStore:
             return [str(pid) for pid, state in rows if PlanState.from_json(state).pending]
 
         return await self._call(body, write=False)
-
-    async def mark_asked(
-        self, plan_id: str, expires_at: float, session: str | None = None, *, url_to_client: bool = False
-    ) -> PlanState:
-        _, after = await self._transition(plan_id, expires_at, lambda state, _: _asked(state, session, url_to_client))
-        return after
-
-    async def decide(
-        self, plan_id: str, expires_at: float, decision: Decision, session: str | None = None
-    ) -> PlanState:
-        _, after = await self._transition(plan_id, expires_at, lambda state, _: _decided(state, decision, session))
-        return after
-
-    async def redeem(
-        self,
-        plan_id: str,
-        expires_at: float,
-        *,
-        session: str | None = None,
-        token_alone: bool = False,
-        lease: float = LEASE_SECONDS,
-    ) -> Redemption:
-        run_id = uuid.uuid4().hex
-        outcome: list[RedeemOutcome] = []
-
-        def change(state: PlanState, now: float) -> PlanState | None:
-            won, after = _redeemed(
-                state, session=session, token_alone=token_alone, run_id=run_id, lease_until=now + lease, now=now
-            )
-            outcome.append(won)
-            return after
-
-        _, after = await self._transition(plan_id, expires_at, change)
-        return Redemption(outcome[-1], after)
-
-    async def renew(self, plan_id: str, expires_at: float, run_id: str, lease: float = LEASE_SECONDS) -> bool:
-        _, after = await self._transition(plan_id, expires_at, lambda state, now: _renewed(state, run_id, now + lease))
-        return after.status == "running" and after.run_id == run_id
-
-    async def finish(self, plan_id: str, expires_at: float, run_id: str, outcome: dict[str, int]) -> PlanState:
-        _, after = await self._transition(plan_id, expires_at, lambda state, _: _finished(state, run_id, outcome))
-        return after
-
-    async def release(self, plan_id: str, expires_at: float, run_id: str) -> PlanState:
-        _, after = await self._transition(plan_id, expires_at, lambda state, _: _released(state, run_id))
-        return after
-
-    async def spend(self, plan_id: str, expires_at: float) -> None:
-        await self._transition(plan_id, expires_at, lambda state, _: _spent(state))
 
     # -------------------------------------------------------------- resumable walks (H4; see StateStore)
 
@@ -737,7 +764,7 @@ class SqliteStore:
 _EXPIRY = struct.Struct(">d")  # a plan's value starts with its expires_at, so load_plan can check it on our clock
 
 
-class RedisStore:
+class RedisStore(_PlanTransitions):
     """One Redis shared by every replica. A transition is an optimistic transaction (WATCH the state key, read,
     MULTI/EXEC the new state): when another process changed the key in between, EXEC fails and it runs again on
     what is there now, so each transition is atomic and a redemption has exactly one winner."""
@@ -920,69 +947,6 @@ class RedisStore:
             return []
         states = await self._do("list pending plans", self._redis.mget([self._state_key(i) for i in plan_ids]))
         return [pid for pid, raw in zip(plan_ids, states, strict=True) if PlanState.from_json(raw).pending]
-
-    async def mark_asked(
-        self, plan_id: str, expires_at: float, session: str | None = None, *, url_to_client: bool = False
-    ) -> PlanState:
-        _, after = await self._transition(
-            plan_id, expires_at, lambda state, _: _asked(state, session, url_to_client), "mark a plan as asked"
-        )
-        return after
-
-    async def decide(
-        self, plan_id: str, expires_at: float, decision: Decision, session: str | None = None
-    ) -> PlanState:
-        _, after = await self._transition(
-            plan_id, expires_at, lambda state, _: _decided(state, decision, session), "record a decision"
-        )
-        return after
-
-    async def redeem(
-        self,
-        plan_id: str,
-        expires_at: float,
-        *,
-        session: str | None = None,
-        token_alone: bool = False,
-        lease: float = LEASE_SECONDS,
-    ) -> Redemption:
-        # If the reply to a transaction that ran is lost and the client retries, the retry finds the plan
-        # running under another run id: a refusal, never a second execution.
-        run_id = uuid.uuid4().hex
-        outcome: list[RedeemOutcome] = []
-
-        def change(state: PlanState, now: float) -> PlanState | None:
-            won, after = _redeemed(
-                state, session=session, token_alone=token_alone, run_id=run_id, lease_until=now + lease, now=now
-            )
-            outcome.append(won)
-            return after
-
-        _, after = await self._transition(plan_id, expires_at, change, "redeem a confirmation")
-        return Redemption(outcome[-1], after)
-
-    async def renew(self, plan_id: str, expires_at: float, run_id: str, lease: float = LEASE_SECONDS) -> bool:
-        _, after = await self._transition(
-            plan_id, expires_at, lambda state, now: _renewed(state, run_id, now + lease), "renew an execution's lease"
-        )
-        return after.status == "running" and after.run_id == run_id
-
-    async def finish(self, plan_id: str, expires_at: float, run_id: str, outcome: dict[str, int]) -> PlanState:
-        _, after = await self._transition(
-            plan_id, expires_at, lambda state, _: _finished(state, run_id, outcome), "record an execution's end"
-        )
-        return after
-
-    async def release(self, plan_id: str, expires_at: float, run_id: str) -> PlanState:
-        _, after = await self._transition(
-            plan_id, expires_at, lambda state, _: _released(state, run_id), "release an execution"
-        )
-        return after
-
-    async def spend(self, plan_id: str, expires_at: float) -> None:
-        await self._transition(plan_id, expires_at, lambda state, _: _spent(state), "mark a confirmation spent")
-
-    # -------------------------------------------------------------- resumable walks (H4; see StateStore)
 
     def _walk_key(self, walk_id: str) -> str:
         return f"{self.prefix}walk:{walk_id}"
