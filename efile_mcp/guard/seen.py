@@ -109,23 +109,7 @@ class Plan:
 
     def to_bytes(self) -> bytes:
         """The whole plan as one value (the format before rows; still read)."""
-        return json.dumps(
-            {
-                "v": 1,
-                "id": self.plan_id,
-                "e": self.expires_at,
-                "s": self.select,
-                "c": self.covered,
-                "t": self.created_at,
-                "m": self.mode,
-                "x": self.exceptions,
-                "u": self.summary,
-                "q": self.quota,
-                "p": [seen.to_row() for seen in self.paths],
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode("utf-8", "surrogatepass")
+        return _dump({"v": 1, **self._head(), "p": [seen.to_row() for seen in self.paths]})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Plan:
