@@ -17,8 +17,8 @@ import anyio
 from common import Row, delayed_sandbox, efile_stdio, make_tree, settings_for
 from mcp import Client
 
-from efile_mcp.config import Settings
 from efile_mcp.server import build_server
+from efile_mcp.settings import Settings
 
 CLIENT_TIMEOUT = 60.0  # seconds a host waits for one tool call (the MCP clients' usual default)
 PER_PARENT = 100

@@ -233,8 +233,8 @@ def peak_rss_mb() -> float:
 async def ours(shape: Shape, *, max_entries: int, max_seconds: float, calls_max: int = 1) -> dict[str, Any]:
     """disk_usage's walk as the guard runs it (the default concurrency), resumed through JSON up to `calls_max`."""
     from efile_mcp.client.walk import Listings, WalkLimits
-    from efile_mcp.config import Settings
     from efile_mcp.guard.insight import UsageWalk
+    from efile_mcp.settings import Settings
 
     fake = FakeListing(shape)
     fake.warm()

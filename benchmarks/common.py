@@ -24,8 +24,8 @@ from typing import Any, Self
 
 import httpx2 as httpx
 
-from efile_mcp.config import Settings
 from efile_mcp.models.wire import ASYNC_REMOVE, TASK_LIST
+from efile_mcp.settings import Settings
 
 # Before any MCPServer exists: its constructor calls logging.basicConfig(INFO) with a rich handler,
 # which would print (and time) a line per HTTP request of the in-process runs.

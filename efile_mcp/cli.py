@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from . import __version__, logs
-from .config import OPTIONS, Option, load_settings, option
 from .errors import ConfigError
+from .settings import OPTIONS, Option, load_settings, option
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from .settings import Settings
 
 log = logging.getLogger("efile_mcp")
 

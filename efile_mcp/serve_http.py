@@ -41,8 +41,8 @@ import anyio
 import uvicorn
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
-from .config import Settings
 from .errors import ConfigError
+from .settings import Settings
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer

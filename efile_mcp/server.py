@@ -37,18 +37,18 @@ from .client.signin import (
     Credentials,
     PasswordCredentials,
 )
-from .client.tokens import SignedInToken
+from .client.token_source import SignedInToken
 from .client.walk import Listings
-from .config import Settings
 from .errors import ConfigError, EfileMcpError
 from .guard.audit import AuditLog, default_audit_path
 from .guard.guard import Guard
 from .guard.paths import DEFAULT_PROTECTED, PathPolicy, expand_home, is_home_relative
 from .guard.quarantine import purge_at_start, purge_dry_run_at_start
 from .guard.reconcile import reconcile_at_start
+from .guard.sealing import ConfirmationSigner
 from .guard.store import StateStore, open_store
-from .guard.tokens import ConfirmationSigner
 from .review import ReviewSite
+from .settings import Settings
 from .tools.registry import tools_for
 from .tools.state import ToolState
 

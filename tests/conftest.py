@@ -12,9 +12,9 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-from efile_mcp.config import Settings
 from efile_mcp.sandbox import RunningSandbox, SandboxConfig, run_sandbox_in_thread, seed_sample_tree
 from efile_mcp.server import build_server
+from efile_mcp.settings import Settings
 
 from . import processes
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
-from efile_mcp.config import OPTIONS, option
+from efile_mcp.settings import OPTIONS, option
 
 from .conftest import call_error, call_ok, child_env, run_cli
 

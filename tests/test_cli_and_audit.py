@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from efile_mcp.config import Settings
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
+from efile_mcp.settings import Settings
 from efile_mcp.tools.registry import TOOLS, offered
 
 from .conftest import call_ok, run_cli

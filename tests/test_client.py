@@ -20,7 +20,7 @@ from efile_mcp.client import (
     StaticToken,
     normalise_base_url,
 )
-from efile_mcp.client.removal import EfileRemover, RemovalRun
+from efile_mcp.client.remover import EfileRemover, RemovalRun
 from efile_mcp.client.signin import AccessKeyCredentials, AcClient
 from efile_mcp.client.transport import RequestPipeline
 from efile_mcp.client.walk import Listings

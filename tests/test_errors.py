@@ -98,7 +98,7 @@ def test_every_class_in_errors_py_is_drawn_under_its_real_parent() -> None:
 
 def test_the_guards_refusals_are_the_tree_s_classes() -> None:
     from efile_mcp.guard.requests import GuardRefusal
-    from efile_mcp.guard.tokens import ConfirmationRefused
+    from efile_mcp.guard.sealing import ConfirmationRefused
 
     assert GuardRefusal is errors.GuardRefusal and ConfirmationRefused is errors.ConfirmationRefused
     for cls in (GuardRefusal, ConfirmationRefused):

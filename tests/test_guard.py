@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from efile_mcp.config import Settings
 from efile_mcp.guard.guard import Guard
 from efile_mcp.guard.requests import GuardRefusal
 from efile_mcp.models.results import Selection
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
+from efile_mcp.settings import Settings
 
 from .clocks import ManualClock
 

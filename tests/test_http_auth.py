@@ -120,9 +120,9 @@ def test_an_unusable_efile_http_token_is_refused_with_one_line(
 
 
 def test_several_tokens_each_let_in_and_a_token_listed_twice_is_refused(tmp_path: Path) -> None:
-    from efile_mcp.config import Settings
     from efile_mcp.errors import ConfigError
     from efile_mcp.serve_http import http_token
+    from efile_mcp.settings import Settings
 
     tokens = http_token(Settings(http_token=" team-a-token-0123456789 , team-b-token-0123456789 "))
     assert tokens.values == ("team-a-token-0123456789", "team-b-token-0123456789")

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from efile_mcp.guard.sealing import PathSetDigest, path_set_digest
 from efile_mcp.guard.seen import Plan, SeenPath, load_plan, save_plan
 from efile_mcp.guard.store import RedisStore, SqliteStore, open_store
-from efile_mcp.guard.tokens import PathSetDigest, path_set_digest
 from efile_mcp.models.results import STRUCTURED_MAX
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server

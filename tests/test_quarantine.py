@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from efile_mcp.client import EfileApi, EfileMover, EfileTransport, RetryPolicy, StaticToken
-from efile_mcp.client.removal import EfileRemover
+from efile_mcp.client.remover import EfileRemover
 from efile_mcp.client.walk import Listings, WalkLimits
 from efile_mcp.guard.audit import AuditLog
 from efile_mcp.guard.inspect import Inspector

@@ -17,12 +17,12 @@ from starlette.responses import JSONResponse, Response
 from efile_mcp.client import EfileTransport, RetryPolicy, StaticToken
 from efile_mcp.client.center import QuotaReader, QuotaReport, RegionLocator
 from efile_mcp.client.signin import AccessKeyCredentials, AcClient
-from efile_mcp.client.tokens import SignedInToken
+from efile_mcp.client.token_source import SignedInToken
 from efile_mcp.client.transport import RequestPipeline
-from efile_mcp.config import Settings
 from efile_mcp.errors import AuthError, SignInError
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.ac import AcConfig
+from efile_mcp.settings import Settings
 
 from .clocks import SleepingClock
 from .conftest import ISSUED_TOKENS

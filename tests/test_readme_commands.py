@@ -28,7 +28,7 @@ INSPECTOR = "@modelcontextprotocol/inspector@0.17.2"
 HERE = "run here"
 INSPECTOR_FLOW = rf"npx -y {re.escape(INSPECTOR)} --cli \.venv/bin/efile-mcp --sandbox /tmp/efile-try .*"
 SANDBOX_SERVE = r"mkdir -p /tmp/efile-try && \.venv/bin/efile-mcp --sandbox /tmp/efile-try .*< /dev/null"
-SANDBOX_API = r"d=\$\(mktemp -d\) && timeout 3 \.venv/bin/python -m efile_mcp\.sandbox .*"
+SANDBOX_API = r"d=\$\(mktemp -d\) && timeout 3 \.venv/bin/python -m efile_mcp\.sandbox\.serve .*"
 DEV_SETUP = r"python3 -m venv \.venv && \.venv/bin/pip install -q -e '\.\[test\]'"
 BENCHMARKS = r"\.venv/bin/python benchmarks/(run|bench_\w+)\.py.*"
 REDIS = r"redis-server --appendonly yes --appendfsync always --dir /data"
@@ -147,7 +147,7 @@ def test_the_readme_test_command_is_what_ci_runs() -> None:
 def test_the_claude_code_commands_start_the_product() -> None:
     """`claude` is not installed here: its commands are read as it reads them. Stdio: the settings after -e
     are real settings and the server command after -- is the published one; HTTP: /mcp with a bearer header."""
-    from efile_mcp.config import OPTIONS
+    from efile_mcp.settings import OPTIONS
 
     settings = {opt.env for opt in OPTIONS}
     commands = [c for _, c in documented_commands() if c.startswith("claude mcp add ")]

@@ -26,12 +26,12 @@ from efile_mcp.client import RetryPolicy, StaticToken
 from efile_mcp.client.api import EfileApi
 from efile_mcp.client.transport import EfileTransport
 from efile_mcp.client.walk import Listings
-from efile_mcp.config import Settings
 from efile_mcp.guard.audit import PROCESS, AuditLog, encode_record
 from efile_mcp.guard.reconcile import open_intents, reconcile
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.faults import FaultPlan, FaultRule
 from efile_mcp.server import build_server
+from efile_mcp.settings import Settings
 
 from .conftest import HeldRequest, audit_lines, call_ok, dry_run_then_execute, wait_for_event
 from .test_http import PROCESSES, connect, http_process, settings_env

@@ -29,7 +29,6 @@ from mcp import Client, StdioServerParameters
 from mcp.server.mcpserver import MCPServer
 from mcp.types import ElicitResult
 
-from efile_mcp.config import Settings
 from efile_mcp.guard.ports import Decision
 from efile_mcp.guard.quarantine import QUARANTINE_DIR
 from efile_mcp.guard.seen import Plan
@@ -40,6 +39,7 @@ from efile_mcp.review.site import page_address_of
 from efile_mcp.review.terminal import describe
 from efile_mcp.sandbox import RunningSandbox, seed_sample_tree
 from efile_mcp.server import build_server, review_site_of
+from efile_mcp.settings import Settings
 
 from .conftest import ERAS, HeldRequest, audit_lines, call_error, call_ok, recording_browser_script, wait_for_event
 from .test_http import connect, http_process, settings_env

@@ -20,11 +20,11 @@ import anyio
 import pytest
 from mcp import Client
 
-from efile_mcp.config import Settings
 from efile_mcp.guard.ports import Decision
 from efile_mcp.guard.quarantine import MANIFEST_SUFFIX, QUARANTINE_DIR
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server, review_site_of
+from efile_mcp.settings import Settings
 
 from .conftest import HeldRequest, audit_lines, call_error, call_ok, wait_for_event
 from .test_quarantine import DAY, Rig, make_rig

@@ -22,9 +22,9 @@ from efile_mcp.guard.paths import DEFAULT_PROTECTED
 from efile_mcp.guard.ports import Decision, FormAnswer
 from efile_mcp.guard.removal import REFUSALS, Removal
 from efile_mcp.guard.requests import RemovalRequest
+from efile_mcp.guard.sealing import ConfirmationSigner
 from efile_mcp.guard.seen import SeenPath
 from efile_mcp.guard.store import StateStore, open_store
-from efile_mcp.guard.tokens import ConfirmationSigner
 from efile_mcp.models.results import RemoveItem, RemovePathsResult
 from efile_mcp.models.units import quota_bytes
 from efile_mcp.models.wire import QuotaEntry
@@ -515,7 +515,7 @@ async def test_an_execution_stopped_before_sending_gives_the_plan_back(world: Wo
 @pytest.mark.parametrize("sandbox", [{"inline_max_entries": 0, "task_step_delay": 3.0}], indirect=True)
 async def test_a_resumed_execution_follows_the_tasks_the_interrupted_one_left_queued(world: World) -> None:
     """The dead replica had sent run-001, whose server task is still emptying it: followed, never sent twice."""
-    from efile_mcp.client.removal import RemovalRun
+    from efile_mcp.client.remover import RemovalRun
     from efile_mcp.guard.seen import Plan
 
     removal = world.removal(confirm="token", lease_seconds=30.0)

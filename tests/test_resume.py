@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
-from efile_mcp.config import Settings
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
+from efile_mcp.settings import Settings
 
 from .conftest import call_error, call_ok, child_env
 from .redis_server import RedisServer, start_redis

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 
 from efile_mcp.client import EfileApi, EfileTransport, RetryPolicy, StaticToken
 from efile_mcp.client.center import RegionLocator
-from efile_mcp.client.removal import EfileRemover, RemovalRun
+from efile_mcp.client.remover import EfileRemover, RemovalRun
 from efile_mcp.client.signin import (
     AccessKeyCredentials,
     AcClient,
@@ -39,9 +39,8 @@ from efile_mcp.client.signin import (
     aksk_signature,
     token_expiry,
 )
-from efile_mcp.client.tokens import SignedInToken
+from efile_mcp.client.token_source import SignedInToken
 from efile_mcp.client.transport import RequestPipeline
-from efile_mcp.config import Settings, load_settings
 from efile_mcp.errors import AuthError, ConfigError, SignInError, UnreachableError
 from efile_mcp.sandbox import (
     RunningSandbox,
@@ -51,6 +50,7 @@ from efile_mcp.sandbox import (
 )
 from efile_mcp.sandbox.ac import AcConfig, SandboxRegion
 from efile_mcp.server import build_server
+from efile_mcp.settings import Settings, load_settings
 
 from .clocks import ManualClock, SleepingClock
 from .conftest import ISSUED_TOKENS, audit_lines, call_error, call_ok, run_cli

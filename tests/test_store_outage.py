@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from efile_mcp.config import Settings
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
-from efile_mcp.tools.errors import STATE_STORE_UNREACHABLE
+from efile_mcp.settings import Settings
+from efile_mcp.tools.tool_errors import STATE_STORE_UNREACHABLE
 
 from .conftest import call_error, call_ok, dry_run_then_execute
 from .redis_server import start_redis

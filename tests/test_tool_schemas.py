@@ -15,8 +15,8 @@ from pathlib import Path
 
 from mcp import Client
 
-from efile_mcp.config import Settings
 from efile_mcp.server import build_server
+from efile_mcp.settings import Settings
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
 

@@ -1,11 +1,11 @@
 """The efile API client: transport (auth, envelope, retries) and the non-destructive calls.
 
-The destructive call lives in `efile_mcp.client.removal` and is deliberately not re-exported here:
+The destructive call lives in `efile_mcp.client.remover` and is deliberately not re-exported here:
 only the guard imports it. Moves (`EfileMover`) take nothing away: a moved entry is still on the storage.
 """
 
 from .api import EfileApi, TaskLookup, chunked
-from .moves import EfileMover
+from .mover import EfileMover
 from .transport import (
     EfileTransport,
     RetryPolicy,

@@ -36,7 +36,7 @@ from .transport import (
 )
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from ..settings import Settings
 
 log = logging.getLogger("efile_mcp.client.center")
 

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from ..client import EfileApi, EfileMover, EfileTransport
-from ..client.removal import EfileRemover
+from ..client.remover import EfileRemover
 from ..client.walk import Listings, WalkLimits, iso_time
 from ..errors import AuthError, EfileMcpError, SignInError
-from ..models.quarantine import QuarantineStatus
+from ..models.quarantine_results import QuarantineStatus
 from ..models.results import (
     ITEMS_LISTED_MAX,
     CancelItem,
@@ -65,8 +65,8 @@ from .requests import (
     walk_progress,
 )
 from .roots import RootsCheck
+from .sealing import ConfirmationSigner
 from .store import LEASE_SECONDS
-from .tokens import ConfirmationSigner
 
 log = logging.getLogger("efile_mcp.guard")
 

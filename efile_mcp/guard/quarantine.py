@@ -41,11 +41,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from ..client._groups import task_group
-from ..client.moves import EfileMover, move_batches
-from ..client.removal import EfileRemover, RemovalRun
+from ..client.mover import EfileMover, move_batches
+from ..client.remover import EfileRemover, RemovalRun
 from ..client.walk import Entry, Listings, join
 from ..errors import ApiError, AuthError, EfileMcpError, NotFoundError, error_code_of, outcome_unknown
-from ..models.quarantine import (
+from ..models.quarantine_results import (
     QuarantinedPlan,
     QuarantineStatus,
     RestoreItem,

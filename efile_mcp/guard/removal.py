@@ -33,7 +33,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import anyio
 import anyio.abc
 
-from ..client.removal import EfileRemover, RemovalRun, RemoveOutcome
+from ..client.remover import EfileRemover, RemovalRun, RemoveOutcome
 from ..client.walk import Listings, TreeWalk, WalkLimits
 from ..errors import AuditUnavailable, AuthError, EfileMcpError, StateStoreError
 from ..models.results import ITEMS_LISTED_MAX, QuotaInfo, RemoveItem, RemovePathsResult, Selection
@@ -53,9 +53,9 @@ from .requests import (
     selection_key,
     walk_progress,
 )
+from .sealing import ConfirmationRefused, ConfirmationSigner, Sealed, path_set_digest
 from .seen import Plan, SeenPath, load_plan, save_plan
 from .store import LEASE_SECONDS, PlanState, Redemption, StateStore
-from .tokens import ConfirmationRefused, ConfirmationSigner, Sealed, path_set_digest
 
 log = logging.getLogger("efile_mcp.guard")
 

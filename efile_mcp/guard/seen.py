@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..client.walk import EntryKind
-from .tokens import path_set_digest
+from .sealing import path_set_digest
 
 if TYPE_CHECKING:
     from .store import StateStore

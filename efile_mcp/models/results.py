@@ -17,7 +17,7 @@ from .times import server_time_iso
 from .wire import FileEntry, FileOperTask, OperationType, TaskStatus
 
 if TYPE_CHECKING:
-    from .quarantine import QuarantineStatus
+    from .quarantine_results import QuarantineStatus
 
 #: The longest path a tool takes, in UTF-8 bytes (Linux PATH_MAX; the path policy's MAX_PATH_BYTES).
 PATH_MAX_BYTES = 4096
@@ -369,4 +369,4 @@ class TaskStatusCount(ResultModel):
 
 
 # The quarantine's models build on ResultModel above; importing them completes StorageStatusResult.
-from . import quarantine as _quarantine  # noqa: E402, F401
+from . import quarantine_results as _quarantine  # noqa: E402, F401

@@ -5,8 +5,8 @@ what it received and deleted, for tests, the demo and benchmarks. It shares only
 with the rest of the package.
 """
 
-from efile_mcp.sandbox.app import Sandbox, SandboxConfig
 from efile_mcp.sandbox.runner import RunningSandbox, run_sandbox_in_thread
 from efile_mcp.sandbox.seed import seed_sample_tree
+from efile_mcp.sandbox.service import Sandbox, SandboxConfig
 
 __all__ = ["RunningSandbox", "Sandbox", "SandboxConfig", "run_sandbox_in_thread", "seed_sample_tree"]

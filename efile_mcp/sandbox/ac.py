@@ -41,7 +41,7 @@ from efile_mcp.models.wire import (
 from efile_mcp.sandbox.envelope import ApiError
 
 if TYPE_CHECKING:
-    from efile_mcp.sandbox.app import Sandbox
+    from efile_mcp.sandbox.service import Sandbox
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A `FaultPlan` is a list of rules; each rule names a fault, the endpoint it hits, how often (a share
 of calls, a burst, after letting some calls through) and, for some, how long. It is set per test
 (`sandbox.faults = FaultPlan([...])`) or from the command line
-(`python -m efile_mcp.sandbox --fault rate_limit@async-remove:rate=0.3 --fault http_429:burst=2:seconds=1`).
+(`python -m efile_mcp.sandbox.serve --fault rate_limit@async-remove:rate=0.3 --fault http_429:burst=2:seconds=1`).
 
 Faults before the handler leave the server untouched (the client may safely retry); faults after it
 (`lose_answer`, `malformed_after`) and `slow` let the server act and hide the answer: the client

@@ -22,7 +22,7 @@ from efile_mcp.sandbox.envelope import ApiError
 from efile_mcp.sandbox.fs import regular_file_bytes
 
 if TYPE_CHECKING:
-    from efile_mcp.sandbox.app import Sandbox
+    from efile_mcp.sandbox.service import Sandbox
 
 GB = 1024**3
 #: Decimals of the reported usage: 1e-9 GB is about a byte.

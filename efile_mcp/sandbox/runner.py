@@ -10,7 +10,7 @@ from types import TracebackType
 
 import uvicorn
 
-from efile_mcp.sandbox.app import Sandbox, SandboxConfig
+from efile_mcp.sandbox.service import Sandbox, SandboxConfig
 
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0

@@ -36,8 +36,8 @@ from pydantic import BaseModel, Field
 from ..guard.guard import RemovalRequest
 from ..guard.ports import FormAnswer
 from ..models.results import Selection
-from .errors import tool_errors
 from .state import state_of
+from .tool_errors import tool_errors
 
 _ROUND_TRIP_ERA = "2026-07-28"
 _SESSION_HEADER = "mcp-session-id"

@@ -5,11 +5,11 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from ..config import Settings
 from ..models.results import FindPathsResult, Selection, SelectType
-from .errors import tool_errors
-from .paths import OptionalDir
+from ..settings import Settings
+from .arguments import OptionalDir
 from .state import progress_of, state_of
+from .tool_errors import tool_errors
 
 DESCRIPTION = """\
 Find files and folders below a folder (default: home) by name glob, type, size and age. Paged in the \

@@ -6,12 +6,12 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
-from ..config import Settings
 from ..models.results import ListFilesResult
 from ..models.wire import Order, OrderBy
-from .errors import tool_errors
-from .paths import OptionalDir
+from ..settings import Settings
+from .arguments import OptionalDir
 from .state import state_of
+from .tool_errors import tool_errors
 
 DESCRIPTION = """\
 List one folder (default: home), a page at a time: name, path, type, size, modified. Page with \

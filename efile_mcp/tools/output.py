@@ -17,7 +17,7 @@ from typing import Any, get_args
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
-from ..models.quarantine import RestorePathsResult
+from ..models.quarantine_results import RestorePathsResult
 from ..models.results import (
     STRUCTURED_MAX,
     CancelTasksResult,

@@ -31,11 +31,11 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, ValidationError
 
-from ..config import Settings
+from ..settings import Settings
 from . import find, listing, remove, restore, status, tasks, usage
-from .errors import argument_errors, unknown_arguments
 from .output import render
 from .schema import compact_input, compact_output
+from .tool_errors import argument_errors, unknown_arguments
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context, ElicitationResult, Resolve
 from pydantic import Field
 
-from ..config import Settings
 from ..guard.guard import RemovalRequest
 from ..models.results import RemovePathsResult, Selection
+from ..settings import Settings
 from .confirm import DeletionConfirmation, ask_person, asker_for
-from .errors import tool_errors
 from .state import progress_of, state_of
+from .tool_errors import tool_errors
 
 DESCRIPTION = """\
 Remove files and folders (by paths or a selection): a dry run first, then executed by its token alone. \

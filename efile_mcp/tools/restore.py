@@ -5,11 +5,11 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import AfterValidator, Field
 
-from ..config import Settings
-from ..models.quarantine import RestorePathsResult
-from .errors import tool_errors
-from .paths import absolute_path
+from ..models.quarantine_results import RestorePathsResult
+from ..settings import Settings
+from .arguments import absolute_path
 from .state import state_of
+from .tool_errors import tool_errors
 
 DESCRIPTION = """\
 Put back what a removal in mode 'quarantine' moved away, where it was, never overwriting. Give the plan_id \

@@ -11,9 +11,9 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
-from ..config import Settings
 from ..guard.guard import Guard
 from ..guard.requests import Progress
+from ..settings import Settings
 
 
 @dataclass(frozen=True)

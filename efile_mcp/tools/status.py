@@ -4,10 +4,10 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
-from ..config import Settings
 from ..models.results import StorageStatusResult
-from .errors import tool_errors
+from ..settings import Settings
 from .state import state_of
+from .tool_errors import tool_errors
 
 DESCRIPTION = """\
 Where removal is allowed (allowed roots, resolved), protected names, limits, confirmation mode, region, \

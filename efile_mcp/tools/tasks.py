@@ -5,11 +5,11 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from ..config import Settings
 from ..models.results import CancelTasksResult, GetTaskResult
 from ..models.wire import TASK_IDS_HARD_MAX
-from .errors import tool_errors
+from ..settings import Settings
 from .state import progress_of, state_of
+from .tool_errors import tool_errors
 
 GET_DESCRIPTION = """\
 Status of removal tasks, by task_ids or an execution's plan_id: waiting, processing, complete, fail or cancel. \

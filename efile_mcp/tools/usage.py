@@ -5,11 +5,11 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from ..config import Settings
 from ..models.results import DiskUsageResult
-from .errors import tool_errors
-from .paths import OptionalDir
+from ..settings import Settings
+from .arguments import OptionalDir
 from .state import progress_of, state_of
+from .tool_errors import tool_errors
 
 DESCRIPTION = """\
 Disk usage below a folder (default: home): its whole tree's totals and its largest direct children, the rest \

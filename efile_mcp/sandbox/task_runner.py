@@ -21,11 +21,11 @@ from efile_mcp.models.wire import (
     TaskListResult,
 )
 from efile_mcp.sandbox.envelope import ApiError
+from efile_mcp.sandbox.file_list import format_time
 from efile_mcp.sandbox.fs import Located, count_tree, delete_now, iter_delete, pull
-from efile_mcp.sandbox.listing import format_time
 
 if TYPE_CHECKING:
-    from efile_mcp.sandbox.app import Sandbox
+    from efile_mcp.sandbox.service import Sandbox
 
 CLUSTER = "sandbox"
 #: Entries the worker deletes per thread hop when no step delay is asked for.

@@ -38,8 +38,8 @@ from efile_mcp.sandbox.ac import SandboxAc
 from efile_mcp.sandbox.config import SandboxConfig
 from efile_mcp.sandbox.envelope import ApiError, answer, ok
 from efile_mcp.sandbox.faults import FaultPlan
+from efile_mcp.sandbox.file_list import ListingRules, list_folder, parse_query
 from efile_mcp.sandbox.fs import PathMapper
-from efile_mcp.sandbox.listing import ListingRules, list_folder, parse_query
 from efile_mcp.sandbox.moves import (
     MoveRecord,
     make_folder,
@@ -50,7 +50,7 @@ from efile_mcp.sandbox.moves import (
     write_upload,
 )
 from efile_mcp.sandbox.quota import QuotaService
-from efile_mcp.sandbox.tasks import CLUSTER, StepHook, TaskRunner, remove_paths, task_ids
+from efile_mcp.sandbox.task_runner import CLUSTER, StepHook, TaskRunner, remove_paths, task_ids
 
 __all__ = ["CLUSTER", "Sandbox", "SandboxConfig"]
 

@@ -1,4 +1,4 @@
-"""The confirmation signer alone (guard/tokens.py): a sealed token opens to exactly what was sealed, on this
+"""The confirmation signer alone (guard/sealing.py): a sealed token opens to exactly what was sealed, on this
 server, for this API, until it expires; anything altered, foreign or late is refused with a code.
 
 Single use and the path-set comparison are the guard's (the state store and the stored plan): their
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from efile_mcp.guard.tokens import ConfirmationRefused, ConfirmationSigner, Sealed, path_set_digest
+from efile_mcp.guard.sealing import ConfirmationRefused, ConfirmationSigner, Sealed, path_set_digest
 
 from .clocks import ManualClock
 

@@ -1,4 +1,4 @@
-"""`python -m efile_mcp.sandbox [DIR] --port N --token T --delay-ms D`: serve a sandbox until interrupted.
+"""`python -m efile_mcp.sandbox.serve [DIR] --port N --token T --delay-ms D`: serve a sandbox until interrupted.
 
 Logs go to stderr only.
 """
@@ -13,16 +13,16 @@ import tempfile
 import threading
 from pathlib import Path
 
-from efile_mcp.sandbox.app import SandboxConfig
 from efile_mcp.sandbox.faults import KINDS, FaultPlan
 from efile_mcp.sandbox.runner import run_sandbox_in_thread
 from efile_mcp.sandbox.seed import seed_sample_tree
+from efile_mcp.sandbox.service import SandboxConfig
 
 log = logging.getLogger("efile_mcp.sandbox")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m efile_mcp.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m efile_mcp.sandbox.serve", description=__doc__)
     parser.add_argument(
         "dir",
         nargs="?",

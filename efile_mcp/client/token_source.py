@@ -27,7 +27,7 @@ from .signin import (
     token_expiry,
 )
 
-log = logging.getLogger("efile_mcp.client.tokens")
+log = logging.getLogger("efile_mcp.client.token_source")
 
 #: Renew when less than this share of the token's lifetime is left, but never more than
 #: RENEW_AHEAD_MAX seconds early: a 12 h token is renewed 5 min ahead, a 2 s test token 0.2 s ahead.
