@@ -55,7 +55,7 @@ def system_packages() -> list[str]:
 
 def tools_the_tests_use() -> set[str]:
     found: set[str] = set()
-    for path in TESTS.glob("*.py"):
+    for path in TESTS.rglob("*.py"):  # tests/ and tests/e2e/
         text = path.read_text(encoding="utf-8")
         found |= set(re.findall(r"""shutil\.which\(\s*["']([\w.-]+)["']""", text))
         found |= set(re.findall(r"""\btool\(\s*["']([\w.-]+)["']\)""", text))
@@ -64,7 +64,7 @@ def tools_the_tests_use() -> set[str]:
 
 def switches_the_tests_read() -> set[str]:
     found: set[str] = set()
-    for path in [*TESTS.glob("*.py")]:
+    for path in [*TESTS.rglob("*.py")]:
         found |= set(re.findall(r"\b(EFILE_REQUIRE_[A-Z_]+)\b", path.read_text(encoding="utf-8")))
     return found
 

@@ -16,7 +16,7 @@ import pytest
 
 from efile_mcp.sandbox import RunningSandbox
 
-from .test_http import bearer_proxy, http_server, settings_env
+from .e2e.test_http import bearer_proxy, http_server, settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT / ".conformance" / "node_modules"

@@ -25,8 +25,8 @@ from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
 
 from .conftest import call_error, call_ok
+from .e2e.test_replicas import replica
 from .redis_server import RedisServer, start_redis
-from .test_replicas import replica
 
 OLD_LOGS = 20_000
 KEPT = 30

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from efile_mcp.sandbox import SandboxConfig, run_sandbox_in_thread, seed_sample_tree
 from tests.redis_server import start_redis
-from tests.test_http import http_process, settings_env
+from tests.e2e.test_http import http_process, settings_env
 
 
 def test_holds_servers_until_interrupted(tmp_path):

@@ -39,7 +39,7 @@ COVERAGE: list[tuple[str, tuple[str, ...]]] = [
         r"python3 -m venv \.venv && \.venv/bin/pip install -q -e \. && \.venv/bin/efile-mcp demo",
         (
             "tests/test_packaging.py::test_the_demo_runs_from_the_installed_wheel_alone",
-            "tests/test_demo.py::test_the_demo_runs_end_to_end_and_tells_the_story",
+            "tests/e2e/test_demo.py::test_the_demo_runs_end_to_end_and_tells_the_story",
         ),
     ),
     (
@@ -82,7 +82,7 @@ COVERAGE: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         r"\.venv/bin/python -m efile_mcp\.tools\.registry --write",
-        ("tests/test_tools_registry.py::test_the_script_writes_what_the_tests_compare",),
+        ("tests/test_registry.py::test_the_script_writes_what_the_tests_compare",),
     ),
     (DEV_SETUP, (HERE,)),
     (r"\.venv/bin/ruff check \. && \.venv/bin/ruff format --check \.", ("tests/test_style.py::test_ruff_passes",)),

@@ -34,7 +34,7 @@ from efile_mcp.server import build_server
 from efile_mcp.settings import Settings
 
 from .conftest import HeldRequest, audit_lines, call_ok, dry_run_then_execute, wait_for_event
-from .test_http import PROCESSES, connect, http_process, settings_env
+from .e2e.test_http import PROCESSES, connect, http_process, settings_env
 
 
 def dead_process() -> str:

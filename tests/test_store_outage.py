@@ -21,8 +21,8 @@ from efile_mcp.settings import Settings
 from efile_mcp.tools.tool_errors import STATE_STORE_UNREACHABLE
 
 from .conftest import call_error, call_ok, dry_run_then_execute
+from .e2e.test_http import STDERRS, connect, http_servers, settings_env
 from .redis_server import start_redis
-from .test_http import STDERRS, connect, http_servers, settings_env
 
 
 async def test_redis_restarted_mid_run_gives_clear_errors_then_recovers(

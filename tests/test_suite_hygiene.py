@@ -60,7 +60,7 @@ def waits_in(path: Path) -> list[str]:
 
 
 def test_no_test_waits_a_fixed_time_or_asserts_on_the_wall_clock() -> None:
-    found = [line for path in sorted(TESTS.glob("*.py")) for line in waits_in(path)]
+    found = [line for path in sorted(TESTS.rglob("*.py")) for line in waits_in(path)]
     assert found == [], (
         "move a clock, hold a request or wait for an event instead (docs/CONTRIBUTING.md):\n" + "\n".join(found)
     )

@@ -6,7 +6,7 @@ description. The README's tool table and manifest.json's `tools[]` are generated
     python -m efile_mcp.tools.registry --write      # rewrite both from TOOLS
     python -m efile_mcp.tools.registry --check      # exit 1 when either differs
 
-and tests/test_tools_registry.py fails when either differs by a word. The first sentence of a tool's
+and tests/test_registry.py fails when either differs by a word. The first sentence of a tool's
 description is its one-line summary (manifest, README); the rest is for the model.
 
 Each tool is an `EfileTool`: its function returns a result model, which `output.render` turns into

@@ -12,7 +12,7 @@ import pytest
 
 from efile_mcp.sandbox import RunningSandbox
 
-from .conftest import call_ok, run_cli
+from ..conftest import call_ok, run_cli
 from .test_http import HTTP_TOKEN, connect, free_port, http_process, settings_env
 
 INITIALIZE = {

@@ -13,7 +13,7 @@ from efile_mcp.server import build_server
 from efile_mcp.settings import Settings
 from efile_mcp.tools.registry import TOOLS, offered
 
-from .conftest import call_ok, run_cli
+from ..conftest import call_ok, run_cli
 
 GOOD = {"EFILE_BASE_URL": "https://efile.example/efile", "EFILE_TOKEN": "tok-123-secret"}
 

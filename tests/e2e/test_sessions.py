@@ -19,8 +19,8 @@ from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.faults import FaultPlan, FaultRule
 from efile_mcp.serve_http import CLIENT_KEY, SessionLimits
 
-from .clocks import ManualClock
-from .conftest import HeldRequest, audit_lines, call_ok, wait_for_event
+from ..clocks import ManualClock
+from ..conftest import HeldRequest, audit_lines, call_ok, wait_for_event
 from .test_http import HTTP_TOKEN, PROCESSES, connect, http_process, settings_env
 
 INITIALIZE = {

@@ -26,8 +26,8 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.tools.registry import TOOLS
 
-from .conftest import call_error, call_ok, child_env, run_cli
-from .redis_server import RedisServer, start_redis
+from ..conftest import call_error, call_ok, child_env, run_cli
+from ..redis_server import RedisServer, start_redis
 
 #: The bearer token the test servers are started with (EFILE_HTTP_TOKEN in `settings_env`).
 HTTP_TOKEN = "test-only-http-bearer-token-0123456789"

@@ -21,7 +21,7 @@ from efile_mcp.models.results import escape_invisible
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
 
-from .conftest import HeldRequest, audit_lines, call_ok, dry_run_then_execute, wait_for_event
+from ..conftest import HeldRequest, audit_lines, call_ok, dry_run_then_execute, wait_for_event
 from .test_stdio import INITIALIZE
 
 # ---------------------------------------------------------------------------- cancellation

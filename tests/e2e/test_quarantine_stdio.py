@@ -21,7 +21,7 @@ from mcp import Client, StdioServerParameters
 from efile_mcp.guard.quarantine import MANIFEST_SUFFIX, QUARANTINE_DIR
 from efile_mcp.sandbox import seed_sample_tree
 
-from .conftest import audit_lines, call_ok
+from ..conftest import audit_lines, call_ok
 
 HOME = "/public/home/demo"
 pytestmark = pytest.mark.anyio

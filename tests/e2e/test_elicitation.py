@@ -22,7 +22,7 @@ from efile_mcp.guard.store import open_store
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
 
-from .conftest import audit_lines, call_ok
+from ..conftest import audit_lines, call_ok
 
 
 class Person:
@@ -345,7 +345,7 @@ async def test_over_http_a_self_answering_session_cannot_answer_for_the_person_a
 ) -> None:
     """The attack of issue 13: while session A's person is asked, session B (its client says yes to every form)
     tries the same token over HTTP. B is refused; A's person then decides."""
-    from .conftest import call_error
+    from ..conftest import call_error
     from .test_http import connect, http_server, settings_env
 
     env = settings_env(

@@ -12,8 +12,8 @@ from mcp import Client
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
 
-from .clocks import ManualClock
-from .conftest import audit_lines, call_error, call_ok
+from ..clocks import ManualClock
+from ..conftest import audit_lines, call_error, call_ok
 
 # ---------------------------------------------------------------------------- through the MCP surface
 

@@ -12,7 +12,7 @@ from mcp import Client
 
 from efile_mcp.sandbox import RunningSandbox
 
-from .conftest import call_ok
+from ..conftest import call_ok
 
 
 def real(sandbox: RunningSandbox, virtual: str) -> Path:

@@ -41,7 +41,7 @@ from efile_mcp.sandbox import RunningSandbox, seed_sample_tree
 from efile_mcp.server import build_server, review_site_of
 from efile_mcp.settings import Settings
 
-from .conftest import ERAS, HeldRequest, audit_lines, call_error, call_ok, recording_browser_script, wait_for_event
+from ..conftest import ERAS, HeldRequest, audit_lines, call_error, call_ok, recording_browser_script, wait_for_event
 from .test_http import connect, http_process, settings_env
 from .test_review_page import CHROMIUM, CHROMIUM_ARGS, require_browser
 

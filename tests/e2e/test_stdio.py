@@ -15,7 +15,7 @@ from mcp import Client, StdioServerParameters
 from efile_mcp.sandbox import seed_sample_tree
 from efile_mcp.tools.registry import TOOLS
 
-from .conftest import audit_lines, call_error, call_ok
+from ..conftest import audit_lines, call_error, call_ok
 
 HOME = "/public/home/demo"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from .conftest import run_cli
+from ..conftest import run_cli
 
 
 def test_the_demo_runs_end_to_end_and_tells_the_story() -> None:

@@ -26,8 +26,8 @@ from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server, review_site_of
 from efile_mcp.settings import Settings
 
-from .conftest import HeldRequest, audit_lines, call_error, call_ok, wait_for_event
-from .test_quarantine import DAY, Rig, make_rig
+from ..conftest import HeldRequest, audit_lines, call_error, call_ok, wait_for_event
+from ..test_quarantine import DAY, Rig, make_rig
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,7 @@ from mcp import Client
 from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
 
-from .conftest import audit_lines, call_error, call_ok
+from ..conftest import audit_lines, call_error, call_ok
 
 
 def real(sandbox: RunningSandbox, virtual: str) -> Path:

@@ -33,8 +33,8 @@ from efile_mcp.review.app import COOKIE, csrf_value
 from efile_mcp.review.site import page_address_of
 from efile_mcp.server import build_server
 
-from .clocks import ManualClock as Clock
-from .conftest import call_ok, recording_browser_script
+from ..clocks import ManualClock as Clock
+from ..conftest import call_ok, recording_browser_script
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -742,7 +742,7 @@ print("shown" if site.show("http://127.0.0.1:1/review/" + "s" * 43 + "/") else "
 
 
 def run_show(setting: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    from .conftest import child_env
+    from ..conftest import child_env
 
     clean = {k: v for k, v in child_env().items() if k not in ("BROWSER", "DISPLAY", "WAYLAND_DISPLAY")}
     return subprocess.run(
@@ -827,7 +827,7 @@ async def test_an_open_page_follows_a_decision_made_in_the_terminal(
 
 async def test_replicas_sharing_a_redis_store_serve_and_decide_each_others_pages(tmp_path: Path, clock: Clock) -> None:
     """Only the secret's hash is stored, in the shared store: a page made by one replica opens on another."""
-    from .redis_server import start_redis
+    from ..redis_server import start_redis
 
     server = start_redis(tmp_path / "redis")
     first = second = None

@@ -17,8 +17,8 @@ from mcp import Client, StdioServerParameters
 
 from efile_mcp.sandbox import RunningSandbox
 
-from .conftest import call_error, call_ok, child_env
-from .redis_server import RedisServer, start_redis
+from ..conftest import call_error, call_ok, child_env
+from ..redis_server import RedisServer, start_redis
 
 SECRET = "replicas-share-this-confirmation-secret-0123456789"
 
@@ -84,7 +84,7 @@ async def test_a_replica_killed_mid_execution_is_resumed_by_the_other_sending_ea
     sandbox: RunningSandbox, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     """Issue 16: SIGKILL while batches are on the wire; the token is not burnt, the other replica finishes."""
-    from .conftest import HeldRequest, audit_lines, wait_for_event
+    from ..conftest import HeldRequest, audit_lines, wait_for_event
     from .test_http import PROCESSES, connect, http_process, settings_env
 
     folder = sandbox.root / "scratch" / "many"

@@ -14,8 +14,8 @@ from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.sandbox.faults import FaultPlan, FaultRule
 from efile_mcp.server import build_server
 
-from .conftest import audit_lines, call_ok
-from .invariants import FIGURES, check_invariants, tree
+from ..conftest import audit_lines, call_ok
+from ..invariants import FIGURES, check_invariants, tree
 
 
 def three_hundred_files(sandbox: RunningSandbox) -> list[str]:

@@ -10,7 +10,7 @@ from mcp import Client
 
 from efile_mcp.sandbox import RunningSandbox
 
-from .conftest import audit_lines, call_error, call_ok, dry_run_then_execute
+from ..conftest import audit_lines, call_error, call_ok, dry_run_then_execute
 
 
 def on_disk(sandbox: RunningSandbox, virtual: str) -> Path:

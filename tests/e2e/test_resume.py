@@ -20,8 +20,8 @@ from efile_mcp.sandbox import RunningSandbox
 from efile_mcp.server import build_server
 from efile_mcp.settings import Settings
 
-from .conftest import call_error, call_ok, child_env
-from .redis_server import RedisServer, start_redis
+from ..conftest import call_error, call_ok, child_env
+from ..redis_server import RedisServer, start_redis
 
 pytestmark = pytest.mark.anyio
 

@@ -20,7 +20,7 @@ import pytest
 from efile_mcp.guard.seen import Plan, SeenPath
 from efile_mcp.guard.store import StateStore, open_store
 
-from .conftest import child_env, run_cli
+from ..conftest import child_env, run_cli
 
 HOME = "/public/home/alice"
 

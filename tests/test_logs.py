@@ -9,7 +9,7 @@ from pathlib import Path
 from efile_mcp.sandbox import RunningSandbox
 
 from .conftest import run_cli
-from .test_http import connect, http_process, settings_env
+from .e2e.test_http import connect, http_process, settings_env
 
 
 def test_stdio_start_up_facts_are_info_and_hidden_at_the_default_level(tmp_path: Path) -> None:
