@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     )
     quarantine_days: int = Field(
         default=7,
-        ge=0,
+        ge=1,  # 0 would make every quarantine purgeable at the next start: no grace at all
         le=3650,
         description="Days a quarantined plan is kept (restorable) before `efile-mcp purge` deletes it for good.",
     )

@@ -63,6 +63,12 @@ def test_a_bad_value_names_the_variable_and_the_flag_from_one_declaration(field:
     assert "tok-123-secret" not in line
 
 
+def test_a_quarantine_without_a_grace_day_is_refused_in_one_line() -> None:
+    """EFILE_QUARANTINE_DAYS=0 would let the next server start purge what was just quarantined."""
+    line = one_line(run_cli(env={**GOOD, "EFILE_QUARANTINE_DAYS": "0"}))
+    assert line == "efile-mcp: invalid setting EFILE_QUARANTINE_DAYS: Input should be greater than or equal to 1"
+
+
 def test_an_unknown_log_level_names_the_setting_and_the_valid_values() -> None:
     line = one_line(run_cli(env={**GOOD, "EFILE_LOG_LEVEL": "verbose"}))
     assert line == (
