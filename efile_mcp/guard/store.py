@@ -515,14 +515,28 @@ class SqliteStore(_PlanTransitions):
             raise ConfigError(f"invalid setting {setting}: cannot open the state file {where}: {exc}; {fix}") from None
 
     def _connect(self) -> None:
-        self._db = sqlite3.connect(
-            self.path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
-        )
-        try:
-            self._setup()
-        except BaseException:
-            self._db.close()
-            raise
+        # Two processes opening a new file at the same moment (two client windows starting) race for the switch
+        # to WAL, which SQLite may answer "database is locked" at once instead of waiting out the busy timeout:
+        # try again, within that timeout.
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT
+        pause = 0.01
+        while True:
+            self._db = sqlite3.connect(
+                self.path, timeout=SQLITE_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            try:
+                self._setup()
+                return
+            except sqlite3.OperationalError as exc:
+                self._db.close()
+                busy = getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in str(exc)
+                if not busy or time.monotonic() >= deadline:
+                    raise
+            except BaseException:
+                self._db.close()
+                raise
+            time.sleep(pause)  # start-up only, before the server serves
+            pause = min(pause * 2, 0.2)
 
     def _set_damaged_file_aside(self, exc: sqlite3.DatabaseError) -> None:
         """A damaged file (not a database, malformed) is kept under a new name and a new one started.
