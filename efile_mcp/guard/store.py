@@ -397,6 +397,12 @@ CREATE TABLE IF NOT EXISTS plan_rows (
     PRIMARY KEY (plan_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS plan_rows_expiry ON plan_rows (expires_at);
+CREATE TABLE IF NOT EXISTS walks (
+    walk_id    TEXT PRIMARY KEY,
+    data       BLOB NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS walks_expiry ON walks (expires_at);
 """
 
 
@@ -720,21 +726,10 @@ class SqliteStore(_PlanTransitions):
 
     # -------------------------------------------------------------- resumable walks (H4; see StateStore)
 
-    _walks_ready = False
-
-    def _walks_table(self, db: sqlite3.Connection) -> None:
-        if not self._walks_ready:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS walks (walk_id TEXT PRIMARY KEY, data BLOB NOT NULL, expires_at REAL NOT NULL)"
-            )
-            db.execute("CREATE INDEX IF NOT EXISTS walks_expiry ON walks (expires_at)")
-            self._walks_ready = True
-
     async def save_walk(self, walk_id: str, data: bytes, expires_at: float) -> None:
         now = self.clock()
 
         def body(db: sqlite3.Connection) -> None:
-            self._walks_table(db)
             db.execute("DELETE FROM walks WHERE expires_at <= ?", (now,))
             db.execute(
                 "INSERT INTO walks (walk_id, data, expires_at) VALUES (?, ?, ?) "
@@ -748,7 +743,6 @@ class SqliteStore(_PlanTransitions):
         now = self.clock()
 
         def body(db: sqlite3.Connection) -> bytes | None:
-            self._walks_table(db)
             row = db.execute("SELECT data FROM walks WHERE walk_id = ? AND expires_at > ?", (walk_id, now)).fetchone()
             return None if row is None else bytes(row[0])
 
@@ -756,7 +750,6 @@ class SqliteStore(_PlanTransitions):
 
     async def drop_walk(self, walk_id: str) -> None:
         def body(db: sqlite3.Connection) -> None:
-            self._walks_table(db)
             db.execute("DELETE FROM walks WHERE walk_id = ?", (walk_id,))
 
         await self._call(body, write=True)
