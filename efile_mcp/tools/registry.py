@@ -63,6 +63,16 @@ def _reader(title: str) -> ToolAnnotations:
     )
 
 
+def _writer(title: str, *, destructive: bool, idempotent: bool) -> ToolAnnotations:
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=False,
+        destructive_hint=destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=False,
+    )
+
+
 TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(
         name="storage_status",
@@ -96,26 +106,14 @@ TOOLS: tuple[ToolSpec, ...] = (
         name="remove_paths",
         title="Remove files and folders (dry run first)",
         description=remove.DESCRIPTION,
-        annotations=ToolAnnotations(
-            title="Remove files and folders",
-            read_only_hint=False,
-            destructive_hint=True,
-            idempotent_hint=False,
-            open_world_hint=False,
-        ),
+        annotations=_writer("Remove files and folders", destructive=True, idempotent=False),
         build=remove.build,
     ),
     ToolSpec(
         name="restore_paths",
         title="Restore quarantined files and folders",
         description=restore.DESCRIPTION,
-        annotations=ToolAnnotations(
-            title="Restore quarantined files and folders",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=False,
-        ),
+        annotations=_writer("Restore quarantined files and folders", destructive=False, idempotent=False),
         build=restore.build,
     ),
     ToolSpec(
@@ -129,13 +127,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         name="cancel_tasks",
         title="Cancel removal tasks",
         description=tasks.CANCEL_DESCRIPTION,
-        annotations=ToolAnnotations(
-            title="Cancel removal tasks",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=False,
-        ),
+        annotations=_writer("Cancel removal tasks", destructive=False, idempotent=True),
         build=tasks.build_cancel_tasks,
     ),
 )
