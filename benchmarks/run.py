@@ -20,6 +20,7 @@ from typing import Any
 
 import bench_cold_start
 import bench_dry_run_cost
+import bench_folder_removal
 import bench_get_task
 import bench_load
 import bench_memory
@@ -47,6 +48,9 @@ SECTIONS = {
     # An in-process fake file/list at 20 ms (the sandbox cannot serve millions of entries in minutes) at the
     # quick sizes; the sizes: python benchmarks/bench_walk.py --scale full
     "walk": lambda quick, context: bench_walk.run(True),
+    # "Delete my old ImageNet copy": the real Guard over an in-process fake efile API (fake_efile.py), 128,000
+    # files here; the 1,281,000: python benchmarks/bench_folder_removal.py --scale full
+    "folder-removal": lambda quick, context: bench_folder_removal.run(True),
 }
 COLUMNS = ("section", "measure", "value", "baseline", "ratio", "target", "verdict", "note")
 
