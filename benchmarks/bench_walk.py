@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -40,6 +41,10 @@ import anyio
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+#: Another copy of the package to measure (`--before DIR`: e.g. `git archive <commit> efile_mcp | tar -x -C DIR`),
+#: in the same harness as this tree's.
+if os.environ.get("BENCH_WALK_CODE"):
+    sys.path.insert(0, os.environ["BENCH_WALK_CODE"])
 
 from common import RTT, Row  # noqa: E402
 
@@ -108,12 +113,46 @@ def flat(files: int) -> Shape:
 # ---------------------------------------------------------------------------------------------- the fake API
 
 
-class FakeListing:
-    """`EfileApi.list_dir` over a `Shape`, after RTT seconds a request; counts requests and their concurrency."""
+def plain_json(text: bytes) -> Any:
+    """What a plain httpx lister does with an answer: `response.json()["data"]` (json.loads)."""
+    return json.loads(text)["data"]
 
-    def __init__(self, shape: Shape, delay: float = RTT) -> None:
+
+def fastest_json(text: bytes) -> Any:
+    """The fastest decoding of an answer at hand (pydantic-core's parser, ~0.6x json.loads' time): a stronger
+    baseline than plain httpx, to say how much of a ratio is the decoder."""
+    import pydantic_core
+
+    return pydantic_core.from_json(text, cache_strings="keys")["data"]
+
+
+def transport_json() -> Callable[[bytes], Any]:
+    """What efile-mcp's transport does with an answer, in the code measured (an older one has no fast path)."""
+    from efile_mcp.client import transport
+    from efile_mcp.models.wire import Envelope
+
+    fast = getattr(transport, "decode_envelope", None)
+
+    def decode(text: bytes) -> Any:
+        envelope = fast(text) if fast is not None else None
+        if envelope is None:
+            envelope = Envelope.model_validate_json(text)
+        return envelope.data
+
+    return decode
+
+
+class FakeListing:
+    """`EfileApi.list_dir` over a `Shape`, after RTT seconds a request; counts requests and their concurrency.
+
+    An answer is JSON text (the envelope), decoded by `decode` as the client measured decodes it: the walker
+    as efile-mcp's transport does (`transport_json`), the baselines as plain httpx does (`plain_json`).
+    """
+
+    def __init__(self, shape: Shape, delay: float = RTT, decode: Callable[[bytes], Any] = plain_json) -> None:
         self.shape = shape
         self.delay = delay
+        self.decode = decode
         self.requests = 0
         self.in_flight = 0
         self.most_in_flight = 0
@@ -164,8 +203,8 @@ class FakeListing:
         # The answer travels as JSON text: the client decodes every page, its real cost. Encoding the entries
         # is the server's work, done once per distinct folder here, and a page is the join of its entries'
         # texts: the same cost for the walker and the baselines, whatever pages they ask for.
-        data: dict[str, Any] = json.loads(text)
-        data["path"] = where
+        text = b'{"code": "0", "msg": "success", "data": %s, "path": %s}}' % (text[:-1], json.dumps(where).encode())
+        data: dict[str, Any] = self.decode(text)
         return data
 
     def _folder_texts(self, dirs: list[str], files: int, where: str) -> list[bytes] | None:
@@ -236,7 +275,7 @@ async def ours(shape: Shape, *, max_entries: int, max_seconds: float, calls_max:
     from efile_mcp.guard.insight import UsageWalk
     from efile_mcp.settings import Settings
 
-    fake = FakeListing(shape)
+    fake = FakeListing(shape, decode=transport_json())
     fake.warm()
     concurrency = Settings.model_fields["concurrency"].default
     usage = UsageWalk(ROOT)
@@ -261,9 +300,9 @@ async def ours(shape: Shape, *, max_entries: int, max_seconds: float, calls_max:
     }
 
 
-async def sequential(shape: Shape) -> dict[str, Any]:
+async def sequential(shape: Shape, decode: Callable[[bytes], Any] = plain_json) -> dict[str, Any]:
     """The baseline: one folder at a time, largest pages, sizes summed."""
-    fake = FakeListing(shape)
+    fake = FakeListing(shape, decode=decode)
     fake.warm()
     started, cpu = time.perf_counter(), time.process_time()
     stack, files, size = [ROOT], 0, 0
@@ -338,19 +377,27 @@ def child(case: str, who: str, scale: str) -> dict[str, Any]:
     shape = SCALES[scale][case]
     if who == "baseline":
         return anyio.run(sequential, shape)
+    if who == "baseline-fastest":
+        return anyio.run(sequential, shape, fastest_json)
     if case == "resumed":
         # Calls of a tenth of the tree each (the default budgets would take it in fewer, longer calls).
         return anyio.run(lambda: ours(shape, max_entries=shape.files // 10 + 1, max_seconds=600, calls_max=50))
     return anyio.run(lambda: ours(shape, max_entries=5_000_000, max_seconds=3600))
 
 
-def in_child(case: str, who: str, scale: str) -> dict[str, Any]:
+def in_child(case: str, who: str, scale: str, code: str | None = None) -> dict[str, Any]:
+    """One measurement in a child process; `code`: the package from that folder instead of this tree's."""
+    env = dict(os.environ)
+    env.pop("BENCH_WALK_CODE", None)
+    if code:
+        env["BENCH_WALK_CODE"] = code
     done = subprocess.run(
         [sys.executable, __file__, "--child", case, who, "--scale", scale],
         capture_output=True,
         text=True,
         check=True,
         cwd=HERE.parent,
+        env=env,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -444,7 +491,7 @@ def flat_in_sandbox(files: int, rounds: int = 3) -> list[Row]:
 # ---------------------------------------------------------------------------------------------- rows
 
 
-def run(quick: bool = True, only: list[str] | None = None) -> list[Row]:
+def run(quick: bool = True, only: list[str] | None = None, before: str | None = None) -> list[Row]:
     scale = "quick" if quick else "full"
     rows: list[Row] = []
     cases = only or ["usage", "deep", "flat", "sandbox", "imagenet", "resumed", "missing"]
@@ -468,10 +515,14 @@ def run(quick: bool = True, only: list[str] | None = None) -> list[Row]:
         shape = SCALES[scale][case]
         # CPU-bound cases are noisy on a shared machine: rounds alternate, and the medians are compared.
         rounds = 5 if case == "flat" else 1
-        mines, bases = [], []
+        mines, bases, olds, fastest = [], [], [], []
         for _ in range(rounds):
+            if before:
+                olds.append(in_child(case, "ours", scale, before))
             mines.append(in_child(case, "ours", scale))
             bases.append(in_child(case, "baseline", scale))
+            if case == "flat":
+                fastest.append(in_child(case, "baseline-fastest", scale))
         mine = sorted(mines, key=lambda got: got["seconds"])[rounds // 2]
         base = sorted(bases, key=lambda got: got["seconds"])[rounds // 2]
         spread = (
@@ -507,6 +558,35 @@ def run(quick: bool = True, only: list[str] | None = None) -> list[Row]:
                 note=f"baseline {base['rss_mb']:.0f} MB",
             )
         )
+
+        def median(runs: list[dict[str, Any]], key: str = "seconds") -> float:
+            return float(sorted(got[key] for got in runs)[len(runs) // 2])
+
+        if fastest:
+            rows.append(
+                Row(
+                    "walk",
+                    f"{case}: against a lister decoding with pydantic-core (not plain httpx)",
+                    mine["seconds"],
+                    "s",
+                    baseline=median(fastest),
+                    note=f"CPU ours {median(mines, 'cpu_seconds'):.2f} s, baseline {median(bases, 'cpu_seconds'):.2f} s, "
+                    f"this one {median(fastest, 'cpu_seconds'):.2f} s (medians)",
+                )
+            )
+        if olds:
+            rows.append(
+                Row(
+                    "walk",
+                    f"{case}: the code of {before} in the same run",
+                    median(olds),
+                    "s",
+                    baseline=base["seconds"],
+                    target=target,
+                    note=f"CPU {median(olds, 'cpu_seconds'):.2f} s, {olds[0]['requests']} requests, "
+                    f"RSS {median(olds, 'rss_mb'):.0f} MB",
+                )
+            )
     return rows
 
 
@@ -516,12 +596,13 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", choices=["usage", "deep", "flat", "imagenet", "resumed", "missing", "sandbox"]
     )
+    parser.add_argument("--before", metavar="DIR", help="also measure the package in DIR (an older commit's), same run")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "WHO"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.scale)))
         return
-    for row in run(args.scale == "quick", args.only):
+    for row in run(args.scale == "quick", args.only, args.before):
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
         print(
             f"{row.measure:<80} {row.value:>10.2f} {row.unit:<8} {ratio:>7} {row.verdict:<5} {row.note}",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import anyio
 import pytest
 
+from efile_mcp.client import walk as walk_module
 from efile_mcp.client.walk import (
     DOCUMENTED_PAGE,
     HUGE_PAGE,
@@ -49,6 +50,8 @@ class MemoryListings:
     unreadable: set[str] = field(default_factory=set)
     refuse_token: bool = False
     requests: list[tuple[str, int, int]] = field(default_factory=list)
+    #: Page offsets answered late: {start: event-loop turns more than the others}.
+    late: dict[int, int] = field(default_factory=dict)
     in_flight: int = 0
     most_in_flight: int = 0
 
@@ -69,6 +72,8 @@ class MemoryListings:
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             await anyio.sleep(0)  # a real request yields: let concurrent readers overlap
+            for _ in range(self.late.get(start, 0)):
+                await anyio.sleep(0)
             if self.refuse_token:
                 raise AuthError("10008", "token expired", endpoint="/file/list")
             if limit > self.max_limit:
@@ -150,6 +155,61 @@ async def test_a_large_folder_is_read_whole_in_large_pages_and_kept_for_the_call
     assert [(start, limit) for _, start, limit in source.requests] == [(0, LARGE_PAGE), (LARGE_PAGE, HUGE_PAGE)]
     await listings.read_dir(ROOT)
     assert len(source.requests) == 2  # asked once per call
+
+
+@pytest.mark.parametrize("second_page_last", [False, True])
+async def test_a_large_folder_is_read_in_pages_out_together_each_entry_once(
+    monkeypatch: pytest.MonkeyPatch, second_page_last: bool
+) -> None:
+    monkeypatch.setattr(walk_module, "LARGE_PAGE", 10)
+    monkeypatch.setattr(walk_module, "HUGE_PAGE", 20)
+    # The second page (the one that shows the server honours `start`) may come back after the later ones.
+    source = flat(10 + 6 * 20 + 5, late={10: 5} if second_page_last else {})
+    listing = await Listings(source).read_dir(ROOT)  # type: ignore[arg-type]
+    assert listing.complete and sorted(listing.entries) == [f"f{i:06d}" for i in range(135)]
+    assert [start for _, start, _ in source.requests] == [0, 10, 30, 50, 70, 90, 110, 130]
+    # After the first page, the second is not waited for alone: HUGE_IN_FLIGHT pages are out at once.
+    assert source.most_in_flight == walk_module.HUGE_IN_FLIGHT
+
+
+@pytest.mark.parametrize("second_page_last", [False, True])
+async def test_a_server_ignoring_start_on_a_large_folder_costs_a_few_pages_once_and_counts_nothing_twice(
+    monkeypatch: pytest.MonkeyPatch, second_page_last: bool
+) -> None:
+    monkeypatch.setattr(walk_module, "LARGE_PAGE", 10)
+    monkeypatch.setattr(walk_module, "HUGE_PAGE", 20)
+    source = flat(10 + 6 * 20 + 5, ignores_start=True, late={10: 5} if second_page_last else {})
+    source.folders[ROOT + "/other"] = {f"g{i:03d}": Node("file", 1) for i in range(100)}
+    listings = Listings(source)  # type: ignore[arg-type]
+    listing = await listings.read_dir(ROOT)
+    assert not listing.complete and sorted(listing.entries) == [f"f{i:06d}" for i in range(10)]
+    assert len(source.requests) <= 1 + walk_module.HUGE_IN_FLIGHT  # the first page, then one wave at most
+    source.requests.clear()
+    other = await listings.read_dir(ROOT + "/other")
+    assert not other.complete and len(other.entries) == 10
+    # Remembered for the call: the next large folder's second page goes alone and nothing more is asked.
+    assert [start for _, start, _ in source.requests] == [0, 10]
+
+
+async def test_a_walk_stopped_while_the_second_page_is_unchecked_resumes_there_and_counts_each_entry_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(walk_module, "LARGE_PAGE", 10)
+    monkeypatch.setattr(walk_module, "HUGE_PAGE", 20)
+    source = flat(10 + 6 * 20 + 5)
+    asked = 0
+
+    def stop() -> bool:  # says stop just as the pages after the first are about to leave
+        nonlocal asked
+        asked += len(source.requests) == 1
+        return asked >= 2
+
+    walk = TreeWalk(ROOT)
+    closed = Closed()
+    stats = await Listings(source).walk(walk, limits=far_limits(), on_closed=closed, stop=stop)  # type: ignore[arg-type]
+    assert stats.stopped == "caller" and [pending[2] for pending in walk.frontier] == [10]
+    stats = await Listings(source).walk(walk, limits=far_limits(), on_closed=closed)  # type: ignore[arg-type]
+    assert stats.complete and walk.finished and closed.by_path[ROOT].totals.files == 135
 
 
 async def test_a_server_that_caps_pages_is_read_to_the_end_in_its_steps() -> None:

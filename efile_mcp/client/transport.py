@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import httpx2 as httpx
+import pydantic_core
 from pydantic import ValidationError
 
 from ..errors import (
@@ -254,6 +255,21 @@ class LazyHttpClient:
             await self._client.aclose()
 
 
+def decode_envelope(content: bytes) -> Envelope | None:
+    """An answer's envelope, its JSON parsed straight into Python objects; None when it is not one (the caller
+    then validates the text against `Envelope`, which says why).
+
+    The fast path for large answers (a file/list page of 25,000 entries is ~10 MB): validating the text
+    against `Envelope` builds its `data: Any` at ~2.1 µs an entry, more than json.loads (~1.6 µs); parsing
+    first and validating the parsed envelope (`data` passed through untouched) takes ~0.95 µs. Same result
+    for every JSON text; object keys are cached (a page repeats the same dozen keys).
+    """
+    try:
+        return Envelope.model_validate(pydantic_core.from_json(content, cache_strings="keys"))
+    except ValueError:  # not JSON, or not an envelope (ValidationError is a ValueError)
+        return None
+
+
 @dataclass
 class _Sent:
     """The token a request went out with, so that a refusal renews exactly that token."""
@@ -449,11 +465,13 @@ class _Call:
             raise HttpStatusError(
                 response.status_code, self.endpoint, _retry_after_seconds(response), service=self.service.name
             )
-        try:
-            envelope = Envelope.model_validate_json(response.content)
-        except ValidationError as exc:
-            why = hidden.scrub(str(exc.errors()[0]["msg"]))
-            raise MalformedResponseError(self.endpoint, why, service=self.service.name) from None
+        envelope = decode_envelope(response.content)
+        if envelope is None:
+            try:
+                envelope = Envelope.model_validate_json(response.content)
+            except ValidationError as exc:
+                why = hidden.scrub(str(exc.errors()[0]["msg"]))
+                raise MalformedResponseError(self.endpoint, why, service=self.service.name) from None
         log.debug("%s %s %s -> code %s", self.service.name, self.method, self.endpoint, envelope.code)
         if not envelope.ok:
             msg = hidden.scrub(envelope.msg) if envelope.msg else envelope.msg

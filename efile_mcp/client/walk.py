@@ -62,10 +62,13 @@ DOCUMENTED_PAGE = 1000
 #: Not the largest a server takes (100,000 answered whole): the decoded answer of a page of 25,000 entries
 #: is ~85 MB (50,000: ~165 MB), and a walk's memory is bounded by its largest page.
 HUGE_PAGE = 25_000
-#: Such pages out at once: two, so that the next page's round trip overlaps reading this one (one at a time,
-#: a flat folder waited a round trip per page on top of the CPU). An answer is decoded and read into slim
-#: entries with no await in between, so one decoded page is held at a time; the other is in transit.
-HUGE_IN_FLIGHT = 2
+#: Such pages out at once. Answers that arrive together are all read before the next request can leave (the
+#: event loop runs every woken task, and reading a page is CPU), so a folder is read in waves of this many
+#: pages, a round trip each: with 4, a 200,000-entry folder takes 3 round trips, as many as a lister asking
+#: 100,000 a page one after the other (traced against the fake at 20 ms; with 2 it took 6). An answer is
+#: decoded and read into slim entries with no await in between, so one decoded page is held at a time; the
+#: others wait as received bytes (~10 MB a page).
+HUGE_IN_FLIGHT = 4
 #: Entries the per-call cache of whole listings holds at most (look-ups after a walk reuse them); beyond
 #: it nothing more is cached, so a walk's memory does not grow with the tree.
 CACHE_MAX_ENTRIES = 100_000
@@ -496,6 +499,10 @@ class AdaptiveLimit:
 _NO_LIMIT = contextlib.nullcontext()
 
 
+class _Refused(Exception):
+    """The server refused the page size asked (10004) before anything of that size was counted."""
+
+
 class _Stop(Exception):
     """A budget ran out before a request: the request was not sent. args: (offset to resume at, first names)."""
 
@@ -545,6 +552,12 @@ class _Gate:
     def settle(self, granted: int) -> None:
         self.reserved -= granted
 
+    def room(self) -> int:
+        """Entries requests could still be granted now (0 when the walk must stop)."""
+        if self.reason():
+            return 0
+        return self.limits.max_entries - (self.stats.entries_seen - self.start) - self.reserved
+
 
 class Listings:
     """One tool call's reader: whole listings cached for look-ups (bounded), trees walked page by page."""
@@ -558,6 +571,9 @@ class Listings:
         self._named: dict[tuple[str, str], Entry | None] = {}
         self._page = LARGE_PAGE
         self._huge = HUGE_PAGE
+        #: A server seen answering a later page with the first one: later pages are no longer asked before
+        #: the second page has shown that `start` is honoured for the folder.
+        self._start_ignored = False
         #: Pages larger than LARGE_PAGE: HUGE_IN_FLIGHT at a time (their answers are what a walk holds at its largest).
         self._huge_pages = anyio.CapacityLimiter(HUGE_IN_FLIGHT)
         self.requests = 0
@@ -684,6 +700,7 @@ class Listings:
 
         if start and names and head == names:
             log.info("the server ignores `start` when listing %s: read %d of %d entries", path, start, total)
+            self._start_ignored = True
             complete = False
         else:
             verified = bool(start)  # a resumed folder answered its offset with other names: `start` is honoured
@@ -699,6 +716,30 @@ class Listings:
                     # A large folder: the rest in the largest pages the server takes. A server may read a folder
                     # whole for every page it answers, so fewer, larger pages cost it (and the walk) least.
                     step = self._huge
+                if (
+                    not verified
+                    and parallel
+                    and step > asked
+                    and not self._start_ignored
+                    and (gate is None or gate.room() >= total - read)
+                ):
+                    # The rest at once, HUGE_IN_FLIGHT pages out, the second page checked before any later one
+                    # is counted: a round trip less than asking the second page alone, for at most
+                    # HUGE_IN_FLIGHT - 1 pages asked in vain of a server that ignores `start` (then remembered).
+                    try:
+                        read, repeated = await self._parallel_pages(
+                            path, read, step, total, keyword, on_batch, gate, names, seen_dirs, head=head
+                        )
+                        verified = True
+                    except _Refused as refused:
+                        log.info("the server refused a page of %d entries (%s); using %d", step, refused, len(first))
+                        self._huge = step = len(first)
+                    else:
+                        if repeated:
+                            log.info(
+                                "the server ignores `start` when listing %s: read %d of %d entries", path, read, total
+                            )
+                            complete = False
                 if not verified:
                     # The second page alone first: a server that ignores `start` answers it with the first again.
                     try:
@@ -723,9 +764,10 @@ class Listings:
                             total = min(total, read)
                     else:
                         log.info("the server ignores `start` when listing %s: read %d of %d entries", path, read, total)
+                        self._start_ignored = True
                         complete = False
                 if complete and read < total and parallel:
-                    read = await self._parallel_pages(
+                    read, _ = await self._parallel_pages(
                         path, read, step, total, keyword, on_batch, gate, names, seen_dirs
                     )
                 while complete and read < total and not parallel:
@@ -770,27 +812,81 @@ class Listings:
         gate: _Gate | None,
         names: tuple[str, ...],
         seen_dirs: set[str],
-    ) -> int:
+        *,
+        head: tuple[str, ...] | None = None,
+    ) -> tuple[int, bool]:
         """The rest of a large folder, pages in parallel. They pass the limiter (and the gate) in order, so a
-        stop leaves a prefix read. Returns where reading got to; raises _Stop(offset, names) when stopped."""
+        stop leaves a prefix read. Returns (where reading got to, whether the server repeated the first page);
+        raises _Stop(offset, names) when stopped.
+
+        `head`: the first names of the folder's first page, when `start` is not known to be honoured yet: the
+        page at `read` must not begin with them, and later pages are held (slim) until it is known. A repeat
+        reads nothing more; a refusal of the page size (10004) of that page raises _Refused, nothing counted.
+        """
         starts = list(range(read, total, step))
         done: dict[int, int] = {}
         stopped_at: list[int] = []
+        held: list[tuple[int, list[Entry]]] = []
+        state = {"verified": head is None, "repeated": False}
+        # Beyond the first wave, pages wait for the check: a server ignoring `start` costs one wave at most.
+        checked = anyio.Event()
+        first_wave_end = read + int(self._huge_pages.total_tokens) * step
 
-        async def one(offset: int) -> None:
+        def hand(offset: int, page: list[Entry]) -> None:
+            seen_dirs.update([entry.name for entry in page if entry.kind == "directory"])
+            on_batch(page)
+            done[offset] = len(page)
+
+        async def one(offset: int, scope: anyio.CancelScope) -> None:
+            if not state["verified"] and offset >= first_wave_end:
+                await checked.wait()
+                if not state["verified"]:
+                    return  # repeated, or the check itself was stopped
             try:
                 # Whole pages only: a page cut here would leave a gap before the pages after it.
                 page, _, _, _ = await self._page_of(path, offset, step, keyword, gate, whole=True)
             except _Stop:
                 stopped_at.append(offset)
+                if offset == read:
+                    checked.set()  # unchecked, the pages after it cannot be counted: none is asked
                 return
-            seen_dirs.update([entry.name for entry in page if entry.kind == "directory"])
-            on_batch(page)
-            done[offset] = len(page)
+            except ApiError as exc:
+                if state["verified"] or exc.code != "10004":
+                    raise
+                scope.cancel()  # the page size is refused: every page of it is
+                raise _Refused(str(exc)) from None
+            if state["repeated"]:
+                return
+            if not state["verified"]:
+                if offset != read:
+                    held.append((offset, page))
+                    return
+                if not page or tuple(entry.name for entry in page[:3]) == head:
+                    state["repeated"] = True
+                    self._start_ignored = True
+                    held.clear()
+                    checked.set()
+                    scope.cancel()  # the later pages would repeat it too
+                    return
+                state["verified"] = True
+                checked.set()
+                hand(offset, page)
+                for offset_held, page_held in held:
+                    hand(offset_held, page_held)
+                held.clear()
+                return
+            hand(offset, page)
 
-        async with task_group() as tg:
-            for offset in starts:
-                tg.start_soon(one, offset)
+        try:
+            async with task_group() as tg:
+                for offset in starts:
+                    tg.start_soon(one, offset, tg.cancel_scope)
+        except _Refused:
+            if done:
+                raise ApiError("10004", "the server refused a page size it had accepted") from None
+            raise
+        if state["repeated"]:
+            return read, True
         if stopped_at:
             raise _Stop(min(stopped_at), names)
         end = read
@@ -798,7 +894,7 @@ class Listings:
             if offset != end or offset not in done:
                 break
             end += done[offset]
-        return max(end, read)
+        return max(end, read), False
 
     async def entry(self, path: str) -> Entry | None:
         """The entry at `path` from its parent's listing; None when it (or its parent) does not exist."""
