@@ -119,9 +119,12 @@ async def _route(site: ReviewSite, request: Request) -> Response:
     if rest == "":
         return _page(site, page, request)
     if rest == "plan.csv":
-        return _csv(page)
+        return _csv(site, page)
     if rest.startswith("api/"):
-        return _api(page, rest[4:], request)
+        try:
+            return await _api(site, page, rest[4:], request)
+        except LookupError:  # the plan's rows expired or were lost since the page was opened
+            return JSONResponse({"error": _EXPIRED}, 410)
     return _not_found()
 
 
@@ -148,20 +151,23 @@ def _page(site: ReviewSite, page: Page, request: Request) -> Response:
     return response
 
 
-def _api(page: Page, what: str, request: Request) -> Response:
+_EXPIRED = "This plan has expired: nothing can be read or decided here."
+
+
+async def _api(site: ReviewSite, page: Page, what: str, request: Request) -> Response:
     if what == "status":  # the open page follows a decision made elsewhere (a terminal, another tab)
         return JSONResponse({"status": page.status})
     view = page.view
     if view is None:
-        return JSONResponse({"error": "This plan has expired: nothing can be read or decided here."}, 410)
+        return JSONResponse({"error": _EXPIRED}, 410)
     query = request.query_params
     offset, limit = page_bounds(query.get("offset", 0), query.get("limit", 100))
     body: dict[str, Any] | None
     if what == "children":
         sort = "name" if query.get("sort") == "name" else "size"
-        body = view.children(query.get("folder") or None, offset, limit, sort)
+        body = await view.children(site.store, query.get("folder") or None, offset, limit, sort)
     elif what == "paths":
-        body = view.paths(query.get("q", "")[:400], offset, limit)
+        body = await view.paths(site.store, query.get("q", "")[:400], offset, limit)
     elif what == "exceptions":
         body = view.exceptions(offset, limit)
     else:
@@ -171,15 +177,18 @@ def _api(page: Page, what: str, request: Request) -> Response:
     return JSONResponse(body)
 
 
-def _csv(page: Page) -> Response:
+def _csv(site: ReviewSite, page: Page) -> Response:
     view = page.view
     if view is None:
         return PlainTextResponse("This plan has expired.", status_code=410)
 
     async def chunks() -> AsyncIterator[bytes]:
         yield "\ufeff".encode()  # so that a spreadsheet reads the names as UTF-8
-        for chunk in view.csv_chunks():
-            yield chunk.encode("utf-8", "surrogateescape")
+        try:
+            async for chunk in view.csv_chunks(site.store):
+                yield chunk.encode("utf-8", "surrogateescape")
+        except LookupError:  # rows lost mid-download: the file ends short, and says so
+            yield b"\r\nincomplete: the plan expired while this file was written\r\n"
 
     name = f"efile-plan-{page.record.plan_id}.csv"
     return StreamingResponse(
@@ -224,7 +233,7 @@ async def _decide(site: ReviewSite, page: Page, request: Request, host: str) -> 
     if choice == "decline":
         result = await site.decide(page, "declined", None)
     else:
-        allowed = approvable_modes(page.view.plan)
+        allowed = approvable_modes(page.view)
         chosen = next((m for m in allowed if m == (mode or allowed[0])), None)
         if chosen is None:
             return _refused(f"this plan can be approved as {' or '.join(allowed)} only", status=400)

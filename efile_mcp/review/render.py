@@ -196,9 +196,8 @@ def _below(shown: str, top: str) -> str:
 def _actions(page: Page, csrf: str) -> str:
     if page.status != "pending" or page.view is None:
         return ""
-    plan = page.view.plan
     buttons = []
-    for index, mode in enumerate(approvable_modes(plan)):
+    for index, mode in enumerate(approvable_modes(page.view)):
         verb = MODE_TEXT.get(mode, (mode, ""))[0]
         label = f"Approve: {verb}" if index == 0 else f"Approve, but {verb} instead"
         css = "approve danger" if mode == "delete" else "approve"

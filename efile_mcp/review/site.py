@@ -34,11 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
-import anyio.to_thread
-
 from ..guard.ports import Decision, DecisionKind, RemoveMode
-from ..guard.quarantine import is_quarantine_path
-from ..guard.seen import Plan, load_plan
+from ..guard.seen import load_header
 from .view import PlanView
 
 if TYPE_CHECKING:
@@ -55,7 +52,8 @@ KEY_PREFIX = "review-"
 AFTERLIFE = 3600.0
 #: What a page secret looks like: token_urlsafe(32).
 SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
-#: Plans whose view (tree, sorted list) is kept in memory at once.
+#: Plans whose view is kept in memory at once: each holds its folders' totals and about 24 bytes a path
+#: (view.py), about 24 MB for a plan of a million paths.
 VIEWS_KEPT = 4
 
 BrowserSetting = Literal["auto", "never"]
@@ -322,18 +320,21 @@ class ReviewSite:
         return Page(secret, record, page_status(state, view is not None), state, view)
 
     async def _view(self, plan_id: str, expires_at: float) -> PlanView | None:
-        """The plan's view: built once from the stored plan (in a worker thread), kept while the plan lives."""
+        """The plan's view: built once from the stored plan's header and rows (read a chunk at a time), kept
+        while the plan lives; None once it expired or lost rows."""
         if self.clock() >= expires_at:
             self._views.pop(plan_id, None)
             return None
         async with self._view_lock:
             view = self._views.get(plan_id)
             if view is None:
-                plan = await load_plan(self.store, plan_id)  # its header and rows (guard/seen.py)
+                plan = await load_header(self.store, plan_id)  # the rows are read by the view (guard/seen.py)
                 if plan is None:
                     return None
-                now = self.clock()
-                view = await anyio.to_thread.run_sync(lambda: PlanView(plan, now))
+                try:
+                    view = await PlanView.load(self.store, plan, self.clock())
+                except LookupError:  # rows expired or lost meanwhile
+                    return None
                 self._views[plan_id] = view
                 while len(self._views) > VIEWS_KEPT:
                     self._views.popitem(last=False)
@@ -350,15 +351,15 @@ class ReviewSite:
         return Recorded(recorded, page_status(after, True), after.decision)
 
 
-def approvable_modes(plan: Plan) -> tuple[RemoveMode, ...]:
+def approvable_modes(view: PlanView) -> tuple[RemoveMode, ...]:
     """The modes the person may approve: the plan's own, and quarantine instead of a permanent delete.
 
     Never delete instead of quarantine: a quarantine plan may hold folders a delete refuses (links inside).
     A purge (paths inside a quarantine) is permanent whatever is chosen: it offers no quarantine it cannot give.
     """
-    if plan.mode != "delete":
+    if view.plan.mode != "delete":
         return ("quarantine",)
-    if any(is_quarantine_path(path) for path in plan.path_set):
+    if view.has_quarantine_path:
         return ("delete",)
     return ("delete", "quarantine")
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ..guard.ports import Decision, DecisionKind, RemoveMode
 from ..guard.report import human_age, shown_name
-from ..guard.seen import Plan, load_plan
+from ..guard.seen import Plan, load_header, plan_rows
 from ..models.units import human_size
 from .view import PlanView
 
@@ -76,12 +76,14 @@ def open_tty() -> Terminal | None:
     return Terminal(reader, writer)
 
 
-def describe(plan: Plan, now: float) -> list[str]:
-    """A plan's summary, as lines for the terminal."""
-    view = PlanView(plan, now)
+def describe(plan: Plan | PlanView, now: float) -> list[str]:
+    """A plan's summary, as lines for the terminal: from its view (`PlanView.load(..., ordered=False)`: the
+    rows read a chunk at a time), or from a plan whose paths are in memory."""
+    view = plan if isinstance(plan, PlanView) else PlanView.of(plan, now)
+    plan = view.plan
     totals = view.totals()
     at_least = "at least " if totals.get("lower_bound") else ""
-    count = int(totals.get("would_remove", len(plan.paths)))
+    count = int(totals.get("would_remove", view.count))
     folders = int(totals.get("folder_count", 0))
     lines = [
         f"Plan {plan.plan_id}: {MODE_TEXT.get(plan.mode, plan.mode)}",
@@ -104,8 +106,8 @@ def describe(plan: Plan, now: float) -> list[str]:
     for row in view.largest(LARGEST_SHOWN):
         what = f"folder, {row['files']:,} files" if row["kind"] == "directory" else row["kind"]
         lines.append(f"    {row['size_text']:>10}  {row['shown']}  ({what}{', ' + row['age'] if row['age'] else ''})")
-    if len(plan.paths) > LARGEST_SHOWN:
-        lines.append(f"    … and {len(plan.paths) - LARGEST_SHOWN:,} more")
+    if view.count > LARGEST_SHOWN:
+        lines.append(f"    … and {view.count - LARGEST_SHOWN:,} more")
     if plan.exceptions:
         refused = sum(1 for row in plan.exceptions if len(row) > 1 and row[1] == "refused")
         lines.append(
@@ -121,12 +123,23 @@ def _until(epoch: float, now: float) -> str:
 
 
 async def pending_plans(store: StateStore, now: float) -> list[Plan]:
+    """The headers of the plans waiting for a decision (their rows stay in the store)."""
     plans = []
     for plan_id in await store.pending(now):
-        plan = await load_plan(store, plan_id)  # its header and rows (guard/seen.py)
+        plan = await load_header(store, plan_id)
         if plan is not None:
             plans.append(plan)
     return plans
+
+
+async def total_size(store: StateStore, plan: Plan) -> int:
+    """The bytes a plan removes: its dry run's total, or its rows' sizes summed a chunk at a time."""
+    if isinstance(plan.summary.get("total_size"), int):
+        return int(plan.summary["total_size"])
+    total = 0
+    async for rows in plan_rows(store, plan):
+        total += sum(seen.size for seen in rows)
+    return total
 
 
 async def approve(
@@ -158,9 +171,12 @@ async def approve(
     else:
         terminal.say(f"{len(plans)} removals wait for your decision:")
         for number, plan in enumerate(plans, 1):
-            size = human_size(sum(s.size for s in plan.paths))
+            try:
+                size = human_size(await total_size(store, plan))
+            except LookupError:  # its rows expired meanwhile
+                size = "size unknown"
             terminal.say(
-                f"  {number}. plan {plan.plan_id}: {plan.mode}, {len(plan.paths):,} paths, {size}, "
+                f"  {number}. plan {plan.plan_id}: {plan.mode}, {plan.count:,} paths, {size}, "
                 f"planned {human_age(plan.created_at, now) or 'just now'}"
             )
         try:
@@ -171,8 +187,13 @@ async def approve(
             terminal.say("Nothing decided.")
             return 1
         chosen = plans[int(answer) - 1]
+    try:
+        view = await PlanView.load(store, chosen, now, ordered=False)
+    except LookupError:
+        terminal.say(f"Plan {chosen.plan_id} expired meanwhile: nothing to decide.")
+        return 1
     terminal.say()
-    for line in describe(chosen, now):
+    for line in describe(view, now):
         terminal.say(line)
     terminal.say()
     verb = "Delete these permanently" if chosen.mode == "delete" else "Move these to quarantine"

@@ -1,8 +1,15 @@
 """A plan as the person reads it: a folder tree with whole-tree totals, a flat list to page and search,
-the types, the exceptions and a CSV of all of it.
+the types, the largest paths, the exceptions and a CSV of all of it — without holding the plan.
 
-Pure functions of a `Plan` (no I/O, no policy): the review page's routes ask for pages of it as JSON, so
-a 100,000-path plan is read a screenful at a time and never sent as one document.
+A plan may hold EFILE_MAX_PLAN_PATHS (1,000,000) paths, stored as rows (guard/seen.py). `PlanView.load`
+reads them once, a chunk at a time, and keeps only what is bounded by the folders, not the paths: each
+folder's whole-tree totals and child folders, the totals, the types and the largest paths; plus a few
+compact arrays of 4 or 8 bytes a path (its size, its rank in path order, the plan rows in path order,
+each folder's files in path order) — about 24 MB for a million paths. The path order is found by
+sorting each chunk's names and merging the sorted chunks from a temporary file, so no list of every name
+is ever made. The rows a page shows are then read from the store by position (rows close together in
+one request), a search reads the rows again a chunk at a time (its matches' positions are kept, for
+paging), and the CSV is written a window of rows at a time.
 """
 
 from __future__ import annotations
@@ -10,64 +17,94 @@ from __future__ import annotations
 import csv
 import heapq
 import io
-from collections.abc import Iterator
+import itertools
+import pickle
+import tempfile
+from array import array
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
+import anyio.to_thread
+
+from ..guard.quarantine import QUARANTINE_DIR, is_quarantine_path
 from ..guard.report import human_age, shown_name
-from ..guard.seen import Plan, SeenPath
+from ..guard.seen import Plan, SeenPath, plan_rows
 from ..models.times import iso_time
 from ..models.units import human_size
+
+if TYPE_CHECKING:
+    from ..guard.store import StateStore
 
 #: Most rows one JSON page carries.
 PAGE_MAX = 500
 PAGE_DEFAULT = 100
 #: Types (extensions) listed on the page; the rest are summed as "other".
 TYPES_SHOWN = 12
-#: CSV rows written per chunk of the streamed download.
+#: CSV rows written per chunk of the streamed download (and read from the store per window: CSV_WINDOW).
 CSV_CHUNK_ROWS = 500
+CSV_WINDOW = 5_000
 CSV_COLUMNS = (
     "status", "path", "type", "bytes", "size", "files", "newest_change", "modified", "complete", "reason",
 )  # fmt: skip
+#: The largest paths kept while reading the plan (the page shows 10, the terminal 8).
+LARGEST_KEPT = 20
+#: Positions a page needs that are at most this far apart are read as one range of rows.
+ROW_GAP = 64
+#: A folder's children in one order (by size or by name), kept per plan: the folders last opened.
+ORDERS_KEPT = 16
+#: Searches whose matches (positions, 4 bytes each) are kept per plan, for paging through them.
+SEARCHES_KEPT = 8
+#: (name, id) pairs per block of a sorted chunk in the temporary file: what the merge holds per chunk.
+RUN_BLOCK = 256
+#: A folder with more children than this is ordered in a worker thread.
+ORDER_IN_THREAD = 20_000
 
 
 def _newest(seen: SeenPath) -> float | None:
     return seen.newest if seen.kind == "directory" else seen.mtime
 
 
+def _files(seen: SeenPath) -> int:
+    return seen.file_count if seen.kind == "directory" else 1 if seen.kind == "file" else 0
+
+
 @dataclass(slots=True, eq=False)
-class Node:
-    """A folder of the tree (a plan path, or a folder that holds plan paths), or a plan file."""
+class Folder:
+    """A folder of the tree: one that holds plan paths (at any depth), with its whole tree's totals."""
 
     path: str
-    seen: SeenPath | None = None
+    parent: int
     size: int = 0
     files: int = 0
-    #: Plan paths in this tree (1 for a plan path itself).
+    #: Plan paths in this tree.
     items: int = 0
     newest: float | None = None
     complete: bool = True
-    children: dict[str, Node] = field(default_factory=dict)
-    _by_size: list[Node] | None = None
-    _by_name: list[Node] | None = None
+    #: Its child folders (ids).
+    folders: list[int] = field(default_factory=list)
+    #: Its children that are plan paths and not folders of the tree (known once the view is ordered).
+    leaves: int = 0
+    #: The plan path this folder is, when it is one that holds other plan paths too (a plan never has them).
+    seen: SeenPath | None = None
 
     def add(self, seen: SeenPath) -> None:
         self.size += seen.size
-        self.files += seen.file_count if seen.kind == "directory" else (1 if seen.kind == "file" else 0)
+        self.files += _files(seen)
         self.items += 1
         newest = _newest(seen)
         if newest is not None and (self.newest is None or newest > self.newest):
             self.newest = newest
         self.complete = self.complete and seen.complete
 
-    def ordered(self, sort: str) -> list[Node]:
-        if sort == "name":
-            if self._by_name is None:
-                self._by_name = sorted(self.children.values(), key=lambda n: n.path)
-            return self._by_name
-        if self._by_size is None:
-            self._by_size = sorted(self.children.values(), key=lambda n: (-n.size, n.path))
-        return self._by_size
+    def take(self, below: Folder) -> None:
+        self.size += below.size
+        self.files += below.files
+        self.items += below.items
+        if below.newest is not None and (self.newest is None or below.newest > self.newest):
+            self.newest = below.newest
+        self.complete = self.complete and below.complete
 
 
 def _visible(text: str) -> str:
@@ -87,62 +124,269 @@ def page_bounds(offset: Any, limit: Any) -> tuple[int, int]:
     return start, count
 
 
+def type_label(seen: SeenPath) -> str:
+    if seen.kind == "directory":
+        return "folders"
+    if seen.kind == "file":
+        name = seen.path.rsplit("/", 1)[-1]
+        stem, dot, suffix = name.rpartition(".")
+        usual = dot and stem and len(suffix) <= 12 and any(c.isalpha() for c in suffix)
+        return f".{suffix.lower()}" if usual else "files without extension"
+    return "links and other"
+
+
+class _Runs:
+    """Sorted runs of (path, id) pairs in an unnamed temporary file, merged into one path order."""
+
+    def __init__(self) -> None:
+        self.file: IO[bytes] = tempfile.TemporaryFile(prefix="efile-review-")  # noqa: SIM115 - closed by close()
+        self.runs: list[list[int]] = []
+
+    def add(self, pairs: list[tuple[str, int]]) -> None:
+        pairs.sort()
+        offsets = []
+        for first in range(0, len(pairs), RUN_BLOCK):
+            offsets.append(self.file.tell())
+            pickle.dump(pairs[first : first + RUN_BLOCK], self.file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.runs.append(offsets)
+
+    def _read(self, offsets: list[int]) -> Iterator[tuple[str, int]]:
+        for offset in offsets:
+            self.file.seek(offset)
+            block: list[tuple[str, int]] = pickle.load(self.file)
+            yield from block
+
+    def merged(self, more: Iterable[tuple[str, int]]) -> Iterator[tuple[str, int]]:
+        return heapq.merge(*(self._read(offsets) for offsets in self.runs), more)
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class PlanView:
-    """Everything the page shows of one plan, computed once (about 1 s for 100,000 paths)."""
+    """Everything the page shows of one plan, from its header and its rows read once (`load`)."""
 
     def __init__(self, plan: Plan, now: float) -> None:
+        """An empty view of `plan`; `feed` it the plan's rows, then `finish` it (or use `load`/`of`)."""
         self.plan = plan
         self.now = now
-        self.root = Node("/")
-        for seen in plan.paths:
-            self._insert(seen)
-        top = self.root
-        while len(top.children) == 1 and top.seen is None:
-            (only,) = top.children.values()
-            if only.seen is not None:
+        self.count = 0
+        self.directories = 0
+        self.has_quarantine_path = False
+        self.folders: list[Folder] = [Folder("/", -1)]
+        self._folder_ids: dict[str, int] = {"/": 0}
+        self._sizes = array("q")
+        self._parents = array("I")
+        #: Rows that are folders of the tree too (position -> folder id): none in a plan the dry run made.
+        self._nested: dict[int, int] = {}
+        self._types: dict[str, list[int]] = {}
+        self._largest: list[SeenPath] = []
+        self._runs: _Runs | None = None
+        # Known once ordered (`_order`): ranks in path order, the rows in path order, each folder's leaves.
+        self.ordered = False
+        self._rank = array("I")
+        self._folder_rank = array("I")
+        self._by_path = array("I")
+        self._leaf_start = array("I")
+        self._leaves = array("I")
+        self._scattered = False
+        self._orders: OrderedDict[tuple[int, str], array[int]] = OrderedDict()
+        self._searches: OrderedDict[str, array[int]] = OrderedDict()
+        self.top = 0
+        self.top_shown = "/"
+
+    @property
+    def root(self) -> Folder:
+        return self.folders[0]
+
+    # ------------------------------------------------------------------ reading the plan once
+
+    @classmethod
+    async def load(cls, store: StateStore, plan: Plan, now: float, *, ordered: bool = True) -> PlanView:
+        """The view of a stored plan, its rows read a chunk at a time. `ordered`: also the path order (the
+        page's tree and list need it, a summary does not). Raises LookupError when rows are missing."""
+        view = cls(plan, now)
+        if ordered:
+            view._runs = _Runs()
+        try:
+            async for rows in plan_rows(store, plan):
+                view.feed(rows)
+            view._total_up()
+            if ordered:
+                late = await anyio.to_thread.run_sync(view._order)
+                for position, seen in (await view._rows_at(store, sorted(late))).items():
+                    view._own(late[position], seen)
+        finally:
+            if view._runs is not None:
+                view._runs.close()
+                view._runs = None
+        return view
+
+    @classmethod
+    def of(cls, plan: Plan, now: float) -> PlanView:
+        """The summary view of a plan whose paths are in memory (unordered: totals, types, largest)."""
+        view = cls(plan, now)
+        for first in range(0, len(plan.paths), 5_000):
+            view.feed(plan.paths[first : first + 5_000])
+        view._total_up()
+        return view
+
+    def _folder(self, path: str) -> int:
+        """The id of the folder at `path`, made (with the folders above it) when new."""
+        ids = self._folder_ids
+        missing = []
+        while path not in ids:
+            missing.append(path)
+            path = path.rsplit("/", 1)[0] or "/"
+        fid = ids[path]
+        for below in reversed(missing):
+            new = len(self.folders)
+            self.folders.append(Folder(below, fid))
+            self.folders[fid].folders.append(new)
+            ids[below] = fid = new
+        return fid
+
+    def feed(self, rows: Sequence[SeenPath]) -> None:
+        """Add a chunk of the plan's rows, in plan order: into their folder's own totals (summed up the tree
+        at the end), the types, the largest; and their names, sorted, into the runs."""
+        ids, folders, types = self._folder_ids, self.folders, self._types
+        first = self.count
+        for position, seen in enumerate(rows, first):
+            path = seen.path
+            fid = ids.get(path.rsplit("/", 1)[0] or "/")
+            if fid is None:
+                fid = self._folder(path.rsplit("/", 1)[0] or "/")
+            folder = folders[fid]
+            folder.add(seen)
+            self._sizes.append(seen.size)
+            self._parents.append(fid)
+            own = ids.get(path)
+            if own is not None:  # a folder of the tree already: this row is that folder
+                self._nested[position] = own
+                folders[own].seen = seen
+            if seen.kind == "directory":
+                self.directories += 1
+            if QUARANTINE_DIR in path and is_quarantine_path(path):
+                self.has_quarantine_path = True
+            label = type_label(seen)
+            group = types.get(label)
+            if group is None:
+                group = types[label] = [0, 0]
+            group[0] += 1
+            group[1] += seen.size
+        self.count = first + len(rows)
+        self._largest = heapq.nsmallest(LARGEST_KEPT, [*self._largest, *rows], key=lambda s: (-s.size, s.path))
+        if self._runs is not None:
+            self._runs.add([(seen.path, position) for position, seen in enumerate(rows, first)])
+
+    def _total_up(self) -> None:
+        """Each folder's whole tree: its own rows plus its child folders' trees (children come after parents)."""
+        folders = self.folders
+        for fid in range(len(folders) - 1, 0, -1):
+            folders[folders[fid].parent].take(folders[fid])
+        for fid in set(self._nested.values()):
+            seen = folders[fid].seen
+            if seen is not None:
+                self._own(fid, seen)
+
+    def _own(self, fid: int, seen: SeenPath) -> None:
+        """A plan path that is a folder of the tree: its own row counts in its node (its parent has it already)."""
+        folder = self.folders[fid]
+        folder.seen = seen
+        folder.add(seen)
+
+    def _order(self) -> dict[int, int]:
+        """The path order (a worker thread): every name's rank, the rows in path order, each folder's leaves in
+        path order, the folder the tree starts at. Returns the rows found to be folders only now (position ->
+        folder id), whose own rows the caller reads and adds."""
+        assert self._runs is not None
+        count, folders = self.count, self.folders
+        rank = array("I", bytes(4 * count))
+        folder_rank = array("I", bytes(4 * len(folders)))
+        by_path = array("I")
+        late: dict[int, int] = {}
+        names = sorted((f.path, count + fid) for fid, f in enumerate(folders))
+        previous: tuple[str, int] | None = None
+        for number, (path, key) in enumerate(self._runs.merged(names)):
+            if key < count:
+                rank[key] = number
+                by_path.append(key)
+            else:
+                fid = key - count
+                folder_rank[fid] = number
+                if previous is not None and previous[0] == path and previous[1] < count:
+                    if previous[1] not in self._nested:  # a plan path that is a folder of the tree, seen first
+                        late[previous[1]] = fid
+                    self._nested[previous[1]] = fid
+            previous = (path, key)
+        leaves_of = [0] * (len(folders) + 1)
+        parents = self._parents
+        for position in range(count):
+            if position not in self._nested:
+                leaves_of[parents[position] + 1] += 1
+        for fid, folder in enumerate(folders):
+            folder.leaves = leaves_of[fid + 1]
+            leaves_of[fid + 1] += leaves_of[fid]
+        start = array("I", leaves_of)
+        fill = array("I", leaves_of)
+        leaves = array("I", bytes(4 * (count - len(self._nested))))
+        for position in by_path:
+            if position not in self._nested:
+                fid = parents[position]
+                leaves[fill[fid]] = position
+                fill[fid] += 1
+        gaps = sum(1 for a, b in itertools.pairwise(by_path) if not 0 < b - a <= ROW_GAP)
+        self._rank, self._folder_rank, self._by_path = rank, folder_rank, by_path
+        self._leaf_start, self._leaves = start, leaves
+        self._parents = array("I")
+        #: Rows in path order far apart in the plan: the CSV is then written in plan order (one read per chunk).
+        self._scattered = gaps > count // 20
+        top = 0
+        while True:
+            node = folders[top]
+            if node.seen is not None or node.leaves or len(node.folders) != 1:
+                break
+            only = node.folders[0]
+            if folders[only].seen is not None:
                 break
             top = only
-        self.top = top
-        self.top_shown = _visible(top.path)
-        self._by_path = sorted(plan.paths, key=lambda s: s.path)
-        self._nodes: dict[str, Node] = {}
-        self._types: list[dict[str, Any]] | None = None
-        self._largest: list[SeenPath] | None = None
-        self._index(self.root)
+        self.top, self.top_shown = top, _visible(folders[top].path)
+        self.ordered = True
+        return late
 
-    def _insert(self, seen: SeenPath) -> None:
-        node = self.root
-        node.add(seen)
-        walked = ""
-        for part in seen.path.strip("/").split("/"):
-            walked += "/" + part
-            child = node.children.get(part)
-            if child is None:
-                child = node.children[part] = Node(walked)
-            child.add(seen)
-            node = child
-        node.seen = seen
+    # ------------------------------------------------------------------ reading rows back
 
-    def _index(self, root: Node) -> None:
-        stack = [root]
-        while stack:
-            node = stack.pop()
-            self._nodes[node.path] = node
-            stack.extend(node.children.values())
+    async def _rows_at(self, store: StateStore, positions: Sequence[int]) -> dict[int, SeenPath]:
+        """The plan's rows at these positions, those close together read as one range."""
+        wanted = sorted(set(positions))
+        found: dict[int, SeenPath] = {}
+        index = 0
+        while index < len(wanted):
+            first = last = wanted[index]
+            index += 1
+            while index < len(wanted) and wanted[index] - last <= ROW_GAP:
+                last = wanted[index]
+                index += 1
+            at = first
+            async for rows in plan_rows(store, self.plan, first, last - first + 1):
+                for seen in rows:
+                    found[at] = seen
+                    at += 1
+        return {position: found[position] for position in wanted}
 
     # ------------------------------------------------------------------ what a row says
 
     def _age(self, epoch: float | None) -> str | None:
         return human_age(epoch, self.now)
 
-    def node_row(self, node: Node) -> dict[str, Any]:
+    def folder_row(self, fid: int) -> dict[str, Any]:
+        node = self.folders[fid]
         seen = node.seen
-        kind = seen.kind if seen is not None else "group"
         return {
             "path": node.path,
             "shown": _visible(node.path),
             "name": _visible(node.path.rsplit("/", 1)[-1] or "/"),
-            "kind": kind,
+            "kind": seen.kind if seen is not None else "group",
             "in_plan": seen is not None,
             "size": node.size,
             "size_text": human_size(node.size),
@@ -151,7 +395,26 @@ class PlanView:
             "newest": iso_time(node.newest),
             "age": self._age(node.newest),
             "complete": node.complete,
-            "expandable": bool(node.children),
+            "expandable": bool(node.folders or node.leaves),
+        }
+
+    def leaf_row(self, seen: SeenPath) -> dict[str, Any]:
+        """A plan path in the tree (as a child of its folder)."""
+        newest = _newest(seen)
+        return {
+            "path": seen.path,
+            "shown": _visible(seen.path),
+            "name": _visible(seen.path.rsplit("/", 1)[-1] or "/"),
+            "kind": seen.kind,
+            "in_plan": True,
+            "size": seen.size,
+            "size_text": human_size(seen.size),
+            "files": _files(seen),
+            "items": 1,
+            "newest": iso_time(newest),
+            "age": self._age(newest),
+            "complete": seen.complete,
+            "expandable": False,
         }
 
     def path_row(self, seen: SeenPath) -> dict[str, Any]:
@@ -162,7 +425,7 @@ class PlanView:
             "kind": seen.kind,
             "size": seen.size,
             "size_text": human_size(seen.size),
-            "files": seen.file_count if seen.kind == "directory" else 1 if seen.kind == "file" else 0,
+            "files": _files(seen),
             "newest": iso_time(newest),
             "age": self._age(newest),
             "complete": seen.complete,
@@ -170,28 +433,92 @@ class PlanView:
 
     # ------------------------------------------------------------------ pages
 
-    def children(self, folder: str | None, offset: int, limit: int, sort: str = "size") -> dict[str, Any] | None:
+    async def _children_order(self, fid: int, sort: str) -> array[int]:
+        """A folder's children in order, as ids: a row's position, or the plan's row count plus a folder id."""
+        key = (fid, sort)
+        known = self._orders.get(key)
+        if known is None:
+            folder = self.folders[fid]
+            if folder.leaves + len(folder.folders) > ORDER_IN_THREAD:
+                known = await anyio.to_thread.run_sync(lambda: self._sort_children(fid, sort))
+            else:
+                known = self._sort_children(fid, sort)
+            self._orders[key] = known
+            while len(self._orders) > ORDERS_KEPT:
+                self._orders.popitem(last=False)
+        self._orders.move_to_end(key)
+        return known
+
+    def _sort_children(self, fid: int, sort: str) -> array[int]:
+        count, folders = self.count, self.folders
+        leaves = self._leaves[self._leaf_start[fid] : self._leaf_start[fid + 1]]  # in path order already
+        below = folders[fid].folders
+        if sort == "name":
+            if not below:
+                return leaves
+            rank, folder_rank = self._rank, self._folder_rank
+            subfolders = sorted((folder_rank[child], count + child) for child in below)
+            merged = heapq.merge(((rank[p], p) for p in leaves), subfolders)
+            return array("I", (key for _, key in merged))
+        # Largest first, then by name: one integer per child (size, rank, id) sorted, no tuple per child.
+        width = (count + len(folders)).bit_length()
+        top = 1 << 63
+        sizes, rank, folder_rank = self._sizes, self._rank, self._folder_rank
+        keys = [(((top - sizes[p]) << width | rank[p]) << width) | p for p in leaves]
+        keys += [(((top - folders[c].size) << width | folder_rank[c]) << width) | (count + c) for c in below]
+        keys.sort()
+        mask = (1 << width) - 1
+        return array("I", (k & mask for k in keys))
+
+    async def children(
+        self, store: StateStore, folder: str | None, offset: int, limit: int, sort: str = "size"
+    ) -> dict[str, Any] | None:
         """One page of a folder's children (the top of the tree when `folder` is None); None: no such folder."""
-        node = self.top if not folder else self._nodes.get(folder)
-        if node is None:
+        fid = self.top if not folder else self._folder_ids.get(folder)
+        if fid is None:
             return None
-        ordered = node.ordered(sort)
+        ordered = await self._children_order(fid, "name" if sort == "name" else "size")
+        page = ordered[offset : offset + limit]
+        rows = await self._rows_at(store, [key for key in page if key < self.count])
         return {
-            "folder": self.node_row(node),
+            "folder": self.folder_row(fid),
             "total": len(ordered),
             "offset": offset,
-            "items": [self.node_row(child) for child in ordered[offset : offset + limit]],
+            "items": [
+                self.leaf_row(rows[key]) if key < self.count else self.folder_row(key - self.count) for key in page
+            ],
         }
 
-    def paths(self, query: str, offset: int, limit: int) -> dict[str, Any]:
+    async def _matching(self, store: StateStore, needle: str) -> array[int]:
+        """The positions of the rows whose path contains `needle` (casefolded), in path order: the rows are
+        read again a chunk at a time; the answer is kept for paging."""
+        known = self._searches.get(needle)
+        if known is None:
+            found: list[int] = []
+            position = 0
+            async for rows in plan_rows(store, self.plan):
+                for seen in rows:
+                    if needle in seen.path.casefold():
+                        found.append(position)
+                    position += 1
+            found.sort(key=self._rank.__getitem__)
+            known = self._searches[needle] = array("I", found)
+            while len(self._searches) > SEARCHES_KEPT:
+                self._searches.popitem(last=False)
+        self._searches.move_to_end(needle)
+        return known
+
+    async def paths(self, store: StateStore, query: str, offset: int, limit: int) -> dict[str, Any]:
         """One page of every plan path in path order, those containing `query` (any case) when it is given."""
         needle = query.casefold().strip()
-        matching = [s for s in self._by_path if needle in s.path.casefold()] if needle else self._by_path
+        matching = await self._matching(store, needle) if needle else self._by_path
+        page = matching[offset : offset + limit]
+        rows = await self._rows_at(store, page)
         return {
             "query": query,
             "total": len(matching),
             "offset": offset,
-            "items": [self.path_row(s) for s in matching[offset : offset + limit]],
+            "items": [self.path_row(rows[position]) for position in page],
         }
 
     def exceptions(self, offset: int, limit: int) -> dict[str, Any]:
@@ -218,10 +545,10 @@ class PlanView:
         """The dry run's summary as the plan kept it; the plan's own paths when it kept none."""
         summary = dict(self.plan.summary)
         root = self.root
-        summary.setdefault("would_remove", len(self.plan.paths))
+        summary.setdefault("would_remove", self.count)
         summary.setdefault("total_size", root.size)
         summary.setdefault("file_count", root.files)
-        summary.setdefault("folder_count", sum(1 for s in self.plan.paths if s.kind == "directory"))
+        summary.setdefault("folder_count", self.directories)
         summary.setdefault("newest_modified", iso_time(root.newest))
         if not root.complete:
             summary.setdefault("lower_bound", True)
@@ -230,27 +557,8 @@ class PlanView:
         return summary
 
     def types(self) -> list[dict[str, Any]]:
-        """Bytes and paths per type: folders, then files by extension, largest first (computed once)."""
-        if self._types is None:
-            self._types = self._count_types()
-        return self._types
-
-    def _count_types(self) -> list[dict[str, Any]]:
-        groups: dict[str, list[int]] = {}
-        for seen in self.plan.paths:
-            if seen.kind == "directory":
-                label = "folders"
-            elif seen.kind == "file":
-                name = seen.path.rsplit("/", 1)[-1]
-                stem, dot, suffix = name.rpartition(".")
-                usual = dot and stem and len(suffix) <= 12 and any(c.isalpha() for c in suffix)
-                label = f".{suffix.lower()}" if usual else "files without extension"
-            else:
-                label = "links and other"
-            group = groups.setdefault(label, [0, 0])
-            group[0] += 1
-            group[1] += seen.size
-        ranked = sorted(groups.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))
+        """Bytes and paths per type: folders, then files by extension, largest first."""
+        ranked = sorted(self._types.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))
         shown = [
             {"type": _visible(label), "paths": count, "size": size, "size_text": human_size(size)}
             for label, (count, size) in ranked[:TYPES_SHOWN]
@@ -269,17 +577,16 @@ class PlanView:
         return shown
 
     def largest(self, count: int) -> list[dict[str, Any]]:
-        if self._largest is None or len(self._largest) < count:
-            self._largest = heapq.nsmallest(count, self.plan.paths, key=lambda s: (-s.size, s.path))
-        return [self.path_row(s) for s in self._largest[:count]]
+        return [self.path_row(s) for s in self._largest[: min(count, LARGEST_KEPT)]]
 
-    def csv_chunks(self) -> Iterator[str]:
-        """The whole plan as CSV, a chunk of rows at a time: every path to remove, then every exception."""
+    async def csv_chunks(self, store: StateStore) -> AsyncIterator[str]:
+        """The whole plan as CSV, a chunk of rows at a time: every path to remove (in path order, read a window
+        at a time; in plan order when that order is far from the paths'), then every exception."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
-        rows = 0
-        for seen in self._by_path:
+        written = 0
+        async for seen in self._rows_for_csv(store):
             newest = _newest(seen)
             writer.writerow(
                 [
@@ -288,23 +595,35 @@ class PlanView:
                     seen.kind,
                     seen.size,
                     human_size(seen.size),
-                    seen.file_count if seen.kind == "directory" else 1 if seen.kind == "file" else 0,
+                    _files(seen),
                     iso_time(newest) or "",
                     iso_time(seen.mtime) or "",
                     "yes" if seen.complete else "no (at least)",
                     "",
                 ]
             )
-            rows += 1
-            if rows % CSV_CHUNK_ROWS == 0:
+            written += 1
+            if written % CSV_CHUNK_ROWS == 0:
                 yield _drain(buffer)
         for row in self.plan.exceptions:
             item = self._exception_row(row)
             writer.writerow([item["status"], _cell(item["path"]), "", "", "", "", "", "", "", _cell(item["reason"])])
-            rows += 1
-            if rows % CSV_CHUNK_ROWS == 0:
+            written += 1
+            if written % CSV_CHUNK_ROWS == 0:
                 yield _drain(buffer)
         yield _drain(buffer)
+
+    async def _rows_for_csv(self, store: StateStore) -> AsyncIterator[SeenPath]:
+        if self._scattered or not self.ordered:
+            async for rows in plan_rows(store, self.plan):
+                for seen in rows:
+                    yield seen
+            return
+        for first in range(0, len(self._by_path), CSV_WINDOW):
+            window = self._by_path[first : first + CSV_WINDOW]
+            found = await self._rows_at(store, window)
+            for position in window:
+                yield found[position]
 
 
 def _drain(buffer: io.StringIO) -> str:
