@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcp import Client
 
 from efile_mcp.client import EfileApi, EfileTransport, RetryPolicy, StaticToken
 from efile_mcp.client.walk import Listings, TreeWalk, WalkLimits
-from efile_mcp.guard.inspect import Inspector
-from efile_mcp.guard.paths import PathPolicy
+from efile_mcp.guard.inspect import Inspector, may_be_protected
+from efile_mcp.guard.paths import DEFAULT_PROTECTED, PathPolicy
 from efile_mcp.sandbox import RunningSandbox
 
 from .conftest import call_ok
@@ -120,3 +122,67 @@ async def test_execution_by_select_lists_each_folder_once(client: Client, sandbo
     # big-run and its 3 shards, each read whole once by the re-check, plus the look-up of big-run in scratch;
     # counting what now matches and was not previewed reads the same folders from that call's listings.
     assert sandbox.sandbox.request_counts["file/list"] <= 5
+
+
+def link_farm(sandbox: RunningSandbox, folders: int = 40, links: int = 3) -> str:
+    """A folder of `folders` sub-folders, each holding one file and `links` symbolic links to it."""
+    farm = sandbox.root / "scratch" / "farm"
+    for n in range(folders):
+        sub = farm / f"part-{n:02d}"
+        sub.mkdir(parents=True)
+        (sub / "data.bin").write_bytes(b"x" * 10)
+        for k in range(links):
+            os.symlink("data.bin", sub / f"link-{k}")
+    return f"{sandbox.home}/scratch/farm"
+
+
+async def test_a_folder_refused_for_its_links_is_read_no_further_than_the_first_link(
+    api: EfileApi, sandbox: RunningSandbox
+) -> None:
+    folder = link_farm(sandbox)
+    sandbox.sandbox.request_counts.clear()
+    found = await inspector(api, sandbox).check([folder], walk_folders=True)
+    why = found.refused[folder]
+    # The first link named, the rest counted: what was read before the walk stopped (a tree of a million
+    # links keeps one path, not a million).
+    assert f'it holds the symbolic link "{folder}/part-' in why and "(and at least " in why
+    # Refused whatever the rest holds: of its 41 folders, no more are listed once a link is seen (the
+    # requests already out, at most two per request slot, and the look-up of the folder itself).
+    assert sandbox.sandbox.request_counts["file/list"] <= 20
+    assert found.entries_read < 40 * 4
+
+
+async def test_a_folder_of_links_to_quarantine_is_read_whole_and_seen(api: EfileApi, sandbox: RunningSandbox) -> None:
+    folder = link_farm(sandbox)
+    allowed = Inspector(
+        Listings(api), PathPolicy([f"{sandbox.home}/scratch"]), WalkLimits.starting_now(100_000, 30), "allow"
+    )
+    found = await allowed.check([folder], walk_folders=True)
+    seen = found.seen[folder]
+    assert not found.refused and seen.file_count == 40 and seen.size == 400 and seen.fingerprint
+    assert found.entries_read == 40 + 40 * 4
+
+
+PROTECTED_SPELLINGS = [".ssh", ".SSH", ".ssh. .", ".Bashrc ", "\uff0e\uff53\uff53\uff48", ".gnupg..", "Secrets", "..."]
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(PROTECTED_SPELLINGS),
+            st.text(alphabet=st.sampled_from("ab.S /hsecrt\u00e9\uff0e\uff53"), max_size=8),
+        ),
+        max_size=12,
+    )
+)
+@settings(max_examples=400, deadline=None)
+def test_a_page_is_looked_at_name_by_name_whenever_a_name_in_it_is_protected(names: list[str]) -> None:
+    policy = PathPolicy(["/r"], DEFAULT_PROTECTED | {"secrets", "..."})
+    if any(policy.is_protected_name(name) for name in names):
+        assert may_be_protected(policy.protected_names)(names)
+
+
+def test_a_page_of_ordinary_names_is_not_looked_at_name_by_name() -> None:
+    test = may_be_protected(PathPolicy(["/r"]).protected_names)
+    assert not test([f"n01440764_{n:05d}.JPEG" for n in range(1281)] + ["ssh", "x.ssh", "bashrc", ".cache"])
+    assert test(["a.jpg", ".PROFILE .", "b.jpg"]) and test(["donn\u00e9es"])  # any non-ASCII name: one by one

@@ -14,18 +14,22 @@ whatever the path's depth.
 A folder's walk also computes its fingerprint: a hash over every entry of its tree (path below the folder,
 type, size, mtime), summed as the pages arrive. Execution compares it: a folder whose contents were swapped
 for others with the same sizes and times (`rsync -a`, `tar x`) is `changed`.
+
+What a walk keeps does not grow with the tree: the first protected name and the first symbolic link found,
+and how many; and a folder whose answer is already a refusal (a protected name, or a link where links are
+refused) is not read further.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ..client._groups import task_group
 from ..client.walk import ClosedDir, Entry, Listings, Totals, TreeWalk, WalkLimits, join
 from ..errors import EfileMcpError
-from .paths import PathPolicy, display
+from .paths import PathPolicy, display, fold_name
 from .seen import SeenPath
 
 
@@ -45,6 +49,46 @@ def components_below_root(path: str, root: str) -> list[str]:
     """`root/a/b/c` -> [`root/a`, `root/a/b`, `root/a/b/c`]: every path whose entry must be a real folder (or the leaf)."""
     rest = path[len(root) + 1 :].split("/")
     return [root + "/" + "/".join(rest[: i + 1]) for i in range(len(rest))]
+
+
+def may_be_protected(protected: Iterable[str]) -> Callable[[list[str]], bool]:
+    """A test of a page's names at once: true whenever one of them is protected (`fold_name` of it among the
+    protected names), seldom otherwise, so that a page's names are looked at one by one only then.
+
+    An ASCII name folds by lower-casing and trimming trailing spaces and dots, so one that folds to a protected
+    name starts with it, lower-cased: the page's names, joined after a "/" each and lower-cased, hold "/" and
+    that name. A page with any other name is always looked at name by name. A name holding "/" (no file
+    system allows one) can only make the test true, never hide a protected name.
+    """
+    needles = tuple(sorted({"/" + folded for folded in map(fold_name, protected) if folded.isascii()}))
+
+    def test(names: list[str]) -> bool:
+        joined = "/" + "/".join(names)
+        if not joined.isascii():
+            return True
+        lowered = joined.lower()
+        return any(needle in lowered for needle in needles)
+
+    return test
+
+
+@dataclass(slots=True)
+class Found:
+    """Entries of one kind found in a tree: the first one's path, and how many (a million links keep one path)."""
+
+    first: str | None = None
+    count: int = 0
+
+    def add(self, path: str) -> None:
+        if self.first is None:
+            self.first = path
+        self.count += 1
+
+    def named(self, *, partly: bool = False) -> str:
+        """The first one, and how many more (`partly`: the tree was not read to its end, so at least that many)."""
+        assert self.first is not None
+        more = self.count - 1
+        return display(self.first) + (f" (and {'at least ' if partly else ''}{more} more)" if more > 0 else "")
 
 
 def link_refusal(link: str, path: str) -> str:
@@ -80,6 +124,7 @@ class Inspector:
         self.entries_read = 0
         #: Folder walks an earlier call left unfinished (Inspection.unfinished), by folder path.
         self.resume = resume or {}
+        self._may_be_protected = may_be_protected(policy.protected_names)
 
     async def check(self, paths: Iterable[str], *, walk_folders: bool) -> Inspection:
         paths = list(paths)
@@ -160,16 +205,26 @@ class Inspector:
     async def _size_folder(self, path: str, entry: Entry, result: Inspection) -> None:
         tree = Totals()
         tree.see(entry.mtime)
-        protected: list[str] = []
-        links: list[str] = []
+        protected = Found()
+        links = Found()
+        refuse_links = self.links_inside == "refuse"
         fingerprint: list[int] = []
+        is_protected, may_be_protected = self.policy.is_protected_name, self._may_be_protected
 
         def on_entries(folder: str, depth: int, batch: list[Entry]) -> None:
-            for child in batch:
-                if self.policy.is_protected_name(child.name):
-                    protected.append(join(folder, child.name))
-                if child.kind == "symlink":
-                    links.append(join(folder, child.name))
+            # Once per entry of the tree: the names are looked at one by one only when the page may hold a
+            # protected one, and links only where they refuse the folder (the walk's totals count them).
+            if may_be_protected([child.name for child in batch]):
+                for child in batch:
+                    if is_protected(child.name):
+                        protected.add(join(folder, child.name))
+            if refuse_links:
+                for name in [child.name for child in batch if child.kind == "symlink"]:
+                    links.add(join(folder, name))
+
+        def refused_already() -> bool:
+            """The folder is refused whatever the rest holds: nothing more of it is read."""
+            return protected.count > 0 or links.count > 0
 
         def on_closed(closed: ClosedDir) -> None:
             if closed.depth == 0:
@@ -181,21 +236,20 @@ class Inspector:
         walk = self.resume.get(path) or TreeWalk(path, aggregate=True, fingerprint=True)
         before = walk.stats.entries_seen
         stats = await self.listings.walk(
-            walk, on_entries, limits=self.limits.less(self.entries_read), on_closed=on_closed
+            walk, on_entries, limits=self.limits.less(self.entries_read), on_closed=on_closed, stop=refused_already
         )
         self.entries_read += stats.entries_seen - before
-        if protected:
+        partly = bool(stats.stopped)
+        if protected.count:
             result.refused[path] = (
-                f"it holds {display(protected[0])}, a protected name"
-                + (f" (and {len(protected) - 1} more)" if len(protected) > 1 else "")
-                + ": removing the folder would remove it too. Name the other contents individually instead."
+                f"it holds {protected.named(partly=partly)}, a protected name: removing the folder would remove it "
+                "too. Name the other contents individually instead."
             )
             return
-        if links and self.links_inside == "refuse":
+        if links.count:
             result.refused[path] = (
-                f"it holds the symbolic link {display(links[0])}"
-                + (f" (and {len(links) - 1} more)" if len(links) > 1 else "")
-                + ": efile-mcp does not remove folders with links inside for good (the storage may follow them). "
+                f"it holds the symbolic link {links.named(partly=partly)}: efile-mcp does not remove folders with "
+                "links inside for good (the storage may follow them). "
                 "Two ways out: remove it with mode='quarantine' (the folder is moved whole, links as links, and "
                 "can be restored), or, if the storage removes links as links (as `rm -rf` does), the person or "
                 "their admin sets EFILE_LINKS_INSIDE=remove."
