@@ -30,7 +30,9 @@ has its own, and the child's RSS once everything is imported and the guard built
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,6 +46,12 @@ import anyio
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+#: Another copy of the package to measure (`--code DIR`, e.g. `git archive <commit> efile_mcp | tar -x -C DIR`):
+#: a before/after in the same harness, or a stable copy while the working tree is being edited.
+if os.environ.get("BENCH_CODE"):
+    sys.path.insert(0, os.environ["BENCH_CODE"])
+    # Imported now: its modules are found through the package from then on, whatever bench_walk puts on sys.path.
+    importlib.import_module("efile_mcp")
 
 from bench_walk import ROOT, Shape, imagenet, peak_rss_mb, sequential  # noqa: E402
 from common import RTT, Row  # noqa: E402
@@ -53,7 +61,9 @@ SCALES: dict[str, Shape] = {
     "quick": imagenet(100, 1280),  # 128,000 files, 101 folders: ~30 s in all
     "full": imagenet(1000, 1281),  # 1,281,000 files, 1,001 folders: the issue's case, ~3 minutes
 }
-CASES = ("delete", "quarantine")
+#: quarantine-links: the same tree with every file a symbolic link (a dataset "copied" as a farm of links),
+#: quarantined (a move carries links as links): what the dry run keeps of links grows with them, or not.
+CASES = ("delete", "quarantine", "quarantine-links")
 DRY_RUN_TARGET, EXECUTION_TARGET, RSS_TARGET_MB = 0.3, 0.35, 300
 
 
@@ -135,7 +145,9 @@ async def remove_folder(shape: Shape, mode: str) -> dict[str, Any]:
     """The dry run (resumed until whole), then the execution by token; each timed, each with its peak RSS."""
     from efile_mcp.guard.requests import RemovalRequest
 
-    fake = FakeEfile(shape)
+    links = mode.endswith("-links")
+    mode = mode.removesuffix("-links")
+    fake = FakeEfile(shape, links=links)
     fake.warm()
     with tempfile.TemporaryDirectory(prefix="bench-folder-removal-") as state:
         guard, transport = build_guard(fake, Path(state), mode)
@@ -158,7 +170,8 @@ async def remove_folder(shape: Shape, mode: str) -> dict[str, Any]:
                 "file_count": plan.summary.file_count,
                 "token": bool(plan.confirmation_token),
             }
-            assert plan.confirmation_token and plan.summary.file_count == shape.files, plan.model_dump()
+            assert plan.confirmation_token, plan.model_dump()
+            assert plan.summary.file_count == (0 if links else shape.files), plan.model_dump()
             fake.requests.clear()
             fake.most_in_flight = 0
             reset_peak()
@@ -174,7 +187,13 @@ async def remove_folder(shape: Shape, mode: str) -> dict[str, Any]:
             }
             gone = fake.mount is None if mode == "delete" else fake.mount not in (None, ROOT)
             assert gone, (fake.mount, done.model_dump())
-            return {"idle_rss_mb": idle, "peak_resets": peak_resets, "dry_run": dry, "execution": execution}
+            return {
+                "code": str(Path(sys.modules["efile_mcp"].__file__ or "").parent.parent),
+                "idle_rss_mb": idle,
+                "peak_resets": peak_resets,
+                "dry_run": dry,
+                "execution": execution,
+            }
         finally:
             await transport.aclose()
             await guard.store.aclose()
@@ -187,19 +206,21 @@ def child(who: str, scale: str) -> dict[str, Any]:
     return anyio.run(remove_folder, shape, who)
 
 
-def in_child(who: str, scale: str) -> dict[str, Any]:
+def in_child(who: str, scale: str, code: str | None = None) -> dict[str, Any]:
+    env = {**os.environ, "BENCH_CODE": code} if code else None
     done = subprocess.run(
         [sys.executable, __file__, "--child", who, "--scale", scale],
         capture_output=True,
         text=True,
         cwd=HERE.parent,
+        env=env,
     )
     if done.returncode:
         raise RuntimeError(f"the {who} child failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(quick: bool = True, only: list[str] | None = None) -> list[Row]:
+def run(quick: bool = True, only: list[str] | None = None, code: str | None = None) -> list[Row]:
     scale = "quick" if quick else "full"
     shape = SCALES[scale]
     rows: list[Row] = []
@@ -207,7 +228,7 @@ def run(quick: bool = True, only: list[str] | None = None) -> list[Row]:
     assert base["files"] == shape.files, base
     what = f"{shape.files:,} files in {shape.folders - 1:,} sub-folders"
     for mode in only or CASES:
-        got = in_child(mode, scale)
+        got = in_child(mode, scale, code)
         dry, execution = got["dry_run"], got["execution"]
         requests = ", ".join(f"{n} {endpoint}" for endpoint, n in sorted(execution["requests"].items()))
         rows += [
@@ -257,12 +278,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="quick")
     parser.add_argument("--only", action="append", choices=list(CASES))
+    parser.add_argument("--code", metavar="DIR", help="measure the efile_mcp package in DIR instead of this tree's")
     parser.add_argument("--child", metavar="WHO", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.scale)))
         return
-    for row in run(args.scale == "quick", args.only):
+    for row in run(args.scale == "quick", args.only, args.code):
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
         print(
             f"{row.measure:<80} {row.value:>10.2f} {row.unit:<4} {ratio:>7} {row.verdict:<5} {row.note}",

@@ -40,6 +40,10 @@ from efile_mcp.models.wire import (
 HOME = ROOT.rpartition("/")[0]
 
 
+_REGULAR_FLAGS = b'"isRegularFile": true, "isSymbolicLink": false'
+_LINK_FLAGS = b'"isRegularFile": false, "isSymbolicLink": true'
+
+
 def _parent(path: str) -> str:
     return path.rpartition("/")[0] or "/"
 
@@ -57,9 +61,11 @@ def _error(code: str, msg: str) -> httpx.Response:
 class FakeEfile:
     """The storage and its API. `transport()` is the seam for `EfileTransport(http_transport=...)`."""
 
-    def __init__(self, shape: Shape, *, delay: float = RTT) -> None:
+    def __init__(self, shape: Shape, *, delay: float = RTT, links: bool = False) -> None:
         self.shape = shape
         self.delay = delay
+        #: Every file of the virtual tree a symbolic link instead (a dataset "copied" as a farm of links).
+        self.links = links
         self.encoder = FakeListing(shape, delay=0)  # its per-folder encoding cache
         #: Where the virtual tree's root (ROOT) is now; None once removed.
         self.mount: str | None = ROOT
@@ -146,6 +152,8 @@ class FakeEfile:
                 else:
                     listed = texts[start : start + limit]
                 data = b'{"total": %d, "fileList": [%s]}' % (total, b", ".join(listed))
+            if self.links:
+                data = data.replace(_REGULAR_FLAGS, _LINK_FLAGS)
             return _envelope(data[:-1] + b', "path": %s}' % json.dumps(path).encode())
         if path not in self.dirs:
             return _error("911020", f"{path} does not exist")
