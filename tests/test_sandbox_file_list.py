@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 
 from efile_mcp.models.wire import FileEntry, FileListResult
-from efile_mcp.sandbox import RunningSandbox
+from efile_mcp.sandbox import RunningSandbox, file_list
+from efile_mcp.sandbox.file_list import ListingQuery, ListingRules, list_folder
+from efile_mcp.sandbox.fs import PathMapper
 
 from .test_sandbox import anyio_backend, api, list_dir, names, vpath
 
@@ -86,3 +90,70 @@ async def test_entries_have_exactly_the_wire_shape(sandbox: RunningSandbox, api:
         assert list(entry) == expected_keys
         assert FileEntry.model_validate(entry).model_dump(by_alias=True) == entry
     assert set(body["data"]) == {"total", "path", "fileList", "children"}
+
+
+def test_pages_of_an_unchanged_folder_come_from_one_reading_and_any_change_is_seen_by_the_next_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sandbox keeps a large folder's sorted names between pages; it must never answer from a stale copy."""
+    mapper = PathMapper(tmp_path, "/public/home/u")
+    make_folder(tmp_path / "big", files=50, folders=2)
+    rules = ListingRules(max_limit=100_000, page_cap=None, ignores_start=False, children=True)
+    # The folder was just written: a second from now it is settled, and its names may be kept.
+    monkeypatch.setattr(file_list, "now_ns", lambda: time.time_ns() + 2 * file_list.SETTLED_NS)
+    reads = 0
+    real_scandir = os.scandir
+
+    def counting_scandir(where: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return real_scandir(where)
+
+    monkeypatch.setattr(file_list.os, "scandir", counting_scandir)
+
+    def page(start: int, limit: int = 10, order: str = "asc", keyword: str = "") -> tuple[list[str], int]:
+        data = list_folder(mapper, ListingQuery("/public/home/u/big", start, limit, order, "name", keyword), rules)
+        return [entry["name"] for entry in data["fileList"]], data["total"]
+
+    everything = sorted([f"f{i:05d}" for i in range(50)] + ["sub000", "sub001"])
+    assert [name for start in range(0, 52, 10) for name in page(start)[0]] == everything
+    assert page(0, 100, "desc")[0] == everything[::-1] and page(45, 5, "desc")[0] == everything[2:7][::-1]
+    assert page(0, 100, keyword="sub") == (["sub000", "sub001"], 2)
+    assert reads == 1
+    (tmp_path / "big" / "f00003").unlink()
+    (tmp_path / "big" / "a-new-one").write_bytes(b"new")
+    (tmp_path / "big" / "f00010").rename(tmp_path / "big" / "z-renamed")
+    assert page(0, 3) == (["a-new-one", "f00000", "f00001"], 52)
+    assert page(50, 10)[0] == ["sub001", "z-renamed"]
+    assert reads == 2
+    # Sizes and times are never kept: a file written to (the folder itself unchanged) shows its new size.
+    (tmp_path / "big" / "f00001").write_bytes(b"0123456789")
+    data = list_folder(mapper, ListingQuery("/public/home/u/big", 2, 1, "asc", "name", ""), rules)
+    assert data["fileList"][0]["name"] == "f00001" and data["fileList"][0]["size"] == 10
+
+
+def test_a_folder_changed_within_the_last_second_is_read_again_for_every_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change within the same timestamp tick would leave the folder's times as they were, so a folder read
+    that soon after a change is never kept: the next page reads it again."""
+    mapper = PathMapper(tmp_path, "/public/home/u")
+    make_folder(tmp_path / "fresh", files=5)
+    rules = ListingRules(max_limit=100_000, page_cap=None, ignores_start=False, children=True)
+    changed = os.stat(tmp_path / "fresh").st_ctime_ns
+    monkeypatch.setattr(file_list, "now_ns", lambda: changed + file_list.SETTLED_NS - 1)
+    reads = 0
+    real_scandir = os.scandir
+
+    def counting_scandir(where: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return real_scandir(where)
+
+    monkeypatch.setattr(file_list.os, "scandir", counting_scandir)
+    query = ListingQuery("/public/home/u/fresh", 0, 100, "asc", "name", "")
+    assert list_folder(mapper, query, rules)["total"] == list_folder(mapper, query, rules)["total"] == 5
+    assert reads == 2
+    monkeypatch.setattr(file_list, "now_ns", lambda: changed + file_list.SETTLED_NS)
+    assert list_folder(mapper, query, rules)["total"] == list_folder(mapper, query, rules)["total"] == 5
+    assert reads == 3
