@@ -6,6 +6,7 @@ Baseline in the same run: plain httpx posting the same number of paths to async-
 after another, with no checks. The server's peak resident memory (VmHWM) is read after each step.
 
     python benchmarks/bench_plan_rows.py [--quick]      (quick: 20,000 paths)
+    python benchmarks/bench_plan_rows.py --million      (1,000,000 files by select across resumed calls)
 """
 
 from __future__ import annotations
@@ -22,60 +23,124 @@ from common import Row, baseline_remove, delayed_sandbox, efile_stdio, make_tree
 SECTION = "13 plan of 100k by select"
 
 
+def _plan_and_execute(sandbox: Any, tmp: str, name: str, select: dict[str, Any]) -> dict[str, Any]:
+    """Dry-run `select` over stdio (reading on with `resume` until the plan is whole), then execute it by its
+    token alone; the server's peak RSS after each step."""
+    with efile_stdio(sandbox, Path(tmp) / f"{name}.jsonl") as session:
+        session.request("tools/list")
+        idle = session.peak_rss_mb()
+        started = time.perf_counter()
+        plan, plan_chars, _ = call(session, "remove_paths", {"select": select, "mode": "delete"})
+        calls = 1
+        while plan.get("resume"):
+            plan, chars, _ = call(session, "remove_paths", {"resume": plan["resume"]})
+            plan_chars, calls = max(plan_chars, chars), calls + 1
+        dry_run = time.perf_counter() - started
+        rss_dry = session.peak_rss_mb()
+        started = time.perf_counter()
+        arguments = {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
+        done, done_chars, _ = call(session, "remove_paths", arguments)
+        execution = time.perf_counter() - started
+        rss_exec = session.peak_rss_mb()
+    return {
+        "plan": plan,
+        "done": done,
+        "calls": calls,
+        "dry_run": dry_run,
+        "execution": execution,
+        "idle": idle,
+        "rss_dry": rss_dry,
+        "rss_exec": rss_exec,
+        "chars": (plan_chars, done_chars),
+    }
+
+
 def run(quick: bool, context: dict[str, Any]) -> list[Row]:
     parents = 200 if quick else 1000
     per_parent = 100
     expected = parents * per_parent
+    rows: list[Row] = []
     with delayed_sandbox() as sandbox, tempfile.TemporaryDirectory(prefix="efile-bench-rows-") as tmp:
         paths = make_tree(sandbox, "baseline", parents, per_parent)
         base = baseline_remove(sandbox, paths)
         del paths
-        make_tree(sandbox, "select", parents, per_parent)
-        with efile_stdio(sandbox, Path(tmp) / "select.jsonl") as session:
-            session.request("tools/list")
-            idle = session.peak_rss_mb()
-            started = time.perf_counter()
-            select = {"path": f"{sandbox.home}/select", "type": "file"}
-            plan, plan_chars, _ = call(session, "remove_paths", {"select": select, "mode": "delete"})
-            dry_run = time.perf_counter() - started
-            rss_dry = session.peak_rss_mb()
-            assert plan["summary"]["would_remove"] == expected, plan["summary"]
-            started = time.perf_counter()
-            arguments = {"dry_run": False, "confirmation_token": plan["confirmation_token"]}
-            done, done_chars, _ = call(session, "remove_paths", arguments)
-            execution = time.perf_counter() - started
-            rss_exec = session.peak_rss_mb()
-        assert done["summary"]["removed"] == expected, done["summary"]
-        assert remaining_files(sandbox, "select") == 0
-    context["plan_rows"] = {"paths": expected, "baseline": base, "dry_run": dry_run, "execution": execution}
-    note = f"{expected:,} files in {parents} dirs, 20 ms RTT, one approval"
+        note = f"{expected:,} files in {parents} dirs, 20 ms RTT, one approval"
+        rows.append(Row(SECTION, "baseline: plain httpx, 100 paths/request, sequential", base, "s", note=note))
+        # type "file": planned as it is found (guard/selection.py); type "any" may match folders: held whole.
+        for kind in ("file", "any"):
+            make_tree(sandbox, f"select-{kind}", parents, per_parent)
+            select = {"path": f"{sandbox.home}/select-{kind}", "type": kind, "name": "f*.dat"}
+            got = _plan_and_execute(sandbox, tmp, kind, select)
+            assert got["plan"]["summary"]["would_remove"] == expected, got["plan"]["summary"]
+            assert got["done"]["summary"]["removed"] == expected, got["done"]["summary"]
+            assert remaining_files(sandbox, f"select-{kind}") == 0
+            both = got["dry_run"] + got["execution"]
+            rows += [
+                Row(SECTION, f"select type={kind}: dry run + execution by token", both, "s", base, 1.2, note),
+                Row(SECTION, f"select type={kind}: dry run alone", got["dry_run"], "s", base),
+                Row(SECTION, f"select type={kind}: execution alone", got["execution"], "s", base),
+                Row(
+                    SECTION,
+                    f"select type={kind}: server peak RSS (VmHWM), both steps",
+                    max(got["idle"], got["rss_dry"], got["rss_exec"]),
+                    "MB",
+                    None,
+                    250.0,
+                    f"idle {got['idle']:.0f} MB, after the dry run {got['rss_dry']:.0f} MB, after the execution "
+                    f"{got['rss_exec']:.0f} MB",
+                ),
+                Row(
+                    SECTION,
+                    f"select type={kind}: answer text, dry run / execution",
+                    max(got["chars"]),
+                    "chars",
+                    None,
+                    12_000.0,
+                    f"dry run {got['chars'][0]:,}, execution {got['chars'][1]:,} chars",
+                ),
+            ]
+            context.setdefault("plan_rows", {})[kind] = {
+                "paths": expected,
+                "baseline": base,
+                **{k: got[k] for k in ("dry_run", "execution", "calls")},
+            }
+    return rows
+
+
+def run_million(folders: int = 1000, per_folder: int = 1000) -> list[Row]:
+    """1,000,000 files by select (type file): the dry run read across resumed calls, then one execution."""
+    section = "13b plan of 1M by select"
+    expected = folders * per_folder
+    with delayed_sandbox() as sandbox, tempfile.TemporaryDirectory(prefix="efile-bench-million-") as tmp:
+        started = time.perf_counter()
+        make_tree(sandbox, "million", folders, per_folder)
+        made = time.perf_counter() - started
+        select = {"path": f"{sandbox.home}/million", "type": "file"}
+        got = _plan_and_execute(sandbox, tmp, "million", select)
+        assert got["plan"]["summary"]["would_remove"] == expected, got["plan"]["summary"]
+        assert got["done"]["summary"]["removed"] == expected, got["done"]["summary"]
+        assert remaining_files(sandbox, "million") == 0
+    note = f"{expected:,} files in {folders} dirs, 20 ms RTT, sandbox (tree made in {made:.0f} s)"
+    peak = max(got["idle"], got["rss_dry"], got["rss_exec"])
     return [
-        Row(SECTION, "baseline: plain httpx, 100 paths/request, sequential", base, "s", note=note),
-        Row(SECTION, "stdio select: dry run + execution by token", dry_run + execution, "s", base, 1.2, note),
-        Row(SECTION, "stdio select: dry run alone", dry_run, "s", base),
-        Row(SECTION, "stdio select: execution alone", execution, "s", base),
+        Row(section, "dry run, all calls", got["dry_run"], "s", note=f"{got['calls']} calls (resume); {note}"),
+        Row(section, "execution by token", got["execution"], "s", note=note),
         Row(
-            SECTION,
+            section,
             "server peak RSS (VmHWM), both steps",
-            max(idle, rss_dry, rss_exec),
+            peak,
             "MB",
             None,
-            250.0,
-            f"idle {idle:.0f} MB, after the dry run {rss_dry:.0f} MB, after the execution {rss_exec:.0f} MB",
+            300.0,
+            f"idle {got['idle']:.0f} MB, after the dry run {got['rss_dry']:.0f} MB, after the execution "
+            f"{got['rss_exec']:.0f} MB",
         ),
-        Row(
-            SECTION,
-            "answer text, dry run / execution",
-            max(plan_chars, done_chars),
-            "chars",
-            None,
-            12_000.0,
-            f"dry run {plan_chars:,}, execution {done_chars:,} chars",
-        ),
+        Row(section, "answer text, largest", max(got["chars"]), "chars", None, 12_000.0),
     ]
 
 
 if __name__ == "__main__":
-    for row in run("--quick" in sys.argv, {}):
+    rows = run_million() if "--million" in sys.argv else run("--quick" in sys.argv, {})
+    for row in rows:
         ratio = f" ({row.ratio:.2f}x)" if row.ratio is not None else ""
         print(f"{row.measure}: {row.value:,.2f} {row.unit}{ratio}  {row.note}")

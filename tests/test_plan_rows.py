@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from efile_mcp.guard.sealing import PathSetDigest, path_set_digest
-from efile_mcp.guard.seen import Plan, SeenPath, load_plan, save_plan
+from efile_mcp.guard.sealing import PathSetDigest, RowsDigest, path_set_digest
+from efile_mcp.guard.seen import Plan, SeenPath, load_header, load_plan, save_plan, stored_digest
 from efile_mcp.guard.store import RedisStore, SqliteStore, open_store
 from efile_mcp.models.results import STRUCTURED_MAX
 from efile_mcp.sandbox import RunningSandbox
@@ -114,7 +114,29 @@ async def test_a_plan_is_kept_as_rows_and_survives_a_restart(tmp_path: Path) -> 
     second = SqliteStore(tmp_path / "state.sqlite3", clock=clock)
     loaded = await load_plan(second, "abc123")
     await second.aclose()
-    assert loaded is not None and loaded.paths == plan.paths and loaded.digest == path_set_digest(plan.path_set)
+    assert loaded is not None and loaded.paths == plan.paths
+    rows = RowsDigest()
+    for seen in plan.paths:
+        rows.add(seen.path)
+    assert loaded.digest == rows.hexdigest() != path_set_digest(plan.path_set)  # the rows in order, not the set
+
+
+async def test_the_digest_execution_checks_is_recomputed_from_the_stored_rows(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.sqlite3", clock=lambda: 1_700_000_100.0)
+    try:
+        await save_plan(store, _plan(12_345))
+        header = await load_header(store, "abc123")
+        assert header is not None and header.paths == [] and header.count == 12_345
+        assert await stored_digest(store, header) == header.digest
+        # A row changed in the store (a path swapped behind the token's back) changes the digest...
+        swapped = SeenPath("/home/u/other", "file", 1, 1_700_000_000.0, 1)
+        await store.save_plan_rows("abc123", 7_000, [json.dumps(swapped.to_row()).encode()], header.expires_at)
+        assert await stored_digest(store, header) not in (None, header.digest)
+        # ...and rows lost (expired, flushed) leave nothing to check against.
+        header.count += 1
+        assert await stored_digest(store, header) is None
+    finally:
+        await store.aclose()
 
 
 def _files(sandbox: RunningSandbox, count: int) -> tuple[Path, dict[str, Any]]:
@@ -196,3 +218,59 @@ async def test_two_processes_on_redis_share_a_plans_rows(
         assert header is not None and len(header) < 4_000 and len(rows) == 1  # rows beside a small header
         done = await call_ok(b, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
     assert done["summary"]["removed"] == 10_500 and not any(folder.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------- a selection found in rounds
+
+
+def _tree(sandbox: RunningSandbox, folders: int, per_folder: int) -> Path:
+    top = sandbox.root / "scratch" / "logs"
+    for f in range(folders):
+        folder = top / f"job-{f:02d}"
+        folder.mkdir(parents=True)
+        for i in range(per_folder):
+            (folder / f"out-{i:03d}.log").write_bytes(b"x" * (i + 1))
+        (folder / "keep.txt").write_bytes(b"keep")
+    return top
+
+
+async def test_a_file_selection_bigger_than_a_call_is_read_on_across_calls_and_a_restart(
+    make_settings: Any, sandbox: RunningSandbox
+) -> None:
+    """The search resumes where it stopped (never from the start), in another server on the same state file;
+    the plan and its token come only when the search is whole, and they hold every match once."""
+    top = _tree(sandbox, 12, 100)
+    select = {"path": f"{sandbox.home}/scratch/logs", "name": "*.log", "type": "file"}
+    settings = make_settings(confirm="token", walk_max_entries=250)  # a call reads 250 entries, the tree 1,224
+    answers = []
+    async with Client(build_server(settings)) as client:
+        answer = await call_ok(client, "remove_paths", {"select": select})
+        answers.append(answer)
+    async with Client(build_server(settings)) as client:  # a restart: the frontier and rows are in the store
+        while answer.get("resume"):
+            assert "confirmation_token" not in answer and answer["summary"]["would_remove"] < 1_200
+            answer = await call_ok(client, "remove_paths", {"resume": answer["resume"]})
+            answers.append(answer)
+        assert len(answers) >= 5, [a["summary"]["would_remove"] for a in answers]
+        # Each call reads on: what it planned grows, never restarts from nothing.
+        counts = [a["summary"]["would_remove"] for a in answers]
+        assert counts == sorted(counts) and counts[-1] == 1_200
+        assert answer["summary"]["total_size"] == 12 * sum(range(1, 101))
+        done = await call_ok(
+            client, "remove_paths", {"dry_run": False, "confirmation_token": answer["confirmation_token"]}
+        )
+    assert done["summary"]["removed"] == 1_200
+    assert sorted(p.name for p in top.rglob("*") if p.is_file()) == ["keep.txt"] * 12
+    assert len(sandbox.sandbox.received_remove_paths) == 1_200 == len(set(sandbox.sandbox.received_remove_paths))
+
+
+async def test_a_file_selection_over_the_plan_limit_is_refused_while_reading(
+    make_settings: Any, sandbox: RunningSandbox
+) -> None:
+    _tree(sandbox, 3, 100)
+    select = {"path": f"{sandbox.home}/scratch/logs", "type": "file"}
+    async with Client(build_server(make_settings(max_plan_paths=150))) as client:
+        text = await call_error(client, "remove_paths", {"select": select})
+    assert "the selection matches at least" in text and "EFILE_MAX_PLAN_PATHS" in text
+    assert "parent" not in text.split("EFILE_MAX_PLAN_PATHS")[1]  # never advises a folder holding what it left out
+    assert not sandbox.sandbox.received_remove_paths

@@ -516,6 +516,7 @@ async def test_an_execution_stopped_before_sending_gives_the_plan_back(world: Wo
 async def test_a_resumed_execution_follows_the_tasks_the_interrupted_one_left_queued(world: World) -> None:
     """The dead replica had sent run-001, whose server task is still emptying it: followed, never sent twice."""
     from efile_mcp.client.remover import RemovalRun
+    from efile_mcp.guard.execution import keep_tasks
     from efile_mcp.guard.seen import Plan
 
     removal = world.removal(confirm="token", lease_seconds=30.0)
@@ -529,7 +530,8 @@ async def test_a_resumed_execution_follows_the_tasks_the_interrupted_one_left_qu
     assert task is not None and task.status in ("waiting", "processing")
     data = await world.store.load_plan(plan_id)
     assert data is not None
-    await removal._keep_tasks(Plan.from_bytes(data), {folder: task.task_id})  # its checkpoint before it died
+    # its checkpoint of the first batch before it died
+    await keep_tasks(world.store, Plan.from_bytes(data), 0, {folder: task.task_id}, [task.task_id])
     world.clock.advance(31)
 
     result = await removal.execute(request(preview), FakeClient(), detail="full")

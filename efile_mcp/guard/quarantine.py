@@ -338,32 +338,28 @@ class Quarantine:
                 root: [row for row in rows if items[row[0]].status == "quarantined"]
                 for root, rows in record.roots.items()
             }
+            merged = _with_earlier(record, earlier, paths)
             if self.store is not None:
                 try:
-                    await self.store.save_plan(
-                        self._record_key(plan_id),
-                        _with_earlier(record, earlier, paths).to_bytes(),
-                        self._record_expiry(when),
-                    )
+                    await self.store.save_plan(self._record_key(plan_id), merged.to_bytes(), self._record_expiry(when))
                 except EfileMcpError as exc:
                     log.warning("the quarantine record of plan %s could not be updated (%s)", plan_id, exc)
-            await self._write_manifests(plan_id, when, by_root, items)
+            # Every path of the plan in quarantine so far: an execution sends a big plan in batches, and a resumed
+            # one adds to what the interrupted one moved; each manifest is rewritten whole.
+            await self._write_manifests(plan_id, when, {root: merged.roots.get(root, []) for root in by_root})
         return items
 
-    async def _write_manifests(
-        self, plan_id: str, when: float, by_root: dict[str, list[SeenPath]], items: dict[str, RemoveItem]
-    ) -> None:
-        for root, group in by_root.items():
+    async def _write_manifests(self, plan_id: str, when: float, by_root: dict[str, list[list[Any]]]) -> None:
+        for root, rows in by_root.items():
             entries = [
                 {
-                    "path": s.path,
-                    "type": s.kind,
-                    "size": s.size,
-                    "files": s.file_count,
-                    "quarantined_as": mirror_of(root, plan_id, s.path),
+                    "path": path,
+                    "type": kind,
+                    "size": size,
+                    "files": files,
+                    "quarantined_as": mirror_of(root, plan_id, path),
                 }
-                for s in group
-                if items[s.path].status == "quarantined"
+                for path, kind, size, files in rows
             ]
             if not entries:
                 continue

@@ -22,39 +22,39 @@ from a form is the person's no.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
-from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
 import anyio.abc
 
-from ..client.remover import EfileRemover, RemovalRun, RemoveOutcome
+from ..client.remover import EfileRemover
 from ..client.walk import Listings, TreeWalk, WalkLimits
-from ..errors import AuditUnavailable, AuthError, EfileMcpError, StateStoreError
-from ..models.results import ITEMS_LISTED_MAX, QuotaInfo, RemoveItem, RemovePathsResult, Selection
+from ..errors import EfileMcpError
+from ..models.results import ITEMS_LISTED_MAX, QuotaInfo, RemoveItem, RemovePathsResult, RemoveSummary, Selection
 from .audit import AuditLog
+from .execution import NothingSent, PlanRun, alongside, store_trouble
 from .insight import Matcher, find, incomplete_reason
 from .inspect import Inspector
 from .paths import MAX_PATH_BYTES, PathPolicy, PathRefusal, collapse, display
 from .ports import Asker, Channel, Decision, FormAnswer, RemoveMode, ReviewPages
-from .report import FORM_PATHS, Detail, item_of, question, shape, summarise
+from .quarantine import is_quarantine_path as in_quarantine
+from .report import FORM_PATHS, Detail, FormQuestion, Tally, item_of
 from .requests import (
     REFUSED_PATHS_AUDITED,
     TOOL,
     GuardRefusal,
     Progress,
     RemovalRequest,
-    ancestors_in,
     selection_key,
     walk_progress,
 )
-from .sealing import ConfirmationRefused, ConfirmationSigner, Sealed, path_set_digest
-from .seen import Plan, SeenPath, load_plan, save_plan
+from .sealing import ConfirmationRefused, ConfirmationSigner, Sealed
+from .seen import ROWS_PER_CHUNK, Plan, SeenPath, load_header, plan_rows, save_plan, stored_digest
+from .selection import EXCEPTIONS_KEPT, FileSelection, streams
 from .store import LEASE_SECONDS, PlanState, Redemption, StateStore
 
 log = logging.getLogger("efile_mcp.guard")
@@ -63,21 +63,12 @@ T = TypeVar("T")
 ConfirmMode = Literal["auto", "human", "token"]
 LinksInside = Literal["refuse", "remove"]
 
-#: The quarantine's folder name inside each allowed root (issue 14): `<root>/.efile-quarantine/<plan id>/...`.
-QUARANTINE_DIR = ".efile-quarantine"
-_TASK_IDS_IN_ERRORS = 50
 #: How often a waiting call looks at the plan's state (a decision from the page or terminal lands there).
 POLL_SECONDS = 0.5
 #: A form unanswered this long may never have been drawn (Claude Desktop's chat): the page opens beside it.
 FORM_GRACE_SECONDS = 15.0
 #: URL-mode elicitation is tried only with at least this much of the wait left (the client must show it).
 URL_MODE_MIN_SECONDS = 1.0
-#: While a removal is being sent, what has a server task is written down this often: a replica that dies
-#: mid-way leaves it for the one that resumes (queued tasks are followed, not sent again) and for get_task.
-CHECKPOINT_SECONDS = 1.0
-#: Task ids (by path) of a plan's executions are kept a day after the token expires, for get_task(plan_id).
-TASKS_KEPT = 86400.0
-
 _AGAIN = "call remove_paths again with the same confirmation_token (it stays valid until it expires)"
 
 #: Every refusal of an execution: code -> the agent's message. Spending is decided where the state changes
@@ -146,11 +137,6 @@ class QuarantineSender(Protocol):
     async def send(
         self, plan_id: str, paths: Sequence[SeenPath], progress: Progress | None
     ) -> dict[str, RemoveItem]: ...
-
-
-def in_quarantine(path: str) -> bool:
-    """A quarantine folder or inside one: removing it is a purge, permanent whatever the mode."""
-    return QUARANTINE_DIR in path.split("/")
 
 
 @dataclass(frozen=True)
@@ -316,11 +302,16 @@ class Removal:
         walks: dict[str, TreeWalk] = {}
         if resume:
             state = await host._load_walk(resume, "dry-", "remove_paths (a dry run)")
+            if state.get("k") == "files":  # a file selection planned as it is found (guard/selection.py)
+                return await FileSelection.from_json(self, state, resume).plan(progress)
             paths, mode = state["p"], state["m"]
             select = Selection.model_validate(state["s"]) if state["s"] is not None else None
             walks = {path: TreeWalk.from_json(walk) for path, walk in state["w"].items()}
         if mode == "quarantine" and self.quarantine is None:
             await self._refuse("quarantine_unavailable", REFUSALS["quarantine_unavailable"], dry_run=True)
+        if streams(select) and not walks:
+            assert select is not None
+            return await FileSelection(self, select, mode, detail).plan(progress)
         listings = host._listings()
         limits = host._walk_limits()  # one reading budget for the whole call
         not_found_note: str | None = None
@@ -376,30 +367,40 @@ class Removal:
                 )
         elif resume:
             await host.store.drop_walk(resume)
-        items: dict[str, RemoveItem] = {p: RemoveItem(path=p, status="refused", reason=r) for p, r in refused.items()}
-        for path in to_check:
-            if path in inspection.seen:
-                items[path] = item_of(inspection.seen[path])
-            elif path in inspection.refused:
-                items[path] = RemoveItem(path=path, status="refused", reason=inspection.refused[path])
-            else:
-                items[path] = RemoveItem(path=path, status="missing", reason=inspection.missing.get(path))
-        for path, outer in collapsed.covered.items():
-            items[path] = RemoveItem(
-                path=path,
-                status=items[outer].status,
-                reason=f"inside {display(outer)}, which this call removes; not sent separately",
+
+        # Each path's item, in the order named, into a tally: the answer is the same size whatever the count.
+        def status_of(path: str) -> str:
+            if path in refused or path in inspection.refused:
+                return "refused"
+            return "would_remove" if path in inspection.seen else "missing"
+
+        tally = Tally(detail)
+        removable: list[SeenPath] = []
+        exceptions: list[list[str]] = []  # for the person's review page, the first EXCEPTIONS_KEPT
+        for path in distinct:
+            outer = collapsed.covered.get(path)
+            if outer is not None:
+                if select is None:  # a typed path inside another: listed with its folder's fate, not counted
+                    reason = f"inside {display(outer)}, which this call removes; not sent separately"
+                    tally.add(RemoveItem(path=path, status=status_of(outer), reason=reason), counts=False)  # type: ignore[arg-type]
+                continue
+            seen = inspection.seen.get(path)
+            if seen is not None:
+                tally.add(item_of(seen))
+                tally.count_removed(seen)
+                removable.append(seen)
+                continue
+            why_refused = refused.get(path) or inspection.refused.get(path)
+            item = (
+                RemoveItem(path=path, status="refused", reason=why_refused)
+                if why_refused is not None
+                else RemoveItem(path=path, status="missing", reason=inspection.missing.get(path))
             )
-        ordered = [items[p] for p in distinct if p in items]
-        removable = [inspection.seen[p] for p in to_check if p in inspection.seen]
+            tally.add(item)
+            if len(exceptions) < EXCEPTIONS_KEPT:
+                exceptions.append([item.path, item.status, item.reason or ""])
         covered = [p for p, outer in collapsed.covered.items() if outer in inspection.seen]
-        summary = summarise(
-            [i for i in ordered if i.path not in collapsed.covered],
-            requested=requested,
-            covered=len(collapsed.covered) + matched_covered,
-            counted=removable,
-        )
-        exceptions = [i for i in ordered if i.status != "would_remove"]
+        summary = tally.summary(requested=requested, covered=len(collapsed.covered) + matched_covered)
         plan_id = secrets.token_hex(12)
         now = host.clock()
         token = expires_iso = None
@@ -412,12 +413,14 @@ class Removal:
                 covered=covered,
                 created_at=now,
                 mode=plan_mode,
-                exceptions=[[i.path, i.status, i.reason or ""] for i in exceptions],
+                exceptions=exceptions,
                 summary=summary.model_dump(exclude_none=True),
                 quota=_quota_after(await host.quota_now(), removable, plan_mode),
             )
             await save_plan(host.store, plan)  # rows in chunks, then the small header
-            token = host.signer.seal(plan_id, plan.path_set, plan.expires_at, total_size=summary.total_size)
+            token = host.signer.seal_digest(
+                plan_id, plan.digest, plan.count, plan.expires_at, total_size=summary.total_size
+            )
             expires_iso = host.signer.unseal(token).expires_at_iso
         await host.audit.write(
             "plan",
@@ -427,10 +430,22 @@ class Removal:
             plan_id=plan_id if token else None,
             mode=plan_mode,
             select=selection_key(select) if select else None,
-            removable=[s.path for s in removable],
+            removable=[s.path for s in removable] if len(removable) <= ROWS_PER_CHUNK else None,
+            removable_count=len(removable),
             summary=summary.model_dump(exclude_none=True),
-            exceptions=[_audit_item(i) for i in exceptions][:REFUSED_PATHS_AUDITED],
+            exceptions=[{"path": p[:MAX_PATH_BYTES], "status": st, "reason": r[:300]} for p, st, r in exceptions][
+                :REFUSED_PATHS_AUDITED
+            ],
         )
+        for first in range(0, len(removable) if len(removable) > ROWS_PER_CHUNK else 0, ROWS_PER_CHUNK):
+            # A big plan's paths follow its record a chunk a line: every line of the log stays small.
+            await host.audit.write(
+                "plan_paths",
+                tool=TOOL,
+                plan_id=plan_id if token else None,
+                first=first,
+                paths=[s.path for s in removable[first : first + ROWS_PER_CHUNK]],
+            )
         if resume_id is not None:
             next_step = (
                 f"Not read whole yet: {len(inspection.unfinished)} folder(s) are bigger than one call may read. Call "
@@ -440,15 +455,7 @@ class Removal:
         elif token is None:
             next_step = "Nothing here can be removed; see each item's status and reason."
         else:
-            how = (
-                "call remove_paths with dry_run=false and confirmation_token set to this token (paths and select "
-                f"may be left out; the token stands for exactly this plan), before {expires_iso}."
-            )
-            next_step = (
-                f"{_mode_words(plan_mode, purge)} Show the person what would be removed ({summary.would_remove} "
-                f"path(s), {'at least ' if summary.lower_bound else ''}{summary.total_size} bytes, "
-                f"{summary.file_count} files). To go ahead, {how}{self._who_confirms()}"
-            )
+            next_step = self._next_step_planned(plan_mode, purge, summary, expires_iso or "")
         if not_found_note:
             next_step = not_found_note + " " + next_step
         result = RemovePathsResult(
@@ -461,8 +468,18 @@ class Removal:
             next_step=next_step,
             resume=resume_id,
         )
-        listed = ordered if select is None else [i for i in ordered if i.path not in collapsed.covered]
-        return shape(result, listed, detail)
+        return tally.shape(result)
+
+    def _next_step_planned(self, mode: str, purge: bool, summary: RemoveSummary, expires_iso: str) -> str:
+        how = (
+            "call remove_paths with dry_run=false and confirmation_token set to this token (paths and select "
+            f"may be left out; the token stands for exactly this plan), before {expires_iso}."
+        )
+        return (
+            f"{_mode_words(mode, purge)} Show the person what would be removed ({summary.would_remove} "
+            f"path(s), {'at least ' if summary.lower_bound else ''}{summary.total_size} bytes, "
+            f"{summary.file_count} files). To go ahead, {how}{self._who_confirms()}"
+        )
 
     def _who_confirms(self) -> str:
         if self.confirm == "token":
@@ -478,20 +495,7 @@ class Removal:
         """A selection -> the matching paths (a match inside another match is covered), walking below select.path."""
         host = self.host
         root = select.path
-        problem = self._selection_root_problem(root)
-        if problem:
-            await self._refuse("select_path", problem, dry_run=True, paths=[root])
-        if root not in host.policy.allowed_roots:
-            inspection = await Inspector(listings, host.policy, limits).check([root], walk_folders=False)
-            seen = inspection.seen.get(root)
-            if seen is None or seen.kind != "directory":
-                reason = inspection.refused.get(root) or inspection.missing.get(root) or "it is not a folder"
-                await self._refuse(
-                    "select_path",
-                    f"select.path {display(root)} cannot be searched: {reason}",
-                    dry_run=True,
-                    paths=[root],
-                )
+        await self._check_selection_root(select, listings, limits)
         matches, stats = await find(
             listings, select, Matcher(select, host.clock()), limits=limits, progress=walk_progress(progress)
         )
@@ -509,6 +513,29 @@ class Removal:
         if not matches:
             note = (note + " " if note else "") + "The selection matches nothing."
         return list(collapsed.to_send), len(collapsed.covered), note
+
+    async def _check_selection_root(
+        self, select: Selection, listings: Listings | None = None, limits: WalkLimits | None = None
+    ) -> None:
+        """select.path must be allowed and a real folder (refused here with why, audited, otherwise)."""
+        host, root = self.host, select.path
+        problem = self._selection_root_problem(root)
+        if problem:
+            await self._refuse("select_path", problem, dry_run=True, paths=[root])
+        if root not in host.policy.allowed_roots:
+            listings = listings or host._listings()
+            inspection = await Inspector(listings, host.policy, limits or host._walk_limits()).check(
+                [root], walk_folders=False
+            )
+            seen = inspection.seen.get(root)
+            if seen is None or seen.kind != "directory":
+                reason = inspection.refused.get(root) or inspection.missing.get(root) or "it is not a folder"
+                await self._refuse(
+                    "select_path",
+                    f"select.path {display(root)} cannot be searched: {reason}",
+                    dry_run=True,
+                    paths=[root],
+                )
 
     def _selection_root_problem(self, root: str) -> str | None:
         policy = self.host.policy
@@ -532,8 +559,11 @@ class Removal:
         except ConfirmationRefused as exc:
             await self._refuse(exc.code, str(exc), dry_run=False, paths=request.paths or (), quiet=quiet)
             raise AssertionError("unreachable") from None
-        loaded = await load_plan(host.store, sealed.plan_id)
-        if loaded is None:
+        plan = await load_header(host.store, sealed.plan_id)
+        # The rows must be what the token binds (recomputed a chunk at a time). Only looking (the form's question)
+        # skips it: the execution that follows checks it before anything is sent.
+        digest = None if plan is None else sealed.digest if quiet else await stored_digest(host.store, plan)
+        if plan is None or digest is None:
             await self._refuse(
                 "unknown_plan",
                 # The token is valid (sealed here, not expired): a shared store that lacks its plan lost it.
@@ -548,9 +578,8 @@ class Removal:
                 quiet=quiet,
                 plan_id=sealed.plan_id,
             )
-        assert loaded is not None
-        plan = loaded
-        if path_set_digest(plan.path_set) != sealed.digest:
+        assert plan is not None
+        if digest != sealed.digest or plan.digest != sealed.digest:
             await self._refuse(
                 "invalid_token",
                 "the confirmation token does not match its plan: run a new dry run.",
@@ -578,17 +607,28 @@ class Removal:
                     quiet=quiet,
                 )
             given = set(collapse(accepted).to_send)
-            confirmed = set(plan.path_set)
-            if given != confirmed:
-                extra, absent = sorted(given - confirmed)[:3], sorted(confirmed - given)[:3]
+            # The plan's rows a chunk at a time: what it confirms that was not given, and what was given that it
+            # does not confirm (the given paths are at most EFILE_MAX_PATHS; the plan may hold a million).
+            extra, absent, confirmed = set(given), list[str](), 0
+            try:
+                async for rows in plan_rows(self.host.store, plan):
+                    for seen in rows:
+                        confirmed += 1
+                        if seen.path in extra:
+                            extra.discard(seen.path)
+                        elif len(absent) < 3:
+                            absent.append(seen.path)
+            except LookupError:
+                absent = absent or ["(the plan's rows were lost)"]
+            if extra or absent or confirmed != len(given):
                 message = (
-                    f"the paths differ from the set the dry run confirmed ({len(confirmed)} confirmed, "
+                    f"the paths differ from the set the dry run confirmed ({plan.count} confirmed, "
                     f"{len(given)} given after removing duplicates and paths inside other given paths)"
                 )
                 if extra:
-                    message += f"; not confirmed: {', '.join(map(repr, extra))}"
+                    message += f"; not confirmed: {', '.join(map(repr, sorted(extra)[:3]))}"
                 if absent:
-                    message += f"; confirmed but not given: {', '.join(map(repr, absent))}"
+                    message += f"; confirmed but not given: {', '.join(map(repr, sorted(absent)[:3]))}"
                 await self._refuse(
                     "path_set_mismatch",
                     message + ". Pass the dry run's token alone (or exactly its "
@@ -610,8 +650,14 @@ class Removal:
 
     # ------------------------------------------------------------------------------------ the person
 
-    def _question_text(self, plan: Plan, url: str | None) -> str:
-        text = question(plan.paths, covered=len(plan.covered), now=plan.created_at or None, mode=plan.mode)
+    async def _question_text(self, plan: Plan, url: str | None) -> str:
+        """The form's text, from the plan's rows read twice a chunk at a time (report.FormQuestion)."""
+        form = FormQuestion()
+        async for rows in plan_rows(self.host.store, plan):
+            form.first(rows)
+        async for rows in plan_rows(self.host.store, plan):
+            form.second(rows)
+        text = form.text(covered=len(plan.covered), now=plan.created_at or None, mode=plan.mode)
         if url is not None:
             text += f"\n\nEvery path, folder totals and what was refused: {url}"
         return text
@@ -646,12 +692,15 @@ class Removal:
             return None
         if state.status == "asked" and first_round:
             return None  # asked once per session: an earlier call's form went unanswered
-        url = await self._page_url(plan) if len(plan.paths) > FORM_PATHS else None
+        url = await self._page_url(plan) if plan.count > FORM_PATHS else None
         # A big plan's form carries the page's address: the client that reads the form holds it too.
         marked = await host.store.mark_asked(plan.plan_id, plan.expires_at, session, url_to_client=url is not None)
         if marked.status != "asked" or marked.asked_by not in (None, session):
             return None
-        return self._question_text(plan, url)
+        try:
+            return await self._question_text(plan, url)
+        except LookupError:  # rows lost meanwhile: the execution refuses it with the reason
+            return None
 
     async def _admit(self, opened: _Opened, asker: Asker, progress: Progress | None) -> _Admitted:
         """Who confirms this execution; redeemed under a lease when allowed, else a refusal (audited)."""
@@ -672,7 +721,7 @@ class Removal:
 
         # The person decides: their form first, then their browser page (or the client opens it, URL mode).
         deadline = anyio.current_time() + self.confirm_timeout
-        big = len(plan.paths) > FORM_PATHS
+        big = plan.count > FORM_PATHS
         url = await self._page_url(plan) if big or not asker.has_form else None
         shown = False
         where: list[str] = []
@@ -689,7 +738,7 @@ class Removal:
             where.append("the confirmation form in their client")
             link = url if big else None  # a big plan's form carries the page's address: its client holds it too
             state = await self._mark_asked(plan, session, url_to_client=link is not None)
-            text = self._question_text(plan, link)
+            text = await self._question_text(plan, link)
             answer = await self._ask_form(plan, asker, text, open_page_beside_the_form)
             if answer is None:  # decided elsewhere (the page, a terminal) while the form was up
                 state = await store.plan_state(plan.plan_id)
@@ -780,7 +829,7 @@ class Removal:
     @staticmethod
     def _url_message(plan: Plan) -> str:
         verb = "move into the quarantine" if plan.mode == "quarantine" else "permanently delete"
-        return f"An AI agent asks to {verb} {len(plan.paths)} path(s) on your SCNet storage: review and decide."
+        return f"An AI agent asks to {verb} {plan.count} path(s) on your SCNet storage: review and decide."
 
     async def _mark_asked(self, plan: Plan, session: str | None, *, url_to_client: bool = False) -> PlanState:
         state = await self.host.store.mark_asked(plan.plan_id, plan.expires_at, session, url_to_client=url_to_client)
@@ -832,9 +881,19 @@ class Removal:
         if state.status == "approved" and form_answer and state.decided_in not in (None, session):
             await self._refuse_code("other_session", plan)
 
+    async def _is_purge(self, plan: Plan) -> bool:
+        """A plan of paths inside a quarantine (a purge: permanent whatever was chosen); never mixed with others,
+        so its first row tells."""
+        try:
+            async for rows in plan_rows(self.host.store, plan, 0, 1):
+                return any(in_quarantine(seen.path) for seen in rows)
+        except LookupError:
+            pass
+        return False
+
     async def _redeem(self, plan: Plan, session: str | None, state: PlanState, *, token_alone: bool) -> _Admitted:
         chosen = state.decision.mode if state.decision is not None else None
-        purge = any(in_quarantine(p) for p in plan.path_set)
+        purge = await self._is_purge(plan)
         if chosen == "quarantine" and plan.mode != "quarantine" and (purge or self.quarantine is None):
             # The person approved a removal this plan cannot be: never carry out another one in its place.
             await self.host.store.spend(plan.plan_id, plan.expires_at)
@@ -854,7 +913,7 @@ class Removal:
         mode: RemoveMode = "quarantine" if plan.mode == "quarantine" else "delete"
         # The person may choose the restorable way for a plan made to delete; never the reverse.
         chose_quarantine = decision is not None and decision.mode == "quarantine" and self.quarantine is not None
-        if chose_quarantine and not any(in_quarantine(p) for p in plan.path_set):
+        if chose_quarantine and not purge:
             mode = "quarantine"
         return _Admitted(redemption=redemption, confirmed_by=confirmed_by, mode=mode)
 
@@ -878,7 +937,7 @@ class Removal:
         plan = opened.plan
         try:
             return await self._leased(plan, run_id, lambda: self._run(opened, admitted, detail, progress))
-        except _NothingSent as stop:
+        except NothingSent as stop:
             # Stopped before anything went out (the storage or the audit failed): the plan is as it was.
             with anyio.CancelScope(shield=True):
                 try:
@@ -898,328 +957,68 @@ class Removal:
                 except EfileMcpError as exc:
                     log.warning("the lease of plan %s could not be renewed: %s", plan.plan_id, exc)
 
-        return await _alongside(work, renew)
+        return await alongside(work, renew)
 
     async def _run(
         self, opened: _Opened, admitted: _Admitted, detail: Detail, progress: Progress | None
     ) -> RemovePathsResult:
-        host, plan, request = self.host, opened.plan, opened.request
-        resumed = admitted.redemption.outcome == "resumed"
-        mode = admitted.mode
-        confirmed_by = admitted.confirmed_by
+        plan = opened.plan
+        run = PlanRun(
+            self,
+            plan,
+            opened.request,
+            mode=admitted.mode,
+            confirmed_by=admitted.confirmed_by,
+            resumed=admitted.redemption.outcome == "resumed",
+            detail=detail,
+            progress=progress,
+        )
         run_id = admitted.redemption.state.run_id or ""
-
-        # The policy as it is now (a name protected or a root added since the dry run), then what is there now:
-        # the same objects, folders read whole again (their contents may have changed without their own mtime).
-        # A resumed run starts here too: what the interrupted one removed is gone, what it did not is still as seen.
-        try:  # nothing goes out before the intent is on disk: a failure up to there gives the plan back
-            _, refused_now, _ = self._screen(plan.path_set)
-            listings = host._listings()
-            checkable = [p for p in plan.path_set if p not in refused_now]
-            # The re-check reads every planned folder whole in this one call, however many calls its dry run took:
-            # no entry budget (a walk's memory does not grow with its entries), only the time budget (H4).
-            whole = WalkLimits(1 << 62, host._walk_limits().deadline)
-            now_seen = await self._inspector(listings, plan.mode, whole).check(checkable, walk_folders=True)
-            items: dict[str, RemoveItem] = {}
-            to_send: list[SeenPath] = []
-            for seen in plan.paths:
-                current = now_seen.seen.get(seen.path)
-                if seen.path in refused_now:
-                    items[seen.path] = RemoveItem(path=seen.path, status="refused", reason=refused_now[seen.path])
-                elif seen.path in now_seen.missing:
-                    reason = "already absent" + (
-                        " (the interrupted execution most likely removed it)" if resumed else ""
-                    )
-                    items[seen.path] = RemoveItem(path=seen.path, status="missing", reason=reason)
-                elif current is None:
-                    items[seen.path] = RemoveItem(
-                        path=seen.path,
-                        status="changed",
-                        reason=_changed(now_seen.refused.get(seen.path, "it can no longer be checked")),
-                    )
-                elif _identity(current) != _identity(seen):
-                    items[seen.path] = RemoveItem(
-                        path=seen.path, status="changed", reason=_changed(_difference(seen, current))
-                    )
-                else:
-                    to_send.append(seen)
-            sent_before = await self._sent_before(plan) if resumed else {}
-            if sent_before:
-                to_send = await self._still_queued(plan, to_send, sent_before, items)
-            if resumed:
-                await _audit_quietly(
-                    host.audit,
-                    "reconciled",
-                    tool=TOOL,
-                    plan_id=plan.plan_id,
-                    items=[_audit_item(i) for i in items.values()],
-                    still_there=[s.path for s in to_send],
-                )
-            await host.audit.write(  # fails closed: AuditUnavailable here means nothing is sent
-                "intent",
-                tool=TOOL,
-                plan_id=plan.plan_id,
-                confirmed_by=confirmed_by,
-                mode=mode,
-                resumed=resumed or None,
-                paths=[s.path for s in to_send],
-                changed=[p for p, i in items.items() if i.status == "changed"],
-            )
-        except EfileMcpError as exc:
-            raise _NothingSent(exc) from exc
-        if mode == "quarantine":
-            result = await self._send_to_quarantine(plan, to_send, items, progress)
-        else:
-            result = await self._send_delete(plan, request, to_send, items)
-        ordered, summary, task_ids, afterwards, error, run = result
-        outcome: dict[str, int] = dict(Counter(str(i.status) for i in ordered))
+        try:
+            result, outcome = await run.run()
+        except GuardRefusal:
+            with anyio.CancelScope(shield=True):
+                await self._finish(plan, run_id, dict(run.tally.counts), run.afterwards)
+            raise
         with anyio.CancelScope(shield=True):
-            try:
-                await host.store.finish(plan.plan_id, plan.expires_at, run_id, outcome)
-            except EfileMcpError as exc:
-                afterwards.append(f"the outcome could not be recorded in the state store ({_store_trouble(exc)})")
-            try:
-                await host.audit.write(
-                    "execution",
-                    tool=TOOL,
-                    dry_run=False,
-                    decision="executed",
-                    confirmed_by=confirmed_by,
-                    mode=mode,
-                    resumed=resumed or None,
-                    plan_id=plan.plan_id,
-                    requests_sent=run.requests_sent if run is not None else None,
-                    task_ids=task_ids,
-                    items=[_audit_item(i) for i in ordered],
-                    summary=summary.model_dump(exclude_none=True),
-                    error=str(error) if error else None,
-                )
-            except AuditUnavailable as exc:
-                log.error("the execution of plan %s was sent but its audit record failed: %s", plan.plan_id, exc)
-                afterwards.append(f"WARNING: the removal was sent, but its audit record could not be written ({exc})")
-        if error is not None and run is not None:
-            raise GuardRefusal("auth", _auth_stopped(error, run, task_ids, host.audit))
+            await self._finish(plan, run_id, outcome, run.afterwards)
         not_previewed = None
-        if plan.select is not None and error is None:
-            not_previewed = await self._not_previewed(plan, listings)
+        if plan.select is not None and not run.stopped:
+            not_previewed = await run.not_previewed()
         lead = []
-        if resumed:
+        if run.resumed:
             lead.append(
                 "Resumed: an earlier execution of this plan was interrupted; what it had removed is reported "
                 "missing, and only what was still there and unchanged was sent now."
             )
-        if mode == "quarantine":
+        if run.mode == "quarantine":
             lead.append(
                 f"Quarantined, restorable with restore_paths(plan_id={plan.plan_id!r}) until it is purged; it "
                 "still counts against the quota until then."
             )
-        return shape(
-            RemovePathsResult(
-                dry_run=False,
-                plan_id=plan.plan_id,
-                summary=summary,
-                # Above 50 the ids are kept for get_task(plan_id); if they could not be kept, they are all here.
-                task_ids=task_ids if len(task_ids) <= ITEMS_LISTED_MAX or afterwards else None,
-                task_count=len(task_ids) if len(task_ids) > ITEMS_LISTED_MAX else None,
-                not_previewed=not_previewed or None,
-                next_step=" ".join(
-                    [
-                        *lead,
-                        *afterwards,
-                        _next_step_after_execution(summary, plan.plan_id, len(task_ids), not_previewed),
-                    ]
-                ),
-            ),
-            ordered,
-            detail,
-        )
-
-    async def _send_to_quarantine(
-        self, plan: Plan, to_send: list[SeenPath], items: dict[str, RemoveItem], progress: Progress | None
-    ) -> tuple[list[RemoveItem], Any, list[str], list[str], EfileMcpError | None, RemovalRun | None]:
-        assert self.quarantine is not None
-        if to_send:
-            moved = await self.quarantine.send(plan.plan_id, to_send, progress)
-            for seen in to_send:
-                items[seen.path] = moved.get(seen.path) or RemoveItem(
-                    path=seen.path, status="failed", error_code="not_sent", reason="the quarantine reported nothing"
-                )
-        ordered = [items[s.path] for s in plan.paths]
-        by_path = {s.path: s for s in plan.paths}
-        done = [by_path[i.path] for i in ordered if i.status in ("removed", "queued", "quarantined")]
-        summary = summarise(
-            ordered, requested=len(plan.paths) + len(plan.covered), covered=len(plan.covered), counted=done
-        )
-        return ordered, summary, [], [], None, None
-
-    async def _send_delete(
-        self, plan: Plan, request: RemovalRequest, to_send: list[SeenPath], items: dict[str, RemoveItem]
-    ) -> tuple[list[RemoveItem], Any, list[str], list[str], EfileMcpError | None, RemovalRun | None]:
-        host = self.host
-        run = RemovalRun(paths=tuple(s.path for s in to_send))
-        afterwards: list[str] = []
-        error: EfileMcpError | None = None
-        interrupted: str | None = None
-        sent_before = {p: i.task_id for p, i in items.items() if i.task_id}  # queued by an interrupted run
-
-        def sent_now() -> dict[str, str]:
-            tasks = {p: o.task.task_id for p, o in run.outcomes.items() if o.task is not None}
-            return {**sent_before, **tasks}
-
-        async def checkpoint() -> None:
-            kept = len(sent_before)
-            while True:
-                await anyio.sleep(CHECKPOINT_SECONDS)
-                sent = sent_now()
-                if len(sent) != kept:
-                    try:
-                        await self._keep_tasks(plan, sent)
-                        kept = len(sent)
-                    except EfileMcpError as exc:
-                        log.warning("the tasks of plan %s could not be written down: %s", plan.plan_id, exc)
-
-        async def send() -> None:
-            await host._remover.remove(run)
-
-        try:
-            if to_send:
-                await _alongside(send, checkpoint)
-        except AuthError as exc:
-            error = exc
-        except BaseException as exc:
-            interrupted = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else type(exc).__name__
-            raise
-        finally:
-            run.settle_unfinished()
-            by_path = {s.path: s for s in plan.paths}
-            for seen in to_send:
-                items[seen.path] = _item_from_outcome(run.outcomes[seen.path], seen)
-            ordered = [items[s.path] for s in plan.paths]
-            task_ids = [i.task_id for i in ordered if i.task_id]
-            done = [by_path[i.path] for i in ordered if i.status in ("removed", "queued")]
-            requested, covered_items = len(plan.paths) + len(plan.covered), _covered_items(request, items)
-            if request.paths is not None:
-                requested = len(request.paths)
-            summary = summarise(
-                ordered,
-                requested=requested,
-                covered=len(covered_items) if request.paths is not None else len(plan.covered),
-                counted=done,
+        task_ids = list(run.task_ids)
+        if run.task_count > len(task_ids):
+            lead.append(
+                f"get_task(plan_id) follows {len(task_ids)} of the {run.task_count} server tasks (those still at work "
+                "when sent); every task id is in the audit log."
             )
-            ordered += covered_items
-            # What was sent is sent: a record that cannot be kept now must not hide the per-path answer.
-            with anyio.CancelScope(shield=True):
-                if task_ids:
-                    try:
-                        await self._keep_tasks(plan, sent_now())
-                    except EfileMcpError as exc:
-                        afterwards.append(
-                            f"the task ids could not be kept for get_task by plan_id ({_store_trouble(exc)}); "
-                            "follow the task_ids of this answer"
-                        )
-                if interrupted:
-                    await _audit_quietly(
-                        host.audit,
-                        "execution",
-                        tool=TOOL,
-                        dry_run=False,
-                        decision=f"interrupted: {interrupted}",
-                        plan_id=plan.plan_id,
-                        requests_sent=run.requests_sent,
-                        task_ids=task_ids,
-                        items=[_audit_item(i) for i in ordered],
-                    )
-        return ordered, summary, task_ids, afterwards, error, run
-
-    async def _keep_tasks(self, plan: Plan, sent: dict[str, str]) -> None:
-        """The plan's server tasks so far: by path (a resumed run follows them) and as get_task(plan_id) reads them."""
-        store, until = self.host.store, plan.expires_at + TASKS_KEPT
-        await store.save_plan("sent-" + plan.plan_id, json.dumps(sent).encode(), until)
-        await store.save_plan("run-" + plan.plan_id, json.dumps(list(dict.fromkeys(sent.values()))).encode(), until)
-
-    async def _sent_before(self, plan: Plan) -> dict[str, str]:
-        data = await self.host.store.load_plan("sent-" + plan.plan_id)
-        return {str(p): str(t) for p, t in json.loads(data).items()} if data else {}
-
-    async def _still_queued(
-        self, plan: Plan, to_send: list[SeenPath], sent_before: dict[str, str], items: dict[str, RemoveItem]
-    ) -> list[SeenPath]:
-        """Paths to which an interrupted run gave a server task that is still at work are followed (queued, with
-        its task id), not sent again: whether still as seen or already changing (a folder being emptied)."""
-        candidates = [s for s in plan.paths if s.path in sent_before]
-        in_play = [s for s in candidates if s in to_send or items.get(s.path, _NO_ITEM).status == "changed"]
-        states = await self.host.task_states([sent_before[s.path] for s in in_play]) if in_play else {}
-        at_work = set()
-        for seen in in_play:
-            task_id = sent_before[seen.path]
-            status = states.get(task_id)
-            if status in ("waiting", "processing"):
-                at_work.add(seen.path)
-                items[seen.path] = item_of(
-                    seen,
-                    "queued",
-                    task_id=task_id,
-                    task_status=status,
-                    reason="the interrupted execution's server task is removing it; follow it with get_task",
-                )
-        return [s for s in to_send if s.path not in at_work]
-
-    async def _not_previewed(self, plan: Plan, listings: Listings) -> int:
-        """Matches of the plan's selection now present that the dry run did not show: left alone, and counted.
-        `listings` is the re-check's: the folders it read whole are not listed again (H4)."""
-        host = self.host
-        select = Selection.model_validate(plan.select)
-        try:
-            matches, _ = await find(listings, select, Matcher(select, host.clock()), limits=host._walk_limits())
-        except EfileMcpError:
-            return 0
-        planned = set(plan.path_set) | set(plan.covered)
-        return sum(
-            1
-            for m in matches
-            if m.path not in planned and not any(m.path.startswith(p + "/") for p in ancestors_in(m.path, planned))
+        return result.model_copy(
+            update={
+                # Above 50 the ids are kept for get_task(plan_id); if they could not be kept, the first are here.
+                "task_ids": task_ids[:ITEMS_LISTED_MAX]
+                if run.task_count <= ITEMS_LISTED_MAX or run.afterwards
+                else None,
+                "task_count": run.task_count if run.task_count > ITEMS_LISTED_MAX else None,
+                "not_previewed": not_previewed or None,
+                "next_step": " ".join([*lead, *run.afterwards, run.next_step(result.summary, not_previewed)]),
+            }
         )
 
-
-async def _alongside(work: Callable[[], Awaitable[T]], background: Callable[[], Coroutine[Any, Any, None]]) -> T:
-    """`work`'s result while `background` runs beside it (stopped when work ends); work's exception as it is."""
-    done: list[T] = []
-    failed: list[BaseException] = []
-    async with anyio.create_task_group() as group:
-        group.start_soon(background)
+    async def _finish(self, plan: Plan, run_id: str, outcome: dict[str, int], afterwards: list[str]) -> None:
         try:
-            done.append(await work())
-        except BaseException as exc:  # re-raised below, outside the group (not as an ExceptionGroup)
-            failed.append(exc)
-        finally:
-            group.cancel_scope.cancel()
-    if failed:
-        raise failed[0]
-    return done[0]
-
-
-_NO_ITEM = RemoveItem(path="", status="missing")
-
-
-class _NothingSent(Exception):
-    def __init__(self, error: EfileMcpError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def _store_trouble(exc: EfileMcpError) -> str:
-    """A store failure after sending, in a few words: the details (a Redis error's text) go to the log."""
-    if isinstance(exc, StateStoreError):
-        log.warning("the state store failed after a removal was sent: %s", exc)
-        return "the state store is unreachable"
-    return str(exc)
-
-
-async def _audit_quietly(audit: AuditLog, event: str, **fields: Any) -> None:
-    try:
-        await audit.write(event, **fields)
-    except AuditUnavailable as exc:
-        log.error("audit record %s failed: %s", event, exc)
+            await self.host.store.finish(plan.plan_id, plan.expires_at, run_id, outcome)
+        except EfileMcpError as exc:
+            afterwards.append(f"the outcome could not be recorded in the state store ({store_trouble(exc)})")
 
 
 def _quota_after(quota: Sequence[QuotaInfo], removable: Sequence[SeenPath], mode: str) -> list[dict[str, Any]]:
@@ -1246,135 +1045,3 @@ def _mode_words(mode: str, purge: bool) -> str:
             "is purged."
         )
     return "Mode delete: the removal is permanent (nothing can restore it); it frees the quota it uses."
-
-
-def _covered_items(request: RemovalRequest, items: dict[str, RemoveItem]) -> list[RemoveItem]:
-    """Paths the execution names inside a folder of the plan: they share the folder's fate, not sent themselves."""
-    if request.paths is None:
-        return []
-    collapsed = collapse(dict.fromkeys(request.paths))
-    return [
-        items[outer].model_copy(
-            update={
-                "path": path,
-                "reason": f"inside {display(outer)}, which this call removes; not sent separately",
-                "type": None,
-                "size": None,
-                "file_count": None,
-                "newest_modified": None,
-                "task_id": None,
-            }
-        )
-        for path, outer in collapsed.covered.items()
-        if outer in items
-    ]
-
-
-def _changed(what: str) -> str:
-    return f"it changed since the dry run ({what}); not sent. Run a new dry run to see it as it is now."
-
-
-def _identity(seen: SeenPath) -> tuple[object, ...]:
-    """What must be as the dry run saw it: type and own mtime; a file's size; a folder's whole tree."""
-    if seen.kind == "directory":
-        return (seen.kind, seen.mtime, seen.size, seen.file_count, seen.newest, seen.fingerprint)
-    return (seen.kind, seen.mtime, seen.listed_size)
-
-
-def _difference(before: SeenPath, now: SeenPath) -> str:
-    if before.kind != now.kind:
-        return f"was a {before.kind}, is now a {now.kind}"
-    if before.kind != "directory" and before.listed_size != now.listed_size:
-        return f"size {before.listed_size} B, now {now.listed_size} B"
-    if before.kind == "directory" and (before.size, before.file_count) != (now.size, now.file_count):
-        return f"it held {before.file_count} files, {before.size} B; now {now.file_count} files, {now.size} B"
-    if before.kind == "directory" and before.newest != now.newest:
-        return "something inside it was modified"
-    if before.kind == "directory" and before.fingerprint != now.fingerprint:
-        return "what it holds is not what was previewed (names or entries differ, with the same sizes and times)"
-    return "its modification time changed"
-
-
-def _item_from_outcome(outcome: RemoveOutcome, seen: SeenPath) -> RemoveItem:
-    path = outcome.path
-    sized: dict[str, Any] = {"type": seen.kind, "size": seen.size}
-    if outcome.kind == "missing":
-        return RemoveItem(path=path, status="missing", reason=outcome.message, error_code=outcome.error_code)
-    if outcome.kind == "verified_absent":
-        return RemoveItem(path=path, status="removed", reason=outcome.message, **sized)
-    if outcome.kind == "failed":
-        return RemoveItem(path=path, status="failed", reason=outcome.message, error_code=outcome.error_code)
-    if outcome.kind == "unknown":
-        return RemoveItem(
-            path=path,
-            status="failed",
-            error_code=f"outcome_unknown:{outcome.error_code}" if outcome.error_code else "outcome_unknown",
-            reason=f"outcome unknown: {outcome.message}. Run a dry run on it to see whether it is still there.",
-        )
-    if outcome.kind == "not_sent":
-        return RemoveItem(path=path, status="failed", error_code="not_sent", reason=f"not sent: {outcome.message}")
-    task = outcome.task
-    assert task is not None
-    common: dict[str, Any] = {"path": path, "task_id": task.task_id, "task_status": task.status}
-    if task.status == "complete":
-        return RemoveItem(status="removed", **common, **sized)
-    if task.status in ("waiting", "processing"):
-        return RemoveItem(
-            status="queued", reason="a server task is removing it; follow it with get_task", **common, **sized
-        )
-    if task.error_code == "911020":
-        return RemoveItem(status="missing", reason="already absent", error_code=task.error_code, **common)
-    reason = task.error_msg or ("cancelled" if task.status == "cancel" else "the server reported a failure")
-    return RemoveItem(status="failed", reason=reason, error_code=task.error_code, **common)
-
-
-def _next_step_after_execution(summary: Any, plan_id: str, tasks: int, not_previewed: int | None) -> str:
-    steps = []
-    if summary.queued:
-        how = "task_ids" if tasks <= ITEMS_LISTED_MAX else f"plan_id={plan_id!r}"
-        steps.append(f"{summary.queued} path(s) are queued: call get_task with {how} and wait_seconds to follow them")
-    if summary.failed:
-        steps.append(f"{summary.failed} path(s) failed: see each item's reason")
-    if summary.changed:
-        steps.append(f"{summary.changed} path(s) changed since the dry run and were not sent: dry-run them again")
-    if not_previewed:
-        steps.append(
-            f"{not_previewed} path(s) now match the selection that the dry run did not show; they were not "
-            "removed (run a new dry run to see them)"
-        )
-    if not steps:
-        return "Done: every confirmed path is removed or was already absent."
-    return "; ".join(steps) + "."
-
-
-def _auth_stopped(error: EfileMcpError, run: RemovalRun, task_ids: list[str], audit: AuditLog) -> str:
-    kinds = Counter(outcome.kind for outcome in run.outcomes.values())
-    shown = task_ids[:_TASK_IDS_IN_ERRORS]
-    return (
-        f"{error} The removal stopped: {kinds['submitted']} path(s) had already been submitted"
-        + (
-            f" (task ids: {', '.join(shown)}{' …' if len(task_ids) > len(shown) else ''}; follow them with get_task)"
-            if task_ids
-            else ""
-        )
-        + f", {kinds['not_sent']} were not sent"
-        + (f", {kinds['unknown']} have an unknown outcome (an answer was lost)" if kinds["unknown"] else "")
-        + (
-            f", {kinds['missing'] + kinds['verified_absent']} were already absent"
-            if kinds["missing"] + kinds["verified_absent"]
-            else ""
-        )
-        + (f", {kinds['failed']} failed" if kinds["failed"] else "")
-        + f". Every path's state is in the audit log ({audit.path}). Dry-run again after fixing the token."
-    )
-
-
-def _audit_item(item: RemoveItem) -> dict[str, object]:
-    record: dict[str, object] = {"path": item.path[:MAX_PATH_BYTES], "status": item.status}
-    if item.task_id:
-        record["task_id"] = item.task_id
-    if item.error_code:
-        record["error_code"] = item.error_code
-    if item.status in ("refused", "failed", "changed") and item.reason:
-        record["reason"] = item.reason[:300]
-    return record

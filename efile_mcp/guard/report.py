@@ -8,11 +8,12 @@ with the rest counted), the largest items and the plan id — whatever the numbe
 
 from __future__ import annotations
 
+import heapq
 import time
 import unicodedata
-from collections import defaultdict
-from collections.abc import Sequence
-from typing import Literal
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
 from ..client.walk import iso_time
 from ..models.results import (
@@ -32,6 +33,9 @@ LARGEST_SHOWN = 8
 PARENTS_SHOWN = 8
 REASON_CHARS = 240
 EXCEPTION_STATUSES = ("refused", "changed", "failed", "missing")
+#: The person's form names this many paths, then tells the rest by parent folder (this many named).
+FORM_PATHS = 20
+FORM_PARENTS = 5
 
 
 def item_of(seen: SeenPath, status: str = "would_remove", **extra: object) -> RemoveItem:
@@ -52,21 +56,12 @@ def summarise(
     items: Sequence[RemoveItem], *, requested: int, covered: int, counted: Sequence[SeenPath]
 ) -> RemoveSummary:
     """Counts per status; sizes and counts over `counted` (the paths the removal really deletes)."""
-    counts: dict[str, int] = defaultdict(int)
+    tally = Tally("summary")
     for item in items:
-        counts[item.status] += 1
-    newest = max((s.newest if s.kind == "directory" else s.mtime) or 0.0 for s in counted) if counted else 0.0
-    return RemoveSummary(
-        requested=requested,
-        distinct=len(items) + covered,
-        covered=covered,
-        total_size=sum(s.size for s in counted),
-        file_count=sum(s.file_count for s in counted),
-        folder_count=sum(1 for s in counted if s.kind == "directory"),
-        newest_modified=iso_time(newest) if newest else None,
-        lower_bound=True if any(not s.complete for s in counted) else None,
-        **counts,
-    )
+        tally.add(item)
+    for seen in counted:
+        tally.count_removed(seen)
+    return tally.summary(requested=requested, covered=covered)
 
 
 def _short(item: RemoveItem) -> RemoveItem:
@@ -77,25 +72,147 @@ def _short(item: RemoveItem) -> RemoveItem:
 
 def shape(result: RemovePathsResult, items: Sequence[RemoveItem], detail: Detail) -> RemovePathsResult:
     """Put `items` into the answer in full, or as a summary when there are many."""
-    if detail == "full" or (detail == "auto" and len(items) <= ITEMS_LISTED_MAX):
-        return result.model_copy(update={"items": list(items)})
-    exceptions = [_short(i) for i in items if i.status in EXCEPTION_STATUSES]
-    exceptions.sort(key=lambda i: EXCEPTION_STATUSES.index(i.status))
-    sized = sorted((i for i in items if i.size), key=lambda i: -(i.size or 0))
-    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    tally = Tally(detail)
     for item in items:
-        group = groups[item.path.rpartition("/")[0] or "/"]
-        group[0] += 1
-        group[1] += item.size or 0
-    parents = sorted(groups.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))
-    return result.model_copy(
-        update={
-            "exceptions": exceptions[:EXCEPTIONS_SHOWN] or None,
-            "exceptions_not_shown": max(0, len(exceptions) - EXCEPTIONS_SHOWN) or None,
-            "largest": [_short(i) for i in sized[:LARGEST_SHOWN]] or None,
-            "by_parent": [ParentGroup(parent=p, count=c, size=z) for p, (c, z) in parents[:PARENTS_SHOWN]] or None,
+        tally.add(item)
+    return tally.shape(result)
+
+
+#: With detail="full", items kept per kind (exceptions, the others) for the answer to choose from: more than
+#: one answer can hold (tools/output.py cuts it to fit and counts the rest), whatever the number of paths.
+FULL_KEPT = 500
+
+
+class Tally:
+    """A removal's items fed one at a time, in plan order: the answer's summary and its views (every item up to
+    ITEMS_LISTED_MAX, else the exceptions, largest and heaviest parents) in memory bounded by those views, not
+    by the number of paths (a plan holds up to EFILE_MAX_PLAN_PATHS). `count_removed` adds a path's bytes and
+    files to the totals (only what the removal really deletes, or would)."""
+
+    def __init__(self, detail: Detail) -> None:
+        self.detail = detail
+        self.items = 0
+        self.counts: Counter[str] = Counter()
+        self._all: list[RemoveItem] | None = []  # detail="auto": every item, until there are too many to list
+        self._full: list[tuple[int, RemoveItem]] = []  # detail="full": the first FULL_KEPT that are not exceptions
+        self._exceptions: dict[str, list[tuple[int, RemoveItem]]] = {status: [] for status in EXCEPTION_STATUSES}
+        self._largest: list[tuple[int, int, RemoveItem]] = []  # a min-heap: (size, -order, item)
+        self._parents: dict[str, list[int]] = {}
+        self.total_size = self.file_count = self.folder_count = 0
+        self.newest = 0.0
+        self.lower_bound = False
+
+    def add(self, item: RemoveItem, *, counts: bool = True) -> None:
+        """One item of the answer; `counts=False` for an item only listed (a path inside a planned folder)."""
+        self.items += 1
+        if counts:
+            self.counts[item.status] += 1
+        if self.detail == "auto" and self._all is not None:
+            if len(self._all) < ITEMS_LISTED_MAX:
+                self._all.append(item)
+            else:  # one more than a list holds: the answer is a summary
+                self._all = None
+        if self.detail == "full" and item.status not in EXCEPTION_STATUSES and len(self._full) < FULL_KEPT:
+            self._full.append((self.items, item))
+        if item.status in EXCEPTION_STATUSES:
+            kept = self._exceptions[item.status]
+            if len(kept) < (FULL_KEPT if self.detail == "full" else EXCEPTIONS_SHOWN):
+                kept.append((self.items, item))
+        if item.size:
+            entry = (item.size, -self.items, item)
+            if len(self._largest) < LARGEST_SHOWN:
+                heapq.heappush(self._largest, entry)
+            elif entry[:2] > self._largest[0][:2]:
+                heapq.heapreplace(self._largest, entry)
+        group = self._parents.get(parent := item.path.rpartition("/")[0] or "/")
+        if group is None:
+            self._parents[parent] = [1, item.size or 0]
+        else:
+            group[0] += 1
+            group[1] += item.size or 0
+
+    def to_json(self) -> dict[str, Any]:
+        """What a dry run read across calls keeps between them (the state store's walk record): bounded."""
+
+        def dump(item: RemoveItem) -> dict[str, Any]:
+            return item.model_dump(exclude_none=True)
+
+        return {
+            "d": self.detail,
+            "i": self.items,
+            "c": dict(self.counts),
+            "a": None if self._all is None else [dump(i) for i in self._all],
+            "f": [[n, dump(i)] for n, i in self._full],
+            "x": {status: [[n, dump(i)] for n, i in kept] for status, kept in self._exceptions.items()},
+            "l": [[z, n, dump(i)] for z, n, i in self._largest],
+            "p": self._parents,
+            "t": [self.total_size, self.file_count, self.folder_count, self.newest, self.lower_bound],
         }
-    )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Tally:
+        load = RemoveItem.model_validate
+        tally = cls(data["d"])
+        tally.items = int(data["i"])
+        tally.counts = Counter({str(k): int(v) for k, v in data["c"].items()})
+        tally._all = None if data["a"] is None else [load(i) for i in data["a"]]
+        tally._full = [(int(n), load(i)) for n, i in data["f"]]
+        tally._exceptions = {
+            status: [(int(n), load(i)) for n, i in data["x"].get(status, [])] for status in EXCEPTION_STATUSES
+        }
+        tally._largest = [(int(z), int(n), load(i)) for z, n, i in data["l"]]
+        heapq.heapify(tally._largest)
+        tally._parents = {str(k): [int(v[0]), int(v[1])] for k, v in data["p"].items()}
+        size, files, folders, newest, lower = data["t"]
+        tally.total_size, tally.file_count, tally.folder_count = int(size), int(files), int(folders)
+        tally.newest, tally.lower_bound = float(newest), bool(lower)
+        return tally
+
+    def count_removed(self, seen: SeenPath) -> None:
+        self.total_size += seen.size
+        self.file_count += seen.file_count
+        if seen.kind == "directory":
+            self.folder_count += 1
+        self.newest = max(self.newest, (seen.newest if seen.kind == "directory" else seen.mtime) or 0.0)
+        self.lower_bound = self.lower_bound or not seen.complete
+
+    def summary(self, *, requested: int, covered: int) -> RemoveSummary:
+        return RemoveSummary(
+            requested=requested,
+            distinct=sum(self.counts.values()) + covered,
+            covered=covered,
+            total_size=self.total_size,
+            file_count=self.file_count,
+            folder_count=self.folder_count,
+            newest_modified=iso_time(self.newest) if self.newest else None,
+            lower_bound=True if self.lower_bound else None,
+            **self.counts,
+        )
+
+    def shape(self, result: RemovePathsResult) -> RemovePathsResult:
+        """The answer with its items in full (a few, or detail="full"), or as a summary when there are many."""
+        exceptions = [item for status in EXCEPTION_STATUSES for _, item in self._exceptions[status]]
+        if self.detail == "full":
+            # In plan order; tools/output.py puts the exceptions first when they do not all fit.
+            listed = [
+                item
+                for _, item in sorted([*self._full, *(pair for kept in self._exceptions.values() for pair in kept)])
+            ]
+            hidden = self.items - len(listed)
+            return result.model_copy(update={"items": listed, "items_not_shown": hidden or None})
+        if self.detail == "auto" and self._all is not None:
+            return result.model_copy(update={"items": list(self._all)})
+        all_exceptions = sum(self.counts[status] for status in EXCEPTION_STATUSES)
+        largest = [item for _, _, item in sorted(self._largest, key=lambda e: (-e[0], -e[1]))]
+        parents = sorted(self._parents.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))
+        return result.model_copy(
+            update={
+                "exceptions": [_short(i) for i in exceptions[:EXCEPTIONS_SHOWN]] or None,
+                "exceptions_not_shown": max(0, all_exceptions - EXCEPTIONS_SHOWN) or None,
+                "largest": [_short(i) for i in largest] or None,
+                "by_parent": [ParentGroup(parent=p, count=c, size=z) for p, (c, z) in parents[:PARENTS_SHOWN]] or None,
+            }
+        )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -169,61 +286,123 @@ def shown_name(path: str) -> str:
     return "/".join(out)
 
 
-FORM_PATHS = 20
-FORM_PARENTS = 5
+class _Totals:
+    """Counts, bytes, files and the newest change over some paths, added one at a time."""
+
+    __slots__ = ("file_count", "files", "folders", "incomplete", "newest", "size")
+
+    def __init__(self) -> None:
+        self.folders = self.files = self.size = self.file_count = 0
+        self.newest = 0.0
+        self.incomplete = False
+
+    def add(self, seen: SeenPath) -> None:
+        if seen.kind == "directory":
+            self.folders += 1
+        else:
+            self.files += 1
+        self.size += seen.size
+        self.file_count += seen.file_count
+        self.newest = max(self.newest, (seen.newest if seen.kind == "directory" else seen.mtime) or 0.0)
+        self.incomplete = self.incomplete or not seen.complete
+
+    @property
+    def count(self) -> int:
+        return self.folders + self.files
+
+    def line(self, now: float) -> str:
+        parts = []
+        if self.folders:
+            parts.append(f"{self.folders} folder{'s' if self.folders != 1 else ''}")
+        if self.files:
+            parts.append(f"{self.files} file{'s' if self.files != 1 else ''}")
+        at_least = "at least " if self.incomplete else ""
+        line = f"{' and '.join(parts) or 'nothing'}, {at_least}{human_size(self.size)}"
+        if self.folders:
+            line += f", {at_least}{self.file_count} file{'s' if self.file_count != 1 else ''} in all"
+        age = human_age(self.newest or None, now)
+        return line + (f", newest changed {age}" if age else "")
 
 
-def _counted(seen: Sequence[SeenPath]) -> str:
-    folders = sum(1 for s in seen if s.kind == "directory")
-    files = len(seen) - folders
-    parts = []
-    if folders:
-        parts.append(f"{folders} folder{'s' if folders != 1 else ''}")
-    if files:
-        parts.append(f"{files} file{'s' if files != 1 else ''}")
-    return " and ".join(parts) or "nothing"
+def totals_line(seen: Iterable[SeenPath], now: float) -> str:
+    totals = _Totals()
+    for one in seen:
+        totals.add(one)
+    return totals.line(now)
 
 
-def totals_line(seen: Sequence[SeenPath], now: float) -> str:
-    size = sum(s.size for s in seen)
-    files = sum(s.file_count for s in seen)
-    newest = max(((s.newest if s.kind == "directory" else s.mtime) or 0.0 for s in seen), default=0.0)
-    at_least = "at least " if any(not s.complete for s in seen) else ""
-    line = f"{_counted(seen)}, {at_least}{human_size(size)}"
-    if any(s.kind == "directory" for s in seen):
-        line += f", {at_least}{files} file{'s' if files != 1 else ''} in all"
-    age = human_age(newest or None, now)
-    return line + (f", newest changed {age}" if age else "")
+def _form_order(seen: SeenPath) -> tuple[bool, int, str]:
+    """Folders first, then the biggest, then by path: the order the form lists paths in, whatever the plan's."""
+    return (seen.kind != "directory", -seen.size, seen.path)
+
+
+class FormQuestion:
+    """The person's form over a plan of any size, from its paths read twice in any order (a plan's rows, a chunk
+    at a time): `first` learns the totals and the paths the form names, `second` what the rest holds per
+    folder. Memory: the named paths and one entry per parent folder, never the plan."""
+
+    def __init__(self) -> None:
+        self.total = _Totals()
+        self._named: list[SeenPath] = []
+        self._rest = _Totals()
+        #: Per parent of the rest: its totals and its first path in the form's order (ties rank by it).
+        self._parents: dict[str, tuple[_Totals, tuple[bool, int, str]]] = {}
+
+    def first(self, seen: Iterable[SeenPath]) -> None:
+        chunk = list(seen)
+        for one in chunk:
+            self.total.add(one)
+        self._named = heapq.nsmallest(FORM_PATHS, [*self._named, *chunk], key=_form_order)
+
+    def second(self, seen: Iterable[SeenPath]) -> None:
+        named = {one.path for one in self._named}
+        for one in seen:
+            if one.path in named:
+                continue
+            self._rest.add(one)
+            parent = one.path.rpartition("/")[0] or "/"
+            order = _form_order(one)
+            held = self._parents.get(parent)
+            if held is None:
+                self._parents[parent] = (_Totals(), order)
+                held = self._parents[parent]
+            elif order < held[1]:
+                self._parents[parent] = held = (held[0], order)
+            held[0].add(one)
+
+    def text(self, *, covered: int = 0, now: float | None = None, mode: str = "delete") -> str:
+        """The same text on every round for the same plan: the SDK only accepts an answer to the question it asked."""
+        now = time.time() if now is None else now
+        verb = (
+            "move into the quarantine (restorable until it is purged)" if mode == "quarantine" else "permanently delete"
+        )
+        lines = [f"An AI agent asks to {verb} {self.total.line(now)} on your SCNet storage:", ""]
+        for s in self._named:
+            what = (
+                f"folder, {'at least ' if not s.complete else ''}{human_size(s.size)}, {s.file_count} files"
+                if s.kind == "directory"
+                else f"{s.kind}, {human_size(s.size)}"
+            )
+            lines.append(f"  {shown_name(s.path)}  ({what})")
+        if self._rest.count:
+            lines.append(f"  … and {self._rest.count} more: {self._rest.line(now)}, in")
+            ranked = sorted(self._parents.items(), key=lambda kv: (-kv[1][0].count, kv[1][1]))
+            for parent, (inside, _) in ranked[:FORM_PARENTS]:
+                lines.append(f"      {shown_name(parent)}/  ({inside.line(now)})")
+            if len(ranked) > FORM_PARENTS:
+                lines.append(f"      and {len(ranked) - FORM_PARENTS} more folders")
+        if covered:
+            lines.append(f"  ({covered} more path(s) named lie inside these folders and go with them)")
+        if mode == "quarantine":
+            lines += ["", "They can be restored with restore_paths until the quarantine is purged. Move them?"]
+        else:
+            lines += ["", "This cannot be undone. Delete them?"]
+        return "\n".join(lines)
 
 
 def question(seen: Sequence[SeenPath], *, covered: int = 0, now: float | None = None, mode: str = "delete") -> str:
-    """The same text on every round for the same plan: the SDK only accepts an answer to the question it asked."""
-    now = time.time() if now is None else now
-    ordered = sorted(seen, key=lambda s: (s.kind != "directory", -s.size, s.path))
-    verb = "move into the quarantine (restorable until it is purged)" if mode == "quarantine" else "permanently delete"
-    lines = [f"An AI agent asks to {verb} {totals_line(ordered, now)} on your SCNet storage:", ""]
-    for s in ordered[:FORM_PATHS]:
-        what = (
-            f"folder, {'at least ' if not s.complete else ''}{human_size(s.size)}, {s.file_count} files"
-            if s.kind == "directory"
-            else f"{s.kind}, {human_size(s.size)}"
-        )
-        lines.append(f"  {shown_name(s.path)}  ({what})")
-    rest = ordered[FORM_PATHS:]
-    if rest:
-        lines.append(f"  … and {len(rest)} more: {totals_line(rest, now)}, in")
-        by_parent: dict[str, list[SeenPath]] = defaultdict(list)
-        for s in rest:
-            by_parent[s.path.rpartition("/")[0] or "/"].append(s)
-        ranked = sorted(by_parent.items(), key=lambda kv: -len(kv[1]))
-        for parent, inside in ranked[:FORM_PARENTS]:
-            lines.append(f"      {shown_name(parent)}/  ({totals_line(inside, now)})")
-        if len(ranked) > FORM_PARENTS:
-            lines.append(f"      and {len(ranked) - FORM_PARENTS} more folders")
-    if covered:
-        lines.append(f"  ({covered} more path(s) named lie inside these folders and go with them)")
-    if mode == "quarantine":
-        lines += ["", "They can be restored with restore_paths until the quarantine is purged. Move them?"]
-    else:
-        lines += ["", "This cannot be undone. Delete them?"]
-    return "\n".join(lines)
+    """The form's text for paths held in memory (a plan's rows go through `FormQuestion` a chunk at a time)."""
+    form = FormQuestion()
+    form.first(seen)
+    form.second(seen)
+    return form.text(covered=covered, now=now, mode=mode)

@@ -1,7 +1,9 @@
 """Confirmation tokens: sealed, expiring, bound to one exact set of paths and one API base URL.
 
 A token is `efc1.<payload>.<mac>`, both parts base64url. The payload names a random plan id, the
-expiry, the number of paths and a SHA-256 digest of the sorted path set and of the API base URL;
+expiry, the number of paths and a SHA-256 digest of the path set (`path_set_digest`: sorted; or, for a
+plan kept as rows, `RowsDigest`: the paths in the order the rows are stored, so that a million-path plan
+is checked a chunk at a time, never sorted in memory) and of the API base URL;
 the MAC is HMAC-SHA256 over the payload with a key derived from the server secret. Nothing in the
 token is secret, but nothing in it can be changed without the key. The signer only seals and opens:
 single use and the path set are checked by the guard against the plan in the state store.
@@ -67,6 +69,25 @@ class PathSetDigest:
         return self._hash.hexdigest()
 
 
+class RowsDigest:
+    """A plan's paths in the order its rows are stored, fed one at a time: the digest a token of a plan kept as
+    rows carries. Prefixed so that it never equals a `path_set_digest`."""
+
+    PREFIX = b"efile-mcp plan rows v1\0"
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256(self.PREFIX)
+        self.count = 0
+
+    def add(self, path: str) -> None:
+        # Paths never hold NUL (the path policy refuses it), so NUL ends each one unambiguously.
+        self._hash.update(path.encode("utf-8", "surrogatepass") + b"\0")
+        self.count += 1
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
 @dataclass(frozen=True)
 class Sealed:
     plan_id: str
@@ -115,12 +136,16 @@ class ConfirmationSigner:
 
     def seal(self, plan_id: str, paths: Collection[str], expires_at: float, *, total_size: int = 0) -> str:
         """A token for a plan the caller stores (the guard's plans live in the state store)."""
+        return self.seal_digest(plan_id, path_set_digest(paths), len(set(paths)), expires_at, total_size=total_size)
+
+    def seal_digest(self, plan_id: str, digest: str, count: int, expires_at: float, *, total_size: int = 0) -> str:
+        """A token for a plan whose path digest the caller computed (a `RowsDigest` over its stored rows)."""
         payload = {
             "p": plan_id,
             "e": int(expires_at),
             "z": int(total_size),
-            "n": len(set(paths)),
-            "d": path_set_digest(paths),
+            "n": int(count),
+            "d": digest,
             "s": self._scope_digest,
         }
         body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())

@@ -2,9 +2,11 @@
 
 A plan is stored (guard/store.py) under its id, which the sealed token names; execution loads it, lists
 the paths again, and sends only those whose type, size (files) and modification time are as seen.
-Stored as a small header (`save_plan`: id, expiry, mode, selection, summary, row count, path-set digest)
-and one row per path (one compact JSON array each), written and read in chunks of `ROWS_PER_CHUNK`: a
-million-path plan (EFILE_MAX_PLAN_PATHS) is never one value in the store.
+Stored as a small header (id, expiry, mode, selection, summary, row count, the rows' digest) and one row
+per path (one compact JSON array each), written (`PlanWriter`, as a dry run finds them) and read
+(`plan_rows`) in chunks of `ROWS_PER_CHUNK`: a million-path plan (EFILE_MAX_PLAN_PATHS) is never one value
+in the store, nor one list in memory. The token binds the rows' digest (`RowsDigest`: the paths in stored
+order), which execution recomputes from the rows, a chunk at a time, before anything is sent.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..client.walk import EntryKind
-from .sealing import path_set_digest
+from .sealing import RowsDigest, path_set_digest
 
 if TYPE_CHECKING:
     from .store import StateStore
@@ -85,10 +87,13 @@ class Plan:
     #: Quota before and after, when known: {"path", "limit_bytes", "used_bytes", "after_bytes"} per quota entry.
     quota: list[dict[str, Any]] = field(default_factory=list)
 
-    #: The digest of the path set (tokens.path_set_digest) as stored in the header; "" until saved.
+    #: The digest the token binds, as stored in the header; "" until saved: a `RowsDigest` of the rows (format
+    #: 3), or the sorted path set's `path_set_digest` (formats 1 and 2, plans stored before rows were streamed).
     digest: str = ""
     #: How many rows (paths) the stored plan holds.
     count: int = 0
+    #: The stored format (3: header + rows with a rows digest).
+    version: int = 3
 
     def _head(self) -> dict[str, Any]:
         return {
@@ -104,8 +109,9 @@ class Plan:
         }
 
     def header_bytes(self) -> bytes:
-        """The stored header: everything but the paths, which are rows beside it."""
-        return _dump({"v": 2, **self._head(), "n": len(self.paths), "d": self.digest or path_set_digest(self.path_set)})
+        """The stored header: everything but the paths, which are rows beside it (`PlanWriter` sets count and
+        digest)."""
+        return _dump({"v": 3, **self._head(), "n": self.count, "d": self.digest})
 
     def to_bytes(self) -> bytes:
         """The whole plan as one value (the format before rows; still read)."""
@@ -129,11 +135,12 @@ class Plan:
             paths=[SeenPath.from_row(row) for row in rows or ()],
             digest=str(raw.get("d") or ""),
             count=int(raw["n"]) if "n" in raw else len(rows or ()),
+            version=int(raw.get("v") or 1),
         )
 
     @property
     def has_rows(self) -> bool:
-        """A header stored apart from its rows (format 2)."""
+        """A header stored apart from its rows (formats 2 and 3), not loaded."""
         return self.count > 0 and not self.paths
 
     @property
@@ -153,14 +160,50 @@ def _row_of(data: bytes) -> SeenPath:
     return SeenPath.from_row(json.loads(data.decode("utf-8", "surrogatepass")))
 
 
+class PlanWriter:
+    """A plan's rows stored as they come, a chunk at a time, then its header (`finish`): a plan is known, and
+    can be executed, only once all its rows are stored. Memory is one chunk, whatever the number of paths."""
+
+    def __init__(self, store: StateStore, plan_id: str, expires_at: float, *, stored: int = 0) -> None:
+        self.store = store
+        self.plan_id = plan_id
+        self.expires_at = expires_at
+        #: The digest of the rows added through this writer (a plan written across calls is digested at the end,
+        #: from its stored rows: `finish(digest=...)`).
+        self.digest = RowsDigest()
+        self._chunk: list[bytes] = []
+        #: Rows already in the store (`stored`: by an earlier call of the same dry run).
+        self._stored = stored
+
+    @property
+    def count(self) -> int:
+        return self._stored + len(self._chunk)
+
+    async def add(self, seen: SeenPath) -> None:
+        self.digest.add(seen.path)
+        self._chunk.append(_row_bytes(seen))
+        if len(self._chunk) >= ROWS_PER_CHUNK:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._chunk:
+            await self.store.save_plan_rows(self.plan_id, self._stored, self._chunk, self.expires_at)
+            self._stored += len(self._chunk)
+            self._chunk = []
+
+    async def finish(self, plan: Plan, *, digest: str | None = None) -> None:
+        """The header of `plan` (whose `paths` stay as they are: empty when streamed), after the last rows."""
+        await self.flush()
+        plan.digest, plan.count, plan.version = digest or self.digest.hexdigest(), self.count, 3
+        await self.store.save_plan(plan.plan_id, plan.header_bytes(), plan.expires_at)
+
+
 async def save_plan(store: StateStore, plan: Plan) -> None:
-    """The plan's rows, a chunk at a time, then its header: a plan is known only once all its rows are stored."""
-    plan.digest = plan.digest or path_set_digest(plan.path_set)
-    plan.count = len(plan.paths)
-    for first in range(0, len(plan.paths), ROWS_PER_CHUNK):
-        chunk = [_row_bytes(seen) for seen in plan.paths[first : first + ROWS_PER_CHUNK]]
-        await store.save_plan_rows(plan.plan_id, first, chunk, plan.expires_at)
-    await store.save_plan(plan.plan_id, plan.header_bytes(), plan.expires_at)
+    """A plan built whole in memory (`plan.paths`): its rows, a chunk at a time, then its header."""
+    writer = PlanWriter(store, plan.plan_id, plan.expires_at)
+    for seen in plan.paths:
+        await writer.add(seen)
+    await writer.finish(plan)
 
 
 async def load_header(store: StateStore, plan_id: str) -> Plan | None:
@@ -200,3 +243,19 @@ async def load_plan(store: StateStore, plan_id: str) -> Plan | None:
         return None
     plan.paths = paths
     return plan
+
+
+async def stored_digest(store: StateStore, plan: Plan) -> str | None:
+    """The digest of what the store holds for `plan`, recomputed from its rows a chunk at a time (what the
+    token must bind); None when rows are missing. Plans stored before format 3 bind the sorted path set."""
+    if plan.version < 3:
+        whole = plan if not plan.has_rows else await load_plan(store, plan.plan_id)
+        return None if whole is None else path_set_digest(whole.path_set)
+    digest = RowsDigest()
+    try:
+        async for rows in plan_rows(store, plan):
+            for seen in rows:
+                digest.add(seen.path)
+    except LookupError:
+        return None
+    return digest.hexdigest()

@@ -103,7 +103,8 @@ def _fit_removal(result: RemovePathsResult) -> RemovePathsResult:
     if fitting_count(list(items)) < len(items):
         ordered = sorted(items, key=lambda i: _EXCEPTIONS_FIRST.index(i.status) if i.status in _EXCEPTIONS_FIRST else 9)
         kept = fitting_count(ordered)
-        result = result.model_copy(update={"items": ordered[:kept], "items_not_shown": len(items) - kept})
+        hidden = (result.items_not_shown or 0) + len(items) - kept  # the guard may have counted some already
+        result = result.model_copy(update={"items": ordered[:kept], "items_not_shown": hidden})
     for view in ("confirm_paths", "by_parent", "largest", "exceptions"):
         while json_chars(result) > STRUCTURED_MAX and getattr(result, view):
             shown = getattr(result, view)

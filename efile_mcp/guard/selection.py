@@ -1,0 +1,275 @@
+"""A dry run of a selection of files, planned as it is found: rows in the store, never the plan in memory.
+
+`remove_paths(select={type: "file", ...})` may match a million files (EFILE_MAX_PLAN_PATHS). The search
+is read in rounds of at most `ROUND_ENTRIES` listed entries; each round's matches are screened (policy,
+mode), looked up again (`Inspector`: the objects as they are), added to the plan's rows (`PlanWriter`)
+and to the answer's tally, then dropped. Memory is a round's, whatever the number of matches.
+
+When the call's walk budget (EFILE_WALK_MAX_ENTRIES / EFILE_WALK_MAX_SECONDS) ends before the search
+does, the answer is `resume`: the search's frontier, the rows' count and the tally are kept in the
+state store, and the next call with `resume` reads on from there, in this process or another. The plan
+and its token come only when the search is whole: then the rows are read back once (the digest the token
+binds, the quota each frees, their audit lines).
+
+Selections that may match folders keep the dry run that holds its matches (guard/removal.py): a folder
+matches only once its tree is read, after matches inside it, which it must cover.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from ..client.walk import WalkLimits
+from ..models.results import ITEMS_LISTED_MAX, RemoveItem, RemovePathsResult, Selection
+from .execution import ROUND_ENTRIES
+from .insight import FindWalk, Match, incomplete_reason
+from .paths import MAX_PATH_BYTES, display
+from .ports import RemoveMode
+from .quarantine import is_quarantine_path
+from .report import Detail, Tally, item_of
+from .requests import REFUSED_PATHS_AUDITED, TOOL, Progress, selection_key, walk_progress
+from .sealing import RowsDigest
+from .seen import ROWS_PER_CHUNK, Plan, PlanWriter, plan_rows
+
+if TYPE_CHECKING:
+    from .removal import Removal
+
+#: A plan read across calls keeps its rows this long after the first call (the token never outlives them).
+ROWS_KEPT_SECONDS = 6 * 3600.0
+#: A plan keeps this many of its dry run's exceptions (refused, missing) for the person's review page.
+EXCEPTIONS_KEPT = 10_000
+
+
+def streams(select: Selection | None) -> bool:
+    """Whether a selection is planned as it is found (it can match only files)."""
+    return select is not None and select.type == "file"
+
+
+class FileSelection:
+    """One dry run of a file selection, possibly across calls: `plan()` -> the answer."""
+
+    def __init__(self, removal: Removal, select: Selection, mode: RemoveMode | None, detail: Detail) -> None:
+        self.removal = removal
+        self.host = removal.host
+        self.select = select
+        self.asked_mode = mode
+        self.search = FindWalk(select, self.host.clock())
+        self.plan_id = secrets.token_hex(12)
+        self.started = self.host.clock()
+        self.rows_expire = self.started + ROWS_KEPT_SECONDS + self.host.signer.ttl
+        self.tally = Tally(detail)
+        self.stored = 0
+        self.exceptions: list[list[str]] = []
+        self.resume_id: str | None = None
+
+    # ------------------------------------------------------------------------------------ across calls
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "k": "files",
+            "s": selection_key(self.select),
+            "m": self.asked_mode,
+            "f": self.search.to_json(),
+            "id": self.plan_id,
+            "t0": self.started,
+            "n": self.stored,
+            "y": self.tally.to_json(),
+            "x": self.exceptions,
+        }
+
+    @classmethod
+    def from_json(cls, removal: Removal, data: dict[str, Any], resume_id: str) -> FileSelection:
+        chosen = cls(removal, Selection.model_validate(data["s"]), data["m"], "auto")
+        chosen.search = FindWalk.from_json(data["f"])
+        chosen.plan_id = str(data["id"])
+        chosen.started = float(data["t0"])
+        chosen.rows_expire = chosen.started + ROWS_KEPT_SECONDS + chosen.host.signer.ttl
+        chosen.stored = int(data["n"])
+        chosen.tally = Tally.from_json(data["y"])
+        chosen.exceptions = [list(map(str, row)) for row in data["x"]]
+        chosen.resume_id = resume_id
+        return chosen
+
+    # ------------------------------------------------------------------------------------ the call
+
+    async def plan(self, progress: Progress | None) -> RemovePathsResult:
+        removal, host, select = self.removal, self.host, self.select
+        root = select.path
+        if self.resume_id is None:
+            await removal._check_selection_root(select)
+        purge = is_quarantine_path(root)
+        mode: RemoveMode = "delete" if purge else self.asked_mode or removal.default_mode
+        if mode == "quarantine" and removal.quarantine is None and self.asked_mode is None:
+            mode = "delete"  # the default where no quarantine is set up; an explicit request was refused before
+        writer = PlanWriter(host.store, self.plan_id, self.rows_expire, stored=self.stored)
+        limits = host._walk_limits()  # the call's budget; each round gets at most ROUND_ENTRIES of it
+        read = 0
+        while True:
+            before = self.search.walk.stats.entries_seen
+            rounds = WalkLimits(min(ROUND_ENTRIES, max(0, limits.max_entries - read)), limits.deadline)
+            stats = await self.search.read_on(host._listings(), rounds, progress=walk_progress(progress))
+            read += stats.entries_seen - before
+            if any(u.path == root for u in stats.unreadable):
+                await removal._refuse(
+                    "select_path",
+                    f"cannot list {display(root)}: {stats.unreadable[0].reason}",
+                    dry_run=True,
+                    paths=[root],
+                )
+            await self._add(self.search.take(len(self.search.found)), mode, writer)
+            if writer.count > removal.max_plan_paths:
+                why = removal._bound_selection(writer.count)
+                assert why is not None
+                await removal._refuse("too_many_paths", why.replace("matches ", "matches at least ", 1), dry_run=True)
+            if self.search.walk.finished:
+                break
+            if stats.stopped in ("deadline", "caller") or read >= limits.max_entries:
+                break
+            if stats.entries_seen == before:  # a round that read nothing would not read more in the next
+                break
+        self.stored = writer.count
+        if not self.search.walk.finished:
+            return await self._unfinished(writer, mode)
+        return await self._finished(writer, mode, purge, stats)
+
+    async def _add(self, matches: list[Match], mode: RemoveMode, writer: PlanWriter) -> None:
+        """A round's matches: screened, looked up again, into the rows and the tally; then dropped."""
+        removal = self.removal
+        _, refused, accepted = removal._screen([m.path for m in matches])
+        del matches
+        if mode == "quarantine":
+            for path in [p for p in accepted if "," in p]:
+                accepted.remove(path)
+                refused[path] = (
+                    "its path holds a comma, and the storage's move takes its sources comma-separated: it cannot "
+                    "be quarantined. Remove it with mode='delete' (permanent), or rename it and dry-run again."
+                )
+        inspection = await removal._inspector(self.host._listings(), mode).check(accepted, walk_folders=False)
+        tally = self.tally
+        for path, reason in refused.items():
+            self._exception(RemoveItem(path=path, status="refused", reason=reason))
+        for path in accepted:
+            seen = inspection.seen.get(path)
+            if seen is not None:
+                tally.add(item_of(seen))
+                tally.count_removed(seen)
+                await writer.add(seen)
+            elif path in inspection.refused:
+                self._exception(RemoveItem(path=path, status="refused", reason=inspection.refused[path]))
+            else:
+                self._exception(RemoveItem(path=path, status="missing", reason=inspection.missing.get(path)))
+        await writer.flush()  # what a later call (or process) reads on from is stored
+
+    def _exception(self, item: RemoveItem) -> None:
+        self.tally.add(item)
+        if len(self.exceptions) < EXCEPTIONS_KEPT:
+            self.exceptions.append([item.path, item.status, item.reason or ""])
+
+    async def _unfinished(self, writer: PlanWriter, mode: RemoveMode) -> RemovePathsResult:
+        host = self.host
+        self.resume_id = await host._keep_walk(self.resume_id, "dry-", False, self.to_json)
+        summary = self.tally.summary(requested=self.tally.items, covered=0)
+        stats = self.search.walk.stats
+        result = RemovePathsResult(
+            dry_run=True,
+            summary=summary,
+            next_step=(
+                f"Not read whole yet: {stats.entries_seen} entries searched so far, {writer.count} matching file(s) "
+                "planned. Call remove_paths again with resume set to this resume value (a dry run) to read on; the "
+                "plan and its token come when the search is whole."
+            ),
+            resume=self.resume_id,
+        )
+        return self.tally.shape(result)
+
+    async def _finished(self, writer: PlanWriter, mode: RemoveMode, purge: bool, stats: Any) -> RemovePathsResult:
+        removal, host = self.removal, self.host
+        if self.resume_id is not None:
+            await host.store.drop_walk(self.resume_id)
+        summary = self.tally.summary(requested=self.tally.items, covered=0)
+        token = expires_iso = None
+        confirm_paths: list[str] | None = None
+        audited: list[str] | None = None
+        quota = await host.quota_now() if writer.count else []
+        freed = [0] * len(quota)
+        if writer.count:
+            now = host.clock()
+            plan = Plan(
+                plan_id=self.plan_id,
+                expires_at=float(int(min(now + host.signer.ttl, self.rows_expire))),
+                paths=[],
+                select=selection_key(self.select),
+                created_at=now,
+                mode=mode,
+                exceptions=self.exceptions,
+                summary=summary.model_dump(exclude_none=True),
+            )
+            # The rows read back once: the digest the token binds, what each quota entry frees, the audit's lines.
+            header = Plan(plan_id=self.plan_id, expires_at=plan.expires_at, paths=[], count=writer.count)
+            digest = RowsDigest()
+            listed: list[str] = []
+            prefixes = [entry.path.rstrip("/") + "/" for entry in quota]
+            async for rows in plan_rows(host.store, header):
+                for seen in rows:
+                    digest.add(seen.path)
+                    for index, prefix in enumerate(prefixes):
+                        if not quota[index].path or seen.path.startswith(prefix):
+                            freed[index] += seen.size
+                    if writer.count <= ROWS_PER_CHUNK:
+                        listed.append(seen.path)
+                if writer.count > ROWS_PER_CHUNK:
+                    await host.audit.write(
+                        "plan_paths", tool=TOOL, plan_id=self.plan_id, paths=[seen.path for seen in rows]
+                    )
+            plan.quota = [
+                {
+                    "path": entry.path,
+                    "limit_bytes": entry.limit_bytes,
+                    "used_bytes": entry.used_bytes,
+                    "after_bytes": entry.used_bytes if mode == "quarantine" else max(0, entry.used_bytes - gone),
+                }
+                for entry, gone in zip(quota, freed, strict=True)
+            ]
+            await writer.finish(plan, digest=digest.hexdigest())
+            token = host.signer.seal_digest(
+                self.plan_id, plan.digest, plan.count, plan.expires_at, total_size=summary.total_size
+            )
+            expires_iso = host.signer.unseal(token).expires_at_iso
+            confirm_paths = listed if writer.count <= ITEMS_LISTED_MAX else None
+            audited = listed if writer.count <= ROWS_PER_CHUNK else None
+        await host.audit.write(
+            "plan",
+            tool=TOOL,
+            dry_run=True,
+            decision="planned" if token else "nothing_to_remove",
+            plan_id=self.plan_id if token else None,
+            mode=mode,
+            select=selection_key(self.select),
+            removable=audited,
+            removable_count=writer.count,
+            summary=summary.model_dump(exclude_none=True),
+            exceptions=[{"path": p[:MAX_PATH_BYTES], "status": s, "reason": r[:300]} for p, s, r in self.exceptions][
+                :REFUSED_PATHS_AUDITED
+            ],
+        )
+        notes = []
+        if not stats.complete:
+            why = incomplete_reason(stats, "EFILE_WALK_MAX_ENTRIES")
+            notes.append(f"The search was incomplete ({why}): there may be more matches than this plan holds.")
+        if not self.tally.items:
+            notes.append("The selection matches nothing.")
+        if token is None:
+            notes.append("Nothing here can be removed; see each item's status and reason.")
+        else:
+            notes.append(removal._next_step_planned(mode, purge, summary, expires_iso or ""))
+        result = RemovePathsResult(
+            dry_run=True,
+            plan_id=self.plan_id if token else None,
+            summary=summary,
+            confirmation_token=token,
+            expires_at=expires_iso,
+            confirm_paths=confirm_paths,
+            next_step=" ".join(notes),
+        )
+        return self.tally.shape(result)
