@@ -124,6 +124,10 @@ async def test_a_search_finds_a_path_in_the_last_chunk_and_pages_through_many_ma
     total, items = await every_page(client, url + "api/paths", q="JOB03/")
     expected = sorted(s.path for s in paths if "/job03/" in s.path)
     assert total == len(expected) > 500 and [row["path"] for row in items] == expected
+    for typed in ("r3/", "R3/JOB0", "r3/job01/out-00"):  # typing on: each search within the one before
+        total, items = await every_page(client, url + "api/paths", q=typed)
+        expected = sorted(s.path for s in [*paths, last] if typed.lower() in s.path.lower())
+        assert total == len(expected) > 0 and [row["path"] for row in items] == expected
     nothing = (await client.get(url + "api/paths", params={"q": "no such name"})).json()
     assert (nothing["total"], nothing["items"]) == (0, [])
 

@@ -18,6 +18,7 @@ import csv
 import heapq
 import io
 import itertools
+import json
 import pickle
 import tempfile
 from array import array
@@ -30,7 +31,7 @@ import anyio.to_thread
 
 from ..guard.quarantine import QUARANTINE_DIR, is_quarantine_path
 from ..guard.report import human_age, shown_name
-from ..guard.seen import Plan, SeenPath, plan_rows
+from ..guard.seen import ROWS_PER_CHUNK, Plan, SeenPath, plan_rows
 from ..models.times import iso_time
 from ..models.units import human_size
 
@@ -125,14 +126,27 @@ def page_bounds(offset: Any, limit: Any) -> tuple[int, int]:
 
 
 def type_label(seen: SeenPath) -> str:
+    """What the types table counts a path as: folders, a file's extension, or neither."""
     if seen.kind == "directory":
         return "folders"
-    if seen.kind == "file":
-        name = seen.path.rsplit("/", 1)[-1]
-        stem, dot, suffix = name.rpartition(".")
-        usual = dot and stem and len(suffix) <= 12 and any(c.isalpha() for c in suffix)
-        return f".{suffix.lower()}" if usual else "files without extension"
-    return "links and other"
+    if seen.kind != "file":
+        return "links and other"
+    path = seen.path
+    name = path[path.rfind("/") + 1 :]
+    dot = name.rfind(".")
+    if dot <= 0 or len(name) - dot > 13:
+        return "files without extension"
+    suffix = name[dot + 1 :]
+    label = _SUFFIX_LABELS.get(suffix)
+    if label is None:
+        label = f".{suffix.lower()}" if any(c.isalpha() for c in suffix) else "files without extension"
+        if len(_SUFFIX_LABELS) < 4096:
+            _SUFFIX_LABELS[suffix] = label
+    return label
+
+
+#: Labels of the extensions met (a cache of type_label's, bounded).
+_SUFFIX_LABELS: dict[str, str] = {}
 
 
 class _Runs:
@@ -490,23 +504,55 @@ class PlanView:
         }
 
     async def _matching(self, store: StateStore, needle: str) -> array[int]:
-        """The positions of the rows whose path contains `needle` (casefolded), in path order: the rows are
-        read again a chunk at a time; the answer is kept for paging."""
+        """The positions of the rows whose path contains `needle` (casefolded), in path order; kept for paging.
+
+        Within the matches of a search kept for a part of `needle` (typing on: "run" then "run07") when they
+        are few; otherwise every row, read again a chunk at a time. The matches are marked in a bitmap (a
+        byte a row) and taken in path order from it: no list of every match is made, nor sorted."""
         known = self._searches.get(needle)
         if known is None:
-            found: list[int] = []
-            position = 0
-            async for rows in plan_rows(store, self.plan):
-                for seen in rows:
-                    if needle in seen.path.casefold():
-                        found.append(position)
-                    position += 1
-            found.sort(key=self._rank.__getitem__)
-            known = self._searches[needle] = array("I", found)
+            narrower = [found for part, found in self._searches.items() if part in needle]
+            within = min(narrower, key=len, default=None)
+            if within is not None and len(within) <= self.count // 4:
+                kept = array("I")
+                for first in range(0, len(within), CSV_WINDOW):
+                    window = within[first : first + CSV_WINDOW]
+                    rows = await self._rows_at(store, window)
+                    kept.extend(p for p in window if needle in rows[p].path.casefold())
+                known = kept
+            else:
+                marked = bytearray(self.count)
+                async for position in self._positions_matching(store, needle):
+                    marked[position] = 1
+                known = array("I", (p for p in self._by_path if marked[p]))
+            self._searches[needle] = known
             while len(self._searches) > SEARCHES_KEPT:
                 self._searches.popitem(last=False)
         self._searches.move_to_end(needle)
         return known
+
+    async def _positions_matching(self, store: StateStore, needle: str) -> AsyncIterator[int]:
+        """Every row whose path contains `needle`, in plan order. A row is stored as a JSON array whose first
+        item is its path (guard/seen.py), so the stored text is looked at first and only a row whose text holds
+        the needle is decoded (a needle with a character JSON escapes is looked for in decoded paths only)."""
+        if not self.plan.has_rows or not needle.isprintable() or '"' in needle or "\\" in needle:
+            position = 0
+            async for rows in plan_rows(store, self.plan):
+                for seen in rows:
+                    if needle in seen.path.casefold():
+                        yield position
+                    position += 1
+            return
+        plan_id = self.plan.plan_id
+        for first in range(0, self.count, ROWS_PER_CHUNK):
+            wanted = min(ROWS_PER_CHUNK, self.count - first)
+            stored = await store.load_plan_rows(plan_id, first, wanted)
+            if len(stored) != wanted:
+                raise LookupError(f"plan {plan_id} lost rows {first}-{first + wanted - 1} in the state store")
+            for position, data in enumerate(stored, first):
+                text = data.decode("utf-8", "surrogatepass")
+                if needle in text.casefold() and needle in str(json.loads(text)[0]).casefold():
+                    yield position
 
     async def paths(self, store: StateStore, query: str, offset: int, limit: int) -> dict[str, Any]:
         """One page of every plan path in path order, those containing `query` (any case) when it is given."""
@@ -588,6 +634,7 @@ class PlanView:
         written = 0
         async for seen in self._rows_for_csv(store):
             newest = _newest(seen)
+            modified = iso_time(seen.mtime) or ""
             writer.writerow(
                 [
                     "remove",
@@ -596,8 +643,8 @@ class PlanView:
                     seen.size,
                     human_size(seen.size),
                     _files(seen),
-                    iso_time(newest) or "",
-                    iso_time(seen.mtime) or "",
+                    modified if newest == seen.mtime else iso_time(newest) or "",
+                    modified,
                     "yes" if seen.complete else "no (at least)",
                     "",
                 ]
