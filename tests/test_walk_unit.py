@@ -352,3 +352,45 @@ async def test_a_tree_fingerprint_changes_with_any_entry_deep_inside_and_not_wit
     renamed = tree()
     renamed.folders[f"{ROOT}/dir-1"]["file-9.dat"] = renamed.folders[f"{ROOT}/dir-1"].pop("file-0.dat")
     assert len({baseline, await fingerprint(resized), await fingerprint(touched), await fingerprint(renamed)}) == 4
+
+
+# ---------------------------------------------------------------------------------------------- reading a page
+
+ABSENT = object()
+FLAGS = [True, False, None, ABSENT, "true"]
+
+
+@pytest.mark.parametrize("size", [5, 0, -3, None, ABSENT, "12", True])
+@pytest.mark.parametrize("mtime", [STAMP, None, ABSENT, 5])
+def test_every_shape_of_an_entry_is_read_as_the_wire_model_reads_it(size: object, mtime: object) -> None:
+    """The walker reads pages itself (a quick loop for the usual entries, a careful one for the rest): whatever
+    the flags, size and time, what it reads is what the wire model reads, or it leaves the page to the model."""
+    import itertools
+
+    items = []
+    for link, folder, regular, kind in itertools.product(FLAGS, FLAGS, FLAGS, [ABSENT, "file", "d", "l", "pipe"]):
+        fields = {
+            "isSymbolicLink": link,
+            "isDirectory": folder,
+            "isRegularFile": regular,
+            "type": kind,
+            "size": size,
+            "lastModifiedTime": mtime,
+        }
+        items.append({"name": "n", "path": "/x/n", **{k: v for k, v in fields.items() if v is not ABSENT}})
+    direct = 0
+    for item in items:
+        data = {"total": 1, "fileList": [item]}
+        read = walk_module.slim_page(data)
+        quick = walk_module._usual_entries([item])
+        assert quick is None or quick == walk_module._entries([item]), item
+        if read is not None:
+            direct += 1
+            assert read == walk_module._slim(walk_module.EfileApi.parse_list(data)), item
+    if size in (5, 0, -3, None) and size is not True and mtime in (STAMP, None):
+        assert walk_module._usual_entries([items[0]])  # a link with every field: the quick loop's
+    # The usual shapes are read directly; a size or a time of another type never is.
+    assert bool(direct) == (size != "12" and size is not True and mtime != 5)
+    # A page mixing them all: read directly only if every entry is, and then entry for entry the same.
+    whole = walk_module.slim_page({"total": len(items), "fileList": items})
+    assert (whole is not None) == (direct == len(items))
