@@ -82,6 +82,10 @@ class UsageWalk:
         floor = self.ranked[0][:3] if len(self.ranked) >= self.KEPT else None
         # The floor's size alone settles most entries, without a tuple built per entry.
         floor_size = floor[0] if floor is not None else -1
+        # What the floor settles is summed in locals and added to `rest` after the loop (attribute updates
+        # per entry cost more than the test): `_rank` may add to `rest` meanwhile, which the sums do not touch.
+        size_sum = file_count = link_count = count = 0
+        newest: float | None = None
         for name, kind, size, mtime in batch:
             if kind == "directory":
                 self.open_children[name] = mtime
@@ -91,13 +95,13 @@ class UsageWalk:
                 size = 0
             if floor is not None and (size < floor_size or (size, files, name) <= floor):
                 # Smaller than every kept child (the common case in a flat folder): summed, nothing built.
-                rest.size += size
-                rest.files += files
+                size_sum += size
+                file_count += files
                 if kind == "symlink":
-                    rest.links += 1
-                if mtime is not None and (rest.newest is None or mtime > rest.newest):
-                    rest.newest = mtime
-                self.rest_count += 1
+                    link_count += 1
+                if mtime is not None and (newest is None or mtime > newest):
+                    newest = mtime
+                count += 1
                 continue
             own = Totals()
             own.count(Entry(name, kind, size, mtime))
@@ -105,6 +109,11 @@ class UsageWalk:
             if len(self.ranked) >= self.KEPT:
                 floor = self.ranked[0][:3]
                 floor_size = floor[0]
+        rest.size += size_sum
+        rest.files += file_count
+        rest.links += link_count
+        rest.see(newest)
+        self.rest_count += count
 
     def on_closed(self, closed: ClosedDir) -> None:
         if closed.depth == 0:
