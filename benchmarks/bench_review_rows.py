@@ -6,7 +6,8 @@ A child process per case imports the review code from a code root (this tree, or
 before, e.g. `git worktree add /tmp/review-before <commit>`), serves the page in-process (the ReviewSite's own
 loopback listener, read with httpx over TCP: the ASGI transport would hold a whole CSV) and reads, in turn: the page, the tree's root, a search for a
 name in the plan's last chunk, a list page deep in the plan, the whole CSV, and the page again. It
-reports each answer's time and size and its peak resident memory (VmHWM) after each step, against the
+reports each answer's time, the process's CPU time (the server and the client, all threads: steadier than
+the wall clock on a shared machine) and its size and its peak resident memory (VmHWM) after each step, against the
 same process's idle peak (imports done, store open, one request served).
 
     python benchmarks/bench_review_rows.py [--sizes 100000,1000000] [--before /tmp/review-before]
@@ -106,11 +107,13 @@ def serve(state: Path, code: Path, rows: int) -> dict[str, Any]:
             steps: list[dict[str, Any]] = []
 
             async def step(name: str, path: str, **params: Any) -> httpx.Response:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 answer = await http.get(url + path, params=params)
-                seconds = time.perf_counter() - started
+                seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
                 assert answer.status_code == 200, (name, answer.status_code, answer.text[:300])
-                steps.append({"step": name, "s": seconds, "bytes": len(answer.content), "hwm_mb": vm_hwm_mb()})
+                steps.append(
+                    {"step": name, "s": seconds, "cpu": cpu, "bytes": len(answer.content), "hwm_mb": vm_hwm_mb()}
+                )
                 return answer
 
             page = await step("page (first view)", "")
@@ -122,15 +125,15 @@ def serve(state: Path, code: Path, rows: int) -> dict[str, Any]:
             assert found_rows["total"] == 1 and found_rows["items"][0]["path"].endswith(needle), found_rows
             deep = (await step("list page deep in the plan", "api/paths", offset=rows - 600, limit=500)).json()
             assert len(deep["items"]) == 500
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             removes = size = 0
             async with http.stream("GET", url + "plan.csv") as download:
                 async for line in download.aiter_lines():
                     size += len(line) + 2
                     removes += line.startswith("remove,")
             assert removes == rows, removes
-            csv_s = time.perf_counter() - started
-            steps.append({"step": "whole CSV", "s": csv_s, "bytes": size, "hwm_mb": vm_hwm_mb()})
+            csv_s, cpu = time.perf_counter() - started, time.process_time() - cpu
+            steps.append({"step": "whole CSV", "s": csv_s, "cpu": cpu, "bytes": size, "hwm_mb": vm_hwm_mb()})
             await step("page (again)", "")
             found["steps"] = steps
         await site.aclose()
@@ -190,7 +193,10 @@ def main() -> None:
                     f"+{found['over_idle_mb']:.0f} MB over idle (load {load} -> {found['load_after']})"
                 )
                 for s in found["steps"]:
-                    print(f"  {s['step']:<36} {s['s']:8.3f} s {s['bytes']:>12,} B  peak {s['hwm_mb']:7.0f} MB")
+                    print(
+                        f"  {s['step']:<36} {s['s']:8.3f} s (CPU {s['cpu']:7.3f} s) {s['bytes']:>12,} B  "
+                        f"peak {s['hwm_mb']:7.0f} MB"
+                    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
 

@@ -175,7 +175,7 @@ class ReviewSite:
         self._launchers: Path | None = None
         self._urls: dict[str, tuple[str, float]] = {}
         self._views: OrderedDict[str, PlanView] = OrderedDict()
-        self._view_lock = asyncio.Lock()
+        self._view_locks: dict[str, asyncio.Lock] = {}
         self._listener: _Listener | None = None
         self._start_lock = asyncio.Lock()
         self._app: ASGIApp | None = None
@@ -300,7 +300,7 @@ class ReviewSite:
         self._urls.clear()
         self._views.clear()
         # A later start may run in another event loop (a test's next client): fresh locks, not bound to this one.
-        self._view_lock = asyncio.Lock()
+        self._view_locks = {}
         self._start_lock = asyncio.Lock()
         if listener is not None:
             await listener.stop()
@@ -325,21 +325,32 @@ class ReviewSite:
         if self.clock() >= expires_at:
             self._views.pop(plan_id, None)
             return None
-        async with self._view_lock:
-            view = self._views.get(plan_id)
+        view = self._views.get(plan_id)
+        if view is None:
+            # One build per plan at a time; other plans' pages (and their status polls) do not wait for it.
+            lock = self._view_locks.setdefault(plan_id, asyncio.Lock())
+            try:
+                async with lock:
+                    view = self._views.get(plan_id) or await self._build(plan_id)
+            finally:
+                if not lock.locked():
+                    self._view_locks.pop(plan_id, None)
             if view is None:
-                plan = await load_header(self.store, plan_id)  # the rows are read by the view (guard/seen.py)
-                if plan is None:
-                    return None
-                try:
-                    view = await PlanView.load(self.store, plan, self.clock())
-                except LookupError:  # rows expired or lost meanwhile
-                    return None
-                self._views[plan_id] = view
-                while len(self._views) > VIEWS_KEPT:
-                    self._views.popitem(last=False)
-            self._views.move_to_end(plan_id)
-            return view
+                return None
+        self._views[plan_id] = view
+        self._views.move_to_end(plan_id)
+        while len(self._views) > VIEWS_KEPT:
+            self._views.popitem(last=False)
+        return view
+
+    async def _build(self, plan_id: str) -> PlanView | None:
+        plan = await load_header(self.store, plan_id)  # the rows are read by the view (guard/seen.py)
+        if plan is None:
+            return None
+        try:
+            return await PlanView.load(self.store, plan, self.clock())
+        except LookupError:  # rows expired or lost meanwhile
+            return None
 
     async def decide(self, page: Page, kind: DecisionKind, mode: RemoveMode | None) -> Recorded:
         """Record the person's decision, if the plan still waits for one (the first decision wins)."""
