@@ -26,12 +26,13 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from ..client.remover import RemovalRun, RemoveOutcome
-from ..client.walk import WalkLimits
+from ..client.walk import Listings, WalkLimits
 from ..errors import AuditUnavailable, AuthError, EfileMcpError, StateStoreError
 from ..models.results import ITEMS_LISTED_MAX, RemoveItem, RemovePathsResult, Selection
 from .audit import AuditLog
@@ -76,6 +77,22 @@ class NothingSent(Exception):
     def __init__(self, error: EfileMcpError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+@dataclass
+class _Checked:
+    items: dict[str, RemoveItem]  # what will not be sent (refused, missing, changed, still queued), by path
+    to_send: list[SeenPath]
+    listings: Listings
+
+
+@dataclass
+class _Pending:
+    """A batch's check under way beside the previous batch's sending."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    checked: _Checked | None = None
+    error: EfileMcpError | None = None
 
 
 class PlanRun:
@@ -130,23 +147,52 @@ class PlanRun:
     # ------------------------------------------------------------------------------------ the whole run
 
     async def run(self) -> tuple[RemovePathsResult, dict[str, int]]:
-        """The answer (before the caller adds what follows it) and the outcome's counts, for the store."""
+        """The answer (before the caller adds what follows it) and the outcome's counts, for the store.
+
+        The next batch is checked while this one is sent (a pipeline one batch deep): its intent is still
+        written only after this batch's outcome, and only what its own check saw goes out."""
         host, plan = self.host, self.plan
         first = 0
-        try:
-            async for rows in plan_rows(host.store, plan, chunk=BATCH_ROWS):
-                if self.stopped is not None or self.auth_error is not None:
-                    self._not_sent(rows, self.stopped or f"not sent: {self.auth_error}")
-                else:
-                    await self._batch(first // BATCH_ROWS, rows)
-                first += len(rows)
-                if self.progress is not None and self.batches > 1:
-                    await self.progress(first, plan.count, f"{first} of {plan.count} path(s) checked and sent")
-        except LookupError as exc:  # the plan's rows expired or were lost meanwhile: what is left is not sent
+        batches = plan_rows(host.store, plan, chunk=BATCH_ROWS).__aiter__()
+        failed: list[BaseException] = []
+        async with anyio.create_task_group() as group:
+
+            async def upcoming(number: int) -> tuple[list[SeenPath], _Pending] | None:
+                rows = await anext(batches, None)
+                if rows is None:
+                    return None
+                pending = _Pending()
+                if self.stopped is None and self.auth_error is None:
+                    group.start_soon(self._check_into, pending, number, rows)
+                return rows, pending
+
+            try:
+                number = 0
+                following = await upcoming(0)
+                while following is not None:
+                    rows, pending = following
+                    if self.stopped is not None or self.auth_error is not None:
+                        self._not_sent(rows, self.stopped or f"not sent: {self.auth_error}")
+                        following = await upcoming(number + 1)
+                    else:
+                        await pending.done.wait()
+                        following = await upcoming(number + 1)  # checked while this batch is sent
+                        await self._send_batch(number, rows, pending)
+                    first += len(rows)
+                    number += 1
+                    if self.progress is not None and self.batches > 1:
+                        await self.progress(first, plan.count, f"{first} of {plan.count} path(s) checked and sent")
+            except BaseException as exc:  # raised below, outside the group (not as an ExceptionGroup)
+                failed.append(exc)
+            finally:
+                group.cancel_scope.cancel()  # a check started for a batch that will not be sent
+        if failed and isinstance(failed[0], LookupError):  # the plan's rows expired or were lost meanwhile
             if not self.sent_any:
-                raise NothingSent(EfileMcpError(f"the state store lost the plan's rows ({exc})")) from exc
+                raise NothingSent(EfileMcpError(f"the state store lost the plan's rows ({failed[0]})")) from failed[0]
             self.stopped = "not sent: the state store lost the plan's rows meanwhile"
             self.afterwards.append(f"{plan.count - first} path(s) were not sent: the state store lost the plan's rows")
+        elif failed:
+            raise failed[0]
         summary = self._summary()
         outcome = {status: n for status, n in self.tally.counts.items() if n}
         if self.auth_error is not None:
@@ -188,44 +234,60 @@ class PlanRun:
 
     # ------------------------------------------------------------------------------------ one batch
 
-    async def _batch(self, number: int, rows: list[SeenPath]) -> None:
-        host, plan, removal = self.host, self.plan, self.removal
-        # The policy as it is now (a name protected or a root added since the dry run), then what is there now:
-        # the same objects, folders read whole again (their contents may have changed without their own mtime).
-        # A resumed run starts here too: what the interrupted one removed is gone, what it did not is still as seen.
+    async def _check_into(self, pending: _Pending, number: int, rows: list[SeenPath]) -> None:
+        try:
+            pending.checked = await self._check(number, rows)
+        except EfileMcpError as exc:
+            pending.error = exc
+        finally:
+            pending.done.set()
+
+    async def _check(self, number: int, rows: list[SeenPath]) -> _Checked:
+        """What of a batch may go out: the policy as it is now (a name protected or a root added since the dry
+        run), then what is there now: the same objects, folders read whole again (their contents may have changed
+        without their own mtime), with listings of its own. A resumed run starts here too: what the interrupted one
+        removed is gone, what it did not is still as seen, what it left queued is followed."""
+        plan, removal = self.plan, self.removal
+        listings = self.host._listings()
+        paths = [seen.path for seen in rows]
+        _, refused_now, _ = removal._screen(paths)
+        checkable = [p for p in paths if p not in refused_now]
+        now_seen = await removal._inspector(listings, plan.mode, self.whole).check(checkable, walk_folders=True)
+        items: dict[str, RemoveItem] = {}
+        to_send: list[SeenPath] = []
+        for seen in rows:
+            current = now_seen.seen.get(seen.path)
+            if seen.path in refused_now:
+                items[seen.path] = RemoveItem(path=seen.path, status="refused", reason=refused_now[seen.path])
+            elif seen.path in now_seen.missing:
+                why = " (the interrupted execution most likely removed it)" if self.resumed else ""
+                items[seen.path] = RemoveItem(path=seen.path, status="missing", reason="already absent" + why)
+            elif current is None:
+                items[seen.path] = RemoveItem(
+                    path=seen.path,
+                    status="changed",
+                    reason=_changed(now_seen.refused.get(seen.path, "it can no longer be checked")),
+                )
+            elif _identity(current) != _identity(seen):
+                items[seen.path] = RemoveItem(
+                    path=seen.path, status="changed", reason=_changed(_difference(seen, current))
+                )
+            else:
+                to_send.append(seen)
+        del now_seen
+        sent_before = await self._sent_before(number) if self.resumed else {}
+        if sent_before:
+            to_send = await self._still_queued(rows, to_send, sent_before, items)
+        return _Checked(items, to_send, listings)
+
+    async def _send_batch(self, number: int, rows: list[SeenPath], pending: _Pending) -> None:
+        host, plan = self.host, self.plan
         try:  # nothing of this batch goes out before its intent is on disk
-            paths = [seen.path for seen in rows]
-            self.listings = host._listings() if number else self.listings
-            _, refused_now, _ = removal._screen(paths)
-            checkable = [p for p in paths if p not in refused_now]
-            now_seen = await removal._inspector(self.listings, plan.mode, self.whole).check(
-                checkable, walk_folders=True
-            )
-            items: dict[str, RemoveItem] = {}
-            to_send: list[SeenPath] = []
-            for seen in rows:
-                current = now_seen.seen.get(seen.path)
-                if seen.path in refused_now:
-                    items[seen.path] = RemoveItem(path=seen.path, status="refused", reason=refused_now[seen.path])
-                elif seen.path in now_seen.missing:
-                    why = " (the interrupted execution most likely removed it)" if self.resumed else ""
-                    items[seen.path] = RemoveItem(path=seen.path, status="missing", reason="already absent" + why)
-                elif current is None:
-                    items[seen.path] = RemoveItem(
-                        path=seen.path,
-                        status="changed",
-                        reason=_changed(now_seen.refused.get(seen.path, "it can no longer be checked")),
-                    )
-                elif _identity(current) != _identity(seen):
-                    items[seen.path] = RemoveItem(
-                        path=seen.path, status="changed", reason=_changed(_difference(seen, current))
-                    )
-                else:
-                    to_send.append(seen)
-            del now_seen
-            sent_before = await self._sent_before(number) if self.resumed else {}
-            if sent_before:
-                to_send = await self._still_queued(rows, to_send, sent_before, items)
+            if pending.error is not None:
+                raise pending.error
+            assert pending.checked is not None
+            items, to_send = pending.checked.items, pending.checked.to_send
+            self.listings = pending.checked.listings
             where = {"batch": number + 1, "batches": self.batches} if self.batches > 1 else {}
             if self.resumed:
                 await audit_quietly(
