@@ -48,3 +48,21 @@ async def test_a_large_flat_folder_ranks_its_largest_children_and_sums_every_oth
     # What the state store keeps reads back the same.
     again = UsageWalk.from_json(json.loads(json.dumps(usage.to_json())))
     assert again.children()[1:] == (rest, rest_count)
+
+
+@pytest.mark.parametrize("pages", [1, 9])
+async def test_among_children_of_one_size_the_first_names_are_shown(
+    monkeypatch: pytest.MonkeyPatch, pages: int
+) -> None:
+    """A folder of empty files (markers, locks): the kept rows are its first names, whatever the pages."""
+    monkeypatch.setattr(UsageWalk, "KEPT", 20)
+    children = {f"e{i:04d}": Node("file", 0, stamp(i)) for i in range(300)}
+    children["big"] = Node("file", 10)
+    source = MemoryListings({ROOT: children}, page_cap=len(children) // pages + 1)
+    usage = UsageWalk(ROOT)
+    await usage.read_on(Listings(source), WalkLimits(10**6, anyio.current_time() + 60))  # type: ignore[arg-type]
+    rows, rest, rest_count = usage.children()
+    assert [name for name, _, _ in rows] == ["big"] + [f"e{i:04d}" for i in range(19)]
+    assert (rest_count, rest.files, rest.size) == (281, 281, 0)
+    resumed = UsageWalk.from_json(json.loads(json.dumps(usage.to_json())))
+    assert [name for name, _, _ in resumed.children()[0]] == [name for name, _, _ in rows]

@@ -40,11 +40,32 @@ def incomplete_reason(stats: WalkStats, budget_setting: str = "max_entries", *, 
 # ---------------------------------------------------------------------------------------------- usage
 
 
+class _Ranked(str):
+    """A child's name in the ranking, ordered backwards: among children of the same size the first names are
+    kept (as `ls | head` would show them), so a folder listed in name order ranks nothing more once its
+    floor is reached by children of one size (empty files: each one used to displace the floor)."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: str) -> bool:
+        return str.__gt__(self, other)
+
+    def __le__(self, other: str) -> bool:
+        return str.__ge__(self, other)
+
+    def __gt__(self, other: str) -> bool:
+        return str.__lt__(self, other)
+
+    def __ge__(self, other: str) -> bool:
+        return str.__le__(self, other)
+
+
 class UsageWalk:
     """Disk usage below a folder as a resumable walk: the total, and its direct children ranked by size.
 
-    Keeps the `KEPT` largest finished children (the rest summed): a flat folder of a million files holds
-    200 rows, not a million. Children still being read are ranked on what was read of them so far.
+    Keeps the `KEPT` largest finished children (the rest summed; among children of one size, the first
+    names): a flat folder of a million files holds 200 rows, not a million. Children still being read are
+    ranked on what was read of them so far.
     """
 
     KEPT = 200
@@ -79,9 +100,10 @@ class UsageWalk:
         if depth != 0:
             return
         rest = self.rest
-        floor = self.ranked[0][:3] if len(self.ranked) >= self.KEPT else None
-        # The floor's size alone settles most entries, without a tuple built per entry.
-        floor_size = floor[0] if floor is not None else -1
+        full = len(self.ranked) >= self.KEPT
+        # The floor (the smallest kept child) settles most entries by its size alone; a tie, by its files and
+        # then its name (the first names are kept: one at or after it is not), compared as plain text.
+        floor_size, floor_files, floor_name = self._floor() if full else (-1, 0, "")
         # What the floor settles is summed in locals and added to `rest` after the loop (attribute updates
         # per entry cost more than the test): `_rank` may add to `rest` meanwhile, which the sums do not touch.
         size_sum = file_count = link_count = count = 0
@@ -93,7 +115,10 @@ class UsageWalk:
             files = 1 if kind == "file" else 0
             if not files:
                 size = 0
-            if floor is not None and (size < floor_size or (size, files, name) <= floor):
+            if full and (
+                size < floor_size
+                or (size == floor_size and (files < floor_files or (files == floor_files and name >= floor_name)))
+            ):
                 # Smaller than every kept child (the common case in a flat folder): summed, nothing built.
                 size_sum += size
                 file_count += files
@@ -107,8 +132,8 @@ class UsageWalk:
             own.count(Entry(name, kind, size, mtime))
             self._rank(name, kind, own)
             if len(self.ranked) >= self.KEPT:
-                floor = self.ranked[0][:3]
-                floor_size = floor[0]
+                full = True
+                floor_size, floor_files, floor_name = self._floor()
         rest.size += size_sum
         rest.files += file_count
         rest.links += link_count
@@ -126,8 +151,12 @@ class UsageWalk:
         own.add(closed.totals)
         self._rank(name, "directory", own)
 
+    def _floor(self) -> tuple[int, int, str]:
+        size, files, name, _, _ = self.ranked[0]
+        return size, files, str(name)
+
     def _rank(self, name: str, kind: str, totals: Totals) -> None:
-        item = (totals.size, totals.files, name, kind, totals.to_row())
+        item = (totals.size, totals.files, _Ranked(name), kind, totals.to_row())
         if len(self.ranked) < self.KEPT:
             heapq.heappush(self.ranked, item)
             return
@@ -138,7 +167,7 @@ class UsageWalk:
     def children(self) -> tuple[list[tuple[str, str, Totals]], Totals, int]:
         """All children known so far, largest first (finished, and partial sums of those being read), and
         the sum and count of those not kept."""
-        rows = [(name, kind, Totals.from_row(row)) for _, _, name, kind, row in self.ranked]
+        rows = [(str(name), kind, Totals.from_row(row)) for _, _, name, kind, row in self.ranked]
         if self.open_children:
             partial = {name: Totals(dirs=1, newest=mtime) for name, mtime in self.open_children.items()}
             prefix = self.root.rstrip("/") + "/"
@@ -160,7 +189,7 @@ class UsageWalk:
         return {
             "w": self.walk.to_json(),
             "t": self.root_total.to_row() if self.root_total is not None else None,
-            "k": [list(item) for item in self.ranked],
+            "k": [[size, files, str(name), kind, row] for size, files, name, kind, row in self.ranked],
             "r": self.rest.to_row(),
             "n": self.rest_count,
             "c": self.open_children,
@@ -171,7 +200,7 @@ class UsageWalk:
         usage = cls.__new__(cls)
         usage.walk = TreeWalk.from_json(data["w"])
         usage.root_total = Totals.from_row(data["t"]) if data["t"] is not None else None
-        usage.ranked = [(int(s), int(f), str(n), str(k), list(r)) for s, f, n, k, r in data["k"]]
+        usage.ranked = [(int(s), int(f), _Ranked(n), str(k), list(r)) for s, f, n, k, r in data["k"]]
         heapq.heapify(usage.ranked)
         usage.rest = Totals.from_row(data["r"])
         usage.rest_count = int(data["n"])
