@@ -135,13 +135,14 @@ async def test_a_search_finds_a_path_in_the_last_chunk_and_pages_through_many_ma
 async def test_the_csv_has_every_row_and_every_exception(
     store: StateStore, http: tuple[ReviewSite, httpx.AsyncClient], clock: Clock
 ) -> None:
-    """In path order when the plan is in a walk's order (folder by folder); in the plan's order when the rows
+    """In path order when the plan is in a walk's order (folder by folder); in the plan's order when its rows
     are scattered (reading them in path order would be a store request a row): every row once, either way."""
     site, client = http
     paths = many_paths(clock.now)
     folders = sorted({s.path.rsplit("/", 1)[0] for s in paths})
     random.Random(3).shuffle(folders)
-    walked = sorted(paths, key=lambda s: (folders.index(s.path.rsplit("/", 1)[0]), s.path))
+    # A walk's order: folder by folder, each folder's files in its listing's order (not by name).
+    walked = sorted(paths, key=lambda s: (folders.index(s.path.rsplit("/", 1)[0]), s.size, s.path))
     exceptions = [[f"{HOME}/.ssh", "refused", "protected name .ssh"], [f"{HOME}/gone", "missing", "not found"]]
     by_path = {s.path: s for s in paths}
     for plan_id, order, in_path_order in (("a" * 24, walked, True), ("b" * 24, paths, False)):

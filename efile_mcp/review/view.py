@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import heapq
 import io
-import itertools
 import json
 import pickle
 import tempfile
@@ -203,7 +202,9 @@ class PlanView:
         self._by_path = array("I")
         self._leaf_start = array("I")
         self._leaves = array("I")
-        self._scattered = False
+        #: Whether reading the rows in path order a window at a time costs far more than in plan order (None:
+        #: not known yet; the CSV finds out).
+        self._scattered: bool | None = None
         self._orders: OrderedDict[tuple[int, str], array[int]] = OrderedDict()
         self._searches: OrderedDict[str, array[int]] = OrderedDict()
         self.top = 0
@@ -349,12 +350,9 @@ class PlanView:
                 fid = parents[position]
                 leaves[fill[fid]] = position
                 fill[fid] += 1
-        gaps = sum(1 for a, b in itertools.pairwise(by_path) if not 0 < b - a <= ROW_GAP)
         self._rank, self._folder_rank, self._by_path = rank, folder_rank, by_path
         self._leaf_start, self._leaves = start, leaves
         self._parents = array("I")
-        #: Rows in path order far apart in the plan: the CSV is then written in plan order (one read per chunk).
-        self._scattered = gaps > count // 20
         top = 0
         while True:
             node = folders[top]
@@ -374,19 +372,23 @@ class PlanView:
         """The plan's rows at these positions, those close together read as one range."""
         wanted = sorted(set(positions))
         found: dict[int, SeenPath] = {}
-        index = 0
-        while index < len(wanted):
-            first = last = wanted[index]
-            index += 1
-            while index < len(wanted) and wanted[index] - last <= ROW_GAP:
-                last = wanted[index]
-                index += 1
+        for first, last in _ranges(wanted):
             at = first
             async for rows in plan_rows(store, self.plan, first, last - first + 1):
                 for seen in rows:
                     found[at] = seen
                     at += 1
         return {position: found[position] for position in wanted}
+
+    def _scattered_in_plan(self) -> bool:
+        """Whether the rows in path order, read a CSV window at a time, would take many more store requests or
+        rows than reading the plan in its own order (a plan in a walk's order, folder by folder, does not)."""
+        requests = rows = 0
+        for first in range(0, len(self._by_path), CSV_WINDOW):
+            for start, last in _ranges(sorted(self._by_path[first : first + CSV_WINDOW])):
+                requests += 1
+                rows += last - start + 1
+        return requests > self.count // 100 + 10 or rows > 2 * self.count
 
     # ------------------------------------------------------------------ what a row says
 
@@ -661,6 +663,8 @@ class PlanView:
         yield _drain(buffer)
 
     async def _rows_for_csv(self, store: StateStore) -> AsyncIterator[SeenPath]:
+        if self.ordered and self._scattered is None:
+            self._scattered = await anyio.to_thread.run_sync(self._scattered_in_plan)
         if self._scattered or not self.ordered:
             async for rows in plan_rows(store, self.plan):
                 for seen in rows:
@@ -671,6 +675,18 @@ class PlanView:
             found = await self._rows_at(store, window)
             for position in window:
                 yield found[position]
+
+
+def _ranges(wanted: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """Sorted positions as (first, last) ranges to read: positions at most ROW_GAP apart share one."""
+    index = 0
+    while index < len(wanted):
+        first = last = wanted[index]
+        index += 1
+        while index < len(wanted) and wanted[index] - last <= ROW_GAP:
+            last = wanted[index]
+            index += 1
+        yield first, last
 
 
 def _drain(buffer: io.StringIO) -> str:
