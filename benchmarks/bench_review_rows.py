@@ -8,7 +8,8 @@ loopback listener, read with httpx over TCP: the ASGI transport would hold a who
 name in the plan's last chunk, a list page deep in the plan, the whole CSV, and the page again. It
 reports each answer's time, the process's CPU time (the server and the client, all threads: steadier than
 the wall clock on a shared machine) and its size and its peak resident memory (VmHWM) after each step, against the
-same process's idle peak (imports done, store open, one request served).
+same process's idle peak (imports done, store open, one request served). Another child per case runs
+`efile-mcp approve`'s conversation (the plan's summary, on a terminal that answers Enter: nothing decided).
 
     python benchmarks/bench_review_rows.py [--sizes 100000,1000000] [--before /tmp/review-before]
 """
@@ -16,6 +17,7 @@ same process's idle peak (imports done, store open, one request served).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -145,6 +147,41 @@ def serve(state: Path, code: Path, rows: int) -> dict[str, Any]:
     return found
 
 
+def terminal(state: Path, code: Path, rows: int) -> dict[str, Any]:
+    """In this (child) process: `efile-mcp approve`'s conversation with the code at `code`, on a terminal that
+    answers Enter (nothing decided): the plan's summary is read and shown."""
+    import io
+
+    sys.path.insert(0, str(code))
+    import anyio
+
+    import efile_mcp
+    from efile_mcp.guard.store import open_store
+    from efile_mcp.review.terminal import Terminal, approve
+
+    assert Path(efile_mcp.__file__).resolve().is_relative_to(code.resolve()), efile_mcp.__file__
+    found: dict[str, Any] = {"rows": rows, "code": str(code)}
+
+    async def main() -> None:
+        store = open_store(None, state)
+        found["idle_mb"] = vm_hwm_mb()
+        shown = io.StringIO()
+        started, cpu = time.perf_counter(), time.process_time()
+        status = await approve(store, Terminal(io.StringIO("\n"), shown), plan_id=PLAN_ID)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        assert status == 1 and f"{rows:,} paths" in shown.getvalue(), shown.getvalue()
+        found["steps"] = [
+            {"step": "approve: summary shown", "s": seconds, "cpu": cpu, "bytes": len(shown.getvalue()),
+             "hwm_mb": vm_hwm_mb()}
+        ]  # fmt: skip
+        await store.aclose()
+
+    anyio.run(main)
+    found["peak_mb"] = vm_hwm_mb()
+    found["over_idle_mb"] = found["peak_mb"] - found["idle_mb"]
+    return found
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -157,6 +194,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "review_rows.json")
     parser.add_argument("--build", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--terminal", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -165,6 +203,9 @@ def main() -> None:
         return
     if args.serve:
         print(json.dumps(serve(args.state, args.code, args.serve)))
+        return
+    if args.terminal:
+        print(json.dumps(terminal(args.state, args.code, args.terminal)))
         return
     codes = [("before", args.before)] if args.before else []
     if not args.no_after:
@@ -176,20 +217,20 @@ def main() -> None:
             started = time.perf_counter()
             subprocess.run([sys.executable, __file__, "--build", str(rows), "--state", str(state)], check=True)
             print(f"# {rows:,} rows stored in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-            for label, code in codes:
+            for (label, code), mode in itertools.product(codes, ("serve", "terminal")):
                 load = load_average()
                 child = subprocess.run(
-                    [sys.executable, __file__, "--serve", str(rows), "--state", str(state), "--code", str(code)],
+                    [sys.executable, __file__, f"--{mode}", str(rows), "--state", str(state), "--code", str(code)],
                     check=True,
                     capture_output=True,
                     text=True,
                     env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
                 )
                 found = json.loads(child.stdout.strip().splitlines()[-1])
-                found |= {"label": label, "load_before": load, "load_after": load_average()}
+                found |= {"label": label, "mode": mode, "load_before": load, "load_after": load_average()}
                 results.append(found)
                 print(
-                    f"\n{label}, {rows:,} rows: idle {found['idle_mb']:.0f} MB, peak {found['peak_mb']:.0f} MB, "
+                    f"\n{label}, {mode}, {rows:,} rows: idle {found['idle_mb']:.0f} MB, peak {found['peak_mb']:.0f} MB, "
                     f"+{found['over_idle_mb']:.0f} MB over idle (load {load} -> {found['load_after']})"
                 )
                 for s in found["steps"]:

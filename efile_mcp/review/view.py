@@ -266,6 +266,7 @@ class PlanView:
         at the end), the types, the largest; and their names, sorted, into the runs."""
         ids, folders, types = self._folder_ids, self.folders, self._types
         first = self.count
+        ordering = self._runs is not None  # a summary alone keeps nothing a path
         for position, seen in enumerate(rows, first):
             path = seen.path
             fid = ids.get(path.rsplit("/", 1)[0] or "/")
@@ -273,8 +274,9 @@ class PlanView:
                 fid = self._folder(path.rsplit("/", 1)[0] or "/")
             folder = folders[fid]
             folder.add(seen)
-            self._sizes.append(seen.size)
-            self._parents.append(fid)
+            if ordering:
+                self._sizes.append(seen.size)
+                self._parents.append(fid)
             own = ids.get(path)
             if own is not None:  # a folder of the tree already: this row is that folder
                 self._nested[position] = own
