@@ -1,0 +1,460 @@
+"""Red team: plans kept as rows, executed a batch at a time, and file selections planned across calls.
+
+Each test is one attempt to get something deleted that the dry run did not show (or the person did not
+confirm), a path sent twice, a path's outcome lost, tampered or mixed rows executed, one call's resume
+continuing another's plan, a policy change between resumed calls ignored, or a stop or crash turned into
+unchecked sending. Each asserts the safe outcome. A break found is marked
+`xfail(strict=True, reason="BREAK: ...")` until it is fixed, so the suite stays green and the break stays
+visible.
+
+Built on the Removal over the sandbox (tests/test_removal.py's world); a small walk budget makes a file
+selection take several calls, and small batches make a plan span several.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from efile_mcp.errors import AuditUnavailable, GuardRefusal
+from efile_mcp.guard import execution
+from efile_mcp.guard.paths import DEFAULT_PROTECTED, PathPolicy
+from efile_mcp.guard.seen import SeenPath, load_header, plan_rows
+from efile_mcp.models.results import RemovePathsResult, Selection
+
+from ..conftest import audit_lines, wait_for_event
+from ..test_removal import FakeClient, World, request
+from ..test_removal import world as world  # the fixture
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class HoldOne:
+    """A sandbox fault hook: the first `endpoint` call after `armed` is set waits (on the sandbox's loop) until
+    `released`; every other call passes. Lets a test start a call, park it mid-way, and run another meanwhile."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.armed = False
+        self.arrived, self.released = threading.Event(), threading.Event()
+
+    async def __call__(self, name: str, request: Any) -> None:
+        if name != self.endpoint or not self.armed:
+            return None
+        self.armed = False
+        self.arrived.set()
+        while not self.released.is_set():
+            await anyio.sleep(0.005)
+        return None
+
+
+def _files(world: World, count: int, folder: str = "batch") -> Path:
+    """`count` files f000.out... sized 1, 2, ... bytes (so the plan's order, largest first, is known)."""
+    where = world.sandbox.root / "scratch" / folder
+    where.mkdir(parents=True)
+    for i in range(count):
+        (where / f"f{i:03d}.out").write_bytes(b"x" * (i + 1))
+    return where
+
+
+def _select(world: World, folder: str = "batch") -> Selection:
+    return Selection(path=f"{world.sandbox.home}/scratch/{folder}", name="*.out", type="file")
+
+
+def _virtual(world: World, real: Path) -> str:
+    return f"{world.sandbox.home}/{real.relative_to(world.sandbox.root)}"
+
+
+async def _read_on(removal: Any, answer: RemovePathsResult) -> RemovePathsResult:
+    while answer.resume:
+        answer = await removal.preview(None, None, resume=answer.resume)
+    return answer
+
+
+def _sent(world: World) -> list[str]:
+    return list(world.sandbox.sandbox.received_remove_paths)
+
+
+async def _stored_paths(world: World, plan_id: str) -> list[str]:
+    header = await load_header(world.store, plan_id)
+    assert header is not None
+    paths: list[str] = []
+    async for rows in plan_rows(world.store, header):
+        paths += [seen.path for seen in rows]
+    return paths
+
+
+# ---------------------------------------------------------------------------- a path twice in a plan
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a file created in a folder read part-way shifts the resumed page offset; the entry before it "
+    "is read again and planned twice (sent twice, reported missing although this call removed it)",
+)
+@pytest.mark.parametrize("batch_rows", [5_000, 30], ids=["one-batch", "across-batches"])
+async def test_a_folder_that_grows_between_resumed_calls_never_puts_a_path_twice_in_the_plan(
+    world: World, monkeypatch: pytest.MonkeyPatch, batch_rows: int
+) -> None:
+    monkeypatch.setattr(execution, "BATCH_ROWS", batch_rows)
+    folder = _files(world, 60)
+    world.guard.walk_max_entries = 30  # the first call reads f000-f029, the folder's first half
+    removal = world.removal(confirm="token")
+    first = await removal.preview(None, _select(world))
+    assert first.resume and first.summary.would_remove == 30
+    (folder / "a000.out").write_bytes(b"new")  # a co-user's new file, sorting before everything read so far
+    answer = await _read_on(removal, first)
+    planned = await _stored_paths(world, answer.plan_id or "")
+    done = await removal.execute(request(answer), FakeClient())
+    sent = _sent(world)
+    # Each planned path once: the dry run's total is the 60 files', and each is sent once and reported removed.
+    assert len(planned) == len(set(planned))
+    assert answer.summary.total_size == sum(range(1, 61))
+    assert len(sent) == len(set(sent)), [p for p in sent if sent.count(p) > 1]
+    assert (done.summary.removed, done.summary.missing) == (60, 0)
+
+
+# ---------------------------------------------------------------------------- one resume continued twice
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a second call continuing the same resume writes rows under the plan after its token was "
+    "issued; execution re-reads rows after the one digest check in Removal._open and deletes a file created "
+    "after the dry run",
+)
+async def test_a_resume_continued_twice_cannot_change_the_rows_an_issued_token_executes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent (or a client retrying a slow call) sends the same resume twice. Call A reads the search to its end
+    and gets the token; call B, started from the same state, is still reading. B goes on while A's token
+    executes, with the storage as it is then."""
+    monkeypatch.setattr(execution, "BATCH_ROWS", 10)
+    folder = _files(world, 60)
+    world.guard.walk_max_entries = 30
+    removal = world.removal(confirm="token")
+    first = await removal.preview(None, _select(world))
+    hold = HoldOne("file/list")
+    world.sandbox.sandbox.fault = hold
+    late = folder / "f0295.out"  # sorts between f029.out and f030.out: created after the dry run
+    b_answers: list[RemovePathsResult] = []
+
+    async def call_b() -> None:
+        b_answers.append(await removal.preview(None, None, resume=first.resume))
+
+    async with anyio.create_task_group() as group:
+        hold.armed = True
+        group.start_soon(call_b)
+        await wait_for_event(hold.arrived, "call B's first listing (B has loaded the search's state)")
+        answer = await _read_on(removal, first)  # call A
+        assert answer.confirmation_token and answer.summary.would_remove == 60
+        remover = world.guard._remover
+        real_remove = remover.remove
+        calls = 0
+
+        async def remove_while_b_reads_on(run: Any) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:  # the first batch is being sent: the co-user writes a file, B reads on
+                late.write_bytes(b"written after the dry run")
+                hold.released.set()
+                with anyio.fail_after(10):
+                    while not b_answers:
+                        await anyio.sleep(0.01)
+            await real_remove(run)
+
+        monkeypatch.setattr(remover, "remove", remove_while_b_reads_on)
+        try:
+            await removal.execute(request(answer), FakeClient())
+        except GuardRefusal:
+            pass  # refusing the execution is safe too
+        hold.released.set()
+    assert _virtual(world, late) not in _sent(world)
+    assert late.exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: the token's RowsDigest binds the paths only, and a second continuation of the same resume "
+    "rewrites the rows' identities (size, mtime) with what it sees later: a file rewritten after the dry run "
+    "passes the re-check and is deleted",
+)
+async def test_rows_rewritten_with_the_same_paths_cannot_launder_a_file_changed_since_the_dry_run(
+    world: World,
+) -> None:
+    folder = _files(world, 60)
+    world.guard.walk_max_entries = 30
+    removal = world.removal(confirm="token")
+    first = await removal.preview(None, _select(world))
+    hold = HoldOne("file/list")
+    world.sandbox.sandbox.fault = hold
+    rewritten = folder / "f040.out"
+    async with anyio.create_task_group() as group:
+        hold.armed = True
+        group.start_soon(lambda: removal.preview(None, None, resume=first.resume))  # call B, parked
+        await wait_for_event(hold.arrived, "call B's first listing")
+        answer = await _read_on(removal, first)  # call A: the plan and its token
+        # After the dry run, a job rewrites f040.out: same size, new content, new modification time.
+        rewritten.write_bytes(b"y" * 41)
+        later = time.time() + 100
+        os.utime(rewritten, (later, later))
+        hold.released.set()  # B reads on and stores the rows again, as it sees them now
+    done = await removal.execute(request(answer), FakeClient())
+    # Without call B this is "changed" and not sent (tests/test_execution.py): it must stay so.
+    assert rewritten.exists() and _virtual(world, rewritten) not in _sent(world)
+    assert done.summary.changed == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: the person's approval is bound to the plan id only; a second continuation of the same resume "
+    "finishes later, rewrites the plan's rows and header and mints a token that redeems under that approval",
+)
+async def test_an_approval_of_what_one_call_showed_is_not_spent_on_what_another_call_planned(world: World) -> None:
+    folder = _files(world, 50)
+    world.guard.walk_max_entries = 30
+    removal = world.removal(confirm="human", confirm_timeout=0.05)
+    first = await removal.preview(None, _select(world))
+    hold = HoldOne("file/list")
+    world.sandbox.sandbox.fault = hold
+    late = folder / "f045b.out"
+    b_answers: list[RemovePathsResult] = []
+
+    async def call_b() -> None:
+        b_answers.append(await removal.preview(None, None, resume=first.resume))
+
+    async with anyio.create_task_group() as group:
+        hold.armed = True
+        group.start_soon(call_b)
+        await wait_for_event(hold.arrived, "call B's first listing")
+        answer = await _read_on(removal, first)  # call A: 50 files, shown to the person
+        assert answer.plan_id and answer.summary.would_remove == 50
+        await world.approve(answer.plan_id, "review_page")  # the person approves the 50 files they saw
+        late.write_bytes(b"written after the person's review")
+        hold.released.set()
+    (b_answer,) = b_answers
+    if b_answer.confirmation_token and b_answer.confirmation_token != answer.confirmation_token:
+        try:
+            await removal.execute(request(b_answer), FakeClient())
+        except GuardRefusal:
+            pass
+    assert late.exists() and _virtual(world, late) not in _sent(world)
+    # One plan id, one set of rows: a second token for the same plan is never minted.
+    assert b_answer.plan_id is None or b_answer.confirmation_token in (None, answer.confirmation_token)
+
+
+# ---------------------------------------------------------------------------- policy changes between calls
+
+
+def _logs(world: World) -> None:
+    top = world.sandbox.root / "scratch" / "logs"
+    for j in range(4):
+        (top / f"job-{j}").mkdir(parents=True)
+        for i in range(20):
+            (top / f"job-{j}" / f"o{i:02d}.out").write_bytes(b"x")
+
+
+def _changed_policy(world: World, change: str) -> PathPolicy:
+    home = world.sandbox.home
+    if change == "root_removed":
+        return PathPolicy([f"{home}/projects"], DEFAULT_PROTECTED)
+    return PathPolicy([f"{home}/scratch"], DEFAULT_PROTECTED | {change})
+
+
+POLICY_CHANGES = ["logs", "job-0", "job-1", "job-2", "job-3", "root_removed"]
+
+
+@pytest.mark.parametrize("change", POLICY_CHANGES)
+async def test_a_policy_change_between_resumed_calls_is_applied_when_the_plan_is_executed(
+    world: World, change: str
+) -> None:
+    """The search began under one policy; the server restarts with a name protected (or the root withdrawn);
+    the rows planned before the restart are not sent."""
+    _logs(world)
+    world.guard.walk_max_entries = 30
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "logs"))
+    assert answer.resume and answer.summary.would_remove > 0
+    world.guard.policy = _changed_policy(world, change)
+    answer = await _read_on(removal, answer)
+    if answer.confirmation_token:
+        await removal.execute(request(answer), FakeClient())
+    refused_now = [p for p in _sent(world) if not isinstance(world.guard.policy.check(p), str)]
+    assert refused_now == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: FileSelection.plan skips _check_selection_root on resume and never screens the rows stored "
+    "by earlier calls again: the whole dry run plans (and asks the person to confirm) paths the policy now refuses",
+)
+@pytest.mark.parametrize("change", ["logs", "root_removed"])
+async def test_a_policy_change_between_resumed_calls_is_not_planned_anyway(world: World, change: str) -> None:
+    _logs(world)
+    world.guard.walk_max_entries = 30
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "logs"))
+    assert answer.resume and answer.summary.would_remove > 0
+    world.guard.policy = _changed_policy(world, change)
+    try:
+        answer = await _read_on(removal, answer)
+    except GuardRefusal:
+        return  # refusing the selection (its folder is no longer allowed) is safe
+    # Every file below logs/ is refused by the policy now: none may be shown as would_remove, none planned.
+    assert answer.summary.would_remove == 0 and answer.confirmation_token is None
+
+
+# ---------------------------------------------------------------------------- tampered, mixed or extra rows
+
+
+async def _big_plan(world: World, monkeypatch: pytest.MonkeyPatch, count: int = 50) -> tuple[Any, RemovePathsResult]:
+    monkeypatch.setattr(execution, "BATCH_ROWS", 10)
+    _files(world, count)
+    removal = world.removal(confirm="token")
+    return removal, await removal.preview(None, _select(world))
+
+
+async def _put_row(world: World, plan_id: str, index: int, seen: SeenPath) -> None:
+    header = await load_header(world.store, plan_id)
+    assert header is not None
+    await world.store.save_plan_rows(plan_id, index, [json.dumps(seen.to_row()).encode()], header.expires_at)
+
+
+@pytest.mark.parametrize("index", [0, 25, 49])
+async def test_a_row_swapped_in_the_store_stops_the_execution_before_anything_is_sent(
+    world: World, monkeypatch: pytest.MonkeyPatch, index: int
+) -> None:
+    removal, plan = await _big_plan(world, monkeypatch)
+    victim = world.sandbox.root / "scratch" / "victim.dat"
+    victim.write_bytes(b"precious")
+    info = victim.stat()
+    seen = SeenPath(_virtual(world, victim), "file", info.st_size, info.st_mtime, info.st_size)
+    await _put_row(world, plan.plan_id or "", index, seen)
+    with pytest.raises(GuardRefusal) as refused:
+        await removal.execute(request(plan), FakeClient())
+    # Row 0 rewritten alone drops the rest (a plan's rows start afresh at 0): unknown then, not a mismatch.
+    assert refused.value.code in ("invalid_token", "unknown_plan")
+    assert _sent(world) == [] and victim.exists()
+
+
+async def test_rows_of_another_plan_mixed_in_stop_the_execution(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    removal, plan = await _big_plan(world, monkeypatch)
+    other_folder = _files(world, 5, "other")
+    other = await removal.preview(None, _select(world, "other"))
+    header = await load_header(world.store, plan.plan_id or "")
+    assert header is not None
+    theirs = await world.store.load_plan_rows(other.plan_id or "", 0, 5)
+    await world.store.save_plan_rows(plan.plan_id or "", 45, theirs, header.expires_at)
+    with pytest.raises(GuardRefusal):
+        await removal.execute(request(plan), FakeClient())
+    assert _sent(world) == [] and len(list(other_folder.iterdir())) == 5
+
+
+async def test_rows_appended_beyond_the_plan_are_never_sent(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    removal, plan = await _big_plan(world, monkeypatch)
+    victim = world.sandbox.root / "scratch" / "victim.dat"
+    victim.write_bytes(b"precious")
+    info = victim.stat()
+    await _put_row(
+        world, plan.plan_id or "", 50, SeenPath(_virtual(world, victim), "file", info.st_size, info.st_mtime, 8)
+    )
+    done = await removal.execute(request(plan), FakeClient())
+    assert done.summary.removed == 50 and victim.exists()
+    assert _virtual(world, victim) not in _sent(world)
+
+
+async def test_a_row_lost_from_the_store_gives_the_plan_back_without_sending(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    removal, plan = await _big_plan(world, monkeypatch)
+    header = await load_header(world.store, plan.plan_id or "")
+    assert header is not None
+    # Rows 0-39 kept, 40-49 gone (a chunk expired, a store flushed part-way).
+    kept = await world.store.load_plan_rows(plan.plan_id or "", 0, 40)
+    await world.store.save_plan_rows(plan.plan_id or "", 0, kept, header.expires_at)
+    with pytest.raises(GuardRefusal) as refused:
+        await removal.execute(request(plan), FakeClient())
+    assert refused.value.code == "unknown_plan" and _sent(world) == []
+
+
+# ---------------------------------------------------------------------------- stops and crashes
+
+
+async def test_after_a_mid_way_stop_the_same_token_sends_nothing_more(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    removal, plan = await _big_plan(world, monkeypatch)
+    audit = world.guard.audit
+    real_write = audit.write
+    intents = 0
+
+    async def second_intent_fails(event: str, **fields: Any) -> None:
+        nonlocal intents
+        if event == "intent":
+            intents += 1
+            if intents == 2:
+                raise AuditUnavailable("the audit disk is full")
+        await real_write(event, **fields)
+
+    monkeypatch.setattr(audit, "write", second_intent_fails)
+    done = await removal.execute(request(plan), FakeClient())
+    assert (done.summary.removed, done.summary.failed) == (10, 40)
+    monkeypatch.setattr(audit, "write", real_write)  # the disk is back
+    with pytest.raises(GuardRefusal) as refused:
+        await removal.execute(request(plan), FakeClient())
+    assert refused.value.code == "already_executed"
+    sent = _sent(world)
+    assert len(sent) == 10 == len(set(sent))
+    # Every sent path has its intent before it and an execution record after it.
+    lines = audit_lines(world.audit_path)
+    intended = {p for line in lines if line["event"] == "intent" for p in line["paths"]}
+    recorded = {i["path"] for line in lines if line["event"] == "execution" for i in line["items"]}
+    assert set(sent) <= intended and set(sent) <= recorded
+
+
+async def test_a_crashed_execution_resumed_after_its_rows_were_tampered_sends_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    removal, plan = await _big_plan(world, monkeypatch)
+    # A process redeemed the plan and died (its lease is over) before sending anything.
+    dead = await world.store.redeem(plan.plan_id or "", world.clock() + 900, token_alone=True, lease=0.0)
+    assert dead.won
+    victim = world.sandbox.root / "scratch" / "victim.dat"
+    victim.write_bytes(b"precious")
+    info = victim.stat()
+    await _put_row(
+        world, plan.plan_id or "", 30, SeenPath(_virtual(world, victim), "file", info.st_size, info.st_mtime, 8)
+    )
+    world.clock.advance(1)
+    with pytest.raises(GuardRefusal):
+        await removal.execute(request(plan), FakeClient())
+    assert _sent(world) == [] and victim.exists()
+
+
+# ---------------------------------------------------------------------------- resume values of other walks
+
+
+async def test_a_find_cursor_or_a_usage_resume_is_not_a_dry_run_resume(world: World) -> None:
+    _files(world, 60)
+    world.guard.walk_max_entries = 30
+    found = await world.guard.find(_select(world), limit=5, cursor=None)
+    usage = await world.guard.usage(f"{world.sandbox.home}/scratch/batch", top=3, max_entries=30)
+    removal = world.removal(confirm="token")
+    for other in (found.next_cursor, usage.resume):
+        assert other
+        with pytest.raises(GuardRefusal) as refused:
+            await removal.preview(None, None, resume=other)
+        assert refused.value.code == "resume"
+    assert _sent(world) == []
