@@ -1,6 +1,6 @@
 """ "Delete my old ImageNet copy": one folder of 1,281,000 files in 1,000 sub-folders, named by path in remove_paths.
 
-`python benchmarks/bench_folder_removal.py [--scale quick|full] [--only delete|quarantine]`
+`python benchmarks/bench_folder_removal.py [--scale quick|full] [--only CASE ...] [--rounds N] [--code DIR]`
 (also `run.py --only folder-removal`, at the quick size).
 
 The real Guard and Removal (built as the server builds them, with the settings' defaults) run over the
@@ -220,55 +220,82 @@ def in_child(who: str, scale: str, code: str | None = None) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(quick: bool = True, only: list[str] | None = None, code: str | None = None) -> list[Row]:
+def run(quick: bool = True, only: list[str] | None = None, code: str | None = None, rounds: int = 0) -> list[Row]:
+    """Rounds alternate the baseline and each case (ours is CPU-bound, the baseline mostly waits: on a shared
+    machine other work slows ours alone), and the medians are compared; 3 rounds at the quick size, 1 full."""
     scale = "quick" if quick else "full"
     shape = SCALES[scale]
-    rows: list[Row] = []
-    base = in_child("baseline", scale)
-    assert base["files"] == shape.files, base
+    rounds = rounds or (3 if quick else 1)
+    modes = only or list(CASES)
+    bases: list[dict[str, Any]] = []
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    load_before = os.getloadavg()[0]
+    for _ in range(rounds):
+        bases.append(in_child("baseline", scale))
+        assert bases[-1]["files"] == shape.files, bases[-1]
+        for mode in modes:
+            runs[mode].append(in_child(mode, scale, code))
+    load = f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    def spread(values: list[float]) -> str:
+        return f"; median of {len(values)}, {min(values):.2f}-{max(values):.2f} s" if len(values) > 1 else ""
+
+    base = median([b["seconds"] for b in bases])
+    base_cpu = median([b["cpu_seconds"] for b in bases])
     what = f"{shape.files:,} files in {shape.folders - 1:,} sub-folders"
-    for mode in only or CASES:
-        got = in_child(mode, scale, code)
-        dry, execution = got["dry_run"], got["execution"]
+    rows: list[Row] = []
+    for mode in modes:
+        dries = [got["dry_run"] for got in runs[mode]]
+        executions = [got["execution"] for got in runs[mode]]
+        dry, execution = dries[0], executions[0]
         requests = ", ".join(f"{n} {endpoint}" for endpoint, n in sorted(execution["requests"].items()))
+        dry_seconds = [d["seconds"] for d in dries]
+        exec_seconds = [e["seconds"] for e in executions]
         rows += [
             Row(
                 "folder-removal",
                 f"{mode}: dry run of one folder ({what}), {dry['calls']} call(s)",
-                dry["seconds"],
+                median(dry_seconds),
                 "s",
-                baseline=base["seconds"],
+                baseline=base,
                 target=DRY_RUN_TARGET,
                 note=(
-                    f"{dry['requests']} requests, up to {dry['most_in_flight']} at once; CPU {dry['cpu_seconds']:.1f} s; "
-                    f"baseline: one sequential walk, {base['requests']} requests, CPU {base['cpu_seconds']:.1f} s; "
-                    f"RTT {RTT * 1000:.0f} ms"
+                    f"{dry['requests']} requests, up to {dry['most_in_flight']} at once; CPU "
+                    f"{median([d['cpu_seconds'] for d in dries]):.1f} s{spread(dry_seconds)}; baseline: one "
+                    f"sequential walk, {bases[0]['requests']} requests, CPU {base_cpu:.1f} s"
+                    f"{spread([b['seconds'] for b in bases])}; RTT {RTT * 1000:.0f} ms; {load}"
                 ),
             ),
             Row(
                 "folder-removal",
                 f"{mode}: execution by token, re-check included",
-                execution["seconds"],
+                median(exec_seconds),
                 "s",
-                baseline=base["seconds"],
+                baseline=base,
                 target=EXECUTION_TARGET,
-                note=f"{requests}; CPU {execution['cpu_seconds']:.1f} s",
+                note=(f"{requests}; CPU {median([e['cpu_seconds'] for e in executions]):.1f} s{spread(exec_seconds)}"),
             ),
             Row(
                 "folder-removal",
                 f"{mode}: peak RSS of the dry run",
-                dry["rss_mb"],
+                max(d["rss_mb"] for d in dries),
                 "MB",
                 target=RSS_TARGET_MB,
-                note=f"idle (imported, guard built) {got['idle_rss_mb']:.0f} MB; baseline walk {base['rss_mb']:.0f} MB",
+                note=(
+                    f"idle (imported, guard built) {runs[mode][0]['idle_rss_mb']:.0f} MB; baseline walk "
+                    f"{bases[0]['rss_mb']:.0f} MB"
+                ),
             ),
             Row(
                 "folder-removal",
                 f"{mode}: peak RSS of the execution",
-                execution["rss_mb"],
+                max(e["rss_mb"] for e in executions),
                 "MB",
                 target=RSS_TARGET_MB,
-                note="peak since the dry run ended" if got["peak_resets"] else "peak of the whole child (no reset)",
+                note="peak since the dry run ended" if runs[mode][0]["peak_resets"] else "peak of the whole child",
             ),
         ]
     return rows
@@ -279,12 +306,13 @@ def main() -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), default="quick")
     parser.add_argument("--only", action="append", choices=list(CASES))
     parser.add_argument("--code", metavar="DIR", help="measure the efile_mcp package in DIR instead of this tree's")
+    parser.add_argument("--rounds", type=int, default=0, help="rounds (medians compared); 3 quick, 1 full")
     parser.add_argument("--child", metavar="WHO", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.scale)))
         return
-    for row in run(args.scale == "quick", args.only, args.code):
+    for row in run(args.scale == "quick", args.only, args.code, args.rounds):
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
         print(
             f"{row.measure:<80} {row.value:>10.2f} {row.unit:<4} {ratio:>7} {row.verdict:<5} {row.note}",
