@@ -458,3 +458,70 @@ async def test_a_find_cursor_or_a_usage_resume_is_not_a_dry_run_resume(world: Wo
             await removal.preview(None, None, resume=other)
         assert refused.value.code == "resume"
     assert _sent(world) == []
+
+
+# ---------------------------------------------------------------------------- outcomes of an interrupted batch
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "delete",
+        pytest.param(
+            "quarantine",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="BREAK: a quarantine batch cancelled while its moves are out leaves its intent with no "
+                "execution record (PlanRun._send_batch records 'interrupted' for deletions only)",
+            ),
+        ),
+    ],
+)
+async def test_a_batch_interrupted_while_it_is_sent_still_has_an_execution_record(world: World, mode: str) -> None:
+    """The client hangs up while a batch is out: what was intended must not be left without an outcome in the
+    audit log (its paths may have been moved or deleted by the server meanwhile)."""
+    _files(world, 20)
+    removal = world.removal(confirm="token", quarantine=world.guard.quarantine)
+    plan = await removal.preview(None, _select(world), mode=mode)  # type: ignore[arg-type]
+    hold = HoldOne("move" if mode == "quarantine" else "async-remove")
+    world.sandbox.sandbox.fault = hold
+    async with anyio.create_task_group() as group:
+        hold.armed = True
+        group.start_soon(lambda: removal.execute(request(plan), FakeClient()))
+        await wait_for_event(hold.arrived, "the batch's request on the wire")
+        group.cancel_scope.cancel()  # the client hung up
+    hold.released.set()
+    lines = audit_lines(world.audit_path)
+    intended = {p for line in lines if line["event"] == "intent" for p in line["paths"]}
+    recorded = {i["path"] for line in lines if line["event"] == "execution" for i in line["items"]}
+    assert len(intended) == 20 and intended <= recorded
+
+
+# ---------------------------------------------------------------------------- what is kept between calls
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: the Tally keeps one entry per parent folder of its items (Tally._parents), stored in a file "
+    "selection's resume state at every call and held by execution: it grows with the folders, not the view",
+)
+async def test_what_a_file_selection_keeps_between_calls_does_not_grow_with_its_folders(world: World) -> None:
+    """900 one-file folders (30 x 30, so the walk's own frontier stays small), read 200 entries a call."""
+    top = world.sandbox.root / "scratch" / "tree"
+    for a in range(30):
+        for b in range(30):
+            leaf = top / f"a{a:02d}" / f"b{b:02d}"
+            leaf.mkdir(parents=True)
+            (leaf / "x.out").write_bytes(b"x")
+    world.guard.walk_max_entries = 200
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "tree"))
+    kept: list[int] = []
+    while answer.resume:
+        blob = await world.store.load_walk(answer.resume)
+        assert blob is not None
+        kept.append(len(blob))
+        answer = await removal.preview(None, None, resume=answer.resume)
+    assert answer.summary.would_remove == 900 and len(kept) >= 5
+    # The answer shows 8 parents whatever the count: what is kept for it must not grow call after call.
+    assert max(kept) < 2 * kept[1], kept
