@@ -229,3 +229,24 @@ async def test_the_terminals_summary_of_a_plan_of_several_chunks_counts_every_ro
     assert f"{COUNT + 1:,} paths" in lines[1] and f"{COUNT + 1:,} files in all" in lines[1]
     assert "huge.tar" in lines[lines.index("  largest:") + 1]
     assert f"and {COUNT + 1 - 8:,} more" in "\n".join(lines)
+
+
+async def test_rows_lost_after_the_page_was_opened_are_told_as_an_expired_plan(
+    store: StateStore, http: tuple[ReviewSite, httpx.AsyncClient], clock: Clock, tmp_path: Path
+) -> None:
+    """The page reads rows from the store while the person browses: rows gone meanwhile (the state file
+    damaged, or replaced) say the plan expired, not a server error, and a CSV cut short says so."""
+    import sqlite3
+
+    site, client = http
+    plan = await stored(store, many_paths(clock.now), clock.now)
+    url = await page_url(site, plan)
+    assert (await client.get(url)).status_code == 200  # the view is built: the rows were all there
+    with sqlite3.connect(tmp_path / "state" / "state.sqlite3") as db:
+        db.execute("DELETE FROM plan_rows WHERE plan_id = ? AND seq >= ?", (plan.plan_id, ROWS_PER_CHUNK))
+    for params in ({"offset": COUNT - 10}, {"q": "out-0"}):
+        gone = await client.get(url + "api/paths", params=params)
+        assert gone.status_code == 410 and "expired" in gone.json()["error"]
+    download = await client.get(url + "plan.csv")
+    assert download.text.rstrip().endswith("incomplete: the plan expired while this file was written")
+    assert download.text.count("\nremove,") < COUNT
