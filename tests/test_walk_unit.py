@@ -394,3 +394,21 @@ def test_every_shape_of_an_entry_is_read_as_the_wire_model_reads_it(size: object
     # A page mixing them all: read directly only if every entry is, and then entry for entry the same.
     whole = walk_module.slim_page({"total": len(items), "fileList": items})
     assert (whole is not None) == (direct == len(items))
+
+
+@pytest.mark.parametrize("budget", [150, 200, 260, 300])
+async def test_pages_held_for_the_start_check_count_against_the_budget(
+    monkeypatch: pytest.MonkeyPatch, budget: int
+) -> None:
+    """Two large folders read at once, their second pages late: what is held unchecked is still reserved,
+    so the other folder is never granted past the walk's entry budget."""
+    monkeypatch.setattr(walk_module, "LARGE_PAGE", 10)
+    monkeypatch.setattr(walk_module, "HUGE_PAGE", 20)
+    big = {f"f{i:06d}": Node("file", 1) for i in range(10 + 6 * 20 + 5)}
+    folders = {ROOT: {"a": Node("directory"), "b": Node("directory")}, f"{ROOT}/a": dict(big), f"{ROOT}/b": dict(big)}
+    source = MemoryListings(folders, late={10: 6})
+    walk = TreeWalk(ROOT)
+    stats = await Listings(source).walk(walk, limits=far_limits(budget))  # type: ignore[arg-type]
+    assert stats.entries_seen <= budget
+    stats = await Listings(source).walk(walk, limits=far_limits())  # type: ignore[arg-type]
+    assert walk.finished and stats.complete and stats.entries_seen == 2 + 2 * 135

@@ -915,22 +915,30 @@ class Listings:
             if not state["verified"]:
                 if offset != read:
                     held.append((offset, page))
+                    if gate is not None:
+                        gate.reserved += len(page)  # still reserved: not counted yet, never granted twice
                     return
                 if not page or tuple(entry.name for entry in page[:3]) == head:
                     state["repeated"] = True
                     self._start_ignored = True
-                    held.clear()
+                    drop_held()
                     checked.set()
                     scope.cancel()  # the later pages would repeat it too
                     return
                 state["verified"] = True
                 checked.set()
+                waiting = list(held)
+                drop_held()
                 hand(offset, page)
-                for offset_held, page_held in held:
+                for offset_held, page_held in waiting:
                     hand(offset_held, page_held)
-                held.clear()
                 return
             hand(offset, page)
+
+        def drop_held() -> None:
+            if gate is not None:
+                gate.reserved -= sum(len(page) for _, page in held)
+            held.clear()
 
         try:
             async with task_group() as tg:
@@ -940,6 +948,8 @@ class Listings:
             if done:
                 raise ApiError("10004", "the server refused a page size it had accepted") from None
             raise
+        finally:
+            drop_held()  # pages held for a check that never came (stopped, failed): not counted
         if state["repeated"]:
             return read, True
         if stopped_at:
