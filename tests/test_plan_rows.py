@@ -217,7 +217,8 @@ async def test_two_processes_on_redis_share_a_plans_rows(
             await store.aclose()
         assert header is not None and len(header) < 4_000 and len(rows) == 1  # rows beside a small header
         done = await call_ok(b, "remove_paths", {"dry_run": False, "confirmation_token": plan["confirmation_token"]})
-    assert done["summary"]["removed"] == 10_500 and not any(folder.iterdir())
+    assert done["summary"]["removed"] == 10_500, done
+    assert not any(folder.iterdir())
 
 
 # ---------------------------------------------------------------------------------------------- a selection found in rounds

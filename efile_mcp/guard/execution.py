@@ -16,7 +16,7 @@ batch received are kept per batch in the state store: an execution whose process
 the next call with the same token, which follows those tasks instead of sending their paths again.
 
 A failure before a batch's intent stops the execution there: if nothing was sent yet, the plan is as it
-was (`NothingSent`: the caller gives it back); otherwise the rest is reported not sent and the plan is
+was (`_NothingSent`: the caller gives it back); otherwise the rest is reported not sent and the plan is
 done (its outcome recorded): a new dry run shows what is left.
 """
 
@@ -26,7 +26,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -71,7 +71,7 @@ _TASK_IDS_IN_ERRORS = 50
 _NO_ITEM = RemoveItem(path="/", status="failed")
 
 
-class NothingSent(Exception):
+class _NothingSent(Exception):
     """Stopped before anything of this execution went out (the storage or the audit failed): the plan is as it was."""
 
     def __init__(self, error: EfileMcpError) -> None:
@@ -84,15 +84,6 @@ class _Checked:
     items: dict[str, RemoveItem]  # what will not be sent (refused, missing, changed, still queued), by path
     to_send: list[SeenPath]
     listings: Listings
-
-
-@dataclass
-class _Pending:
-    """A batch's check under way beside the previous batch's sending."""
-
-    done: anyio.Event = field(default_factory=anyio.Event)
-    checked: _Checked | None = None
-    error: EfileMcpError | None = None
 
 
 class PlanRun:
@@ -147,52 +138,29 @@ class PlanRun:
     # ------------------------------------------------------------------------------------ the whole run
 
     async def run(self) -> tuple[RemovePathsResult, dict[str, int]]:
-        """The answer (before the caller adds what follows it) and the outcome's counts, for the store.
-
-        The next batch is checked while this one is sent (a pipeline one batch deep): its intent is still
-        written only after this batch's outcome, and only what its own check saw goes out."""
+        """The answer (before the caller adds what follows it) and the outcome's counts, for the store."""
         host, plan = self.host, self.plan
         first = 0
-        batches = plan_rows(host.store, plan, chunk=BATCH_ROWS).__aiter__()
-        failed: list[BaseException] = []
-        async with anyio.create_task_group() as group:
-
-            async def upcoming(number: int) -> tuple[list[SeenPath], _Pending] | None:
-                rows = await anext(batches, None)
-                if rows is None:
-                    return None
-                pending = _Pending()
-                if self.stopped is None and self.auth_error is None:
-                    group.start_soon(self._check_into, pending, number, rows)
-                return rows, pending
-
-            try:
-                number = 0
-                following = await upcoming(0)
-                while following is not None:
-                    rows, pending = following
-                    if self.stopped is not None or self.auth_error is not None:
-                        self._not_sent(rows, self.stopped or f"not sent: {self.auth_error}")
-                        following = await upcoming(number + 1)
-                    else:
-                        await pending.done.wait()
-                        following = await upcoming(number + 1)  # checked while this batch is sent
-                        await self._send_batch(number, rows, pending)
-                    first += len(rows)
-                    number += 1
-                    if self.progress is not None and self.batches > 1:
-                        await self.progress(first, plan.count, f"{first} of {plan.count} path(s) checked and sent")
-            except BaseException as exc:  # raised below, outside the group (not as an ExceptionGroup)
-                failed.append(exc)
-            finally:
-                group.cancel_scope.cancel()  # a check started for a batch that will not be sent
-        if failed and isinstance(failed[0], LookupError):  # the plan's rows expired or were lost meanwhile
+        try:
+            async for rows in plan_rows(host.store, plan, chunk=BATCH_ROWS):
+                if self.stopped is not None or self.auth_error is not None:
+                    self._not_sent(rows, self.stopped or f"not sent: {self.auth_error}")
+                else:
+                    # Checked only once the batch before is sent (not beside it): listing a folder while our own
+                    # removals empty it reads shifted pages, which hide names that are still there.
+                    try:
+                        checked: _Checked | EfileMcpError = await self._check(first // BATCH_ROWS, rows)
+                    except EfileMcpError as exc:
+                        checked = exc
+                    await self._send_batch(first // BATCH_ROWS, rows, checked)
+                first += len(rows)
+                if self.progress is not None and self.batches > 1:
+                    await self.progress(first, plan.count, f"{first} of {plan.count} path(s) checked and sent")
+        except LookupError as exc:  # the plan's rows expired or were lost meanwhile: what is left is not sent
             if not self.sent_any:
-                raise NothingSent(EfileMcpError(f"the state store lost the plan's rows ({failed[0]})")) from failed[0]
+                raise _NothingSent(EfileMcpError(f"the state store lost the plan's rows ({exc})")) from exc
             self.stopped = "not sent: the state store lost the plan's rows meanwhile"
             self.afterwards.append(f"{plan.count - first} path(s) were not sent: the state store lost the plan's rows")
-        elif failed:
-            raise failed[0]
         summary = self._summary()
         outcome = {status: n for status, n in self.tally.counts.items() if n}
         if self.auth_error is not None:
@@ -234,14 +202,6 @@ class PlanRun:
 
     # ------------------------------------------------------------------------------------ one batch
 
-    async def _check_into(self, pending: _Pending, number: int, rows: list[SeenPath]) -> None:
-        try:
-            pending.checked = await self._check(number, rows)
-        except EfileMcpError as exc:
-            pending.error = exc
-        finally:
-            pending.done.set()
-
     async def _check(self, number: int, rows: list[SeenPath]) -> _Checked:
         """What of a batch may go out: the policy as it is now (a name protected or a root added since the dry
         run), then what is there now: the same objects, folders read whole again (their contents may have changed
@@ -280,14 +240,12 @@ class PlanRun:
             to_send = await self._still_queued(rows, to_send, sent_before, items)
         return _Checked(items, to_send, listings)
 
-    async def _send_batch(self, number: int, rows: list[SeenPath], pending: _Pending) -> None:
+    async def _send_batch(self, number: int, rows: list[SeenPath], checked: _Checked | EfileMcpError) -> None:
         host, plan = self.host, self.plan
         try:  # nothing of this batch goes out before its intent is on disk
-            if pending.error is not None:
-                raise pending.error
-            assert pending.checked is not None
-            items, to_send = pending.checked.items, pending.checked.to_send
-            self.listings = pending.checked.listings
+            if isinstance(checked, EfileMcpError):
+                raise checked
+            items, to_send, self.listings = checked.items, checked.to_send, checked.listings
             where = {"batch": number + 1, "batches": self.batches} if self.batches > 1 else {}
             if self.resumed:
                 await audit_quietly(
@@ -312,7 +270,7 @@ class PlanRun:
             )
         except EfileMcpError as exc:
             if not self.sent_any:
-                raise NothingSent(exc) from exc
+                raise _NothingSent(exc) from exc
             self.stopped = f"not sent: the execution stopped before this batch ({exc}); run a new dry run for it"
             self.afterwards.append(
                 f"The execution stopped after {number} of {self.batches} batches ({exc}): the rest was not sent; "

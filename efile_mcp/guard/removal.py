@@ -36,7 +36,7 @@ from ..client.walk import Listings, TreeWalk, WalkLimits
 from ..errors import EfileMcpError
 from ..models.results import ITEMS_LISTED_MAX, QuotaInfo, RemoveItem, RemovePathsResult, RemoveSummary, Selection
 from .audit import AuditLog
-from .execution import NothingSent, PlanRun, alongside, store_trouble
+from .execution import PlanRun, _NothingSent, alongside, store_trouble
 from .insight import Matcher, find, incomplete_reason
 from .inspect import Inspector
 from .paths import MAX_PATH_BYTES, PathPolicy, PathRefusal, collapse, display
@@ -937,7 +937,7 @@ class Removal:
         plan = opened.plan
         try:
             return await self._leased(plan, run_id, lambda: self._run(opened, admitted, detail, progress))
-        except NothingSent as stop:
+        except _NothingSent as stop:
             # Stopped before anything went out (the storage or the audit failed): the plan is as it was.
             with anyio.CancelScope(shield=True):
                 try:
