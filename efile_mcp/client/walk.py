@@ -816,6 +816,8 @@ class Listings:
                         if asked < step and len(second) == asked:
                             raise _Stop(read, names)  # the budget cut this page
                         if len(second) < asked:
+                            if read < total:  # fewer than the first page counted: the folder changed while read
+                                complete = False
                             total = min(total, read)
                     else:
                         log.info("the server ignores `start` when listing %s: read %d of %d entries", path, read, total)
@@ -965,8 +967,13 @@ class Listings:
         """The entry at `path` from its parent's listing; None when it (or its parent) does not exist."""
         parent, _, name = path.rpartition("/")
         parent = parent or "/"
-        if parent in self._dirs:
-            return self._dirs[parent].entries.get(name)
+        cached = self._dirs.get(parent)
+        if cached is not None:
+            found = cached.entries.get(name)
+            if found is not None or cached.complete:
+                return found
+            # A reading that was not whole (the folder changed while it was read: removals under way shift its
+            # pages) is no proof of absence: the name is looked up on its own.
         key = (parent, name)
         if key not in self._named:
             try:
