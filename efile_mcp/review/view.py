@@ -180,7 +180,7 @@ class PlanView:
     """Everything the page shows of one plan, from its header and its rows read once (`load`)."""
 
     def __init__(self, plan: Plan, now: float) -> None:
-        """An empty view of `plan`; `feed` it the plan's rows, then `finish` it (or use `load`/`of`)."""
+        """An empty view of `plan`: `load` and `of` make one and feed it the plan's rows."""
         self.plan = plan
         self.now = now
         self.count = 0
@@ -241,8 +241,8 @@ class PlanView:
     def of(cls, plan: Plan, now: float) -> PlanView:
         """The summary view of a plan whose paths are in memory (unordered: totals, types, largest)."""
         view = cls(plan, now)
-        for first in range(0, len(plan.paths), 5_000):
-            view.feed(plan.paths[first : first + 5_000])
+        for first in range(0, len(plan.paths), ROWS_PER_CHUNK):
+            view.feed(plan.paths[first : first + ROWS_PER_CHUNK])
         view._total_up()
         return view
 
