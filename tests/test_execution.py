@@ -163,3 +163,24 @@ async def test_a_quarantine_bigger_than_a_batch_is_moved_batch_by_batch(world: W
     done = await removal.execute(request(preview), FakeClient())
     assert done.summary.quarantined == 250 and sorted(fake.sent) == sorted(files)
     assert [len(r["paths"]) for r in _events(world, "intent")] == [100, 100, 50]
+
+
+async def test_a_folder_read_in_several_calls_is_read_whole_again_by_the_execution(world: World) -> None:
+    """The re-check has a time budget of its own: a folder whose dry run took several calls' budgets is not
+    'changed' for want of time (helper-14's finding: nothing was sent)."""
+    top = world.sandbox.root / "scratch" / "bulk"
+    for d in range(20):
+        (top / f"d{d:02d}").mkdir(parents=True)
+        for i in range(50):
+            (top / f"d{d:02d}" / f"f{i:02d}").write_bytes(b"x")
+    removal = world.removal(confirm="token")
+    world.guard.walk_max_seconds = 0.02  # a call reads a few listings at most
+    preview = await removal.preview([f"{world.sandbox.home}/scratch/bulk"], None)
+    calls = 1
+    while preview.resume is not None:
+        preview = await removal.preview(None, None, resume=preview.resume)
+        calls += 1
+    assert calls > 1 and preview.summary.file_count == 1_000
+    done = await removal.execute(request(preview), FakeClient())
+    assert done.summary.removed + done.summary.queued == 1, done  # sent (a big folder's removal may be queued)
+    assert world.sandbox.sandbox.received_remove_paths == [f"{world.sandbox.home}/scratch/bulk"]

@@ -51,6 +51,8 @@ log = logging.getLogger("efile_mcp.guard")
 
 T = TypeVar("T")
 
+#: The least time an execution's re-check may take to read its planned folders whole (progress is reported).
+RECHECK_SECONDS = 900.0
 #: Rows re-checked, written down and sent together: the most paths an execution holds at once.
 BATCH_ROWS = ROWS_PER_CHUNK
 #: Above this many paths, matches of a selection that appeared since the dry run are not counted afterwards
@@ -114,9 +116,12 @@ class PlanRun:
         #: The reader of the batch being checked: each batch lists what it checks afresh (a listing from an earlier
         #: batch could hide what changed while that batch was sent); the last one serves the count afterwards.
         self.listings = self.host._listings()
-        # The re-check reads every planned folder whole, however many calls its dry run took: no entry budget
-        # (a walk's memory does not grow with its entries), only the time budget (H4).
-        self.whole = WalkLimits(1 << 62, self.host._walk_limits().deadline)
+        # The re-check reads every planned folder whole in this call, however many calls its dry run took: no
+        # entry budget (a walk's memory does not grow with its entries) and a time budget of its own, at least
+        # RECHECK_SECONDS: the person approved, and a folder a dry run read in several calls (millions of
+        # entries) must not come out "changed" for want of time.
+        seconds = max(RECHECK_SECONDS, self.host._walk_limits().remaining_seconds())
+        self.whole = WalkLimits(1 << 62, anyio.current_time() + seconds)
         #: Server tasks kept for get_task(plan_id), in order: all of them up to TASK_IDS_KEPT_ALL, then those
         #: still at work when sent (what there is to follow), up to TASK_IDS_KEPT; `task_count` counts them all.
         self.task_ids: dict[str, None] = {}
@@ -222,6 +227,14 @@ class PlanRun:
             elif seen.path in now_seen.missing:
                 why = " (the interrupted execution most likely removed it)" if self.resumed else ""
                 items[seen.path] = RemoveItem(path=seen.path, status="missing", reason="already absent" + why)
+            elif seen.path in now_seen.unfinished:  # not read whole in time: not known to be as it was seen
+                items[seen.path] = RemoveItem(
+                    path=seen.path,
+                    status="failed",
+                    error_code="not_rechecked",
+                    reason="it could not be read whole again within this call's time, so it is not known to be as "
+                    "the dry run saw it; nothing of it was sent. Remove its sub-folders in plans of their own.",
+                )
             elif current is None:
                 items[seen.path] = RemoveItem(
                     path=seen.path,
