@@ -250,3 +250,21 @@ async def test_rows_lost_after_the_page_was_opened_are_told_as_an_expired_plan(
     download = await client.get(url + "plan.csv")
     assert download.text.rstrip().endswith("incomplete: the plan expired while this file was written")
     assert download.text.count("\nremove,") < COUNT
+
+
+async def test_without_a_writable_temporary_folder_the_page_still_lists_every_path_in_order(
+    store: StateStore, http: tuple[ReviewSite, httpx.AsyncClient], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path order is merged from sorted runs in a temporary file; a login node whose temporary folder is
+    full or read-only still gets its page (the runs kept in memory instead)."""
+    import tempfile
+
+    def no_room(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_room)
+    site, client = http
+    paths = many_paths(clock.now)
+    url = await page_url(site, await stored(store, paths, clock.now))
+    total, items = await every_page(client, url + "api/paths")
+    assert total == COUNT and [row["path"] for row in items] == sorted(s.path for s in paths)

@@ -152,7 +152,10 @@ class _Runs:
     """Sorted runs of (path, id) pairs in an unnamed temporary file, merged into one path order."""
 
     def __init__(self) -> None:
-        self.file: IO[bytes] = tempfile.TemporaryFile(prefix="efile-review-")  # noqa: SIM115 - closed by close()
+        try:
+            self.file: IO[bytes] = tempfile.TemporaryFile(prefix="efile-review-")  # noqa: SIM115 - see close()
+        except OSError:  # no writable temporary folder: the runs in memory (about 80 bytes a path) rather than no page
+            self.file = io.BytesIO()
         self.runs: list[list[int]] = []
 
     def add(self, pairs: list[tuple[str, int]]) -> None:
