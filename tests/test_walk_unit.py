@@ -110,6 +110,18 @@ class MemoryListings:
         )
 
 
+@dataclass
+class DataListings(MemoryListings):
+    """The same, answering as `EfileApi` does: `list_dir_data` hands the walker the answer's decoded JSON."""
+
+    async def list_dir_data(self, path: str | None = None, **arguments: object) -> object:
+        return (await self.list_dir(path, **arguments)).model_dump(by_alias=True)  # type: ignore[arg-type]
+
+    @staticmethod
+    def parse_list(data: object) -> FileListResult:
+        return FileListResult.model_validate(data)
+
+
 def flat(count: int, **options: object) -> MemoryListings:
     return MemoryListings({ROOT: {f"f{i:06d}": Node("file", 1) for i in range(count)}}, **options)  # type: ignore[arg-type]
 

@@ -37,7 +37,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 import anyio
 
@@ -101,25 +101,19 @@ _TYPE_KINDS: dict[str, EntryKind] = {
 }
 
 
-def slim_page(data: object) -> tuple[list[Entry], int, list[str]] | None:
-    """A file/list `data` read straight into slim entries: (entries, total, children's paths).
-
-    The walker reads every entry of a tree, and validating each into the wire model (`FileEntry`, extra
-    fields kept) costs several times what the walk does with it. This reads the documented shape directly,
-    with the same kinds as `FileEntry.kind` (flags first, then `type`); anything else (a missing or odd
-    field, a snake_case key) returns None, and the caller validates the page with the wire model instead.
-    """
+def _page_parts(data: object) -> tuple[list[Any], int] | None:
+    """(fileList, total) of a file/list `data` of the documented shape, else None."""
     if type(data) is not dict:
         return None
     items = data.get("fileList", [])
     total = data.get("total", 0)
     if type(items) is not list or type(total) is not int or "file_list" in data:
         return None
-    entries = _usual_entries(items)
-    if entries is None:
-        entries = _entries(items)
-        if entries is None:
-            return None
+    return items, total
+
+
+def _children_of(data: dict[str, Any]) -> list[str] | None:
+    """The paths of a file/list `data`'s `children`; None when they are not of the documented shape."""
     children: list[str] = []
     raw_children = data.get("children")
     if raw_children is not None:
@@ -133,6 +127,115 @@ def slim_page(data: object) -> tuple[list[Entry], int, list[str]] | None:
                 return None
             if where:
                 children.append(where)
+    return children
+
+
+@dataclass(slots=True)
+class FilesPage:
+    """A page of regular files read without an entry each, for a walk that only sums them and ranks the
+    largest (disk_usage): their sums, and as entries only those above the floor it was read with.
+
+    `below`: (bytes, count, newest) of the files at or below the floor; `above`: the others, as entries.
+    """
+
+    below: tuple[int, int, float | None]
+    above: list[Entry]
+    #: The first names of the page (a server ignoring `start` repeats them).
+    head: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return self.below[1] + len(self.above)
+
+    def totals(self) -> Totals:
+        size, count, newest = self.below
+        summed = Totals(size, count, newest=newest)
+        for entry in self.above:
+            summed.count(entry)
+        return summed
+
+
+#: What a walk that only sums and ranks reads a page against: an entry of this size or less is only summed;
+#: one of the same size too when its name is this or after it (None: ties are ranked). `NOT_RANKED`: all.
+Floor = tuple[float, str | None]
+NOT_RANKED: Floor = (math.inf, None)
+
+
+def files_page(data: object, floor: Floor) -> tuple[FilesPage, int, list[str]] | None:
+    """A file/list `data` whose entries are all regular files with every field the walk reads, read into a
+    `FilesPage` (no entry made for a file at or below `floor`); None for any other page (`slim_page` reads it).
+
+    ~0.25 µs an entry instead of ~0.7 for slim entries that are then counted and ranked one by one.
+    """
+    parts = _page_parts(data)
+    if parts is None:
+        return None
+    items, total = parts
+    floor_size, floor_name = floor
+    below_size = below_count = 0
+    below_newest: float | None = None
+    above: list[Entry] = []
+    append = above.append
+    new_entry, entry_cls, mtime_of = tuple.__new__, Entry, _mtime
+    try:
+        for item in items:
+            name = item["name"]
+            size = item["size"]
+            mtime = item["lastModifiedTime"]
+            if (
+                item["isRegularFile"] is not True
+                or item["isSymbolicLink"] is not False
+                or item["isDirectory"] is not False
+                or type(name) is not str
+                or type(item["path"]) is not str
+                or type(size) is not int
+                or size < 0
+                or (mtime is not None and type(mtime) is not str)
+            ):
+                return None
+            moment = mtime_of(mtime)
+            if size < floor_size or (size == floor_size and floor_name is not None and name >= floor_name):
+                below_size += size
+                below_count += 1
+                if moment is not None and (below_newest is None or moment > below_newest):
+                    below_newest = moment
+            else:
+                append(new_entry(entry_cls, (name, "file", size, moment)))
+    except (KeyError, TypeError):  # a field missing, an entry that is not an object
+        return None
+    children = _children_of(data)  # type: ignore[arg-type]
+    if children is None:
+        return None
+    head = tuple(item["name"] for item in items[:3])
+    return FilesPage((below_size, below_count, below_newest), above, head), total, children
+
+
+def head_of(page: list[Entry] | FilesPage) -> tuple[str, ...]:
+    """The first names of a page."""
+    if isinstance(page, FilesPage):
+        return page.head
+    return tuple(entry.name for entry in page[:3])
+
+
+def slim_page(data: object) -> tuple[list[Entry], int, list[str]] | None:
+    """A file/list `data` read straight into slim entries: (entries, total, children's paths).
+
+    The walker reads every entry of a tree, and validating each into the wire model (`FileEntry`, extra
+    fields kept) costs several times what the walk does with it. This reads the documented shape directly,
+    with the same kinds as `FileEntry.kind` (flags first, then `type`); anything else (a missing or odd
+    field, a snake_case key) returns None, and the caller validates the page with the wire model instead.
+    """
+    parts = _page_parts(data)
+    if parts is None:
+        return None
+    items, total = parts
+    entries = _usual_entries(items)
+    if entries is None:
+        entries = _entries(items)
+        if entries is None:
+            return None
+    children = _children_of(data)  # type: ignore[arg-type]
+    if children is None:
+        return None
     return entries, total, children
 
 
@@ -363,7 +466,20 @@ class ClosedDir:
 #: A batch of one folder's entries (a page): (folder path, its depth below the walk's root, the entries).
 #: It may return how many of them it took (None: all): the rest stays unread, for the next call.
 OnEntries = Callable[[str, int, list[Entry]], int | None]
-Batch = Callable[[list[Entry]], int | None]
+Batch = Callable[[list[Entry] | FilesPage], int | None]
+#: The floor a page is read against, asked when it is read (the ranking's floor only rises).
+FloorOf = Callable[[], Floor]
+
+
+class Summary(Protocol):
+    """A walk's consumer that only sums files and ranks the largest (disk_usage): pages of regular files
+    are read for it into `FilesPage`s, not an entry each."""
+
+    def floor(self, depth: int) -> Floor: ...
+
+    def on_files(self, folder: str, depth: int, page: FilesPage) -> None: ...
+
+
 #: A folder whose tree is done (only when the walk aggregates): its sums over the whole tree below it.
 OnClosed = Callable[[ClosedDir], None]
 Progress = Callable[[int, int], Awaitable[None]]
@@ -443,6 +559,13 @@ class TreeWalk:
                     self.frontier.append((join(folder, entry.name), depth + 1, 0, ()))
                     if opened is not None:
                         opened.pending += 1
+
+    def _add_files(self, folder: str, page: FilesPage) -> None:
+        """A page of regular files read without an entry each (never in a walk that keeps fingerprints)."""
+        assert not self.fingerprint
+        opened = self.open.get(folder) if self.aggregate else None
+        if opened is not None:
+            opened.totals.add(page.totals())
 
     def _begin(self, folder: str, depth: int) -> None:
         if self.aggregate and folder not in self.open:
@@ -642,8 +765,16 @@ class Listings:
             self._cached_entries += len(listing.entries)
 
     async def _page_of(
-        self, path: str, start: int, limit: int, keyword: str | None, gate: _Gate | None = None, *, whole: bool = False
-    ) -> tuple[list[Entry], int, list[str], int]:
+        self,
+        path: str,
+        start: int,
+        limit: int,
+        keyword: str | None,
+        gate: _Gate | None = None,
+        *,
+        whole: bool = False,
+        floor: FloorOf | None = None,
+    ) -> tuple[list[Entry] | FilesPage, int, list[str], int]:
         """One page: (entries, total, children, the limit asked). Raises _Stop when the gate grants nothing."""
         granted = 0
         fast = getattr(self._api, "list_dir_data", None)  # EfileApi has it; a test's stand-in may not
@@ -673,7 +804,13 @@ class Listings:
                 collecting = gc.isenabled()
                 gc.disable()
                 try:
-                    read = _slim(answer) if fast is None else slim_page(answer)
+                    read: tuple[list[Entry] | FilesPage, int, list[str]] | None
+                    if fast is None:
+                        read = _slim(answer)
+                    else:
+                        read = files_page(answer, floor()) if floor is not None else None
+                        if read is None:
+                            read = slim_page(answer)
                 finally:
                     if collecting:
                         gc.enable()
@@ -695,16 +832,16 @@ class Listings:
         return entries, total, children, limit
 
     async def _first_page(
-        self, path: str, start: int, keyword: str | None, gate: _Gate | None = None
-    ) -> tuple[list[Entry], int, list[str], int]:
+        self, path: str, start: int, keyword: str | None, gate: _Gate | None = None, floor: FloorOf | None = None
+    ) -> tuple[list[Entry] | FilesPage, int, list[str], int]:
         try:
-            return await self._page_of(path, start, self._page, keyword, gate)
+            return await self._page_of(path, start, self._page, keyword, gate, floor=floor)
         except ApiError as exc:
             if exc.code != "10004" or self._page <= DOCUMENTED_PAGE:
                 raise
             log.info("the server refused a page of %d entries (%s); using %d", self._page, exc, DOCUMENTED_PAGE)
             self._page = DOCUMENTED_PAGE
-            return await self._page_of(path, start, self._page, keyword, gate)
+            return await self._page_of(path, start, self._page, keyword, gate, floor=floor)
 
     async def read_dir(self, path: str, *, keyword: str | None = None) -> DirListing:
         """The whole directory (or the entries matching `keyword`). Raises NotFoundError (911020) and the rest."""
@@ -712,7 +849,8 @@ class Listings:
             return self._dirs[path]
         entries: dict[str, Entry] = {}
 
-        def keep(batch: list[Entry]) -> None:
+        def keep(batch: list[Entry] | FilesPage) -> None:
+            assert not isinstance(batch, FilesPage)  # read without a floor: entries
             for entry in batch:
                 entries.setdefault(entry.name, entry)
             return None
@@ -734,6 +872,7 @@ class Listings:
         parallel: bool = True,
         names: tuple[str, ...] = (),
         known: Callable[[str], bool] | None = None,
+        floor: FloorOf | None = None,
     ) -> tuple[bool, int]:
         """Read `path` from page offset `start` to its end, a page at a time, handing each page to `on_batch`.
 
@@ -741,14 +880,15 @@ class Listings:
         the pages before the offset were handed over, none after. `names`: the first names of the folder's
         first page, when resuming at `start` > 0.
         """
-        first, total, children, asked = await self._first_page(path, start, keyword, gate)
+        first, total, children, asked = await self._first_page(path, start, keyword, gate, floor)
         seen_dirs: set[str] = set()
-        head = tuple(entry.name for entry in first[:3])
+        head = head_of(first)
         complete = True
         read = start
 
-        def hand(batch: list[Entry], at: int) -> None:
-            seen_dirs.update([entry.name for entry in batch if entry.kind == "directory"])
+        def hand(batch: list[Entry] | FilesPage, at: int) -> None:
+            if not isinstance(batch, FilesPage):  # a page of files has no folder
+                seen_dirs.update([entry.name for entry in batch if entry.kind == "directory"])
             taken = on_batch(batch)
             if taken is not None and taken < len(batch):
                 raise _Stop(at + taken, names)  # the caller has what it wanted: the rest is the next call's
@@ -783,7 +923,7 @@ class Listings:
                     # HUGE_IN_FLIGHT - 1 pages asked in vain of a server that ignores `start` (then remembered).
                     try:
                         read, repeated = await self._parallel_pages(
-                            path, read, step, total, keyword, on_batch, gate, names, seen_dirs, head=head
+                            path, read, step, total, keyword, on_batch, gate, names, seen_dirs, head=head, floor=floor
                         )
                         verified = True
                     except _Refused as refused:
@@ -798,7 +938,7 @@ class Listings:
                 if not verified:
                     # The second page alone first: a server that ignores `start` answers it with the first again.
                     try:
-                        second, _, _, asked = await self._page_of(path, read, step, keyword, gate)
+                        second, _, _, asked = await self._page_of(path, read, step, keyword, gate, floor=floor)
                     except _Stop:
                         raise _Stop(read, names) from None
                     except ApiError as exc:
@@ -807,10 +947,10 @@ class Listings:
                         log.info("the server refused a page of %d entries (%s); using %d", step, exc, len(first))
                         self._huge = step = len(first)
                         try:
-                            second, _, _, asked = await self._page_of(path, read, step, keyword, gate)
+                            second, _, _, asked = await self._page_of(path, read, step, keyword, gate, floor=floor)
                         except _Stop:
                             raise _Stop(read, names) from None
-                    if second and tuple(entry.name for entry in second[:3]) != head:
+                    if second and head_of(second) != head:
                         hand(second, read)
                         read += len(second)
                         if asked < step and len(second) == asked:
@@ -825,11 +965,11 @@ class Listings:
                         complete = False
                 if complete and read < total and parallel:
                     read, _ = await self._parallel_pages(
-                        path, read, step, total, keyword, on_batch, gate, names, seen_dirs
+                        path, read, step, total, keyword, on_batch, gate, names, seen_dirs, floor=floor
                     )
                 while complete and read < total and not parallel:
                     try:
-                        page, _, _, asked = await self._page_of(path, read, step, keyword, gate)
+                        page, _, _, asked = await self._page_of(path, read, step, keyword, gate, floor=floor)
                     except _Stop:
                         raise _Stop(read, names) from None
                     if not page:
@@ -871,6 +1011,7 @@ class Listings:
         seen_dirs: set[str],
         *,
         head: tuple[str, ...] | None = None,
+        floor: FloorOf | None = None,
     ) -> tuple[int, bool]:
         """The rest of a large folder, pages in parallel. They pass the limiter (and the gate) in order, so a
         stop leaves a prefix read. Returns (where reading got to, whether the server repeated the first page);
@@ -883,14 +1024,15 @@ class Listings:
         starts = list(range(read, total, step))
         done: dict[int, int] = {}
         stopped_at: list[int] = []
-        held: list[tuple[int, list[Entry]]] = []
+        held: list[tuple[int, list[Entry] | FilesPage]] = []
         state = {"verified": head is None, "repeated": False}
         # Beyond the first wave, pages wait for the check: a server ignoring `start` costs one wave at most.
         checked = anyio.Event()
         first_wave_end = read + int(self._huge_pages.total_tokens) * step
 
-        def hand(offset: int, page: list[Entry]) -> None:
-            seen_dirs.update([entry.name for entry in page if entry.kind == "directory"])
+        def hand(offset: int, page: list[Entry] | FilesPage) -> None:
+            if not isinstance(page, FilesPage):  # a page of files has no folder
+                seen_dirs.update([entry.name for entry in page if entry.kind == "directory"])
             on_batch(page)
             done[offset] = len(page)
 
@@ -901,7 +1043,7 @@ class Listings:
                     return  # repeated, or the check itself was stopped
             try:
                 # Whole pages only: a page cut here would leave a gap before the pages after it.
-                page, _, _, _ = await self._page_of(path, offset, step, keyword, gate, whole=True)
+                page, _, _, _ = await self._page_of(path, offset, step, keyword, gate, whole=True, floor=floor)
             except _Stop:
                 stopped_at.append(offset)
                 if offset == read:
@@ -920,7 +1062,7 @@ class Listings:
                     if gate is not None:
                         gate.reserved += len(page)  # still reserved: not counted yet, never granted twice
                     return
-                if not page or tuple(entry.name for entry in page[:3]) == head:
+                if not page or head_of(page) == head:
                     state["repeated"] = True
                     self._start_ignored = True
                     drop_held()
@@ -1026,6 +1168,7 @@ class Listings:
         progress: Progress | None = None,
         stop: Callable[[], bool] | None = None,
         sequential: bool = False,
+        summary: Summary | None = None,
     ) -> WalkStats:
         """Read on along `walk` (or a new walk of a root folder) until it is done or must stop.
 
@@ -1035,7 +1178,9 @@ class Listings:
         why. Links are entries, never followed. A folder that cannot be read is recorded, not fatal (an auth
         failure is: nothing can be read). Returns the walk's stats (cumulative over resumed calls; `requests`
         counts this call's). `sequential`: a folder's pages one after another, so that `on_entries` may take
-        part of a page (the rest is read again by the next call, from that offset).
+        part of a page (the rest is read again by the next call, from that offset). `summary`: pages of regular
+        files go to its `on_files` as `FilesPage`s (read against its floor, no entry made for most files)
+        instead of to `on_entries`, when the walk keeps no fingerprint and the folder is not cached.
         """
         if isinstance(walk, str):
             walk = TreeWalk(walk, aggregate=on_closed is not None)
@@ -1049,9 +1194,17 @@ class Listings:
         workers = 2 * self._limit.maximum
         running = 0
         wake = anyio.Event()
+        # Pages of files summed, not an entry each: not when every entry is hashed into a fingerprint.
+        fast_files = summary is not None and not walk.fingerprint and not sequential
 
         def batch_of(folder: str, depth: int, whole: dict[str, Entry] | None) -> Batch:
-            def take(batch: list[Entry]) -> int | None:
+            def take(batch: list[Entry] | FilesPage) -> int | None:
+                if isinstance(batch, FilesPage):  # read against `summary`'s floor: it takes the page whole
+                    assert summary is not None
+                    summary.on_files(folder, depth, batch)
+                    stats.entries_seen += len(batch)
+                    walk._add_files(folder, batch)
+                    return None
                 taken = on_entries(folder, depth, batch) if on_entries is not None else None
                 kept = batch if taken is None else batch[:taken]
                 stats.entries_seen += len(kept)
@@ -1097,6 +1250,11 @@ class Listings:
                             gate=gate,
                             names=names,
                             parallel=not sequential,
+                            floor=(
+                                functools.partial(summary.floor, depth)
+                                if summary is not None and fast_files and whole is None
+                                else None
+                            ),
                         )
                 except _Stop as stopped:
                     offset, *rest = stopped.args

@@ -16,7 +16,20 @@ import heapq
 from dataclasses import dataclass
 from typing import Any
 
-from ..client.walk import ClosedDir, Entry, Listings, Progress, Totals, TreeWalk, WalkLimits, WalkStats, join
+from ..client.walk import (
+    NOT_RANKED,
+    ClosedDir,
+    Entry,
+    FilesPage,
+    Floor,
+    Listings,
+    Progress,
+    Totals,
+    TreeWalk,
+    WalkLimits,
+    WalkStats,
+    join,
+)
 from ..models.results import Selection
 from .quarantine import is_quarantine_path
 
@@ -151,6 +164,30 @@ class UsageWalk:
         own.add(closed.totals)
         self._rank(name, "directory", own)
 
+    def floor(self, depth: int) -> Floor:
+        """What a page of files at `depth` is read against: below the root nothing is ranked; in the root, a
+        file at or below the smallest kept child is only summed (`on_files`)."""
+        if depth != 0:
+            return NOT_RANKED
+        if len(self.ranked) < self.KEPT:
+            return (-1, None)  # every file is ranked until KEPT are
+        size, files, name = self._floor()
+        # A file of the floor's size ranks above it when the floor holds fewer files, or as many and its
+        # name comes first: it is summed when the floor holds more, or as many and it comes at or after it.
+        return (size, "" if files > 1 else name if files == 1 else None)
+
+    def on_files(self, folder: str, depth: int, page: FilesPage) -> None:
+        """A page of files read against `floor(depth)`: what was below it is summed; the rest ranked."""
+        if depth != 0:
+            return
+        size, count, newest = page.below
+        self.rest.size += size
+        self.rest.files += count
+        self.rest.see(newest)
+        self.rest_count += count
+        if page.above:
+            self.on_entries(folder, depth, page.above)
+
     def _floor(self) -> tuple[int, int, str]:
         size, files, name, _, _ = self.ranked[0]
         return size, files, str(name)
@@ -182,7 +219,7 @@ class UsageWalk:
 
     async def read_on(self, listings: Listings, limits: WalkLimits, progress: Progress | None = None) -> WalkStats:
         return await listings.walk(
-            self.walk, self.on_entries, limits=limits, on_closed=self.on_closed, progress=progress
+            self.walk, self.on_entries, limits=limits, on_closed=self.on_closed, progress=progress, summary=self
         )
 
     def to_json(self) -> dict[str, Any]:
