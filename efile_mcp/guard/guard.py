@@ -423,13 +423,20 @@ class Guard:
             protected_hidden=hidden,
         )
 
-    async def _load_walk(self, walk_id: str, prefix: str, tool: str, *, what: str = "resume value") -> dict[str, Any]:
-        data = await self.store.load_walk(walk_id) if walk_id.startswith(prefix) else None
+    async def _load_walk(
+        self, walk_id: str, prefix: str, tool: str, *, what: str = "resume value", take: bool = False
+    ) -> dict[str, Any]:
+        """A saved walk's state; `take`: claimed by this call alone (forgotten in the same step, so that two calls
+        continuing it cannot both write on from it: the one that gets it saves what follows)."""
+        data = None
+        if walk_id.startswith(prefix):
+            data = await (self.store.take_walk(walk_id) if take else self.store.load_walk(walk_id))
         if data is None:
             raise GuardRefusal(
                 "resume",
-                f"this {what} is unknown or has expired (a walk is kept {int(_WALK_TTL // 60)} minutes after its "
-                f"last call): call {tool} again without it, which starts over.",
+                f"this {what} is unknown, has expired (a walk is kept {int(_WALK_TTL // 60)} minutes after its "
+                f"last call) or is being continued by another call right now: call {tool} again without it, which "
+                "starts over, or with the resume value of the call that continued it.",
             )
         loaded: dict[str, Any] = json.loads(data.decode("utf-8", "surrogatepass"))
         return loaded

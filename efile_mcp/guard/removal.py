@@ -117,7 +117,7 @@ class Host(Protocol):
     def _walk_limits(self, max_entries: int | None = None) -> WalkLimits: ...
 
     async def _load_walk(
-        self, walk_id: str, prefix: str, tool: str, *, what: str = "resume value"
+        self, walk_id: str, prefix: str, tool: str, *, what: str = "resume value", take: bool = False
     ) -> dict[str, Any]: ...
 
     async def _keep_walk(
@@ -303,6 +303,8 @@ class Removal:
         if resume:
             state = await host._load_walk(resume, "dry-", "remove_paths (a dry run)")
             if state.get("k") == "files":  # a file selection planned as it is found (guard/selection.py)
+                # Claimed by this call alone: two calls writing on from one state would mix their rows.
+                state = await host._load_walk(resume, "dry-", "remove_paths (a dry run)", take=True)
                 return await FileSelection.from_json(self, state, resume).plan(progress)
             paths, mode = state["p"], state["m"]
             select = Selection.model_validate(state["s"]) if state["s"] is not None else None

@@ -193,6 +193,11 @@ class FileSelection:
         audited: list[str] | None = None
         quota = await host.quota_now() if writer.count else []
         freed = [0] * len(quota)
+        if writer.count and await host.store.load_plan(self.plan_id) is not None:
+            # One plan id, one set of rows, one header: never a second token for rows another call finished.
+            await removal._refuse(
+                "resume", "this dry run was already finished by another call: use that call's token.", dry_run=True
+            )
         if writer.count:
             now = host.clock()
             plan = Plan(

@@ -319,6 +319,10 @@ class StateStore(Protocol):
         """Forget a walk (it finished)."""
         ...
 
+    async def take_walk(self, walk_id: str) -> bytes | None:
+        """The walk's state, forgotten in the same step: of two calls taking it, one gets it (the other None)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -754,6 +758,17 @@ class SqliteStore(_PlanTransitions):
 
         await self._call(body, write=True)
 
+    async def take_walk(self, walk_id: str) -> bytes | None:
+        now = self.clock()
+
+        def body(db: sqlite3.Connection) -> bytes | None:
+            # One write transaction (see _run): a second taker waits for it, then finds nothing.
+            row = db.execute("SELECT data FROM walks WHERE walk_id = ? AND expires_at > ?", (walk_id, now)).fetchone()
+            db.execute("DELETE FROM walks WHERE walk_id = ?", (walk_id,))
+            return None if row is None else bytes(row[0])
+
+        return await self._call(body, write=True)
+
     # -------------------------------------------------------------- end of resumable walks
 
     async def aclose(self) -> None:
@@ -973,6 +988,13 @@ class RedisStore(_PlanTransitions):
 
     async def drop_walk(self, walk_id: str) -> None:
         await self._do("forget a walk", self._redis.delete(self._walk_key(walk_id)))
+
+    async def take_walk(self, walk_id: str) -> bytes | None:
+        value = await self._do("take a walk", self._redis.getdel(self._walk_key(walk_id)))
+        if not isinstance(value, bytes) or len(value) < _EXPIRY.size:
+            return None
+        (expires_at,) = _EXPIRY.unpack_from(value)
+        return None if self.clock() >= expires_at else value[_EXPIRY.size :]
 
     # -------------------------------------------------------------- end of resumable walks
 
