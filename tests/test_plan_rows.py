@@ -275,3 +275,23 @@ async def test_a_file_selection_over_the_plan_limit_is_refused_while_reading(
     assert "the selection matches at least" in text and "EFILE_MAX_PLAN_PATHS" in text
     assert "parent" not in text.split("EFILE_MAX_PLAN_PATHS")[1]  # never advises a folder holding what it left out
     assert not sandbox.sandbox.received_remove_paths
+
+
+async def test_a_saved_walk_is_taken_by_one_caller_only(tmp_path: Path, redis_server: RedisServer) -> None:
+    import anyio
+
+    for store in (SqliteStore(tmp_path / "state.sqlite3"), RedisStore(redis_server.url)):
+        try:
+            await store.save_walk("dry-x", b"state", 4_000_000_000.0)
+            got: list[bytes | None] = []
+
+            async def take(store: Any = store, got: list[bytes | None] = got) -> None:
+                got.append(await store.take_walk("dry-x"))
+
+            async with anyio.create_task_group() as group:
+                for _ in range(4):
+                    group.start_soon(take)
+            assert sorted(got, key=lambda v: v is None) == [b"state", None, None, None]
+            assert await store.load_walk("dry-x") is None
+        finally:
+            await store.aclose()
