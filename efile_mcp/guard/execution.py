@@ -165,7 +165,13 @@ class PlanRun:
             if not self.sent_any:
                 raise _NothingSent(EfileMcpError(f"the state store lost the plan's rows ({exc})")) from exc
             self.stopped = "not sent: the state store lost the plan's rows meanwhile"
-            self.afterwards.append(f"{plan.count - first} path(s) were not sent: the state store lost the plan's rows")
+            lost = plan.count - first
+            self.tally.counts["failed"] += lost  # their paths are lost with the rows: counted, not listed
+            self.later_not_sent += lost
+            self.afterwards.append(
+                f"{lost} path(s) were not sent: the state store lost the plan's rows meanwhile (expired or flushed); "
+                "run a new dry run to see what is left."
+            )
         summary = self._summary()
         outcome = {status: n for status, n in self.tally.counts.items() if n}
         if self.auth_error is not None:
@@ -294,7 +300,29 @@ class PlanRun:
         if to_send:
             self.sent_any = True
         if self.mode == "quarantine":
-            await self._quarantine(rows, to_send, items)
+            try:
+                await self._quarantine(rows, to_send, items)
+            except BaseException as exc:
+                # Stopped while moves were out (cancelled): the intent gets its record, what was not known is so.
+                stopped = "cancelled" if isinstance(exc, anyio.get_cancelled_exc_class()) else type(exc).__name__
+                with anyio.CancelScope(shield=True):
+                    await audit_quietly(
+                        host.audit,
+                        "execution",
+                        tool=TOOL,
+                        dry_run=False,
+                        decision=f"interrupted: {stopped}",
+                        mode=self.mode,
+                        plan_id=plan.plan_id,
+                        items=[
+                            audit_item(
+                                items.get(s.path)
+                                or RemoveItem(path=s.path, status="failed", error_code="outcome_unknown")
+                            )
+                            for s in rows
+                        ],
+                    )
+                raise
             task_ids: list[str] = []
         else:
             task_ids = await self._delete(number, rows, to_send, items)

@@ -31,6 +31,8 @@ Detail = Literal["auto", "full", "summary"]
 EXCEPTIONS_SHOWN = 12
 LARGEST_SHOWN = 8
 PARENTS_SHOWN = 8
+#: Parent folders a tally keeps to name the heaviest PARENTS_SHOWN (bounded whatever the number of folders).
+PARENTS_KEPT = 256
 REASON_CHARS = 240
 EXCEPTION_STATUSES = ("refused", "changed", "failed", "missing")
 #: The person's form names this many paths, then tells the rest by parent folder (this many named).
@@ -127,6 +129,11 @@ class Tally:
         group = self._parents.get(parent := item.path.rpartition("/")[0] or "/")
         if group is None:
             self._parents[parent] = [1, item.size or 0]
+            if len(self._parents) > PARENTS_KEPT:
+                # The heaviest half stays: a folder's items come together (a listing, a plan's rows in order), so
+                # a folder dropped here has ended and was among the lightest; the view names PARENTS_SHOWN.
+                heaviest = sorted(self._parents.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))
+                self._parents = dict(heaviest[: PARENTS_KEPT // 2])
         else:
             group[0] += 1
             group[1] += item.size or 0

@@ -18,6 +18,7 @@ matches only once its tree is read, after matches inside it, which it must cover
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from ..client.walk import WalkLimits
@@ -30,7 +31,7 @@ from .quarantine import is_quarantine_path
 from .report import Detail, Tally, item_of
 from .requests import REFUSED_PATHS_AUDITED, TOOL, Progress, selection_key, walk_progress
 from .sealing import RowsDigest
-from .seen import ROWS_PER_CHUNK, Plan, PlanWriter, plan_rows
+from .seen import ROWS_PER_CHUNK, Plan, PlanWriter, SeenPath, plan_rows
 
 if TYPE_CHECKING:
     from .removal import Removal
@@ -96,8 +97,15 @@ class FileSelection:
     async def plan(self, progress: Progress | None) -> RemovePathsResult:
         removal, host, select = self.removal, self.host, self.select
         root = select.path
-        if self.resume_id is None:
-            await removal._check_selection_root(select)
+        if host.clock() >= self.started + ROWS_KEPT_SECONDS:
+            await removal._refuse(
+                "resume",
+                f"this dry run began over {int(ROWS_KEPT_SECONDS // 3600)} hours ago and what it planned has expired: "
+                "call remove_paths again without resume, which starts over.",
+                dry_run=True,
+            )
+        # On every call, resumed too: the policy may have changed since (a name protected, a root withdrawn).
+        await removal._check_selection_root(select)
         purge = is_quarantine_path(root)
         mode: RemoveMode = "delete" if purge else self.asked_mode or removal.default_mode
         if mode == "quarantine" and removal.quarantine is None and self.asked_mode is None:
@@ -215,7 +223,12 @@ class FileSelection:
             digest = RowsDigest()
             listed: list[str] = []
             prefixes = [entry.path.rstrip("/") + "/" for entry in quota]
-            async for rows in plan_rows(host.store, header):
+            refused_now: list[str] = []
+            rows_of = plan_rows(host.store, header)
+            async for rows in _or_refused(rows_of, removal):
+                _, refused, _ = removal._screen([seen.path for seen in rows])
+                if refused and not refused_now:
+                    refused_now.append(next(iter(refused)))
                 for seen in rows:
                     digest.add(seen.path)
                     for index, prefix in enumerate(prefixes):
@@ -227,6 +240,15 @@ class FileSelection:
                     await host.audit.write(
                         "plan_paths", tool=TOOL, plan_id=self.plan_id, paths=[seen.path for seen in rows]
                     )
+            if refused_now:
+                # Planned by an earlier call under another policy: nothing is planned now, the person is not asked.
+                await removal._refuse(
+                    "policy",
+                    "the path policy changed while this selection was read (a name protected or a root withdrawn): "
+                    f"paths planned before are not allowed now, e.g. {display(refused_now[0])}. Nothing was planned; "
+                    "run the dry run again.",
+                    dry_run=True,
+                )
             plan.quota = [
                 {
                     "path": entry.path,
@@ -278,3 +300,17 @@ class FileSelection:
             next_step=" ".join(notes),
         )
         return self.tally.shape(result)
+
+
+async def _or_refused(rows: AsyncIterator[list[SeenPath]], removal: Removal) -> AsyncIterator[list[SeenPath]]:
+    """The plan's rows read back; rows the store lost meanwhile (expired, flushed) refuse the dry run."""
+    try:
+        async for chunk in rows:
+            yield chunk
+    except LookupError:
+        await removal._refuse(
+            "resume",
+            "the state store lost rows this dry run had planned (they expired or were flushed): nothing was planned; "
+            "call remove_paths again without resume, which starts over.",
+            dry_run=True,
+        )
