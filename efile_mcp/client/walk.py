@@ -19,12 +19,14 @@ bounds the work of one call, not what can be read.
 Listing is where the docs and third parties disagree (efile-api.md §5), so a listing here:
 - asks for large pages (most folders take one request) and falls back to the documented 1000 when a
   server refuses a large `limit`;
-- reads the later pages of a large folder in parallel once the second page showed that the server honours
-  `start`; a server that ignores `start` (the second page repeats the first) is detected and the folder
-  marked incomplete, never looped over or counted twice;
+- reads the later pages of a large folder in parallel, none counted before the second page showed that the
+  server honours `start`; a server that ignores `start` (the second page repeats the first) is detected and
+  the folder marked incomplete, never looped over or counted twice;
 - uses `children` (sub-folders, not cut by `limit`) to find folders a cut page left out.
 
-Entries are kept slim (`Entry`): a full wire entry is ~3 KB with its extra fields, 300 MB at 100,000.
+Entries are kept slim (`Entry`): a full wire entry is ~3 KB with its extra fields, 300 MB at 100,000. A walk
+that only sums files and ranks the largest (disk_usage, a `Summary`) gets a page of regular files as a
+`FilesPage` instead: its sums, and entries only for the files above the ranking's floor.
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ DOCUMENTED_PAGE = 1000
 HUGE_PAGE = 25_000
 #: Such pages out at once. Answers that arrive together are all read before the next request can leave (the
 #: event loop runs every woken task, and reading a page is CPU), so a folder is read in waves of this many
-#: pages, a round trip each: with 4, a 200,000-entry folder takes 3 round trips, as many as a lister asking
-#: 100,000 a page one after the other (traced against the fake at 20 ms; with 2 it took 6). An answer is
+#: pages, a round trip each: with 4, a 200,000-entry folder takes 3 round trips (a lister asking 100,000 a
+#: page one after the other: 2; traced against the fake at 20 ms, with 2 it took 6). An answer is
 #: decoded and read into slim entries with no await in between, so one decoded page is held at a time; the
 #: others wait as received bytes (~10 MB a page).
 HUGE_IN_FLIGHT = 4
