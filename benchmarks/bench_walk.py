@@ -1,16 +1,19 @@
 """The walker at real storage sizes: deep, wide, flat and ImageNet-like trees, against an in-process fake.
 
-`python benchmarks/bench_walk.py [--scale quick|full] [--only CASE ...]` (also `run.py --only walk`).
+`python benchmarks/bench_walk.py [--scale quick|full] [--only CASE ...] [--before DIR]` (also `run.py --only
+walk`); `--before DIR` also measures the package in DIR (an older commit's `git archive`) in the same run.
 
 The sandbox cannot serve millions of entries on a 2-core machine in minutes, so these cases read an
 in-process fake `file/list` (`FakeListing`): a virtual tree generated on demand (nothing on disk), every
-request answered after RTT (20 ms) like the sandbox, as JSON text decoded into the `data` the transport
-hands over (encoding it stands for the server's work, which shares the same 2 cores in the sandbox runs
-as well). The baselines read the same fake in the same run:
+request answered after RTT (20 ms) like the sandbox, as JSON text (the envelope) decoded by each side as it
+really does: the walker through efile-mcp's transport, the baselines as plain httpx (`json.loads`); encoding
+it stands for the server's work, which shares the same 2 cores in the sandbox runs as well. The baselines
+read the same fake in the same run:
 
 - a sequential walker: one folder at a time, one request per page of the largest size the server accepts,
   summing sizes from the decoded answer (what `du` over the API with plain httpx would do, no concurrency);
-- a sequential lister: the same, for one flat folder.
+- a sequential lister: the same, for one flat folder (also one decoding with pydantic-core's parser, the
+  fastest at hand: how much of the ratio is the decoder).
 
 Each measurement runs in a child process of its own, so its peak RSS (VmHWM) is its own.
 
