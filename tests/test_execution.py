@@ -184,3 +184,27 @@ async def test_a_folder_read_in_several_calls_is_read_whole_again_by_the_executi
     done = await removal.execute(request(preview), FakeClient())
     assert done.summary.removed + done.summary.queued == 1, done  # sent (a big folder's removal may be queued)
     assert world.sandbox.sandbox.received_remove_paths == [f"{world.sandbox.home}/scratch/bulk"]
+
+
+async def test_a_row_changed_in_the_store_after_the_token_is_never_sent(
+    world: World, files: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each unit of stored rows is checked against the digest the token binds just before it is sent: a row of a
+    later unit rewritten in the store (another path, or the same path with another size) stops the run there."""
+    import json
+
+    from efile_mcp.guard.seen import SeenPath, load_header
+
+    monkeypatch.setattr(seen, "ROWS_PER_CHUNK", BATCH)  # units of 100 rows
+    removal = world.removal(confirm="token")
+    preview = await removal.preview(None, _select(world))
+    header = await load_header(world.store, preview.plan_id or "")
+    assert header is not None and [n for n, _ in header.units] == [100, 100, 50]
+    outsider = world.sandbox.root / "scratch" / "outsider.dat"
+    outsider.write_bytes(b"o")
+    row = SeenPath(f"{world.sandbox.home}/scratch/outsider.dat", "file", 1, outsider.stat().st_mtime, 1)
+    await world.store.save_plan_rows(header.plan_id, 120, [json.dumps(row.to_row()).encode()], header.expires_at)
+    done = await removal.execute(request(preview), FakeClient())
+    assert outsider.exists() and row.path not in world.sandbox.sandbox.received_remove_paths
+    assert len(world.sandbox.sandbox.received_remove_paths) == 100  # the first unit, checked, went out
+    assert done.summary.failed == 150 and "not what the token binds" in done.next_step

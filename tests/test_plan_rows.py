@@ -17,8 +17,17 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from efile_mcp.guard.sealing import PathSetDigest, RowsDigest, path_set_digest
-from efile_mcp.guard.seen import Plan, SeenPath, load_header, load_plan, save_plan, stored_digest
+from efile_mcp.guard.sealing import PathSetDigest, path_set_digest, plan_digest
+from efile_mcp.guard.seen import (
+    Plan,
+    RowsChanged,
+    SeenPath,
+    load_header,
+    load_plan,
+    save_plan,
+    stored_digest,
+    verified_units,
+)
 from efile_mcp.guard.store import RedisStore, SqliteStore, open_store
 from efile_mcp.models.results import STRUCTURED_MAX
 from efile_mcp.sandbox import RunningSandbox
@@ -115,24 +124,29 @@ async def test_a_plan_is_kept_as_rows_and_survives_a_restart(tmp_path: Path) -> 
     loaded = await load_plan(second, "abc123")
     await second.aclose()
     assert loaded is not None and loaded.paths == plan.paths
-    rows = RowsDigest()
-    for seen in plan.paths:
-        rows.add(seen.path)
-    assert loaded.digest == rows.hexdigest() != path_set_digest(plan.path_set)  # the rows in order, not the set
+    assert [n for n, _ in loaded.units] == [5_000, 5_000, 2_345]  # one unit a store request, its digest kept
+    assert loaded.digest == plan_digest(loaded.units) != path_set_digest(plan.path_set)
 
 
-async def test_the_digest_execution_checks_is_recomputed_from_the_stored_rows(tmp_path: Path) -> None:
+async def test_each_unit_of_rows_is_checked_against_its_digest_when_it_is_read(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "state.sqlite3", clock=lambda: 1_700_000_100.0)
     try:
         await save_plan(store, _plan(12_345))
         header = await load_header(store, "abc123")
         assert header is not None and header.paths == [] and header.count == 12_345
-        assert await stored_digest(store, header) == header.digest
-        # A row changed in the store (a path swapped behind the token's back) changes the digest...
-        swapped = SeenPath("/home/u/other", "file", 1, 1_700_000_000.0, 1)
-        await store.save_plan_rows("abc123", 7_000, [json.dumps(swapped.to_row()).encode()], header.expires_at)
-        assert await stored_digest(store, header) not in (None, header.digest)
-        # ...and rows lost (expired, flushed) leave nothing to check against.
+        assert await stored_digest(store, header) == header.digest  # from the header alone
+        read = [len(rows) async for rows in verified_units(store, header)]
+        assert read == [5_000, 5_000, 2_345]
+        # A row changed in the store (its path, or only its size or time) is caught when its unit is read:
+        # what comes before is handed out, nothing of that unit or after it.
+        seen = SeenPath("/home/u/scratch/f007000", "file", 2, 1_700_000_000.0, 2)  # the same path, another size
+        await store.save_plan_rows("abc123", 7_000, [json.dumps(seen.to_row()).encode()], header.expires_at)
+        handed: list[int] = []
+        with pytest.raises(RowsChanged):
+            async for rows in verified_units(store, header):
+                handed.append(len(rows))
+        assert handed == [5_000]
+        # A header whose units do not add up to its count (lost, or rewritten) binds nothing.
         header.count += 1
         assert await stored_digest(store, header) is None
     finally:

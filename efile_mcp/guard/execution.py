@@ -41,7 +41,7 @@ from .paths import MAX_PATH_BYTES, collapse, display
 from .ports import Channel, RemoveMode
 from .report import Detail, Tally, item_of
 from .requests import TOOL, GuardRefusal, Progress, RemovalRequest, ancestors_in
-from .seen import ROWS_PER_CHUNK, Plan, SeenPath, plan_rows
+from .seen import ROWS_PER_CHUNK, Plan, RowsChanged, SeenPath, plan_rows, verified_units
 
 if TYPE_CHECKING:
     from .removal import Removal
@@ -112,7 +112,9 @@ class PlanRun:
         self.resumed = resumed
         self.progress = progress
         self.tally = Tally(detail)
-        self.batches = max(1, -(-plan.count // BATCH_ROWS))
+        units = [int(n) for n, _ in plan.units] if plan.version >= 4 and plan.has_rows else [plan.count]
+        self.batches = max(1, sum(-(-n // BATCH_ROWS) for n in units))
+        self._number = 0  # the batch being sent (batches never span two units of stored rows)
         #: The reader of the batch being checked: each batch lists what it checks afresh (a listing from an earlier
         #: batch could hide what changed while that batch was sent); the last one serves the count afterwards.
         self.listings = self.host._listings()
@@ -147,31 +149,37 @@ class PlanRun:
         host, plan = self.host, self.plan
         first = 0
         try:
-            async for rows in plan_rows(host.store, plan, chunk=BATCH_ROWS):
-                if self.stopped is not None or self.auth_error is not None:
-                    self._not_sent(rows, self.stopped or f"not sent: {self.auth_error}")
-                else:
-                    # Checked only once the batch before is sent (not beside it): listing a folder while our own
-                    # removals empty it reads shifted pages, which hide names that are still there.
-                    try:
-                        checked: _Checked | EfileMcpError = await self._check(first // BATCH_ROWS, rows)
-                    except EfileMcpError as exc:
-                        checked = exc
-                    await self._send_batch(first // BATCH_ROWS, rows, checked)
-                first += len(rows)
-                if self.progress is not None and self.batches > 1:
-                    await self.progress(first, plan.count, f"{first} of {plan.count} path(s) checked and sent")
-        except LookupError as exc:  # the plan's rows expired or were lost meanwhile: what is left is not sent
-            if not self.sent_any:
-                raise _NothingSent(EfileMcpError(f"the state store lost the plan's rows ({exc})")) from exc
-            self.stopped = "not sent: the state store lost the plan's rows meanwhile"
-            lost = plan.count - first
-            self.tally.counts["failed"] += lost  # their paths are lost with the rows: counted, not listed
-            self.later_not_sent += lost
-            self.afterwards.append(
-                f"{lost} path(s) were not sent: the state store lost the plan's rows meanwhile (expired or flushed); "
-                "run a new dry run to see what is left."
+            async for unit in verified_units(host.store, plan):
+                for start in range(0, len(unit), BATCH_ROWS):
+                    rows = unit[start : start + BATCH_ROWS]
+                    if self.stopped is not None or self.auth_error is not None:
+                        self._not_sent(rows, self.stopped or f"not sent: {self.auth_error}")
+                    else:
+                        # Checked only once the batch before is sent (not beside it): listing a folder while our own
+                        # removals empty it reads shifted pages, which hide names that are still there.
+                        try:
+                            checked: _Checked | EfileMcpError = await self._check(self._number, rows)
+                        except EfileMcpError as exc:
+                            checked = exc
+                        await self._send_batch(self._number, rows, checked)
+                    self._number += 1
+                    first += len(rows)
+                    if self.progress is not None and self.batches > 1:
+                        await self.progress(first, plan.count, f"{first} of {plan.count} path(s) checked and sent")
+        except LookupError as exc:  # rows lost meanwhile (expired, flushed), or not what the token binds
+            changed = isinstance(exc, RowsChanged)
+            why = (
+                "the plan's rows in the state store are not what the token binds"
+                if changed
+                else "the state store lost the plan's rows meanwhile (expired or flushed)"
             )
+            if not self.sent_any:
+                raise _NothingSent(EfileMcpError(f"{why}: nothing was sent; run a new dry run.")) from exc
+            self.stopped = f"not sent: {why}"
+            lost = plan.count - first
+            self.tally.counts["failed"] += lost  # their rows are not read (lost or not trusted): counted, not listed
+            self.later_not_sent += lost
+            self.afterwards.append(f"{lost} path(s) were not sent: {why}; run a new dry run to see what is left.")
         summary = self._summary()
         outcome = {status: n for status, n in self.tally.counts.items() if n}
         if self.auth_error is not None:

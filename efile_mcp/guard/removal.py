@@ -562,9 +562,9 @@ class Removal:
             await self._refuse(exc.code, str(exc), dry_run=False, paths=request.paths or (), quiet=quiet)
             raise AssertionError("unreachable") from None
         plan = await load_header(host.store, sealed.plan_id)
-        # The rows must be what the token binds (recomputed a chunk at a time). Only looking (the form's question)
-        # skips it: the execution that follows checks it before anything is sent.
-        digest = None if plan is None else sealed.digest if quiet else await stored_digest(host.store, plan)
+        # The header must be what the token binds (its units' digests; each unit of rows is checked against its own
+        # when execution reads it, just before sending it).
+        digest = None if plan is None else await stored_digest(host.store, plan)
         if plan is None or digest is None:
             await self._refuse(
                 "unknown_plan",

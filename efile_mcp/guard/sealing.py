@@ -2,8 +2,8 @@
 
 A token is `efc1.<payload>.<mac>`, both parts base64url. The payload names a random plan id, the
 expiry, the number of paths and a SHA-256 digest of the path set (`path_set_digest`: sorted; or, for a
-plan kept as rows, `RowsDigest`: the paths in the order the rows are stored, so that a million-path plan
-is checked a chunk at a time, never sorted in memory) and of the API base URL;
+plan kept as rows, `plan_digest`: each run of stored rows' digest in order, so that execution checks a
+million-path plan a run at a time, just before sending it, never sorting or holding it) and of the API base URL;
 the MAC is HMAC-SHA256 over the payload with a key derived from the server secret. Nothing in the
 token is secret, but nothing in it can be changed without the key. The signer only seals and opens:
 single use and the path set are checked by the guard against the plan in the state store.
@@ -18,7 +18,7 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,23 +69,27 @@ class PathSetDigest:
         return self._hash.hexdigest()
 
 
-class RowsDigest:
-    """A plan's paths in the order its rows are stored, fed one at a time: the digest a token of a plan kept as
-    rows carries. Prefixed so that it never equals a `path_set_digest`."""
+def unit_digest(rows: Sequence[bytes]) -> str:
+    """The digest of a run of a plan's stored rows (each row's bytes as stored: its path, type, size, times and
+    fingerprint), as written in one store request."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(len(row).to_bytes(4, "big"))
+        digest.update(row)
+    return digest.hexdigest()
 
-    PREFIX = b"efile-mcp plan rows v1\0"
 
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256(self.PREFIX)
-        self.count = 0
+_PLAN_DIGEST = b"efile-mcp plan rows v2\0"
 
-    def add(self, path: str) -> None:
-        # Paths never hold NUL (the path policy refuses it), so NUL ends each one unambiguously.
-        self._hash.update(path.encode("utf-8", "surrogatepass") + b"\0")
-        self.count += 1
 
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
+def plan_digest(units: Sequence[Sequence[Any]]) -> str:
+    """What a token of a plan kept as rows binds: its runs of rows in stored order, [count, unit_digest] each.
+    Prefixed so that it never equals a `path_set_digest`."""
+    digest = hashlib.sha256(_PLAN_DIGEST)
+    for count, unit in units:
+        digest.update(int(count).to_bytes(8, "big"))
+        digest.update(bytes.fromhex(str(unit)))
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ class ConfirmationSigner:
         return self.seal_digest(plan_id, path_set_digest(paths), len(set(paths)), expires_at, total_size=total_size)
 
     def seal_digest(self, plan_id: str, digest: str, count: int, expires_at: float, *, total_size: int = 0) -> str:
-        """A token for a plan whose path digest the caller computed (a `RowsDigest` over its stored rows)."""
+        """A token for a plan whose digest the caller computed (the `plan_digest` of its stored rows)."""
         payload = {
             "p": plan_id,
             "e": int(expires_at),

@@ -5,8 +5,9 @@ the paths again, and sends only those whose type, size (files) and modification 
 Stored as a small header (id, expiry, mode, selection, summary, row count, the rows' digest) and one row
 per path (one compact JSON array each), written (`PlanWriter`, as a dry run finds them) and read
 (`plan_rows`) in chunks of `ROWS_PER_CHUNK`: a million-path plan (EFILE_MAX_PLAN_PATHS) is never one value
-in the store, nor one list in memory. The token binds the rows' digest (`RowsDigest`: the paths in stored
-order), which execution recomputes from the rows, a chunk at a time, before anything is sent.
+in the store, nor one list in memory. Each store request of rows is a unit whose digest the header keeps
+([count, digest]); the token binds the digest of those (`plan_digest`), and execution checks each unit's
+rows against it as it reads them, just before it sends them (`verified_units`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..client.walk import EntryKind
-from .sealing import RowsDigest, path_set_digest
+from .sealing import path_set_digest, plan_digest, unit_digest
 
 if TYPE_CHECKING:
     from .store import StateStore
@@ -87,13 +88,15 @@ class Plan:
     #: Quota before and after, when known: {"path", "limit_bytes", "used_bytes", "after_bytes"} per quota entry.
     quota: list[dict[str, Any]] = field(default_factory=list)
 
-    #: The digest the token binds, as stored in the header; "" until saved: a `RowsDigest` of the rows (format
-    #: 3), or the sorted path set's `path_set_digest` (formats 1 and 2, plans stored before rows were streamed).
+    #: The digest the token binds, as stored in the header; "" until saved: the `plan_digest` of `units` (format
+    #: 4), or the sorted path set's `path_set_digest` (formats 1 and 2, plans stored before rows were streamed).
     digest: str = ""
     #: How many rows (paths) the stored plan holds.
     count: int = 0
-    #: The stored format (3: header + rows with a rows digest).
-    version: int = 3
+    #: The runs of rows as stored, in order: [count, unit_digest] each (format 4).
+    units: list[list[Any]] = field(default_factory=list)
+    #: The stored format (4: header + rows in units with their digests).
+    version: int = 4
 
     def _head(self) -> dict[str, Any]:
         return {
@@ -111,7 +114,7 @@ class Plan:
     def header_bytes(self) -> bytes:
         """The stored header: everything but the paths, which are rows beside it (`PlanWriter` sets count and
         digest)."""
-        return _dump({"v": 3, **self._head(), "n": self.count, "d": self.digest})
+        return _dump({"v": 4, **self._head(), "n": self.count, "d": self.digest, "k": self.units})
 
     def to_bytes(self) -> bytes:
         """The whole plan as one value (the format before rows; still read)."""
@@ -135,6 +138,7 @@ class Plan:
             paths=[SeenPath.from_row(row) for row in rows or ()],
             digest=str(raw.get("d") or ""),
             count=int(raw["n"]) if "n" in raw else len(rows or ()),
+            units=[[int(n), str(d)] for n, d in raw.get("k") or ()],
             version=int(raw.get("v") or 1),
         )
 
@@ -161,26 +165,26 @@ def _row_of(data: bytes) -> SeenPath:
 
 
 class PlanWriter:
-    """A plan's rows stored as they come, a chunk at a time, then its header (`finish`): a plan is known, and
-    can be executed, only once all its rows are stored. Memory is one chunk, whatever the number of paths."""
+    """A plan's rows stored as they come, a unit (one store request, at most ROWS_PER_CHUNK rows) at a time,
+    then its header (`finish`): a plan is known, and can be executed, only once all its rows are stored. Memory
+    is one unit, whatever the number of paths; `units` (with their digests) is what the header keeps."""
 
-    def __init__(self, store: StateStore, plan_id: str, expires_at: float, *, stored: int = 0) -> None:
+    def __init__(
+        self, store: StateStore, plan_id: str, expires_at: float, *, units: list[list[Any]] | None = None
+    ) -> None:
         self.store = store
         self.plan_id = plan_id
         self.expires_at = expires_at
-        #: The digest of the rows added through this writer (a plan written across calls is digested at the end,
-        #: from its stored rows: `finish(digest=...)`).
-        self.digest = RowsDigest()
+        #: Units stored so far ([count, digest]), by an earlier call of the same dry run too.
+        self.units: list[list[Any]] = [list(unit) for unit in units or ()]
+        self._stored = sum(int(n) for n, _ in self.units)
         self._chunk: list[bytes] = []
-        #: Rows already in the store (`stored`: by an earlier call of the same dry run).
-        self._stored = stored
 
     @property
     def count(self) -> int:
         return self._stored + len(self._chunk)
 
     async def add(self, seen: SeenPath) -> None:
-        self.digest.add(seen.path)
         self._chunk.append(_row_bytes(seen))
         if len(self._chunk) >= ROWS_PER_CHUNK:
             await self.flush()
@@ -188,13 +192,15 @@ class PlanWriter:
     async def flush(self) -> None:
         if self._chunk:
             await self.store.save_plan_rows(self.plan_id, self._stored, self._chunk, self.expires_at)
+            self.units.append([len(self._chunk), unit_digest(self._chunk)])
             self._stored += len(self._chunk)
             self._chunk = []
 
-    async def finish(self, plan: Plan, *, digest: str | None = None) -> None:
+    async def finish(self, plan: Plan) -> None:
         """The header of `plan` (whose `paths` stay as they are: empty when streamed), after the last rows."""
         await self.flush()
-        plan.digest, plan.count, plan.version = digest or self.digest.hexdigest(), self.count, 3
+        plan.units, plan.count, plan.version = self.units, self.count, 4
+        plan.digest = plan_digest(self.units)
         await self.store.save_plan(plan.plan_id, plan.header_bytes(), plan.expires_at)
 
 
@@ -245,17 +251,37 @@ async def load_plan(store: StateStore, plan_id: str) -> Plan | None:
     return plan
 
 
-async def stored_digest(store: StateStore, plan: Plan) -> str | None:
-    """The digest of what the store holds for `plan`, recomputed from its rows a chunk at a time (what the
-    token must bind); None when rows are missing. Plans stored before format 3 bind the sorted path set."""
-    if plan.version < 3:
-        whole = plan if not plan.has_rows else await load_plan(store, plan.plan_id)
-        return None if whole is None else path_set_digest(whole.path_set)
-    digest = RowsDigest()
-    try:
+class RowsChanged(LookupError):
+    """A unit of the plan's rows in the store is not what its header (and so the token) binds."""
+
+
+async def verified_units(store: StateStore, plan: Plan) -> AsyncIterator[list[SeenPath]]:
+    """The plan's rows a unit at a time, each checked against the digest the header keeps for it just before it
+    is handed out (what execution sends is what the token binds, whatever the store held at the start). Raises
+    RowsChanged for a unit that differs, LookupError for rows the store lost."""
+    if plan.version < 4 or not plan.has_rows:
         async for rows in plan_rows(store, plan):
-            for seen in rows:
-                digest.add(seen.path)
-    except LookupError:
-        return None
-    return digest.hexdigest()
+            yield rows
+        return
+    first = 0
+    for count, digest in plan.units:
+        raw = await store.load_plan_rows(plan.plan_id, first, int(count))
+        if len(raw) != int(count):
+            raise LookupError(f"plan {plan.plan_id} lost rows {first}-{first + int(count) - 1} in the state store")
+        if unit_digest(raw) != digest:
+            raise RowsChanged(f"rows {first}-{first + int(count) - 1} of plan {plan.plan_id} changed in the store")
+        yield [_row_of(row) for row in raw]
+        first += int(count)
+
+
+async def stored_digest(store: StateStore, plan: Plan) -> str | None:
+    """The digest the token of `plan` must bind: from the header's units (format 4: each unit is checked when
+    it is read); plans stored before bind the sorted path set, recomputed from their rows. None when unknown."""
+    if plan.version >= 4:
+        if sum(int(n) for n, _ in plan.units) != plan.count:
+            return None
+        return plan_digest(plan.units)
+    if plan.version == 3:
+        return None  # a format of a few hours (rows' paths only): its plans are made again
+    whole = plan if not plan.has_rows else await load_plan(store, plan.plan_id)
+    return None if whole is None else path_set_digest(whole.path_set)

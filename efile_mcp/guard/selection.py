@@ -30,7 +30,6 @@ from .ports import RemoveMode
 from .quarantine import is_quarantine_path
 from .report import Detail, Tally, item_of
 from .requests import REFUSED_PATHS_AUDITED, TOOL, Progress, selection_key, walk_progress
-from .sealing import RowsDigest
 from .seen import ROWS_PER_CHUNK, Plan, PlanWriter, SeenPath, plan_rows
 
 if TYPE_CHECKING:
@@ -60,7 +59,8 @@ class FileSelection:
         self.started = self.host.clock()
         self.rows_expire = self.started + ROWS_KEPT_SECONDS + self.host.signer.ttl
         self.tally = Tally(detail)
-        self.stored = 0
+        #: The runs of rows stored by earlier calls ([count, digest]): the plan's header keeps them all.
+        self.units: list[list[Any]] = []
         self.exceptions: list[list[str]] = []
         self.resume_id: str | None = None
 
@@ -74,7 +74,7 @@ class FileSelection:
             "f": self.search.to_json(),
             "id": self.plan_id,
             "t0": self.started,
-            "n": self.stored,
+            "u": self.units,
             "y": self.tally.to_json(),
             "x": self.exceptions,
         }
@@ -86,7 +86,7 @@ class FileSelection:
         chosen.plan_id = str(data["id"])
         chosen.started = float(data["t0"])
         chosen.rows_expire = chosen.started + ROWS_KEPT_SECONDS + chosen.host.signer.ttl
-        chosen.stored = int(data["n"])
+        chosen.units = [[int(n), str(d)] for n, d in data["u"]]
         chosen.tally = Tally.from_json(data["y"])
         chosen.exceptions = [list(map(str, row)) for row in data["x"]]
         chosen.resume_id = resume_id
@@ -110,7 +110,7 @@ class FileSelection:
         mode: RemoveMode = "delete" if purge else self.asked_mode or removal.default_mode
         if mode == "quarantine" and removal.quarantine is None and self.asked_mode is None:
             mode = "delete"  # the default where no quarantine is set up; an explicit request was refused before
-        writer = PlanWriter(host.store, self.plan_id, self.rows_expire, stored=self.stored)
+        writer = PlanWriter(host.store, self.plan_id, self.rows_expire, units=self.units)
         limits = host._walk_limits()  # the call's budget; each round gets at most ROUND_ENTRIES of it
         read = 0
         while True:
@@ -136,7 +136,7 @@ class FileSelection:
                 break
             if stats.entries_seen == before:  # a round that read nothing would not read more in the next
                 break
-        self.stored = writer.count
+        self.units = writer.units
         if not self.search.walk.finished:
             return await self._unfinished(writer, mode)
         return await self._finished(writer, mode, purge, stats)
@@ -218,9 +218,8 @@ class FileSelection:
                 exceptions=self.exceptions,
                 summary=summary.model_dump(exclude_none=True),
             )
-            # The rows read back once: the digest the token binds, what each quota entry frees, the audit's lines.
+            # The rows read back once: the policy now, what each quota entry frees, the audit's lines.
             header = Plan(plan_id=self.plan_id, expires_at=plan.expires_at, paths=[], count=writer.count)
-            digest = RowsDigest()
             listed: list[str] = []
             prefixes = [entry.path.rstrip("/") + "/" for entry in quota]
             refused_now: list[str] = []
@@ -230,7 +229,6 @@ class FileSelection:
                 if refused and not refused_now:
                     refused_now.append(next(iter(refused)))
                 for seen in rows:
-                    digest.add(seen.path)
                     for index, prefix in enumerate(prefixes):
                         if not quota[index].path or seen.path.startswith(prefix):
                             freed[index] += seen.size
@@ -258,7 +256,7 @@ class FileSelection:
                 }
                 for entry, gone in zip(quota, freed, strict=True)
             ]
-            await writer.finish(plan, digest=digest.hexdigest())
+            await writer.finish(plan)
             token = host.signer.seal_digest(
                 self.plan_id, plan.digest, plan.count, plan.expires_at, total_size=summary.total_size
             )
