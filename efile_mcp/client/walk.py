@@ -331,12 +331,6 @@ def _slim(page: FileListResult) -> tuple[list[Entry], int, list[str]]:
     return [Entry.of(wire) for wire in page.file_list], page.total, [c.path for c in page.children or () if c.path]
 
 
-def entry_hash(relative: str, entry: Entry) -> int:
-    """One entry's share of a fingerprint: its path below the walk's root, type, size and mtime."""
-    text = f"{relative}\0{entry.kind}\0{entry.size}\0{entry.mtime!r}"
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "big")
-
-
 @dataclass(slots=True)
 class Totals:
     """A tree's sums: bytes and count of regular files, folders, links, and the newest mtime seen."""
@@ -551,9 +545,13 @@ class TreeWalk:
                     links += 1
             totals.size, totals.files, totals.dirs, totals.links, totals.newest = size, files, dirs, links, newest
             if self.fingerprint:
+                # One entry's share of a fingerprint: its path below the walk's root, type, size and mtime, hashed
+                # (blake2b, 128 bits) and summed; the folder's relative path is made once a page.
                 summed = opened.fingerprint
+                below, blake2b, from_bytes = self._relative(folder, ""), hashlib.blake2b, int.from_bytes
                 for entry in entries:
-                    summed += entry_hash(self._relative(folder, entry.name), entry)
+                    text = f"{below}{entry.name}\0{entry.kind}\0{entry.size}\0{entry.mtime!r}"
+                    summed += from_bytes(blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest(), "big")
                 opened.fingerprint = summed % _FP_MOD
         if descend:
             for entry in entries:
