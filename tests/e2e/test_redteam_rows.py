@@ -867,3 +867,29 @@ async def test_a_continuation_interrupted_mid_way_can_be_resumed(world: World) -
     answer = await _read_on(removal, first)
     assert answer.confirmation_token and answer.summary.would_remove == 90
     assert len(await _stored_paths(world, answer.plan_id or "")) == 90
+
+
+# ---------------------------------------------------------------------------- another mode on resume
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a file selection's resume keeps the mode asked (None), not the mode resolved at its first call; "
+    "resumed on a server whose EFILE_REMOVE_MODE default differs (a restart, another replica) a search begun as a "
+    "quarantine is planned as a permanent delete",
+)
+async def test_a_search_begun_as_a_quarantine_is_never_planned_as_a_permanent_delete_on_resume(world: World) -> None:
+    _files(world, 60)
+    world.guard.walk_max_entries = 30
+    restorable = world.removal(confirm="token", default_mode="quarantine", quarantine=world.guard.quarantine)
+    first = await restorable.preview(None, _select(world))
+    assert first.resume
+    # The next call lands on a server configured to delete by default (restarted, or another replica).
+    permanent = world.removal(confirm="token", default_mode="delete", quarantine=world.guard.quarantine)
+    try:
+        answer = await _read_on(permanent, first)
+    except GuardRefusal:
+        return  # refusing to change the mode mid-way is safe
+    assert answer.next_step.startswith("Mode quarantine"), answer.next_step[:80]
+    done = await permanent.execute(request(answer), FakeClient())
+    assert done.summary.quarantined == 60 and done.summary.removed == 0
