@@ -893,3 +893,56 @@ async def test_a_search_begun_as_a_quarantine_is_never_planned_as_a_permanent_de
     assert answer.next_step.startswith("Mode quarantine"), answer.next_step[:80]
     done = await permanent.execute(request(answer), FakeClient())
     assert done.summary.quarantined == 60 and done.summary.removed == 0
+
+
+# ---------------------------------------------------------------------------- units of rows (d0ecdc8)
+
+
+async def _unit_plan(world: World, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, RemovePathsResult, Path]:
+    """90 files planned over three calls of 30 entries: rows stored in several units."""
+    monkeypatch.setattr(execution, "BATCH_ROWS", 10)
+    folder = _files(world, 90)
+    world.guard.walk_max_entries = 30
+    removal = world.removal(confirm="token")
+    answer = await _read_on(removal, await removal.preview(None, _select(world)))
+    header = await load_header(world.store, answer.plan_id or "")
+    assert header is not None and len(header.units) >= 3
+    return removal, answer, folder
+
+
+async def test_a_row_rewritten_in_a_later_unit_after_the_first_went_out_is_never_sent(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of the last unit is rewritten after the dry run (same size, new time), and its row in the store is
+    rewritten to match (what a laundering writer would do) once the first batch is out."""
+    removal, plan, _ = await _unit_plan(world, monkeypatch)
+    rows = await _stored_paths(world, plan.plan_id or "")
+    target = rows[-1]
+    real = world.sandbox.root / target.removeprefix(world.sandbox.home + "/")
+    index = len(rows) - 1
+    remover = world.guard._remover
+    real_remove = remover.remove
+    calls = 0
+
+    async def remove_then_launder(run: Any) -> None:
+        nonlocal calls
+        calls += 1
+        await real_remove(run)
+        if calls == 1:
+            size = real.stat().st_size
+            real.write_bytes(b"z" * size)
+            later = time.time() + 100
+            os.utime(real, (later, later))
+            await _put_row(world, plan.plan_id or "", index, SeenPath(target, "file", size, later, size))
+
+    monkeypatch.setattr(remover, "remove", remove_then_launder)
+    try:
+        done = await removal.execute(request(plan), FakeClient())
+    except EfileMcpError:
+        done = None
+    assert real.exists() and target not in _sent(world)
+    if done is not None:
+        assert done.summary.removed < 90 and done.summary.removed + done.summary.failed == 90
+    with contextlib.suppress(EfileMcpError):  # the same token again: it never sends the laundered row
+        await removal.execute(request(plan), FakeClient())
+    assert real.exists() and target not in _sent(world)
