@@ -697,7 +697,7 @@ async def test_a_plan_quarantined_in_batches_is_restored_whole(world: World, mon
 # ---------------------------------------------------------------------------- a folder still being emptied
 
 
-@pytest.mark.parametrize("sandbox", [{"inline_max_entries": 0, "task_step_delay": 0.0004}], indirect=True)
+@pytest.mark.parametrize("sandbox", [{"inline_max_entries": 0, "task_step_delay": 0.002}], indirect=True)
 async def test_a_batch_checked_while_the_server_still_empties_its_folder_reports_no_present_file_absent(
     world: World,
 ) -> None:
@@ -723,7 +723,7 @@ async def test_a_batch_checked_while_the_server_still_empties_its_folder_reports
     "check reads shifted pages whose count looks whole: planned files still there are reported 'already absent' "
     "and never sent (Listings trusts a multi-page reading for absence when read == total)",
 )
-@pytest.mark.parametrize("sandbox", [{"inline_max_entries": 0, "task_step_delay": 0.0004}], indirect=True)
+@pytest.mark.parametrize("sandbox", [{"inline_max_entries": 0, "task_step_delay": 0.002}], indirect=True)
 async def test_a_folder_whose_count_holds_while_its_pages_shift_reports_no_present_file_absent(
     world: World,
 ) -> None:
