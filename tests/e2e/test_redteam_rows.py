@@ -946,3 +946,35 @@ async def test_a_row_rewritten_in_a_later_unit_after_the_first_went_out_is_never
     with contextlib.suppress(EfileMcpError):  # the same token again: it never sends the laundered row
         await removal.execute(request(plan), FakeClient())
     assert real.exists() and target not in _sent(world)
+
+
+# ---------------------------------------------------------------------------- a folder read part-way, swapped
+
+
+async def test_a_folder_read_part_way_and_swapped_for_a_link_between_calls_plans_nothing_through_the_link(
+    world: World,
+) -> None:
+    """The first call reads half of jobs/batch/; before the next call a co-user moves it away and puts a link to a
+    folder outside the selection (same names) in its place: the search reads on at its offset, through the link."""
+    folder = _files(world, 60, "jobs/batch")
+    scratch = world.sandbox.root / "scratch"
+    precious = scratch / "keep"  # inside the root, outside the selection
+    precious.mkdir()
+    for original in folder.iterdir():
+        (precious / original.name).write_bytes(original.read_bytes())
+    world.guard.walk_max_entries = 30
+    removal = world.removal(confirm="token")
+    first = await removal.preview(None, _select(world, "jobs"))
+    assert first.resume
+    folder.rename(scratch / "jobs" / "batch-moved")
+    folder.symlink_to(precious)
+    try:
+        answer: RemovePathsResult | None = await _read_on(removal, first)
+    except GuardRefusal:
+        answer = None
+    if answer is not None and answer.confirmation_token:
+        planned = await _stored_paths(world, answer.plan_id or "")
+        assert not [p for p in planned if "/jobs/batch/" in p and int(p[-7:-4]) >= 30], "planned through the link"
+        with contextlib.suppress(EfileMcpError):
+            await removal.execute(request(answer), FakeClient())
+    assert len(list(precious.iterdir())) == 60
