@@ -305,7 +305,13 @@ class Removal:
             if state.get("k") == "files":  # a file selection planned as it is found (guard/selection.py)
                 # Claimed by this call alone: two calls writing on from one state would mix their rows.
                 state = await host._load_walk(resume, "dry-", "remove_paths (a dry run)", take=True)
-                return await FileSelection.from_json(self, state, resume).plan(progress)
+                selection = FileSelection.from_json(self, state, resume)
+                try:
+                    return await selection.plan(progress)
+                finally:
+                    if not selection.settled:  # refused, failed or cancelled part-way: the next call reads on
+                        with anyio.CancelScope(shield=True):  # from the state this one took, as it was
+                            await host._keep_walk(resume, "dry-", False, lambda: state)
             paths, mode = state["p"], state["m"]
             select = Selection.model_validate(state["s"]) if state["s"] is not None else None
             walks = {path: TreeWalk.from_json(walk) for path, walk in state["w"].items()}

@@ -54,6 +54,11 @@ class FileSelection:
         self.host = removal.host
         self.select = select
         self.asked_mode = mode
+        #: The mode the first call resolved (asked, or this server's default then): every later call, on any
+        #: replica, plans the same; None until resolved.
+        self.mode: RemoveMode | None = None
+        #: Whether this call left a state behind (saved to read on, or finished): else a taken one is put back.
+        self.settled = False
         self.search = FindWalk(select, self.host.clock())
         self.plan_id = secrets.token_hex(12)
         self.started = self.host.clock()
@@ -71,6 +76,7 @@ class FileSelection:
             "k": "files",
             "s": selection_key(self.select),
             "m": self.asked_mode,
+            "mr": self.mode,
             "f": self.search.to_json(),
             "id": self.plan_id,
             "t0": self.started,
@@ -82,6 +88,7 @@ class FileSelection:
     @classmethod
     def from_json(cls, removal: Removal, data: dict[str, Any], resume_id: str) -> FileSelection:
         chosen = cls(removal, Selection.model_validate(data["s"]), data["m"], "auto")
+        chosen.mode = data.get("mr")
         chosen.search = FindWalk.from_json(data["f"])
         chosen.plan_id = str(data["id"])
         chosen.started = float(data["t0"])
@@ -107,9 +114,17 @@ class FileSelection:
         # On every call, resumed too: the policy may have changed since (a name protected, a root withdrawn).
         await removal._check_selection_root(select)
         purge = is_quarantine_path(root)
-        mode: RemoveMode = "delete" if purge else self.asked_mode or removal.default_mode
-        if mode == "quarantine" and removal.quarantine is None and self.asked_mode is None:
-            mode = "delete"  # the default where no quarantine is set up; an explicit request was refused before
+        if self.mode is None:
+            mode: RemoveMode = "delete" if purge else self.asked_mode or removal.default_mode
+            if mode == "quarantine" and removal.quarantine is None and self.asked_mode is None:
+                mode = "delete"  # the default where no quarantine is set up; an explicit request was refused before
+            self.mode = mode
+        mode = self.mode
+        if mode == "quarantine" and removal.quarantine is None:
+            # Begun as a quarantine where one was set up: never carried on as a permanent deletion elsewhere.
+            from .removal import REFUSALS  # (at call time: removal.py imports this module)
+
+            await removal._refuse("quarantine_unavailable", REFUSALS["quarantine_unavailable"], dry_run=True)
         writer = PlanWriter(host.store, self.plan_id, self.rows_expire, units=self.units)
         limits = host._walk_limits()  # the call's budget; each round gets at most ROUND_ENTRIES of it
         read = 0
@@ -177,6 +192,7 @@ class FileSelection:
     async def _unfinished(self, writer: PlanWriter, mode: RemoveMode) -> RemovePathsResult:
         host = self.host
         self.resume_id = await host._keep_walk(self.resume_id, "dry-", False, self.to_json)
+        self.settled = True
         summary = self.tally.summary(requested=self.tally.items, covered=0)
         stats = self.search.walk.stats
         result = RemovePathsResult(
@@ -193,8 +209,6 @@ class FileSelection:
 
     async def _finished(self, writer: PlanWriter, mode: RemoveMode, purge: bool, stats: Any) -> RemovePathsResult:
         removal, host = self.removal, self.host
-        if self.resume_id is not None:
-            await host.store.drop_walk(self.resume_id)
         summary = self.tally.summary(requested=self.tally.items, covered=0)
         token = expires_iso = None
         confirm_paths: list[str] | None = None
@@ -257,6 +271,7 @@ class FileSelection:
                 for entry, gone in zip(quota, freed, strict=True)
             ]
             await writer.finish(plan)
+            self.settled = True
             token = host.signer.seal_digest(
                 self.plan_id, plan.digest, plan.count, plan.expires_at, total_size=summary.total_size
             )

@@ -842,12 +842,6 @@ async def test_two_parallel_tool_calls_with_one_resume_cannot_launder_a_change(
 # ---------------------------------------------------------------------------- a continuation interrupted
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK (resumability, since 95b1b21): take_walk forgets a file selection's state when a call claims it, so "
-    "a call that is cancelled, refused or dies mid-way loses the search for good ('unknown ... start over'), and "
-    "its rows are orphaned",
-)
 async def test_a_continuation_interrupted_mid_way_can_be_resumed(world: World) -> None:
     """The client times out a slow continuation (it is cancelled), or the server restarts under it: the next call
     with the same resume reads on from the last state saved, as a restart could before."""
@@ -872,12 +866,6 @@ async def test_a_continuation_interrupted_mid_way_can_be_resumed(world: World) -
 # ---------------------------------------------------------------------------- another mode on resume
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a file selection's resume keeps the mode asked (None), not the mode resolved at its first call; "
-    "resumed on a server whose EFILE_REMOVE_MODE default differs (a restart, another replica) a search begun as a "
-    "quarantine is planned as a permanent delete",
-)
 async def test_a_search_begun_as_a_quarantine_is_never_planned_as_a_permanent_delete_on_resume(world: World) -> None:
     _files(world, 60)
     world.guard.walk_max_entries = 30
