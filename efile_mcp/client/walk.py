@@ -1112,10 +1112,10 @@ class Listings:
         cached = self._dirs.get(parent)
         if cached is not None:
             found = cached.entries.get(name)
-            if found is not None or cached.complete:
+            if found is not None or (cached.complete and cached.total <= self._page):
                 return found
-            # A reading that was not whole (the folder changed while it was read: removals under way shift its
-            # pages) is no proof of absence: the name is looked up on its own.
+            # A reading of several pages (or not whole) is no proof of absence: removals under way and files
+            # added meanwhile shift a folder's pages, hiding names that are there. The name is looked up itself.
         key = (parent, name)
         if key not in self._named:
             try:
@@ -1146,8 +1146,21 @@ class Listings:
                     except NotFoundError:
                         found.update(dict.fromkeys(wanted, None))
                         return
+                rest = []
                 for path in wanted:
+                    listing = self._dirs.get(parent)
+                    entry = listing.entries.get(path.rpartition("/")[2]) if listing is not None else None
+                    if entry is not None:
+                        found[path] = entry
+                    else:
+                        rest.append(path)
+
+                async def one(path: str) -> None:
                     found[path] = await self.entry(path)
+
+                async with task_group() as names:  # looked up on their own: together, within the limiter
+                    for path in rest:
+                        names.start_soon(one, path)
             except AuthError:
                 raise
             except EfileMcpError as exc:

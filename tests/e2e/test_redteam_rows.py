@@ -717,12 +717,6 @@ async def test_a_batch_checked_while_the_server_still_empties_its_folder_reports
     assert len(sent) == 6_000 == len(set(sent))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: while the server still empties a folder of the plan and a co-user adds files as fast, a batch's "
-    "check reads shifted pages whose count looks whole: planned files still there are reported 'already absent' "
-    "and never sent (Listings trusts a multi-page reading for absence when read == total)",
-)
 @pytest.mark.parametrize("sandbox", [{"inline_max_entries": 0, "task_step_delay": 0.002}], indirect=True)
 async def test_a_folder_whose_count_holds_while_its_pages_shift_reports_no_present_file_absent(
     world: World,
