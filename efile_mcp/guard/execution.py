@@ -151,7 +151,7 @@ class PlanRun:
         try:
             async for unit in verified_units(host.store, plan):
                 for start in range(0, len(unit), BATCH_ROWS):
-                    rows = unit[start : start + BATCH_ROWS]
+                    rows = _first_of_each(unit[start : start + BATCH_ROWS])
                     if self.stopped is not None or self.auth_error is not None:
                         self._not_sent(rows, self.stopped or f"not sent: {self.auth_error}")
                     else:
@@ -163,7 +163,7 @@ class PlanRun:
                             checked = exc
                         await self._send_batch(self._number, rows, checked)
                     self._number += 1
-                    first += len(rows)
+                    first += len(unit[start : start + BATCH_ROWS])
                     if self.progress is not None and self.batches > 1:
                         await self.progress(first, plan.count, f"{first} of {plan.count} path(s) checked and sent")
         except LookupError as exc:  # rows lost meanwhile (expired, flushed), or not what the token binds
@@ -572,6 +572,13 @@ class PlanRun:
             + f". Every path's state is in the audit log ({self.host.audit.path}). Dry-run again after fixing the "
             "token."
         )
+
+
+def _first_of_each(rows: list[SeenPath]) -> list[SeenPath]:
+    """A path planned twice (a folder that grew while a search read it across calls can hand an entry again) is
+    checked and sent once, as first seen."""
+    seen: set[str] = set()
+    return [row for row in rows if not (row.path in seen or seen.add(row.path))]  # type: ignore[func-returns-value]
 
 
 def sent_key(plan_id: str, number: int) -> str:
