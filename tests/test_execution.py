@@ -208,3 +208,19 @@ async def test_a_row_changed_in_the_store_after_the_token_is_never_sent(
     assert outsider.exists() and row.path not in world.sandbox.sandbox.received_remove_paths
     assert len(world.sandbox.sandbox.received_remove_paths) == 100  # the first unit, checked, went out
     assert done.summary.failed == 150 and "not what the token binds" in done.next_step
+
+
+async def test_a_big_plans_paths_follow_its_audit_record_a_line_a_unit(
+    world: World, files: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from efile_mcp.guard import selection
+
+    monkeypatch.setattr(seen, "ROWS_PER_CHUNK", BATCH)
+    monkeypatch.setattr(selection, "ROWS_PER_CHUNK", BATCH)
+    removal = world.removal(confirm="token")
+    preview = await removal.preview(None, _select(world))
+    lines = [line for line in audit_lines(world.audit_path) if line["event"] in ("plan", "plan_paths")]
+    assert [line["event"] for line in lines] == ["plan", "plan_paths", "plan_paths", "plan_paths"]
+    assert lines[0]["removable_count"] == 250 and lines[0].get("removable") is None
+    assert sorted(p for line in lines[1:] for p in line["paths"]) == sorted(files)
+    assert {line["plan_id"] for line in lines} == {preview.plan_id}

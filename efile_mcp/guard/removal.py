@@ -53,7 +53,16 @@ from .requests import (
     walk_progress,
 )
 from .sealing import ConfirmationRefused, ConfirmationSigner, Sealed
-from .seen import ROWS_PER_CHUNK, Plan, SeenPath, load_header, plan_rows, save_plan, stored_digest
+from .seen import (
+    ROWS_PER_CHUNK,
+    Plan,
+    SeenPath,
+    load_header,
+    plan_rows,
+    save_plan,
+    stored_digest,
+    verified_units,
+)
 from .selection import EXCEPTIONS_KEPT, FileSelection, streams
 from .store import LEASE_SECONDS, PlanState, Redemption, StateStore
 
@@ -661,10 +670,19 @@ class Removal:
     async def _question_text(self, plan: Plan, url: str | None) -> str:
         """The form's text, from the plan's rows read twice a chunk at a time (report.FormQuestion)."""
         form = FormQuestion()
-        async for rows in plan_rows(self.host.store, plan):
-            form.first(rows)
-        async for rows in plan_rows(self.host.store, plan):
-            form.second(rows)
+        try:  # the rows as the token binds them, each unit checked: the person reads what would be sent
+            async for rows in verified_units(self.host.store, plan):
+                form.first(rows)
+            async for rows in verified_units(self.host.store, plan):
+                form.second(rows)
+        except LookupError:
+            await self._refuse(
+                "invalid_token",
+                "the plan's rows in the state store are lost or not what the token binds: nothing was deleted; run a "
+                "new dry run.",
+                dry_run=False,
+                plan_id=plan.plan_id,
+            )
         text = form.text(covered=len(plan.covered), now=plan.created_at or None, mode=plan.mode)
         if url is not None:
             text += f"\n\nEvery path, folder totals and what was refused: {url}"
@@ -707,7 +725,7 @@ class Removal:
             return None
         try:
             return await self._question_text(plan, url)
-        except LookupError:  # rows lost meanwhile: the execution refuses it with the reason
+        except GuardRefusal:  # rows lost or changed meanwhile: the execution refuses it with the reason
             return None
 
     async def _admit(self, opened: _Opened, asker: Asker, progress: Progress | None) -> _Admitted:

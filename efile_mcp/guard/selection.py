@@ -30,7 +30,7 @@ from .ports import RemoveMode
 from .quarantine import is_quarantine_path
 from .report import Detail, Tally, item_of
 from .requests import REFUSED_PATHS_AUDITED, TOOL, Progress, selection_key, walk_progress
-from .seen import ROWS_PER_CHUNK, Plan, PlanWriter, SeenPath, plan_rows
+from .seen import ROWS_PER_CHUNK, Plan, PlanWriter, SeenPath, plan_rows, verified_units
 
 if TYPE_CHECKING:
     from .removal import Removal
@@ -213,6 +213,7 @@ class FileSelection:
         token = expires_iso = None
         confirm_paths: list[str] | None = None
         audited: list[str] | None = None
+        made: Plan | None = None
         quota = await host.quota_now() if writer.count else []
         freed = [0] * len(quota)
         if writer.count and await host.store.load_plan(self.plan_id) is not None:
@@ -248,10 +249,6 @@ class FileSelection:
                             freed[index] += seen.size
                     if writer.count <= ROWS_PER_CHUNK:
                         listed.append(seen.path)
-                if writer.count > ROWS_PER_CHUNK:
-                    await host.audit.write(
-                        "plan_paths", tool=TOOL, plan_id=self.plan_id, paths=[seen.path for seen in rows]
-                    )
             if refused_now:
                 # Planned by an earlier call under another policy: nothing is planned now, the person is not asked.
                 await removal._refuse(
@@ -272,6 +269,7 @@ class FileSelection:
             ]
             await writer.finish(plan)
             self.settled = True
+            made = plan
             token = host.signer.seal_digest(
                 self.plan_id, plan.digest, plan.count, plan.expires_at, total_size=summary.total_size
             )
@@ -293,6 +291,9 @@ class FileSelection:
                 :REFUSED_PATHS_AUDITED
             ],
         )
+        if made is not None and writer.count > ROWS_PER_CHUNK:  # its paths after it, a line a unit of rows
+            async for rows in _or_refused(verified_units(host.store, made), removal):
+                await host.audit.write("plan_paths", tool=TOOL, plan_id=self.plan_id, paths=[r.path for r in rows])
         notes = []
         if not stats.complete:
             why = incomplete_reason(stats, "EFILE_WALK_MAX_ENTRIES")
