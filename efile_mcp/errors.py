@@ -3,6 +3,7 @@
     EfileMcpError
     ├── ConfigError                   bad or missing setting; start-up fails with one line
     ├── StateStoreError               the state store (SQLite file, Redis) failed at run time
+    │   └── PlanRowsChanged           a unit of a plan's stored rows is not what its token binds (never sent)
     ├── AuditUnavailable              an audit record could not be written and fsynced (fails closed)
     ├── GuardRefusal                  the guard refuses the whole call before anything is sent
     ├── ConfirmationRefused           a confirmation token (or the person's answer) does not hold
@@ -246,3 +247,8 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, HttpStatusError):
         return exc.status == 429 or 500 <= exc.status <= 599
     return False
+
+
+class PlanRowsChanged(StateStoreError, LookupError):
+    """A unit of a plan's rows in the state store is not what its header, and so its token, binds: execution
+    stops there (a LookupError too, like rows the store lost, so every reader of rows handles both)."""

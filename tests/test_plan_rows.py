@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from efile_mcp.errors import PlanRowsChanged
 from efile_mcp.guard.sealing import PathSetDigest, path_set_digest, plan_digest
 from efile_mcp.guard.seen import (
     Plan,
-    RowsChanged,
     SeenPath,
     load_header,
     load_plan,
@@ -142,7 +142,7 @@ async def test_each_unit_of_rows_is_checked_against_its_digest_when_it_is_read(t
         seen = SeenPath("/home/u/scratch/f007000", "file", 2, 1_700_000_000.0, 2)  # the same path, another size
         await store.save_plan_rows("abc123", 7_000, [json.dumps(seen.to_row()).encode()], header.expires_at)
         handed: list[int] = []
-        with pytest.raises(RowsChanged):
+        with pytest.raises(PlanRowsChanged):
             async for rows in verified_units(store, header):
                 handed.append(len(rows))
         assert handed == [5_000]

@@ -9,9 +9,9 @@ import pytest
 
 from efile_mcp.guard.report import (
     EXCEPTIONS_SHOWN,
-    FULL_KEPT,
     FORM_PARENTS,
     FORM_PATHS,
+    FULL_KEPT,
     LARGEST_SHOWN,
     PARENTS_SHOWN,
     REASON_CHARS,

@@ -33,7 +33,7 @@ import anyio
 
 from ..client.remover import RemovalRun, RemoveOutcome
 from ..client.walk import Listings, WalkLimits
-from ..errors import AuditUnavailable, AuthError, EfileMcpError, StateStoreError
+from ..errors import AuditUnavailable, AuthError, EfileMcpError, PlanRowsChanged, StateStoreError
 from ..models.results import ITEMS_LISTED_MAX, RemoveItem, RemovePathsResult, Selection
 from .audit import AuditLog
 from .insight import FindWalk
@@ -41,7 +41,7 @@ from .paths import MAX_PATH_BYTES, collapse, display
 from .ports import Channel, RemoveMode
 from .report import Detail, Tally, item_of
 from .requests import TOOL, GuardRefusal, Progress, RemovalRequest, ancestors_in
-from .seen import ROWS_PER_CHUNK, Plan, RowsChanged, SeenPath, plan_rows, verified_units
+from .seen import ROWS_PER_CHUNK, Plan, SeenPath, plan_rows, verified_units
 
 if TYPE_CHECKING:
     from .removal import Removal
@@ -167,7 +167,7 @@ class PlanRun:
                     if self.progress is not None and self.batches > 1:
                         await self.progress(first, plan.count, f"{first} of {plan.count} path(s) checked and sent")
         except LookupError as exc:  # rows lost meanwhile (expired, flushed), or not what the token binds
-            changed = isinstance(exc, RowsChanged)
+            changed = isinstance(exc, PlanRowsChanged)
             why = (
                 "the plan's rows in the state store are not what the token binds"
                 if changed

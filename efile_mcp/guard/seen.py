@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..client.walk import EntryKind
+from ..errors import PlanRowsChanged
 from .sealing import path_set_digest, plan_digest, unit_digest
 
 if TYPE_CHECKING:
@@ -251,14 +252,10 @@ async def load_plan(store: StateStore, plan_id: str) -> Plan | None:
     return plan
 
 
-class RowsChanged(LookupError):
-    """A unit of the plan's rows in the store is not what its header (and so the token) binds."""
-
-
 async def verified_units(store: StateStore, plan: Plan) -> AsyncIterator[list[SeenPath]]:
     """The plan's rows a unit at a time, each checked against the digest the header keeps for it just before it
     is handed out (what execution sends is what the token binds, whatever the store held at the start). Raises
-    RowsChanged for a unit that differs, LookupError for rows the store lost."""
+    PlanRowsChanged for a unit that differs, LookupError for rows the store lost."""
     if plan.version < 4 or not plan.has_rows:
         async for rows in plan_rows(store, plan):
             yield rows
@@ -269,7 +266,7 @@ async def verified_units(store: StateStore, plan: Plan) -> AsyncIterator[list[Se
         if len(raw) != int(count):
             raise LookupError(f"plan {plan.plan_id} lost rows {first}-{first + int(count) - 1} in the state store")
         if unit_digest(raw) != digest:
-            raise RowsChanged(f"rows {first}-{first + int(count) - 1} of plan {plan.plan_id} changed in the store")
+            raise PlanRowsChanged(f"rows {first}-{first + int(count) - 1} of plan {plan.plan_id} changed in the store")
         yield [_row_of(row) for row in raw]
         first += int(count)
 
