@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -53,8 +53,10 @@ T = TypeVar("T")
 
 #: The least time an execution's re-check may take to read its planned folders whole (progress is reported).
 RECHECK_SECONDS = 900.0
-#: Rows re-checked, written down and sent together: the most paths an execution holds at once.
-BATCH_ROWS = ROWS_PER_CHUNK
+#: Rows re-checked, written down and sent together (several units of stored rows, each checked against the
+#: token): the most paths an execution holds at once. Each batch is checked just before it is sent; fewer,
+#: larger batches wait fewer checks' round trips, smaller ones leave less time for a change between check and send.
+BATCH_ROWS = 4 * ROWS_PER_CHUNK
 #: Above this many paths, matches of a selection that appeared since the dry run are not counted afterwards
 #: (that would hold the plan's paths as a set).
 NOT_PREVIEWED_MAX_ROWS = 200_000
@@ -112,9 +114,8 @@ class PlanRun:
         self.resumed = resumed
         self.progress = progress
         self.tally = Tally(detail)
-        units = [int(n) for n, _ in plan.units] if plan.version >= 4 and plan.has_rows else [plan.count]
-        self.batches = max(1, sum(-(-n // BATCH_ROWS) for n in units))
-        self._number = 0  # the batch being sent (batches never span two units of stored rows)
+        self.batches = max(1, -(-plan.count // BATCH_ROWS))
+        self._number = 0  # the batch being sent
         #: The reader of the batch being checked: each batch lists what it checks afresh (a listing from an earlier
         #: batch could hide what changed while that batch was sent); the last one serves the count afterwards.
         self.listings = self.host._listings()
@@ -146,46 +147,65 @@ class PlanRun:
 
     async def run(self) -> tuple[RemovePathsResult, dict[str, int]]:
         """The answer (before the caller adds what follows it) and the outcome's counts, for the store."""
-        host, plan = self.host, self.plan
+        plan = self.plan
         first = 0
-        try:
-            async for unit in verified_units(host.store, plan):
-                for start in range(0, len(unit), BATCH_ROWS):
-                    rows = _first_of_each(unit[start : start + BATCH_ROWS])
-                    if self.stopped is not None or self.auth_error is not None:
-                        self._not_sent(rows, self.stopped or f"not sent: {self.auth_error}")
-                    else:
-                        # Checked only once the batch before is sent (not beside it): listing a folder while our own
-                        # removals empty it reads shifted pages, which hide names that are still there.
-                        try:
-                            checked: _Checked | EfileMcpError = await self._check(self._number, rows)
-                        except EfileMcpError as exc:
-                            checked = exc
-                        await self._send_batch(self._number, rows, checked)
-                    self._number += 1
-                    first += len(unit[start : start + BATCH_ROWS])
-                    if self.progress is not None and self.batches > 1:
-                        await self.progress(first, plan.count, f"{first} of {plan.count} path(s) checked and sent")
-        except LookupError as exc:  # rows lost meanwhile (expired, flushed), or not what the token binds
-            changed = isinstance(exc, PlanRowsChanged)
+        lost: LookupError | None = None
+        batches = self._batches().__aiter__()
+        while True:
+            try:
+                read = await anext(batches, None)
+            except LookupError as exc:  # rows lost or changed: the batches before went out checked
+                lost = exc
+                break
+            if read is None:
+                break
+            count, rows = read
+            if self.stopped is not None or self.auth_error is not None:
+                self._not_sent(rows, self.stopped or f"not sent: {self.auth_error}")
+            else:
+                # Checked just before it is sent, never beside the batch before: what changes while a batch goes
+                # out (a folder swapped for a link to a same-looking copy) is seen by the next batch's check.
+                try:
+                    checked: _Checked | EfileMcpError = await self._check(self._number, rows)
+                except EfileMcpError as exc:
+                    checked = exc
+                await self._send_batch(self._number, rows, checked)
+            self._number += 1
+            first += count
+            if self.progress is not None and self.batches > 1:
+                await self.progress(first, plan.count, f"{first} of {plan.count} path(s) checked and sent")
+        if lost is not None:  # rows lost meanwhile (expired, flushed), or not what the token binds
+            changed = isinstance(lost, PlanRowsChanged)
             why = (
                 "the plan's rows in the state store are not what the token binds"
                 if changed
                 else "the state store lost the plan's rows meanwhile (expired or flushed)"
             )
             if not self.sent_any:
-                raise _NothingSent(EfileMcpError(f"{why}: nothing was sent; run a new dry run.")) from exc
+                raise _NothingSent(EfileMcpError(f"{why}: nothing was sent; run a new dry run.")) from lost
             self.stopped = f"not sent: {why}"
-            lost = plan.count - first
-            self.tally.counts["failed"] += lost  # their rows are not read (lost or not trusted): counted, not listed
-            self.later_not_sent += lost
-            self.afterwards.append(f"{lost} path(s) were not sent: {why}; run a new dry run to see what is left.")
+            left = plan.count - first
+            self.tally.counts["failed"] += left  # their rows are not read (lost or not trusted): counted, not listed
+            self.later_not_sent += left
+            self.afterwards.append(f"{left} path(s) were not sent: {why}; run a new dry run to see what is left.")
         summary = self._summary()
         outcome = {status: n for status, n in self.tally.counts.items() if n}
         if self.auth_error is not None:
             raise GuardRefusal("auth", self._auth_stopped(self.auth_error))
         answer = RemovePathsResult(dry_run=False, plan_id=plan.plan_id, summary=summary, next_step="")
         return self.tally.shape(answer), outcome
+
+    async def _batches(self) -> AsyncIterator[tuple[int, list[SeenPath]]]:
+        """The plan's rows in batches of BATCH_ROWS (rows read, each unit checked against the token, and the batch
+        with a path planned twice kept once)."""
+        buffer: list[SeenPath] = []
+        async for unit in verified_units(self.host.store, self.plan):
+            buffer.extend(unit)
+            while len(buffer) >= BATCH_ROWS:
+                yield BATCH_ROWS, _first_of_each(buffer[:BATCH_ROWS])
+                buffer = buffer[BATCH_ROWS:]
+        if buffer:
+            yield len(buffer), _first_of_each(buffer)
 
     def _summary(self) -> Any:
         plan, request = self.plan, self.request
