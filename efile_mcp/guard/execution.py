@@ -617,15 +617,6 @@ async def keep_tasks(store: StateStore, plan: Plan, number: int, sent: dict[str,
     await store.save_plan("run-" + plan.plan_id, json.dumps(task_ids).encode(), plan.expires_at + TASKS_KEPT)
 
 
-def _all_ancestors(path: str) -> set[str]:
-    found = set()
-    index = path.find("/", 1)
-    while index != -1:
-        found.add(path[:index])
-        index = path.find("/", index + 1)
-    return found
-
-
 async def alongside(work: Callable[[], Awaitable[T]], background: Callable[[], Coroutine[Any, Any, None]]) -> T:
     """`work`'s result while `background` runs beside it (stopped when work ends); work's exception as it is."""
     done: list[T] = []

@@ -331,13 +331,6 @@ class _Totals:
         return line + (f", newest changed {age}" if age else "")
 
 
-def totals_line(seen: Iterable[SeenPath], now: float) -> str:
-    totals = _Totals()
-    for one in seen:
-        totals.add(one)
-    return totals.line(now)
-
-
 def _form_order(seen: SeenPath) -> tuple[bool, int, str]:
     """Folders first, then the biggest, then by path: the order the form lists paths in, whatever the plan's."""
     return (seen.kind != "directory", -seen.size, seen.path)
