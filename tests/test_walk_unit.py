@@ -9,6 +9,7 @@ the walker, not at a story. The sandbox-backed walker tests (resume, budgets ove
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import pytest
@@ -424,3 +425,103 @@ async def test_pages_held_for_the_start_check_count_against_the_budget(
     assert stats.entries_seen <= budget
     stats = await Listings(source).walk(walk, limits=far_limits())  # type: ignore[arg-type]
     assert walk.finished and stats.complete and stats.entries_seen == 2 + 2 * 135
+
+
+# ------------------------------------------------------------------------------- a folder changed between calls
+
+
+def _name(i: int) -> str:
+    return f"f{i:06d}"
+
+
+RESUMED_CHANGES: dict[str, tuple[Any, bool]] = {
+    # name: (what happens to the folder between the calls, given the index of the last entry read; read whole after)
+    "nothing": (lambda names, last: None, True),
+    "one file added before the point reached": (lambda names, last: names.update({"a-new": Node("file", 1)}), True),
+    "forty added before it": (
+        lambda names, last: names.update({f"a{i:03d}": Node("file", 1) for i in range(40)}),
+        True,
+    ),
+    "one file removed before it": (lambda names, last: names.pop(_name(3)), True),
+    "ten removed before it": (lambda names, last: [names.pop(_name(i)) for i in range(last - 20, last - 10)], True),
+    "the last file read removed": (lambda names, last: names.pop(_name(last)), False),
+    "more removed before it than it looks back": (
+        lambda names, last: [names.pop(_name(i)) for i in range(last + 1)],
+        False,
+    ),
+    "one added after it": (lambda names, last: names.update({"g-new": Node("file", 1)}), True),
+}
+
+
+@pytest.mark.parametrize("page_cap", [None, 7], ids=["pages-as-asked", "capped-pages"])
+@pytest.mark.parametrize("change", list(RESUMED_CHANGES))
+async def test_a_folder_read_in_part_resumes_after_the_last_name_read_so_no_entry_is_handed_twice_or_skipped(
+    change: str, page_cap: int | None
+) -> None:
+    """A job writes or removes files in a folder a search is reading across calls: every entry after the last one
+    read is handed once, none again (a plan would hold it twice); a folder where that name is gone is marked
+    incomplete, not read on from a guessed offset (never read whole by mistake: `whole` says which is right)."""
+    source = flat(100, page_cap=page_cap)
+    walk = TreeWalk(ROOT, aggregate=False)
+    handed: list[str] = []
+
+    def on_entries(folder: str, depth: int, batch: list[Entry]) -> None:
+        handed.extend(entry.name for entry in batch)
+
+    await Listings(source).walk(walk, on_entries, limits=far_limits(40))  # type: ignore[arg-type]
+    read = len(handed)
+    assert 30 <= read <= 40 and handed == [_name(i) for i in range(read)] and walk.frontier
+    alter, whole = RESUMED_CHANGES[change]
+    alter(source.folders[ROOT], read - 1)
+    stats = await Listings(source).walk(walk, on_entries, limits=far_limits())  # type: ignore[arg-type]
+    assert walk.finished
+    assert len(handed) == len(set(handed)), "an entry handed twice"
+    after = sorted(name for name in source.folders[ROOT] if name > _name(read - 1))
+    if stats.incomplete_dirs == 0:
+        assert handed[read:] == after
+    else:
+        assert handed[read:] == []
+    # Pages capped below the look-back find the name only where it was: a shift marks the folder incomplete.
+    assert stats.incomplete_dirs == (0 if whole else 1) or (page_cap is not None and change != "nothing")
+
+
+async def test_a_resumed_folder_with_only_its_look_back_left_in_the_budget_stops_instead_of_asking_again() -> None:
+    """The page a resumed folder begins with reaches back over the last name read: a call whose budget covers no
+    more than that makes no progress and must end (the next call reads on), not ask the same page in a loop."""
+    source = flat(100)
+    walk = TreeWalk(ROOT, aggregate=False)
+    await Listings(source).walk(walk, limits=far_limits(40))  # type: ignore[arg-type]
+    source.requests.clear()
+    stats = await Listings(source).walk(walk, limits=far_limits(1))  # type: ignore[arg-type]
+    assert stats.stopped == "entry_budget" and len(source.requests) == 1 and walk.frontier[0][2] == 40
+    for _ in range(200):  # two entries a call: the look-back and one more, until the folder's end
+        if walk.finished:
+            break
+        await Listings(source).walk(walk, limits=far_limits(2))  # type: ignore[arg-type]
+    assert walk.finished and walk.stats.entries_seen == 100
+
+
+async def test_a_walk_whose_budget_is_held_by_requests_in_flight_waits_for_them_instead_of_spinning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Near the end of a budget, the requests in flight hold what is left: a folder started then is granted nothing
+    and goes back to the frontier. Started again at once, it spun without end, starving the answers it waited for
+    (a call then ran to its deadline, 30 s, for a few listings)."""
+    folders: dict[str, dict[str, Node]] = {ROOT: {f"d{i:03d}": Node("directory") for i in range(200)}}
+    folders.update({f"{ROOT}/d{i:03d}": {"x.out": Node("file", 1)} for i in range(200)})
+    source = MemoryListings(folders, late={0: 200})  # every answer takes 200 turns of the event loop
+    refused = 0
+    real_grant = walk_module._Gate.grant
+
+    def counting_grant(gate: walk_module._Gate, wanted: int, *, whole: bool = False) -> int:
+        nonlocal refused
+        granted = real_grant(gate, wanted, whole=whole)
+        refused += granted == 0
+        return granted
+
+    monkeypatch.setattr(walk_module._Gate, "grant", counting_grant)
+    walk = TreeWalk(ROOT, aggregate=False)
+    stats = await Listings(source, concurrency=8).walk(walk, limits=far_limits(230))  # type: ignore[arg-type]
+    assert stats.stopped == "entry_budget" and not walk.finished
+    # At most one wave of starts (2 x concurrency) per answer that freed budget, whatever an answer takes.
+    assert refused <= 16 * len(source.requests), f"{refused} starts granted nothing, {len(source.requests)} requests"

@@ -74,6 +74,10 @@ HUGE_IN_FLIGHT = 4
 #: Entries the per-call cache of whole listings holds at most (look-ups after a walk reuse them); beyond
 #: it nothing more is cached, so a walk's memory does not grow with the tree.
 CACHE_MAX_ENTRIES = 100_000
+#: A folder read in part resumes after the last name it read, looked for in a page asked this many entries
+#: (at most a quarter of what the call may still read) before the offset it stopped at: as many files removed
+#: before it meanwhile are absorbed, and up to a page less this many added.
+RESUME_OVERLAP = 64
 #: Fingerprints are sums of per-entry hashes modulo 2**128: independent of the order pages arrive in,
 #: and a folder's is its entries' plus its sub-folders'.
 _FP_MOD = 1 << 128
@@ -144,6 +148,8 @@ class FilesPage:
     above: list[Entry]
     #: The first names of the page (a server ignoring `start` repeats them).
     head: tuple[str, ...]
+    #: Its last name: a folder read on later resumes after it.
+    tail: str
 
     def __len__(self) -> int:
         return self.below[1] + len(self.above)
@@ -208,7 +214,15 @@ def files_page(data: object, floor: Floor) -> tuple[FilesPage, int, list[str]] |
     if children is None:
         return None
     head = tuple(item["name"] for item in items[:3])
-    return FilesPage((below_size, below_count, below_newest), above, head), total, children
+    tail = items[-1]["name"] if items else ""
+    return FilesPage((below_size, below_count, below_newest), above, head, tail), total, children
+
+
+def tail_of(page: list[Entry] | FilesPage) -> str | None:
+    """The last name of a page (None when it is empty)."""
+    if isinstance(page, FilesPage):
+        return page.tail or None
+    return page[-1].name if page else None
 
 
 def head_of(page: list[Entry] | FilesPage) -> tuple[str, ...]:
@@ -481,8 +495,9 @@ OnClosed = Callable[[ClosedDir], None]
 Progress = Callable[[int, int], Awaitable[None]]
 
 
-#: A folder still to read: (path, depth, page offset, the first names of its first page when offset > 0).
-Pending = tuple[str, int, int, tuple[str, ...]]
+#: A folder still to read: (path, depth, page offset, the first names of its first page when offset > 0, the
+#: last name read before that offset).
+Pending = tuple[str, int, int, tuple[str, ...], str | None]
 
 
 def join(parent: str, name: str) -> str:
@@ -508,9 +523,10 @@ class TreeWalk:
         self.max_depth = max_depth
         self.aggregate = aggregate
         self.fingerprint = fingerprint
-        #: Folders to read: (path, depth, page offset, names that began its first page). An offset > 0 is a large
-        #: folder read in part; the names tell a server that ignores `start` when the reading resumes.
-        self.frontier: list[Pending] = [(root, 0, 0, ())]
+        #: Folders to read: (path, depth, page offset, names that began its first page, the last name read). An
+        #: offset > 0 is a large folder read in part; the first names tell a server that ignores `start` when the
+        #: reading resumes, the last name where it resumes when entries were added or removed before it meanwhile.
+        self.frontier: list[Pending] = [(root, 0, 0, (), None)]
         self.open: dict[str, OpenDir] = {}
         self.stats = WalkStats()
 
@@ -556,7 +572,7 @@ class TreeWalk:
         if descend:
             for entry in entries:
                 if entry.kind == "directory":
-                    self.frontier.append((join(folder, entry.name), depth + 1, 0, ()))
+                    self.frontier.append((join(folder, entry.name), depth + 1, 0, (), None))
                     if opened is not None:
                         opened.pending += 1
 
@@ -634,7 +650,16 @@ class TreeWalk:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TreeWalk:
         walk = cls(data["r"], max_depth=data["d"], aggregate=bool(data["a"]), fingerprint=bool(data["f"]))
-        walk.frontier = [(str(p), int(d), int(s), tuple(str(n) for n in names)) for p, d, s, names in data["q"]]
+        walk.frontier = [
+            (
+                str(p),
+                int(d),
+                int(s),
+                tuple(str(n) for n in names),
+                None if not rest or rest[0] is None else str(rest[0]),
+            )
+            for p, d, s, names, *rest in data["q"]
+        ]
         walk.open = {
             str(path): OpenDir(int(depth), int(pending), Totals.from_row(totals), int(fp, 16), bool(complete))
             for path, depth, pending, totals, fp, complete in data["o"]
@@ -677,12 +702,25 @@ class AdaptiveLimit:
 _NO_LIMIT = contextlib.nullcontext()
 
 
+def _position(page: list[Entry] | FilesPage, name: str | None) -> int | None:
+    """Where `name` is in a page of entries (None: not there)."""
+    if isinstance(page, FilesPage):
+        return None
+    for at, entry in enumerate(page):
+        if entry.name == name:
+            return at
+    return None
+
+
 class _Refused(Exception):
     """The server refused the page size asked (10004) before anything of that size was counted."""
 
 
 class _Stop(Exception):
-    """A budget ran out before a request: the request was not sent. args: (offset to resume at, first names)."""
+    """A budget ran out before a request: the request was not sent.
+
+    args: (offset to resume at[, the folder's first names, the last name read before the offset]).
+    """
 
 
 class _Gate:
@@ -871,42 +909,86 @@ class Listings:
         gate: _Gate | None = None,
         parallel: bool = True,
         names: tuple[str, ...] = (),
+        after: str | None = None,
         known: Callable[[str], bool] | None = None,
         floor: FloorOf | None = None,
     ) -> tuple[bool, int]:
         """Read `path` from page offset `start` to its end, a page at a time, handing each page to `on_batch`.
 
-        Returns (read whole, total). Raises _Stop(offset, first names) when the gate stopped it part way:
-        the pages before the offset were handed over, none after. `names`: the first names of the folder's
-        first page, when resuming at `start` > 0.
+        Returns (read whole, total). Raises _Stop(offset, first names, last name handed) when the gate stopped
+        it part way: the pages before the offset were handed over, none after. `names`: the first names of the
+        folder's first page, when resuming at `start` > 0; `after`: the last name handed before `start`.
+
+        A resumed folder is read on after `after`, not at `start`: a file added or removed before it meanwhile
+        (a job writing its logs) moves every later entry, and an offset alone would hand an entry again or
+        skip one. The page is asked from a little before `start` and begins after that name; a folder where
+        the name is not found there (changed more than that) is marked incomplete, nothing of it handed twice.
         """
-        first, total, children, asked = await self._first_page(path, start, keyword, gate, floor)
+        resumed = bool(start) and after is not None
+        back = start
+        if resumed:
+            room = gate.room() if gate is not None else RESUME_OVERLAP
+            back = max(0, start - max(1, min(RESUME_OVERLAP, room // 4, self._page // 4)))
+        try:
+            # A resumed folder's first page as entries (its names are looked at), never summed as a FilesPage.
+            first, total, children, asked = await self._first_page(
+                path, back, keyword, gate, None if resumed else floor
+            )
+            if resumed and back < start - 1 and back + len(first) < start and _position(first, after) is None:
+                # A server that caps pages below the look-back: the page did not reach the name. Once more, from it.
+                back = start - 1
+                first, total, children, asked = await self._first_page(path, back, keyword, gate)
+        except _Stop:
+            raise _Stop(start, names, after) from None
         seen_dirs: set[str] = set()
         head = head_of(first)
         complete = True
         read = start
+        #: The last name handed before an offset: where a later call resumes (see above).
+        ends: dict[int, str] = {} if after is None else {start: after}
+
+        def stop(at: int) -> _Stop:
+            return _Stop(at, names, ends.get(at))
 
         def hand(batch: list[Entry] | FilesPage, at: int) -> None:
             if not isinstance(batch, FilesPage):  # a page of files has no folder
                 seen_dirs.update([entry.name for entry in batch if entry.kind == "directory"])
             taken = on_batch(batch)
             if taken is not None and taken < len(batch):
-                raise _Stop(at + taken, names)  # the caller has what it wanted: the rest is the next call's
+                assert not isinstance(batch, FilesPage)  # taken whole
+                if taken:
+                    ends[at + taken] = batch[taken - 1].name
+                raise stop(at + taken)  # the caller has what it wanted: the rest is the next call's
+            last = tail_of(batch)
+            if last is not None:
+                ends[at + len(batch)] = last
 
-        if start and names and head == names:
+        if back and names and head == names:
             log.info("the server ignores `start` when listing %s: read %d of %d entries", path, start, total)
             self._start_ignored = True
             complete = False
+        elif resumed and (at := _position(first, after)) is None:
+            log.info("%s changed before where its reading stopped (%r moved or is gone): not read on", path, after)
+            complete = False
         else:
-            verified = bool(start)  # a resumed folder answered its offset with other names: `start` is honoured
-            names = names if start else head
-            hand(first, read)
-            read += len(first)
+            verified = bool(back)  # a resumed folder answered its offset with other names: `start` is honoured
+            names = names if back else head
+            if resumed:
+                assert at is not None and not isinstance(first, FilesPage)
+                if at + 1 == len(first) == asked < self._page and gate is not None:
+                    # The budget left covered the overlap only: asked again now, it would again. The next call's.
+                    gate.stats.stopped = gate.stats.stopped or "entry_budget"
+                    raise _Stop(start, names, after)
+                ends[back + at + 1] = first[at].name  # where it is now
+                hand(first[at + 1 :], back + at + 1)  # what follows the last name read
+            else:
+                hand(first, back)
+            read = back + len(first)
             step = len(first)
             if step and read < total:
                 # A page shorter than asked with more to come: the server caps pages; go on in its steps.
                 if asked < self._page and step == asked:
-                    raise _Stop(read, names)  # the budget cut this page: the rest is the next call's
+                    raise stop(read)  # the budget cut this page: the rest is the next call's
                 if parallel and step == asked and self._huge > step:
                     # A large folder: the rest in the largest pages the server takes. A server may read a folder
                     # whole for every page it answers, so fewer, larger pages cost it (and the walk) least.
@@ -923,7 +1005,18 @@ class Listings:
                     # HUGE_IN_FLIGHT - 1 pages asked in vain of a server that ignores `start` (then remembered).
                     try:
                         read, repeated = await self._parallel_pages(
-                            path, read, step, total, keyword, on_batch, gate, names, seen_dirs, head=head, floor=floor
+                            path,
+                            read,
+                            step,
+                            total,
+                            keyword,
+                            on_batch,
+                            gate,
+                            names,
+                            seen_dirs,
+                            ends,
+                            head=head,
+                            floor=floor,
                         )
                         verified = True
                     except _Refused as refused:
@@ -940,7 +1033,7 @@ class Listings:
                     try:
                         second, _, _, asked = await self._page_of(path, read, step, keyword, gate, floor=floor)
                     except _Stop:
-                        raise _Stop(read, names) from None
+                        raise stop(read) from None
                     except ApiError as exc:
                         if exc.code != "10004" or step <= self._page:
                             raise
@@ -949,12 +1042,12 @@ class Listings:
                         try:
                             second, _, _, asked = await self._page_of(path, read, step, keyword, gate, floor=floor)
                         except _Stop:
-                            raise _Stop(read, names) from None
+                            raise stop(read) from None
                     if second and head_of(second) != head:
                         hand(second, read)
                         read += len(second)
                         if asked < step and len(second) == asked:
-                            raise _Stop(read, names)  # the budget cut this page
+                            raise stop(read)  # the budget cut this page
                         if len(second) < asked:
                             if read < total:  # fewer than the first page counted: the folder changed while read
                                 complete = False
@@ -965,24 +1058,24 @@ class Listings:
                         complete = False
                 if complete and read < total and parallel:
                     read, _ = await self._parallel_pages(
-                        path, read, step, total, keyword, on_batch, gate, names, seen_dirs, floor=floor
+                        path, read, step, total, keyword, on_batch, gate, names, seen_dirs, ends, floor=floor
                     )
                 while complete and read < total and not parallel:
                     try:
                         page, _, _, asked = await self._page_of(path, read, step, keyword, gate, floor=floor)
                     except _Stop:
-                        raise _Stop(read, names) from None
+                        raise stop(read) from None
                     if not page:
                         break
                     hand(page, read)
                     read += len(page)
                     if asked < step and len(page) == asked:
-                        raise _Stop(read, names)
+                        raise stop(read)
                     if len(page) < asked:
                         break
         if read < total:
             complete = False
-        if not complete:
+        if not complete and not start:
             # Sub-folders a cut page left out still show in `children`: walkable, if not sized.
             missing = []
             for child in children:
@@ -1009,13 +1102,15 @@ class Listings:
         gate: _Gate | None,
         names: tuple[str, ...],
         seen_dirs: set[str],
+        ends: dict[int, str],
         *,
         head: tuple[str, ...] | None = None,
         floor: FloorOf | None = None,
     ) -> tuple[int, bool]:
         """The rest of a large folder, pages in parallel. They pass the limiter (and the gate) in order, so a
         stop leaves a prefix read. Returns (where reading got to, whether the server repeated the first page);
-        raises _Stop(offset, names) when stopped.
+        raises _Stop(offset, names, the last name before it) when stopped (`ends`: the last name of each page handed,
+        by the offset after it).
 
         `head`: the first names of the folder's first page, when `start` is not known to be honoured yet: the
         page at `read` must not begin with them, and later pages are held (slim) until it is known. A repeat
@@ -1035,6 +1130,9 @@ class Listings:
                 seen_dirs.update([entry.name for entry in page if entry.kind == "directory"])
             on_batch(page)
             done[offset] = len(page)
+            last = tail_of(page)
+            if last is not None:
+                ends[offset + len(page)] = last
 
         async def one(offset: int, scope: anyio.CancelScope) -> None:
             if not state["verified"] and offset >= first_wave_end:
@@ -1097,7 +1195,7 @@ class Listings:
         if state["repeated"]:
             return read, True
         if stopped_at:
-            raise _Stop(min(stopped_at), names)
+            raise _Stop(min(stopped_at), names, ends.get(min(stopped_at)))
         end = read
         for offset in starts:
             if offset != end or offset not in done:
@@ -1237,7 +1335,7 @@ class Listings:
 
         async def read(pending: Pending) -> None:
             nonlocal running, last_progress
-            folder, depth, start, names = pending
+            folder, depth, start, names, after = pending
             whole: dict[str, Entry] | None = None
             known = self._dirs.get(folder) if not start else None
             if known is not None and not known.complete:
@@ -1252,7 +1350,8 @@ class Listings:
                         batch = list(known.entries.values())
                         taken = batch_of(folder, depth, None)(batch)
                         if taken is not None and taken < len(batch):
-                            raise _Stop(taken, tuple(entry.name for entry in batch[:3]))
+                            head = tuple(entry.name for entry in batch[:3])
+                            raise _Stop(taken, head, batch[taken - 1].name if taken else None)
                         complete, total = True, len(batch)
                     else:
                         complete, total = await self._stream(
@@ -1262,6 +1361,7 @@ class Listings:
                             batch_of(folder, depth, whole),
                             gate=gate,
                             names=names,
+                            after=after,
                             parallel=not sequential,
                             floor=(
                                 functools.partial(summary.floor, depth)
@@ -1271,7 +1371,10 @@ class Listings:
                         )
                 except _Stop as stopped:
                     offset, *rest = stopped.args
-                    walk.frontier.append((folder, depth, int(offset), tuple(rest[0]) if rest else names))
+                    if rest:
+                        names = tuple(rest[0])
+                        after = rest[1] if len(rest) > 1 else None
+                    walk.frontier.append((folder, depth, int(offset), names, after))
                     return
                 except AuthError:
                     raise
@@ -1298,7 +1401,9 @@ class Listings:
         try:
             async with task_group() as tg:
                 while True:
-                    if walk.frontier and running < workers and not gate.reason():
+                    # Not while requests in flight hold what is left of the budget (room 0): a folder started now
+                    # would be granted nothing and put back, again and again, starving the answers it waits for.
+                    if walk.frontier and running < workers and gate.room() > 0:
                         running += 1
                         tg.start_soon(read, walk.frontier.pop())
                         continue
