@@ -29,6 +29,7 @@ def _plan_and_execute(sandbox: Any, tmp: str, name: str, select: dict[str, Any])
     with efile_stdio(sandbox, Path(tmp) / f"{name}.jsonl") as session:
         session.request("tools/list")
         idle = session.peak_rss_mb()
+        sandbox_cpu = sandbox.cpu_seconds()
         started = time.perf_counter()
         plan, plan_chars, _ = call(session, "remove_paths", {"select": select, "mode": "delete"})
         calls = 1
@@ -42,7 +43,9 @@ def _plan_and_execute(sandbox: Any, tmp: str, name: str, select: dict[str, Any])
         done, done_chars, _ = call(session, "remove_paths", arguments)
         execution = time.perf_counter() - started
         rss_exec = session.peak_rss_mb()
+        sandbox_cpu = sandbox.cpu_seconds() - sandbox_cpu
     return {
+        "sandbox_cpu": sandbox_cpu,
         "plan": plan,
         "done": done,
         "calls": calls,
@@ -62,7 +65,9 @@ def run(quick: bool, context: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     with delayed_sandbox() as sandbox, tempfile.TemporaryDirectory(prefix="efile-bench-rows-") as tmp:
         paths = make_tree(sandbox, "baseline", parents, per_parent)
+        base_cpu = sandbox.cpu_seconds()
         base = baseline_remove(sandbox, paths)
+        base_cpu = sandbox.cpu_seconds() - base_cpu
         del paths
         note = f"{expected:,} files in {parents} dirs, 20 ms RTT, one approval"
         rows.append(Row(SECTION, "baseline: plain httpx, 100 paths/request, sequential", base, "s", note=note))
@@ -79,6 +84,15 @@ def run(quick: bool, context: dict[str, Any]) -> list[Row]:
                 Row(SECTION, f"select type={kind}: dry run + execution by token", both, "s", base, 1.2, note),
                 Row(SECTION, f"select type={kind}: dry run alone", got["dry_run"], "s", base),
                 Row(SECTION, f"select type={kind}: execution alone", got["execution"], "s", base),
+                Row(
+                    SECTION,
+                    f"select type={kind}: the sandbox's CPU, both steps",
+                    got["sandbox_cpu"],
+                    "s",
+                    base_cpu,
+                    note=f"the sandbox's own work (listings, removals), against {base_cpu:.1f} s for the baseline's "
+                    "posts: what no client can go below",
+                ),
                 Row(
                     SECTION,
                     f"select type={kind}: server peak RSS (VmHWM), both steps",

@@ -167,8 +167,9 @@ class TaskRunner:
                 self._queue.put_nowait(task.task_id)
             return RemoveResult(fileOperTasks=tasks, execResult="asyncSubmitSuccess").model_dump(by_alias=True)
 
-        for task in tasks:
-            await self._run_inline(task)
+        # One thread hop for the call's deletions, not one a path: a hop each, and requests answered in parallel
+        # contend for the interpreter lock (measured: twice the CPU for the same 20,000 removals, 8 at a time).
+        await anyio.to_thread.run_sync(self._run_inline, tasks)
         # Registered only once finished: an inline task is never seen waiting, so it cannot be cancelled.
         with sandbox.lock:
             sandbox.tasks.update((task.task_id, task) for task in tasks)
@@ -176,25 +177,27 @@ class TaskRunner:
         result = RemoveResult(fileOperTasks=tasks, execResult="syncExecSuccess" if all_ok else "syncExecHasError")
         return result.model_dump(by_alias=True)
 
-    async def _run_inline(self, task: FileOperTask) -> None:
+    def _run_inline(self, tasks: list[FileOperTask]) -> None:
+        """The tasks of one call, one after another (blocking: run it in a worker thread)."""
         sandbox = self._sandbox
-        task.status = "processing"
-        virtual = task.source_path or ""
-        if virtual in sandbox.path_faults:
-            _fail(task, ApiError(*sandbox.path_faults[virtual]))
-            return
-        try:
-            # Resolved again: the tree may have changed since it was counted.
-            await anyio.to_thread.run_sync(self._delete_now, virtual)
-        except (OSError, ApiError) as error:
-            _fail(task, error)
-            return
-        task.status = "complete"
-        task.processed_num, task.processed_size = task.total_num, task.total_size
-        task.progress = "100%"
-        task.update_time = format_time()
-        with sandbox.lock:
-            sandbox.deleted_paths.append(virtual)
+        for task in tasks:
+            task.status = "processing"
+            virtual = task.source_path or ""
+            if virtual in sandbox.path_faults:
+                _fail(task, ApiError(*sandbox.path_faults[virtual]))
+                continue
+            try:
+                # Resolved again: the tree may have changed since it was counted.
+                self._delete_now(virtual)
+            except (OSError, ApiError) as error:
+                _fail(task, error)
+                continue
+            task.status = "complete"
+            task.processed_num, task.processed_size = task.total_num, task.total_size
+            task.progress = "100%"
+            task.update_time = format_time()
+            with sandbox.lock:
+                sandbox.deleted_paths.append(virtual)
 
     def _delete_now(self, virtual: str) -> None:
         with self._sandbox.fs.locate(virtual) as located:
