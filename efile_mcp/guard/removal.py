@@ -39,7 +39,8 @@ from .audit import AuditLog
 from .execution import PlanRun, _NothingSent, alongside, store_trouble
 from .insight import Matcher, find, incomplete_reason
 from .inspect import Inspector
-from .paths import MAX_PATH_BYTES, PathPolicy, PathRefusal, collapse, display
+from .paths import PathPolicy, PathRefusal, collapse, display
+from .planned import QuotaFreed, audit_plan, seal
 from .ports import Asker, Channel, Decision, FormAnswer, RemoveMode, ReviewPages
 from .quarantine import is_quarantine_path as in_quarantine
 from .report import FORM_PATHS, Detail, FormQuestion, Tally, item_of
@@ -422,6 +423,8 @@ class Removal:
         now = host.clock()
         token = expires_iso = None
         if removable and resume_id is None:
+            freed = QuotaFreed(await host.quota_now())
+            freed.add(removable)
             plan = Plan(
                 plan_id=plan_id,
                 expires_at=float(int(now + host.signer.ttl)),
@@ -432,27 +435,19 @@ class Removal:
                 mode=plan_mode,
                 exceptions=exceptions,
                 summary=summary.model_dump(exclude_none=True),
-                quota=_quota_after(await host.quota_now(), removable, plan_mode),
+                quota=freed.before_after(plan_mode),
             )
             await save_plan(host.store, plan)  # rows in chunks, then the small header
-            token = host.signer.seal_digest(
-                plan_id, plan.digest, plan.count, plan.expires_at, total_size=summary.total_size
-            )
-            expires_iso = host.signer.unseal(token).expires_at_iso
-        await host.audit.write(
-            "plan",
-            tool=TOOL,
-            dry_run=True,
-            decision="planned" if token else "nothing_to_remove",
+            token, expires_iso = seal(host.signer, plan, summary)
+        await audit_plan(
+            host.audit,
             plan_id=plan_id if token else None,
             mode=plan_mode,
-            select=selection_key(select) if select else None,
+            select=select,
             removable=[s.path for s in removable] if len(removable) <= ROWS_PER_CHUNK else None,
-            removable_count=len(removable),
-            summary=summary.model_dump(exclude_none=True),
-            exceptions=[{"path": p[:MAX_PATH_BYTES], "status": st, "reason": r[:300]} for p, st, r in exceptions][
-                :REFUSED_PATHS_AUDITED
-            ],
+            count=len(removable),
+            summary=summary,
+            exceptions=exceptions,
         )
         for first in range(0, len(removable) if len(removable) > ROWS_PER_CHUNK else 0, ROWS_PER_CHUNK):
             # A big plan's paths follow its record a chunk a line: every line of the log stays small.
@@ -1045,20 +1040,6 @@ class Removal:
             await self.host.store.finish(plan.plan_id, plan.expires_at, run_id, outcome)
         except EfileMcpError as exc:
             afterwards.append(f"the outcome could not be recorded in the state store ({store_trouble(exc)})")
-
-
-def _quota_after(quota: Sequence[QuotaInfo], removable: Sequence[SeenPath], mode: str) -> list[dict[str, Any]]:
-    """Each quota entry before -> after the plan: a deletion frees what it removes below the entry's path;
-    a quarantine frees nothing until it is purged."""
-    rows = []
-    for entry in quota:
-        prefix = entry.path.rstrip("/") + "/"
-        freed = sum(s.size for s in removable if not entry.path or s.path.startswith(prefix))
-        after = entry.used_bytes if mode == "quarantine" else max(0, entry.used_bytes - freed)
-        rows.append(
-            {"path": entry.path, "limit_bytes": entry.limit_bytes, "used_bytes": entry.used_bytes, "after_bytes": after}
-        )
-    return rows
 
 
 def _mode_words(mode: str, purge: bool) -> str:

@@ -25,11 +25,12 @@ from ..client.walk import Listings, WalkLimits
 from ..models.results import ITEMS_LISTED_MAX, RemoveItem, RemovePathsResult, Selection
 from .execution import ROUND_ENTRIES
 from .insight import FindWalk, Match, incomplete_reason
-from .paths import MAX_PATH_BYTES, display
+from .paths import display
+from .planned import QuotaFreed, audit_plan, seal
 from .ports import RemoveMode
 from .quarantine import is_quarantine_path
 from .report import Detail, Tally, item_of
-from .requests import REFUSED_PATHS_AUDITED, TOOL, Progress, selection_key, walk_progress
+from .requests import TOOL, Progress, selection_key, walk_progress
 from .seen import ROWS_PER_CHUNK, Plan, PlanWriter, SeenPath, plan_rows, verified_units
 
 if TYPE_CHECKING:
@@ -218,8 +219,7 @@ class FileSelection:
         confirm_paths: list[str] | None = None
         audited: list[str] | None = None
         made: Plan | None = None
-        quota = await host.quota_now() if writer.count else []
-        freed = [0] * len(quota)
+        freed = QuotaFreed(await host.quota_now() if writer.count else [])
         if writer.count and await host.store.load_plan(self.plan_id) is not None:
             # One plan id, one set of rows, one header: never a second token for rows another call finished.
             await removal._refuse(
@@ -240,19 +240,15 @@ class FileSelection:
             # The rows read back once: the policy now, what each quota entry frees, the audit's lines.
             header = Plan(plan_id=self.plan_id, expires_at=plan.expires_at, paths=[], count=writer.count)
             listed: list[str] = []
-            prefixes = [entry.path.rstrip("/") + "/" for entry in quota]
             refused_now: list[str] = []
             rows_of = plan_rows(host.store, header)
             async for rows in _or_refused(rows_of, removal):
                 _, refused, _ = removal._screen([seen.path for seen in rows])
                 if refused and not refused_now:
                     refused_now.append(next(iter(refused)))
-                for seen in rows:
-                    for index, prefix in enumerate(prefixes):
-                        if not quota[index].path or seen.path.startswith(prefix):
-                            freed[index] += seen.size
-                    if writer.count <= ROWS_PER_CHUNK:
-                        listed.append(seen.path)
+                freed.add(rows)
+                if writer.count <= ROWS_PER_CHUNK:
+                    listed += [seen.path for seen in rows]
             if refused_now:
                 # Planned by an earlier call under another policy: nothing is planned now, the person is not asked.
                 await removal._refuse(
@@ -262,38 +258,22 @@ class FileSelection:
                     "run the dry run again.",
                     dry_run=True,
                 )
-            plan.quota = [
-                {
-                    "path": entry.path,
-                    "limit_bytes": entry.limit_bytes,
-                    "used_bytes": entry.used_bytes,
-                    "after_bytes": entry.used_bytes if mode == "quarantine" else max(0, entry.used_bytes - gone),
-                }
-                for entry, gone in zip(quota, freed, strict=True)
-            ]
+            plan.quota = freed.before_after(mode)
             await writer.finish(plan)
             self.settled = True
             made = plan
-            token = host.signer.seal_digest(
-                self.plan_id, plan.digest, plan.count, plan.expires_at, total_size=summary.total_size
-            )
-            expires_iso = host.signer.unseal(token).expires_at_iso
+            token, expires_iso = seal(host.signer, plan, summary)
             confirm_paths = listed if writer.count <= ITEMS_LISTED_MAX else None
             audited = listed if writer.count <= ROWS_PER_CHUNK else None
-        await host.audit.write(
-            "plan",
-            tool=TOOL,
-            dry_run=True,
-            decision="planned" if token else "nothing_to_remove",
+        await audit_plan(
+            host.audit,
             plan_id=self.plan_id if token else None,
             mode=mode,
-            select=selection_key(self.select),
+            select=self.select,
             removable=audited,
-            removable_count=writer.count,
-            summary=summary.model_dump(exclude_none=True),
-            exceptions=[{"path": p[:MAX_PATH_BYTES], "status": s, "reason": r[:300]} for p, s, r in self.exceptions][
-                :REFUSED_PATHS_AUDITED
-            ],
+            count=writer.count,
+            summary=summary,
+            exceptions=self.exceptions,
         )
         if made is not None and writer.count > ROWS_PER_CHUNK:  # its paths after it, a line a unit of rows
             async for rows in _or_refused(verified_units(host.store, made), removal):
