@@ -4,6 +4,7 @@ text the person reads before anything is deleted. No server, no client: plain va
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pytest
 
@@ -15,12 +16,12 @@ from efile_mcp.guard.report import (
     LARGEST_SHOWN,
     PARENTS_SHOWN,
     REASON_CHARS,
+    Detail,
+    Tally,
     human_age,
     item_of,
     question,
-    shape,
     shown_name,
-    summarise,
 )
 from efile_mcp.guard.seen import SeenPath
 from efile_mcp.models.results import ITEMS_LISTED_MAX, RemoveItem, RemovePathsResult, RemoveSummary
@@ -36,6 +37,26 @@ def a_file(path: str, size: int = 10, age_days: float = 1.0) -> SeenPath:
 
 def a_folder(path: str, size: int, files: int, *, complete: bool = True, newest_days: float = 1.0) -> SeenPath:
     return SeenPath(path, "directory", size, NOW - 90 * DAY, 4096, files, NOW - newest_days * DAY, complete)
+
+
+def summarise(
+    listed: Sequence[RemoveItem], *, requested: int, covered: int, counted: Sequence[SeenPath]
+) -> RemoveSummary:
+    """A tally fed `listed` (counts per status) and `counted` (sizes of what the removal really deletes)."""
+    tally = Tally("summary")
+    for item in listed:
+        tally.add(item)
+    for seen in counted:
+        tally.count_removed(seen)
+    return tally.summary(requested=requested, covered=covered)
+
+
+def shape(result: RemovePathsResult, listed: Sequence[RemoveItem], detail: Detail) -> RemovePathsResult:
+    """`result` with a tally of `listed` put into it as the answer shows it."""
+    tally = Tally(detail)
+    for item in listed:
+        tally.add(item)
+    return tally.shape(result)
 
 
 def empty_result() -> RemovePathsResult:

@@ -54,30 +54,10 @@ def item_of(seen: SeenPath, status: str = "would_remove", **extra: object) -> Re
     )
 
 
-def summarise(
-    items: Sequence[RemoveItem], *, requested: int, covered: int, counted: Sequence[SeenPath]
-) -> RemoveSummary:
-    """Counts per status; sizes and counts over `counted` (the paths the removal really deletes)."""
-    tally = Tally("summary")
-    for item in items:
-        tally.add(item)
-    for seen in counted:
-        tally.count_removed(seen)
-    return tally.summary(requested=requested, covered=covered)
-
-
 def _short(item: RemoveItem) -> RemoveItem:
     if item.reason and len(item.reason) > REASON_CHARS:
         return item.model_copy(update={"reason": item.reason[: REASON_CHARS - 1] + "…"})
     return item
-
-
-def shape(result: RemovePathsResult, items: Sequence[RemoveItem], detail: Detail) -> RemovePathsResult:
-    """Put `items` into the answer in full, or as a summary when there are many."""
-    tally = Tally(detail)
-    for item in items:
-        tally.add(item)
-    return tally.shape(result)
 
 
 #: With detail="full", items kept per kind (exceptions, the others) for the answer to choose from: more than
