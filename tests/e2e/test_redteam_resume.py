@@ -1,0 +1,659 @@
+"""Red team: a folder read in part resumes after the last name it read (client/walk.py, 90410db), execution's
+batch-wise dedup is gone, and a file selection's dry run looks its matches up in the listings its search just read
+(guard/selection.py, 535f42c).
+
+Each test is one attempt: a path planned twice (sent twice, counted twice), a path planned that the dry run should
+have refused, a path skipped while the search says it is complete, a walk that never ends, `disk_usage` /
+`find_paths` resumes that hand entries twice or skip them. Each asserts the safe outcome; a break found is marked
+`xfail(strict=True, reason="BREAK: ...")` so the suite stays green and the break stays visible.
+
+Built on the Removal over the sandbox (tests/test_removal.py's world). The sandbox plays the server variants:
+`config.list_ignores_start`, `config.list_page_cap` (read per request, so they can change mid-test) and
+`sandbox.fault`, a hook run before each request's handler.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from efile_mcp.guard import selection
+from efile_mcp.guard.removal import Removal
+from efile_mcp.guard.seen import load_header, plan_rows
+from efile_mcp.models.results import RemovePathsResult, Selection
+from efile_mcp.sandbox.envelope import ok
+from efile_mcp.sandbox.file_list import ListingQuery, ListingRules, list_folder, parse_query
+
+from ..test_removal import FakeClient, World, request
+from ..test_removal import world as world  # the fixture
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _scratch(world: World) -> Path:
+    return world.sandbox.root / "scratch"
+
+
+def _virtual(world: World, real: Path) -> str:
+    return f"{world.sandbox.home}/{real.relative_to(world.sandbox.root)}"
+
+
+def _files(folder: Path, count: int, prefix: str = "f", width: int = 3) -> list[Path]:
+    """`count` files {prefix}000.out... sized 1, 2, ... bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for i in range(count):
+        path = folder / f"{prefix}{i:0{width}d}.out"
+        path.write_bytes(b"x" * (i + 1))
+        made.append(path)
+    return made
+
+
+def _select(world: World, relative: str) -> Selection:
+    return Selection(path=f"{world.sandbox.home}/scratch/{relative}", name="*.out", type="file")
+
+
+def _sent(world: World) -> list[str]:
+    return list(world.sandbox.sandbox.received_remove_paths)
+
+
+async def _stored_paths(world: World, plan_id: str) -> list[str]:
+    header = await load_header(world.store, plan_id)
+    assert header is not None
+    paths: list[str] = []
+    async for rows in plan_rows(world.store, header):
+        paths += [seen.path for seen in rows]
+    return paths
+
+
+def _twice(paths: list[str]) -> list[str]:
+    return sorted(path for path, n in Counter(paths).items() if n > 1)
+
+
+async def _read_on(removal: Removal, answer: RemovePathsResult, calls: int = 40) -> tuple[RemovePathsResult, int]:
+    """Resumes until the dry run ends (at most `calls` more calls): the final answer and the calls it took."""
+    made = 0
+    while answer.resume and made < calls:
+        answer = await removal.preview(None, None, resume=answer.resume)
+        made += 1
+    return answer, made
+
+
+def _server(world: World, *, ignores_start: bool | None = None, page_cap: int | None = -1) -> None:
+    config = world.sandbox.sandbox.config
+    if ignores_start is not None:
+        config.list_ignores_start = ignores_start
+    if page_cap != -1:
+        config.list_page_cap = page_cap
+
+
+def _start_of(request: Any) -> int:
+    return int(request.query_params.get("start", "0"))
+
+
+def _listed(request: Any) -> str:
+    return str(request.query_params.get("path", ""))
+
+
+# ---------------------------------------------------------------------------- a server that ignores `start`
+# The walker spots a server that ignores `start` by its answer: a later page that begins with the names the folder's
+# first page began with. A resumed folder is trusted (`verified = bool(back)`) as soon as its page does not begin with
+# the names recorded when its reading stopped. A folder whose first file went meanwhile (a log rotated away: the
+# oldest name goes first) begins with other names on a server that ignores `start` too.
+
+
+def _big_after_small(world: World, big: int = 400) -> tuple[Path, Path]:
+    """sel/a-big (`big` files) and sel/z-small (60): the walk's stack reads z-small first, then a-big with the rest
+    of a 100-entry budget (38 entries: 2 for sel's own listing, 60 for z-small)."""
+    sel = _scratch(world) / "sel"
+    _files(sel / "a-big", big)
+    _files(sel / "z-small", 60, prefix="s")
+    return sel / "a-big", sel / "z-small"
+
+
+async def _first_call_stopped_in_a_big(world: World, removal: Removal) -> RemovePathsResult:
+    world.guard.walk_max_entries = 100
+    first: RemovePathsResult = await removal.preview(None, _select(world, "sel"))
+    assert first.resume and first.summary.would_remove == 98, first.summary  # 60 of z-small, 38 of a-big
+    return first
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: on a server that ignores `start` (pages capped at 60), a resumed folder whose first name changed "
+    "(f000 rotated away) is trusted because its page does not begin with the names recorded when it stopped; its "
+    "next page, asked at an offset and unchecked, is the first page again: f001-f037, planned by the first call, are "
+    "planned again (budget 100/cap 60: 37 rows twice; 200/150: 137, total_size counting them twice), sent twice by the execution (no batch dedup) and "
+    "reported 'missing' although this execution removed them",
+)
+@pytest.mark.parametrize("budget, cap", [(100, 60), (200, 150)])
+async def test_a_resumed_folder_on_a_server_ignoring_start_whose_first_file_went_is_not_planned_twice(
+    world: World, budget: int, cap: int
+) -> None:
+    big, _ = _big_after_small(world)
+    _server(world, ignores_start=True, page_cap=cap)
+    removal = world.removal(confirm="token")
+    world.guard.walk_max_entries = budget
+    first = await removal.preview(None, _select(world, "sel"))
+    assert first.resume
+    (big / "f000.out").unlink()  # rotated away between the calls
+    answer, _ = await _read_on(removal, first)
+    assert answer.resume is None and answer.plan_id
+    planned = await _stored_paths(world, answer.plan_id)
+    done = await removal.execute(request(answer), FakeClient())
+    assert (len(_twice(planned)), len(_twice(_sent(world))), done.summary.missing) == (0, 0, 0)
+    if "incomplete" not in answer.next_step:  # a search reported whole holds every file that was there throughout
+        expected = {_virtual(world, p) for p in big.iterdir()} | {
+            _virtual(world, p) for p in (big.parent / "z-small").iterdir()
+        }
+        assert expected <= set(planned)
+
+
+async def test_a_resumed_folder_on_a_server_ignoring_start_whose_first_file_went_does_not_stall_the_dry_run(
+    world: World,
+) -> None:
+    """Held: the resumed page cut by the budget ends where the reading stopped, but the call still has room and reads
+    the folder again at once, from a look-back the server answers from its start again: the last name is not there,
+    the folder is marked incomplete, and the dry run ends (no call after call making the same request)."""
+    big, _ = _big_after_small(world)
+    _server(world, ignores_start=True, page_cap=None)
+    removal = world.removal(confirm="token")
+    first = await _first_call_stopped_in_a_big(world, removal)
+    (big / "f000.out").unlink()
+    answer, calls = await _read_on(removal, first, calls=30)
+    # 400 files at 100 entries a call: a dozen calls at most, then a plan, or an answer saying what was not read.
+    assert answer.resume is None, f"still resuming after {calls} calls: {answer.next_step}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: disk_usage resumed with a larger max_entries on a server that ignores `start` and caps pages, after "
+    "the folder's first file went: the resumed page is trusted (other first names), the pages after it are the first "
+    "page again, counted each time; the totals count files twice and miss the rest, and the answer says complete",
+)
+async def test_a_usage_resumed_on_a_server_ignoring_start_after_the_first_file_went_counts_each_file_once(
+    world: World,
+) -> None:
+    folder = _scratch(world) / "usage"
+    files = _files(folder, 400)
+    _server(world, ignores_start=True, page_cap=150)
+    path = _virtual(world, folder)
+    first = await world.guard.usage(path, top=3, max_entries=100)
+    assert first.resume and not first.complete
+    files[0].unlink()  # rotated away between the calls
+    answer = await world.guard.usage(None, top=3, max_entries=100_000, resume=first.resume)
+    while answer.resume:
+        answer = await world.guard.usage(None, top=3, max_entries=100_000, resume=answer.resume)
+    if answer.complete:
+        assert (answer.file_count, answer.total_size) == (399, sum(range(2, 401)))
+    else:
+        assert answer.file_count <= 399 and answer.total_size <= sum(range(2, 401))
+
+
+# ---------------------------------------------------------------------------- a folder written to while it is read
+# Only a resumed reading looks for the last name it read: the pages of one reading (a folder over a page, a server
+# capping pages) are still asked at offsets. A file created before the offsets meanwhile moves every later entry one
+# place on: the entry at a page's edge is handed again, and the last one is never asked (the reading ends at the
+# total its first page gave). Execution's batch-wise dedup is gone; within a round `_screen` dedups the matches.
+
+
+def _writes_once_at(world: World, folder: Path, start: int, name: str = "a0000.tmp") -> list[str]:
+    written: list[str] = []
+
+    async def a_job_writes_a_file(endpoint: str, request: Any) -> None:
+        listed_here = endpoint == "file/list" and _listed(request).endswith(folder.name)
+        if listed_here and _start_of(request) == start and not written:
+            written.append(name)
+            (folder / name).write_bytes(b"n" * 1000)  # sorts first: every later entry moves one place on
+
+    world.sandbox.sandbox.fault = a_job_writes_a_file
+    return written
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a file created while a capped folder's pages are read (one call, no resume) moves the later pages "
+    "on: f019 is handed twice (deduped by the round's screen) and f059, there throughout, is never read, while the "
+    "dry run's search says it is whole (no 'incomplete' note): a file skipped silently",
+)
+async def test_a_dry_run_of_a_folder_written_to_while_its_pages_are_read_plans_every_file_or_says_incomplete(
+    world: World,
+) -> None:
+    folder = _scratch(world) / "batch"
+    _files(folder, 60)
+    _server(world, page_cap=20)
+    written = _writes_once_at(world, folder, 20)
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "batch"))
+    assert written and answer.resume is None and answer.plan_id
+    planned = await _stored_paths(world, answer.plan_id)
+    assert _twice(planned) == []
+    if "incomplete" not in answer.next_step:
+        assert {_virtual(world, folder / f"f{i:03d}.out") for i in range(60)} <= set(planned)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: disk_usage of a capped folder written to while its pages are read counts f019 twice and never "
+    "f059, and says complete (1790 bytes: neither the 1830 before nor the 2830 after)",
+)
+async def test_a_usage_of_a_folder_written_to_while_its_pages_are_read_is_right_or_incomplete(world: World) -> None:
+    folder = _scratch(world) / "usage"
+    _files(folder, 60)
+    _server(world, page_cap=20)
+    written = _writes_once_at(world, folder, 20)
+    answer = await world.guard.usage(_virtual(world, folder), top=3, max_entries=100_000)
+    assert written and answer.resume is None
+    if answer.complete:
+        assert answer.total_size in (sum(range(1, 61)), sum(range(1, 61)) + 1000), answer.total_size
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: find_paths over a capped folder written to while its pages are read (read one after another for "
+    "`want`) lists f019 twice and never f059, and says complete",
+)
+async def test_find_paths_over_a_folder_written_to_while_its_pages_are_read_lists_each_file_once(world: World) -> None:
+    folder = _scratch(world) / "found"
+    _files(folder, 60)
+    _server(world, page_cap=20)
+    written = _writes_once_at(world, folder, 20)
+    listed: list[str] = []
+    answer = await world.guard.find(_select(world, "found"), limit=500, cursor=None)
+    listed += [m.path for m in answer.matches]
+    while answer.next_cursor:
+        answer = await world.guard.find(_select(world, "found"), limit=500, cursor=answer.next_cursor)
+        listed += [m.path for m in answer.matches]
+    assert written
+    assert _twice(listed) == []
+    if answer.complete:
+        assert {_virtual(world, folder / f"f{i:03d}.out") for i in range(60)} <= set(listed)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a folder entry at a page's edge handed twice (a file created while its parent's capped pages are "
+    "read) puts the folder twice on the walk's frontier; read in different rounds (the first reading stopped by the "
+    "budget), every file in it is planned twice: rows twice, sent twice (execution no longer dedups a batch), and "
+    "those this execution removed reported 'missing'",
+)
+async def test_a_folder_handed_twice_by_a_shifted_page_is_not_planned_twice(world: World) -> None:
+    top = _scratch(world) / "tree"
+    top.mkdir(parents=True)
+    for i in range(60):
+        if i == 19:  # the entry at the first page's edge: handed again by the second page once a file is created
+            _files(top / "f019", 200, prefix="o")
+        else:
+            (top / f"f{i:03d}.dat").write_bytes(b"not matched")
+    _server(world, page_cap=20)
+    written = _writes_once_at(world, top, 20)
+    world.guard.walk_max_entries = 160  # the parent's 60 entries, then f019 read in part
+    removal = world.removal(confirm="token")
+    first = await removal.preview(None, _select(world, "tree"))
+    answer, _ = await _read_on(removal, first)
+    assert written and answer.resume is None and answer.plan_id
+    planned = await _stored_paths(world, answer.plan_id)
+    done = await removal.execute(request(answer), FakeClient())
+    sent = _sent(world)
+    assert (len(_twice(planned)), len(_twice(sent)), done.summary.missing) == (0, 0, 0)
+    assert answer.summary.would_remove <= 200
+
+
+# ---------------------------------------------------------------------------- one reader for the search and its look-ups
+# The dry run of a file selection looks its matches up in the listings its search read moments before (535f42c): a
+# folder (or a file) swapped for a link after its parent was listed is still the folder (the file) the cache holds.
+# A fresh listing, as before, sees the link and refuses every path through it. Execution's own check (fresh
+# listings, a batch at a time) still refuses them: what breaks is what the dry run shows and the person approves.
+
+
+def _logs_and_precious(world: World) -> tuple[Path, Path]:
+    logs, precious = _scratch(world) / "logs", _scratch(world) / "precious"
+    for j in range(4):
+        _files(logs / f"job-{j}", 5, prefix="o")
+    _files(precious, 5, prefix="o")  # the same names: what a link to it would show as job-1's files
+    return logs, precious
+
+
+def _swap_for_link_when_listed(world: World, listed: str, swapped: Path, target: str, *, nth: int = 1) -> list[str]:
+    """When `listed` (a folder's virtual path) is asked for the `nth` time, `swapped` becomes a link to `target`."""
+    done: list[str] = []
+    asked = Counter[str]()
+
+    async def swap(endpoint: str, request: Any) -> None:
+        if endpoint != "file/list" or _listed(request).rstrip("/") != listed:
+            return
+        asked[listed] += 1
+        if asked[listed] == nth and not done:
+            done.append(listed)
+            swapped.rename(swapped.with_name(swapped.name + ".moved"))
+            swapped.symlink_to(target)
+
+    world.sandbox.sandbox.fault = swap
+    return done
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a sub-folder swapped for a link after the search listed its parent (and before the search listed "
+    "it, through the link) is looked up in the search's cached listing of the parent, still a folder: the dry run "
+    "plans (and shows for approval) precious/'s files as logs/job-1/*; a fresh look-up refuses them (link on the way)",
+)
+async def test_a_folder_swapped_for_a_link_after_its_parent_was_listed_is_not_planned_through_the_link(
+    world: World,
+) -> None:
+    logs, _ = _logs_and_precious(world)
+    job = logs / "job-1"
+    swapped = _swap_for_link_when_listed(world, _virtual(world, job), job, "../precious")
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "logs"))
+    assert swapped and job.is_symlink()
+    planned = await _stored_paths(world, answer.plan_id) if answer.plan_id else []
+    through_link = [p for p in planned if p.startswith(_virtual(world, job) + "/")]
+    assert through_link == [], through_link
+
+
+async def test_a_folder_swapped_for_a_link_after_its_parent_was_listed_is_not_deleted_through_the_link(
+    world: World,
+) -> None:
+    """Held: whatever the dry run planned, execution's check reads afresh and refuses every path through the link."""
+    logs, precious = _logs_and_precious(world)
+    job = logs / "job-1"
+    _swap_for_link_when_listed(world, _virtual(world, job), job, "../precious")
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "logs"))
+    assert answer.confirmation_token
+    done = await removal.execute(request(answer), FakeClient())
+    assert len(list(precious.iterdir())) == 5
+    assert not [p for p in _sent(world) if p.startswith(_virtual(world, job) + "/")]
+    assert done.summary.removed == 15
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a matched file swapped for a link after the search listed its folder is looked up in that cached "
+    "listing, still a file: the dry run plans the link as a file to delete (a fresh look-up refuses a link)",
+)
+async def test_a_file_swapped_for_a_link_after_its_folder_was_listed_is_not_planned(world: World) -> None:
+    logs, _ = _logs_and_precious(world)
+    leaf = logs / "job-0" / "o000.out"
+    # scratch is listed once for the selection's root check, then for the look-ups (the search began below it).
+    swapped = _swap_for_link_when_listed(
+        world, _virtual(world, _scratch(world)), leaf, "../../precious/o000.out", nth=2
+    )
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "logs"))
+    assert swapped and leaf.is_symlink()
+    planned = await _stored_paths(world, answer.plan_id) if answer.plan_id else []
+    assert _virtual(world, leaf) not in planned
+
+
+async def test_a_file_swapped_for_a_link_after_its_folder_was_listed_is_not_sent(world: World) -> None:
+    """Held: execution's fresh check sees the link and does not send it."""
+    logs, precious = _logs_and_precious(world)
+    leaf = logs / "job-0" / "o000.out"
+    _swap_for_link_when_listed(world, _virtual(world, _scratch(world)), leaf, "../../precious/o000.out", nth=2)
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "logs"))
+    assert leaf.is_symlink()
+    done = await removal.execute(request(answer), FakeClient())
+    assert _virtual(world, leaf) not in _sent(world) and leaf.is_symlink()
+    assert (precious / "o000.out").exists() and done.summary.removed == 19
+
+
+@pytest.mark.parametrize("swap", ["folder", "file"])
+async def test_control_a_fresh_reader_for_the_look_ups_refuses_what_was_swapped_for_a_link(
+    world: World, monkeypatch: pytest.MonkeyPatch, swap: str
+) -> None:
+    """The two breaks above with the look-ups given a reader of their own (as before 535f42c): both are refused.
+    Shows the shared reader is what lets them through, and what the fix is."""
+    real_add = selection.FileSelection._add
+
+    async def add_with_a_fresh_reader(self: Any, matches: Any, mode: Any, writer: Any, listings: Any) -> None:
+        await real_add(self, matches, mode, writer, self.host._listings())
+
+    monkeypatch.setattr(selection.FileSelection, "_add", add_with_a_fresh_reader)
+    logs, _ = _logs_and_precious(world)
+    if swap == "folder":
+        job = logs / "job-1"
+        _swap_for_link_when_listed(world, _virtual(world, job), job, "../precious")
+        prefix = _virtual(world, job) + "/"
+    else:
+        leaf = logs / "job-0" / "o000.out"
+        _swap_for_link_when_listed(world, _virtual(world, _scratch(world)), leaf, "../../precious/o000.out", nth=2)
+        prefix = _virtual(world, leaf)
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "logs"))
+    planned = await _stored_paths(world, answer.plan_id) if answer.plan_id else []
+    assert [p for p in planned if p.startswith(prefix)] == []
+    assert answer.summary.refused == (5 if swap == "folder" else 1)
+
+
+# ---------------------------------------------------------------------------- resume markers with awkward names
+# Held: the last name read is found by exact comparison in the page asked from before the offset; names with commas,
+# case twins, Unicode look-alikes (NFC and NFD), spaces and prefixes of each other resume exactly after themselves.
+
+AWKWARD = [
+    "a,b.out",
+    "a,b,.out",
+    "a.out",
+    "A.out",
+    "a .out",
+    "a..out",
+    "ab.out",
+    "\u00e9.out",  # é, composed
+    "e\u0301.out",  # é, decomposed: looks the same, another name
+    "E\u0301.out",
+    "\u00c9.out",
+    "\u00df.out",  # ß
+    "SS.out",
+    "ss.out",
+    "\u0131.out",  # dotless i
+    "I.out",
+    "i.out",
+    "\uff41.out",  # fullwidth a
+    "\u65e5\u672c.out",
+    "\U0001f600.out",
+    "z,.out",
+    ",.out",
+    " .out",
+    "-.out",
+]
+
+
+async def test_a_selection_resumed_after_awkward_names_while_the_folder_changes_plans_each_file_once(
+    world: World,
+) -> None:
+    folder = _scratch(world) / "odd"
+    folder.mkdir()
+    names = AWKWARD + [f"n{i:02d},x.out" for i in range(30)]
+    for name in names:
+        (folder / name).write_bytes(b"x")
+    world.guard.walk_max_entries = 7
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "odd"))
+    calls, added, removed = 0, 0, []
+    there = set(names)
+    while answer.resume and calls < 60:
+        # Between calls a co-user adds a file sorting first, and removes the first original name still there.
+        (folder / f"  {added:02d}-new.out").write_bytes(b"new")
+        added += 1
+        first = sorted(there)[0]
+        (folder / first).unlink()
+        there.discard(first)
+        removed.append(first)
+        answer = await removal.preview(None, None, resume=answer.resume)
+        calls += 1
+    assert answer.resume is None and answer.plan_id
+    planned = await _stored_paths(world, answer.plan_id)
+    assert _twice(planned) == []
+    if "incomplete" not in answer.next_step:
+        assert {_virtual(world, folder / name) for name in there} <= set(planned)
+
+
+async def test_a_selection_resumed_after_awkward_names_on_a_capped_server_plans_each_file_once(world: World) -> None:
+    folder = _scratch(world) / "odd"
+    folder.mkdir()
+    names = AWKWARD + [f"n{i:02d},x.out" for i in range(30)]
+    for name in names:
+        (folder / name).write_bytes(b"x")
+    _server(world, page_cap=5)
+    world.guard.walk_max_entries = 12
+    removal = world.removal(confirm="token")
+    answer, _ = await _read_on(removal, await removal.preview(None, _select(world, "odd")), calls=60)
+    assert answer.resume is None and answer.plan_id
+    planned = await _stored_paths(world, answer.plan_id)
+    assert _twice(planned) == [] and "incomplete" not in answer.next_step
+    assert {_virtual(world, folder / name) for name in names} == set(planned)
+
+
+# ---------------------------------------------------------------------------- find_paths read on across calls
+
+
+async def test_find_paths_pages_while_files_come_and_go_before_the_marker_list_each_file_once(world: World) -> None:
+    folder = _scratch(world) / "found"
+    originals = _files(folder, 60)
+    listed: list[str] = []
+    answer = await world.guard.find(_select(world, "found"), limit=7, cursor=None)
+    listed += [m.path for m in answer.matches]
+    step = 0
+    while answer.next_cursor and step < 40:
+        (folder / f"a{step:03d}.out").write_bytes(b"n")  # sorts before everything: added before the marker
+        if step < 20:
+            originals[step].unlink()  # and the first originals go (read long ago or not)
+        step += 1
+        answer = await world.guard.find(_select(world, "found"), limit=7, cursor=answer.next_cursor)
+        listed += [m.path for m in answer.matches]
+    assert answer.next_cursor is None
+    assert _twice(listed) == []
+    if answer.complete:
+        assert {_virtual(world, p) for p in originals[20:]} <= set(listed)
+
+
+async def test_find_paths_whose_marker_file_went_between_pages_says_incomplete(world: World) -> None:
+    """Held: the last name read is gone and nothing tells where the reading got to: the folder is not read on, and
+    the answer says so (never complete, never an entry handed twice)."""
+    folder = _scratch(world) / "found"
+    originals = _files(folder, 60)
+    world.guard.walk_max_entries = 100
+    first = await world.guard.find(_select(world, "found"), limit=7, cursor=None)
+    assert first.next_cursor
+    # The first call read f000-f006 (7 matches wanted): f006 is the marker; it goes, with the files before and after.
+    for path in originals[:40]:
+        path.unlink()
+    listed = [m.path for m in first.matches]
+    answer = first
+    while answer.next_cursor:
+        answer = await world.guard.find(_select(world, "found"), limit=7, cursor=answer.next_cursor)
+        listed += [m.path for m in answer.matches]
+    assert _twice(listed) == []
+    assert not answer.complete and answer.incomplete_reason
+
+
+# ---------------------------------------------------------------------------- a server whose pages overlap
+
+
+def _pages_overlap_by_one(world: World) -> None:
+    """A server that answers `start` n from n-1 (an off-by-one): each later page begins with the previous page's last
+    name. Its first names differ from the first page's, so nothing in the walker's ignored-`start` check sees it."""
+    sandbox = world.sandbox.sandbox
+
+    async def off_by_one(endpoint: str, request: Any) -> Any:
+        if endpoint != "file/list" or _start_of(request) == 0:
+            return None
+        config = sandbox.config
+        rules = ListingRules(config.list_max_limit, config.list_page_cap, False, config.list_children)
+        query = parse_query(request.query_params, sandbox.home, rules)
+        query = ListingQuery(query.path, query.start - 1, query.limit, query.order, query.order_by, query.keyword)
+        return ok(await anyio.to_thread.run_sync(list_folder, sandbox.fs, query, rules))
+
+    sandbox.fault = off_by_one
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a server whose pages overlap by a name (start n answered from n-1) has every page-edge entry counted "
+    "twice by disk_usage and the last ones never read (the reading ends at the total), which says complete "
+    "(100 files, 4970 bytes of 5050): a later page is checked only against the first page's first names, never "
+    "against the name the previous page ended with",
+)
+async def test_a_usage_on_a_server_whose_pages_overlap_counts_each_file_once_or_says_incomplete(world: World) -> None:
+    folder = _scratch(world) / "usage"
+    _files(folder, 100)
+    _server(world, page_cap=20)
+    _pages_overlap_by_one(world)
+    answer = await world.guard.usage(_virtual(world, folder), top=3, max_entries=100_000)
+    if answer.complete:
+        assert (answer.file_count, answer.total_size) == (100, sum(range(1, 101)))
+
+
+@pytest.mark.parametrize("round_entries", [30, 100_000], ids=["rounds-of-30", "one-round"])
+async def test_a_dry_run_on_a_server_whose_pages_overlap_plans_each_file_once(
+    world: World, monkeypatch: pytest.MonkeyPatch, round_entries: int
+) -> None:
+    """Held for the plan: the overlap falls within one reading, so within one round, whose matches are screened
+    distinct; across rounds the resumed reading begins after the last name read."""
+    monkeypatch.setattr(selection, "ROUND_ENTRIES", round_entries)
+    folder = _scratch(world) / "batch"
+    _files(folder, 100)
+    _server(world, page_cap=20)
+    _pages_overlap_by_one(world)
+    removal = world.removal(confirm="token")
+    answer, _ = await _read_on(removal, await removal.preview(None, _select(world, "batch")))
+    assert answer.plan_id
+    planned = await _stored_paths(world, answer.plan_id)
+    assert _twice(planned) == []
+    done = await removal.execute(request(answer), FakeClient())
+    assert _twice(_sent(world)) == [] and done.summary.missing == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: the same dry run plans 99 of the 100 files (the reading of the folder's pages ends at the total, "
+    "one page-edge name having taken a place twice) and says nothing of it: no 'incomplete' note, a file skipped "
+    "silently",
+)
+@pytest.mark.parametrize("round_entries", [30, 100_000], ids=["rounds-of-30", "one-round"])
+async def test_a_dry_run_on_a_server_whose_pages_overlap_plans_every_file_or_says_incomplete(
+    world: World, monkeypatch: pytest.MonkeyPatch, round_entries: int
+) -> None:
+    monkeypatch.setattr(selection, "ROUND_ENTRIES", round_entries)
+    folder = _scratch(world) / "batch"
+    _files(folder, 100)
+    _server(world, page_cap=20)
+    _pages_overlap_by_one(world)
+    removal = world.removal(confirm="token")
+    answer, _ = await _read_on(removal, await removal.preview(None, _select(world, "batch")))
+    assert answer.plan_id
+    planned = await _stored_paths(world, answer.plan_id)
+    if "incomplete" not in answer.next_step:
+        assert len(set(planned)) == 100
+
+
+# ---------------------------------------------------------------------------- the sandbox's inline removal in one hop
+
+
+async def test_an_inline_removal_with_one_path_failing_reports_each_path_as_it_went(world: World) -> None:
+    """Held: the sandbox now deletes an inline call's paths in one worker-thread hop; a path that fails there does
+    not stop the others, and each gets its own outcome."""
+    folder = _scratch(world) / "batch"
+    files = _files(folder, 10)
+    failing = _virtual(world, files[4])
+    world.sandbox.sandbox.path_faults[failing] = ("911030", "permission denied")
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "batch"))
+    done = await removal.execute(request(answer), FakeClient())
+    assert (done.summary.removed, done.summary.failed) == (9, 1)
+    assert files[4].exists() and sum(p.exists() for p in files) == 1
+    assert failing not in world.sandbox.sandbox.deleted_paths
