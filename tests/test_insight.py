@@ -24,8 +24,8 @@ def files_pages(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     read: list[int] = []
     real = walk_module.files_page
 
-    def counting(data: object, floor: walk_module.Floor) -> object:
-        page = real(data, floor)
+    def counting(data: object, floor: walk_module.Floor, lead: bool = False) -> object:
+        page = real(data, floor, lead)
         if page is not None:
             read.append(len(page[0]))
         return page

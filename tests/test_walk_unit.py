@@ -164,8 +164,9 @@ async def test_a_large_folder_is_read_whole_in_large_pages_and_kept_for_the_call
     listings = Listings(source)  # type: ignore[arg-type]
     listing = await listings.read_dir(ROOT)
     assert listing.complete and len(listing.entries) == listing.total == 2 * LARGE_PAGE + 7
-    # The first page, then the rest in the largest page the server takes (it may read the folder per page).
-    assert [(start, limit) for _, start, limit in source.requests] == [(0, LARGE_PAGE), (LARGE_PAGE, HUGE_PAGE)]
+    # The first page, then the rest in the largest page the server takes (it may read the folder per page), asked
+    # from the entry before it: the page must begin with the name read last (the folder did not change meanwhile).
+    assert [(start, limit) for _, start, limit in source.requests] == [(0, LARGE_PAGE), (LARGE_PAGE - 1, HUGE_PAGE)]
     await listings.read_dir(ROOT)
     assert len(source.requests) == 2  # asked once per call
 
@@ -180,7 +181,7 @@ async def test_a_large_folder_is_read_in_pages_out_together_each_entry_once(
     source = flat(10 + 6 * 20 + 5, late={10: 5} if second_page_last else {})
     listing = await Listings(source).read_dir(ROOT)  # type: ignore[arg-type]
     assert listing.complete and sorted(listing.entries) == [f"f{i:06d}" for i in range(135)]
-    assert [start for _, start, _ in source.requests] == [0, 10, 30, 50, 70, 90, 110, 130]
+    assert [start for _, start, _ in source.requests] == [0, 9, 28, 47, 66, 85, 104, 123]  # each from the entry before
     # After the first page, the second is not waited for alone: HUGE_IN_FLIGHT pages are out at once.
     assert source.most_in_flight == walk_module.HUGE_IN_FLIGHT
 
@@ -201,7 +202,7 @@ async def test_a_server_ignoring_start_on_a_large_folder_costs_a_few_pages_once_
     other = await listings.read_dir(ROOT + "/other")
     assert not other.complete and len(other.entries) == 10
     # Remembered for the call: the next large folder's second page goes alone and nothing more is asked.
-    assert [start for _, start, _ in source.requests] == [0, 10]
+    assert [start for _, start, _ in source.requests] == [0, 9]
 
 
 async def test_a_walk_stopped_while_the_second_page_is_unchecked_resumes_there_and_counts_each_entry_once(
@@ -229,7 +230,7 @@ async def test_a_server_that_caps_pages_is_read_to_the_end_in_its_steps() -> Non
     source = flat(100, page_cap=7)
     listing = await Listings(source).read_dir(ROOT)  # type: ignore[arg-type]
     assert listing.complete and sorted(listing.entries) == [f"f{i:06d}" for i in range(100)]
-    assert len(source.requests) == 15  # ceil(100 / 7), no page twice
+    assert len(source.requests) == 17  # 1 + ceil(93 / 6): each later page begins with the entry read before it
 
 
 async def test_a_server_that_ignores_start_is_detected_not_looped_and_the_listing_marked_incomplete() -> None:
@@ -525,3 +526,56 @@ async def test_a_walk_whose_budget_is_held_by_requests_in_flight_waits_for_them_
     assert stats.stopped == "entry_budget" and not walk.finished
     # At most one wave of starts (2 x concurrency) per answer that freed budget, whatever an answer takes.
     assert refused <= 16 * len(source.requests), f"{refused} starts granted nothing, {len(source.requests)} requests"
+
+
+@dataclass
+class ChangingListings(MemoryListings):
+    """The same, where a job changes the folder just before the `at`-th request is answered (1: the second)."""
+
+    at: int = 1
+    change: Any = None
+    changed: bool = False
+
+    async def list_dir(self, path: str | None = None, **arguments: Any) -> FileListResult:
+        if path == ROOT and len(self.requests) == self.at and not self.changed:
+            self.changed = True
+            self.change(self.folders[ROOT])
+        return await super().list_dir(path, **arguments)
+
+
+WHILE_READ = {
+    "a file created before the page asked": lambda names: names.update({"a-new": Node("file", 1)}),
+    "three created before it": lambda names: names.update({f"a{i}": Node("file", 1) for i in range(3)}),
+    "a file removed before it": lambda names: names.pop(_name(2)),
+    "a log rotated (one removed, one created)": lambda names: (names.pop(_name(2)), names.update({"a": Node("file")})),
+    "a file created after it": lambda names: names.update({"z-new": Node("file", 1)}),
+}
+
+
+@pytest.mark.parametrize("pages", ["parallel", "capped"])
+@pytest.mark.parametrize("at", [1, 3])
+@pytest.mark.parametrize("change", list(WHILE_READ))
+async def test_a_folder_changed_while_its_pages_are_read_hands_no_entry_twice_and_skips_none_unsaid(
+    monkeypatch: pytest.MonkeyPatch, change: str, at: int, pages: str
+) -> None:
+    """Pages of one reading are answered at different moments: an entry created or removed before a page's offset
+    meanwhile moves every later entry. Each page begins with the name read last, so nothing is handed twice; a
+    reading that says it is whole holds every entry that was there throughout."""
+    monkeypatch.setattr(walk_module, "LARGE_PAGE", 10)
+    monkeypatch.setattr(walk_module, "HUGE_PAGE", 20)
+    before = {_name(i): Node("file", 1) for i in range(125)}
+    source = ChangingListings({ROOT: dict(before)}, page_cap=7 if pages == "capped" else None, at=at)
+    source.change = WHILE_READ[change]
+    handed: list[str] = []
+
+    def on_entries(folder: str, depth: int, batch: list[Entry]) -> None:
+        handed.extend(entry.name for entry in batch)
+
+    walk = TreeWalk(ROOT, aggregate=False)
+    stats = await Listings(source).walk(walk, on_entries, limits=far_limits())  # type: ignore[arg-type]
+    assert source.changed and walk.finished
+    assert len(handed) == len(set(handed)), sorted(name for name in handed if handed.count(name) > 1)
+    throughout = set(before) & set(source.folders[ROOT])
+    assert set(handed) <= set(before) | set(source.folders[ROOT])
+    if stats.incomplete_dirs == 0:
+        assert throughout <= set(handed), sorted(throughout - set(handed))

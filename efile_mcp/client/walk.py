@@ -38,7 +38,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple, Protocol
 
 import anyio
@@ -150,6 +150,9 @@ class FilesPage:
     head: tuple[str, ...]
     #: Its last name: a folder read on later resumes after it.
     tail: str
+    #: A page asked from one entry before its offset: that first entry (not summed), which must be the name handed
+    #: last (`_after_edge`).
+    lead: Entry | None = None
 
     def __len__(self) -> int:
         return self.below[1] + len(self.above)
@@ -168,7 +171,7 @@ Floor = tuple[float, str | None]
 NOT_RANKED: Floor = (math.inf, None)
 
 
-def files_page(data: object, floor: Floor) -> tuple[FilesPage, int, list[str]] | None:
+def files_page(data: object, floor: Floor, lead: bool = False) -> tuple[FilesPage, int, list[str]] | None:
     """A file/list `data` whose entries are all regular files with every field the walk reads, read into a
     `FilesPage` (no entry made for a file at or below `floor`); None for any other page (`slim_page` reads it).
 
@@ -179,13 +182,19 @@ def files_page(data: object, floor: Floor) -> tuple[FilesPage, int, list[str]] |
         return None
     items, total = parts
     floor_size, floor_name = floor
+    first: Entry | None = None
+    if lead and items:
+        slim = _usual_entries(items[:1])
+        if slim is None:
+            return None
+        first = slim[0]
     below_size = below_count = 0
     below_newest: float | None = None
     above: list[Entry] = []
     append = above.append
     new_entry, entry_cls, mtime_of = tuple.__new__, Entry, _mtime
     try:
-        for item in items:
+        for item in items[1:] if first is not None else items:
             name = item["name"]
             size = item["size"]
             mtime = item["lastModifiedTime"]
@@ -215,7 +224,29 @@ def files_page(data: object, floor: Floor) -> tuple[FilesPage, int, list[str]] |
         return None
     head = tuple(item["name"] for item in items[:3])
     tail = items[-1]["name"] if items else ""
-    return FilesPage((below_size, below_count, below_newest), above, head, tail), total, children
+    return FilesPage((below_size, below_count, below_newest), above, head, tail, first), total, children
+
+
+def raw_length(page: list[Entry] | FilesPage) -> int:
+    """Entries the server answered for a page (a FilesPage's lead included)."""
+    if isinstance(page, FilesPage):
+        return len(page) + (page.lead is not None)
+    return len(page)
+
+
+def _after_edge(page: list[Entry] | FilesPage, last: str | None) -> list[Entry] | FilesPage | None:
+    """A page asked from one entry before its offset, without what was handed before: it must hold `last`, the
+    name handed last, and what follows that name is new. None when it does not (the folder changed while it was
+    read: an entry before the offset removed, or more added than the page holds): the reading cannot be placed.
+
+    An offset alone would hand an entry twice (a file created before it moves every later entry one place on)
+    or skip one (a file removed), and a reading would still look whole."""
+    if last is None:
+        return None
+    if isinstance(page, FilesPage):  # summed without names: only its lead can be checked
+        return replace(page, lead=None) if page.lead is not None and page.lead.name == last else None
+    at = _position(page, last)
+    return None if at is None else page[at + 1 :]
 
 
 def tail_of(page: list[Entry] | FilesPage) -> str | None:
@@ -812,8 +843,10 @@ class Listings:
         *,
         whole: bool = False,
         floor: FloorOf | None = None,
+        lead: bool = False,
     ) -> tuple[list[Entry] | FilesPage, int, list[str], int]:
-        """One page: (entries, total, children, the limit asked). Raises _Stop when the gate grants nothing."""
+        """One page: (entries, total, children, the limit asked). Raises _Stop when the gate grants nothing.
+        `lead`: asked from one entry before its offset (a FilesPage keeps that entry apart, unsummed)."""
         granted = 0
         fast = getattr(self._api, "list_dir_data", None)  # EfileApi has it; a test's stand-in may not
         # A large page holds its slot until it is read into slim entries: one decoded large page at a time.
@@ -846,7 +879,7 @@ class Listings:
                     if fast is None:
                         read = _slim(answer)
                     else:
-                        read = files_page(answer, floor()) if floor is not None else None
+                        read = files_page(answer, floor(), lead) if floor is not None else None
                         if read is None:
                             read = slim_page(answer)
                 finally:
@@ -998,40 +1031,29 @@ class Listings:
                     and parallel
                     and step > asked
                     and not self._start_ignored
-                    and (gate is None or gate.room() >= total - read)
+                    and (gate is None or gate.room() >= total - read + (total - read) // step + 1)
                 ):
                     # The rest at once, HUGE_IN_FLIGHT pages out, the second page checked before any later one
                     # is counted: a round trip less than asking the second page alone, for at most
                     # HUGE_IN_FLIGHT - 1 pages asked in vain of a server that ignores `start` (then remembered).
                     try:
-                        read, repeated = await self._parallel_pages(
-                            path,
-                            read,
-                            step,
-                            total,
-                            keyword,
-                            on_batch,
-                            gate,
-                            names,
-                            seen_dirs,
-                            ends,
-                            head=head,
-                            floor=floor,
+                        read, outcome, total = await self._parallel_pages(
+                            path, read, step, total, keyword, hand, gate, ends, stop, head=head, floor=floor
                         )
                         verified = True
                     except _Refused as refused:
                         log.info("the server refused a page of %d entries (%s); using %d", step, refused, len(first))
                         self._huge = step = len(first)
                     else:
-                        if repeated:
+                        if outcome == "repeated":
                             log.info(
                                 "the server ignores `start` when listing %s: read %d of %d entries", path, read, total
                             )
-                            complete = False
+                        complete = not outcome
                 if not verified:
                     # The second page alone first: a server that ignores `start` answers it with the first again.
                     try:
-                        second, _, _, asked = await self._page_of(path, read, step, keyword, gate, floor=floor)
+                        second, total, raw, asked = await self._later_page(path, read, step, keyword, gate, floor)
                     except _Stop:
                         raise stop(read) from None
                     except ApiError as exc:
@@ -1040,39 +1062,31 @@ class Listings:
                         log.info("the server refused a page of %d entries (%s); using %d", step, exc, len(first))
                         self._huge = step = len(first)
                         try:
-                            second, _, _, asked = await self._page_of(path, read, step, keyword, gate, floor=floor)
+                            second, total, raw, asked = await self._later_page(path, read, step, keyword, gate, floor)
                         except _Stop:
                             raise stop(read) from None
-                    if second and head_of(second) != head:
-                        hand(second, read)
-                        read += len(second)
-                        if asked < step and len(second) == asked:
-                            raise stop(read)  # the budget cut this page
-                        if len(second) < asked:
-                            if read < total:  # fewer than the first page counted: the folder changed while read
-                                complete = False
-                            total = min(total, read)
+                    if raw and (read == 1 or head_of(second) != head):
+                        complete, read, total = self._hand_later(
+                            path, second, raw, read, asked, step, total, hand, ends, stop, gate
+                        )
                     else:
                         log.info("the server ignores `start` when listing %s: read %d of %d entries", path, read, total)
                         self._start_ignored = True
                         complete = False
-                if complete and read < total and parallel:
-                    read, _ = await self._parallel_pages(
-                        path, read, step, total, keyword, on_batch, gate, names, seen_dirs, ends, floor=floor
-                    )
-                while complete and read < total and not parallel:
+                while complete and read < total:
+                    if parallel:
+                        read, outcome, total = await self._parallel_pages(
+                            path, read, step, total, keyword, hand, gate, ends, stop, floor=floor
+                        )
+                        complete = not outcome
+                        continue
                     try:
-                        page, _, _, asked = await self._page_of(path, read, step, keyword, gate, floor=floor)
+                        page, total, raw, asked = await self._later_page(path, read, step, keyword, gate, floor)
                     except _Stop:
                         raise stop(read) from None
-                    if not page:
-                        break
-                    hand(page, read)
-                    read += len(page)
-                    if asked < step and len(page) == asked:
-                        raise stop(read)
-                    if len(page) < asked:
-                        break
+                    complete, read, total = self._hand_later(
+                        path, page, raw, read, asked, step, total, hand, ends, stop, gate
+                    )
         if read < total:
             complete = False
         if not complete and not start:
@@ -1091,6 +1105,47 @@ class Listings:
                 hand(missing, read)
         return complete, total
 
+    async def _later_page(
+        self, path: str, read: int, step: int, keyword: str | None, gate: _Gate | None, floor: FloorOf | None
+    ) -> tuple[list[Entry] | FilesPage, int, int, int]:
+        """The page after `read`, asked from one entry before it (the name handed last; see `_after_edge`), `step`
+        entries in all (a server capping its pages at `step` still answers it whole). Returns (the page, the
+        folder's total now, entries answered, the limit asked)."""
+        page, total, _, asked = await self._page_of(path, read - 1, max(step, 2), keyword, gate, floor=floor, lead=True)
+        return page, total, raw_length(page), asked
+
+    def _hand_later(
+        self,
+        path: str,
+        page: list[Entry] | FilesPage,
+        raw: int,
+        read: int,
+        asked: int,
+        step: int,
+        total: int,
+        hand: Callable[[list[Entry] | FilesPage, int], None],
+        ends: dict[int, str],
+        stop: Callable[[int], _Stop],
+        gate: _Gate | None,
+    ) -> tuple[bool, int, int]:
+        """Hand what a later page holds after the name handed last. Returns (the reading still whole, where it
+        got to, the total to read to); raises _Stop when the budget cut the page."""
+        if asked <= 1 and gate is not None:
+            # Granted the overlap alone: asked again now, it would be again. What is left is the next call's.
+            gate.stats.stopped = gate.stats.stopped or "entry_budget"
+            raise stop(read)
+        placed = _after_edge(page, ends.get(read))
+        if placed is None:
+            log.info("%s changed while it was read (%r moved or is gone): the rest is not read", path, ends.get(read))
+            return False, read, total
+        hand(placed, read - 1 + raw - raw_length(placed))
+        read += raw - 1
+        if asked < max(step, 2) and raw == asked:
+            raise stop(read)  # the budget cut this page: the rest is the next call's
+        if raw < asked:  # the folder ends here
+            return read >= total, read, read
+        return True, read, total
+
     async def _parallel_pages(
         self,
         path: str,
@@ -1098,41 +1153,61 @@ class Listings:
         step: int,
         total: int,
         keyword: str | None,
-        on_batch: Batch,
+        hand: Callable[[list[Entry] | FilesPage, int], None],
         gate: _Gate | None,
-        names: tuple[str, ...],
-        seen_dirs: set[str],
         ends: dict[int, str],
+        stop: Callable[[int], _Stop],
         *,
         head: tuple[str, ...] | None = None,
         floor: FloorOf | None = None,
-    ) -> tuple[int, bool]:
-        """The rest of a large folder, pages in parallel. They pass the limiter (and the gate) in order, so a
-        stop leaves a prefix read. Returns (where reading got to, whether the server repeated the first page);
-        raises _Stop(offset, names, the last name before it) when stopped (`ends`: the last name of each page handed,
-        by the offset after it).
+    ) -> tuple[int, str, int]:
+        """The rest of a large folder, pages in parallel, handed in order. They pass the limiter (and the gate) in
+        order, so a stop leaves a prefix read. Returns (where reading got to, why it is not whole: "" when it is,
+        "repeated" (the server repeated the first page), "changed" (a page that does not follow the one before),
+        the total to read to); raises _Stop(offset, names, the last name before it) when stopped.
+
+        Each page is asked from one entry before its offset and must begin with the name handed last
+        (`_after_edge`): pages answered at different moments of a folder that changes meanwhile never hand an
+        entry twice nor leave one out unsaid. A page that arrives before the one before it waits (reserved).
 
         `head`: the first names of the folder's first page, when `start` is not known to be honoured yet: the
-        page at `read` must not begin with them, and later pages are held (slim) until it is known. A repeat
-        reads nothing more; a refusal of the page size (10004) of that page raises _Refused, nothing counted.
+        page at `read` must not begin with them, and later pages wait until it is known. A repeat reads nothing
+        more; a refusal of the page size (10004) of that page raises _Refused, nothing counted.
         """
-        starts = list(range(read, total, step))
-        done: dict[int, int] = {}
+        step = max(step, 2)
+        starts = list(range(read, total, step - 1))
+        arrived: dict[int, tuple[list[Entry] | FilesPage, int]] = {}
         stopped_at: list[int] = []
-        held: list[tuple[int, list[Entry] | FilesPage]] = []
-        state = {"verified": head is None, "repeated": False}
+        state: dict[str, Any] = {"verified": head is None, "outcome": "", "next": read, "total": total, "ended": False}
         # Beyond the first wave, pages wait for the check: a server ignoring `start` costs one wave at most.
         checked = anyio.Event()
-        first_wave_end = read + int(self._huge_pages.total_tokens) * step
+        first_wave_end = read + int(self._huge_pages.total_tokens) * (step - 1)
 
-        def hand(offset: int, page: list[Entry] | FilesPage) -> None:
-            if not isinstance(page, FilesPage):  # a page of files has no folder
-                seen_dirs.update([entry.name for entry in page if entry.kind == "directory"])
-            on_batch(page)
-            done[offset] = len(page)
-            last = tail_of(page)
-            if last is not None:
-                ends[offset + len(page)] = last
+        def release(page: list[Entry] | FilesPage) -> None:
+            if gate is not None:
+                gate.reserved -= len(page)
+
+        def drain(scope: anyio.CancelScope) -> None:
+            """Hand the pages that follow what was handed, in order (no await: nothing changes meanwhile)."""
+            while state["verified"] and not state["outcome"] and not state["ended"] and state["next"] in arrived:
+                at = state["next"]
+                page, page_total = arrived.pop(at)
+                release(page)
+                raw = raw_length(page)
+                placed = _after_edge(page, ends.get(at))
+                if placed is None:
+                    log.info(
+                        "%s changed while it was read (%r moved or is gone): the rest is not read", path, ends.get(at)
+                    )
+                    state["outcome"] = "changed"
+                    scope.cancel()
+                    return
+                hand(placed, at - 1 + raw - raw_length(placed))
+                state["next"] = at - 1 + raw
+                state["total"] = page_total
+                if raw < step:  # the folder ends here
+                    state["ended"] = True
+                    scope.cancel()
 
         async def one(offset: int, scope: anyio.CancelScope) -> None:
             if not state["verified"] and offset >= first_wave_end:
@@ -1141,7 +1216,9 @@ class Listings:
                     return  # repeated, or the check itself was stopped
             try:
                 # Whole pages only: a page cut here would leave a gap before the pages after it.
-                page, _, _, _ = await self._page_of(path, offset, step, keyword, gate, whole=True, floor=floor)
+                page, page_total, _, _ = await self._page_of(
+                    path, offset - 1, step, keyword, gate, whole=True, floor=floor, lead=True
+                )
             except _Stop:
                 stopped_at.append(offset)
                 if offset == read:
@@ -1152,56 +1229,42 @@ class Listings:
                     raise
                 scope.cancel()  # the page size is refused: every page of it is
                 raise _Refused(str(exc)) from None
-            if state["repeated"]:
+            if state["outcome"] or state["ended"]:
                 return
-            if not state["verified"]:
-                if offset != read:
-                    held.append((offset, page))
-                    if gate is not None:
-                        gate.reserved += len(page)  # still reserved: not counted yet, never granted twice
-                    return
-                if not page or head_of(page) == head:
-                    state["repeated"] = True
+            if not state["verified"] and offset == read:
+                if not raw_length(page) or (read > 1 and head_of(page) == head):
+                    state["outcome"] = "repeated"
                     self._start_ignored = True
-                    drop_held()
                     checked.set()
                     scope.cancel()  # the later pages would repeat it too
                     return
                 state["verified"] = True
                 checked.set()
-                waiting = list(held)
-                drop_held()
-                hand(offset, page)
-                for offset_held, page_held in waiting:
-                    hand(offset_held, page_held)
-                return
-            hand(offset, page)
-
-        def drop_held() -> None:
+            arrived[offset] = (page, page_total)
             if gate is not None:
-                gate.reserved -= sum(len(page) for _, page in held)
-            held.clear()
+                gate.reserved += len(page)  # still reserved until it is handed: never granted twice
+            drain(scope)
 
         try:
             async with task_group() as tg:
                 for offset in starts:
                     tg.start_soon(one, offset, tg.cancel_scope)
         except _Refused:
-            if done:
+            if state["next"] != read:
                 raise ApiError("10004", "the server refused a page size it had accepted") from None
             raise
         finally:
-            drop_held()  # pages held for a check that never came (stopped, failed): not counted
-        if state["repeated"]:
-            return read, True
-        if stopped_at:
-            raise _Stop(min(stopped_at), names, ends.get(min(stopped_at)))
-        end = read
-        for offset in starts:
-            if offset != end or offset not in done:
-                break
-            end += done[offset]
-        return max(end, read), False
+            for page, _ in arrived.values():  # pages that never got their turn (stopped, failed): not counted
+                release(page)
+            arrived.clear()
+        if state["outcome"]:
+            return state["next"], state["outcome"], state["total"]
+        if state["ended"]:
+            ended_at = state["next"]
+            return ended_at, "" if ended_at >= state["total"] else "changed", ended_at
+        if stopped_at:  # the pages before it were granted, answered and handed (in order): read on from there
+            raise stop(state["next"])
+        return state["next"], "", state["total"]
 
     async def entry(self, path: str) -> Entry | None:
         """The entry at `path` from its parent's listing; None when it (or its parent) does not exist."""
