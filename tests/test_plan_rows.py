@@ -323,3 +323,18 @@ async def test_a_saved_walk_is_taken_by_one_caller_only(tmp_path: Path, redis_se
             assert await store.load_walk("dry-x") is None
         finally:
             await store.aclose()
+
+
+async def test_a_folder_capable_selection_too_big_for_a_call_says_how_to_plan_every_file(
+    make_settings: Any, sandbox: RunningSandbox
+) -> None:
+    """A selection that may match folders holds its matches until its search ends, so it cannot read on across
+    calls: cut by the budget, its plan says it may hold less, and how to plan every file (type='file')."""
+    _tree(sandbox, 12, 100)
+    select = {"path": f"{sandbox.home}/scratch/logs", "name": "*.log"}  # type "any", the default
+    async with Client(build_server(make_settings(confirm="token", walk_max_entries=250))) as client:
+        held = await call_ok(client, "remove_paths", {"select": select})
+        files = await call_ok(client, "remove_paths", {"select": {**select, "type": "file"}})
+    assert held["summary"]["would_remove"] < 1_200 and "resume" not in held
+    assert "incomplete" in held["next_step"] and "type='file'" in held["next_step"]
+    assert files.get("resume") and "type='file'" not in files["next_step"]

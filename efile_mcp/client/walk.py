@@ -22,6 +22,9 @@ Listing is where the docs and third parties disagree (efile-api.md §5), so a li
 - reads the later pages of a large folder in parallel, none counted before the second page showed that the
   server honours `start`; a server that ignores `start` (the second page repeats the first) is detected and
   the folder marked incomplete, never looped over or counted twice;
+- asks every later page from the entry before its offset: it must begin with the name read last, so a folder
+  changed while it is read (files created or removed before the offset) never hands an entry twice nor leaves
+  one out of a reading that says it is whole; a folder read in part resumes after that name the same way;
 - uses `children` (sub-folders, not cut by `limit`) to find folders a cut page left out.
 
 Entries are kept slim (`Entry`): a full wire entry is ~3 KB with its extra fields, 300 MB at 100,000. A walk

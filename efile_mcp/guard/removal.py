@@ -522,6 +522,13 @@ class Removal:
                 f"The search was incomplete ({incomplete_reason(stats, 'EFILE_WALK_MAX_ENTRIES')}): there may be "
                 "more matches than this plan holds."
             )
+            if stats.stopped and select.type != "file":
+                # Folder matches are held until the search ends (a folder's size and age are its tree's), so this
+                # search cannot read on across calls; a file selection can.
+                note += (
+                    " To plan every matching file of a tree this large, select with type='file': its search reads "
+                    "on across calls (resume) and plans up to EFILE_MAX_PLAN_PATHS paths in one approval."
+                )
         if not matches:
             note = (note + " " if note else "") + "The selection matches nothing."
         return list(collapsed.to_send), len(collapsed.covered), note
