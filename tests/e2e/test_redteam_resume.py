@@ -5,7 +5,9 @@ batch-wise dedup is gone, and a file selection's dry run looks its matches up in
 Each test is one attempt: a path planned twice (sent twice, counted twice), a path planned that the dry run should
 have refused, a path skipped while the search says it is complete, a walk that never ends, `disk_usage` /
 `find_paths` resumes that hand entries twice or skip them. Each asserts the safe outcome; a break found is marked
-`xfail(strict=True, reason="BREAK: ...")` so the suite stays green and the break stays visible.
+`xfail(strict=True, reason="BREAK: ...")` so the suite stays green and the break stays visible. Breaks found at
+535f42c and fixed since (47c5bfc: later pages asked from the entry before their offset) are passing tests with a
+comment saying what broke.
 
 Built on the Removal over the sandbox (tests/test_removal.py's world). The sandbox plays the server variants:
 `config.list_ignores_start`, `config.list_page_cap` (read per request, so they can change mid-test) and
@@ -177,12 +179,10 @@ async def test_a_resumed_folder_on_a_server_ignoring_start_whose_first_file_went
     assert answer.resume is None, f"still resuming after {calls} calls: {answer.next_step}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: disk_usage resumed with a larger max_entries on a server that ignores `start` and caps pages, after "
-    "the folder's first file went: the resumed page is trusted (other first names), the pages after it are the first "
-    "page again, counted each time; the totals count files twice and miss the rest, and the answer says complete",
-)
+# Was a break at 535f42c/3884dc2, held since 47c5bfc (a later page is asked from the entry before its offset):
+# disk_usage resumed with a larger max_entries on a server that ignores `start` and caps pages, after the folder's
+# first file went: the resumed page is trusted (other first names), the pages after it are the first page again,
+# counted each time; the totals count files twice and miss the rest, and the answer says complete
 async def test_a_usage_resumed_on_a_server_ignoring_start_after_the_first_file_went_counts_each_file_once(
     world: World,
 ) -> None:
@@ -203,10 +203,11 @@ async def test_a_usage_resumed_on_a_server_ignoring_start_after_the_first_file_w
 
 
 # ---------------------------------------------------------------------------- a folder written to while it is read
-# Only a resumed reading looks for the last name it read: the pages of one reading (a folder over a page, a server
-# capping pages) are still asked at offsets. A file created before the offsets meanwhile moves every later entry one
-# place on: the entry at a page's edge is handed again, and the last one is never asked (the reading ends at the
-# total its first page gave). Execution's batch-wise dedup is gone; within a round `_screen` dedups the matches.
+# At 90410db only a resumed reading looked for the last name it read: the pages of one reading (a folder over a page,
+# a server capping pages) were still asked at offsets. A file created before the offsets meanwhile moved every later
+# entry one place on: the entry at a page's edge was handed again, and the last one never asked (the reading ended at
+# the total its first page gave). Execution's batch-wise dedup is gone; within a round `_screen` dedups the matches.
+# Since 47c5bfc every later page is asked from the entry before its offset and must begin with the name read last.
 
 
 def _writes_once_at(world: World, folder: Path, start: int, name: str = "a0000.tmp") -> list[str]:
@@ -223,12 +224,10 @@ def _writes_once_at(world: World, folder: Path, start: int, name: str = "a0000.t
     return written
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a file created while a capped folder's pages are read (one call, no resume) moves the later pages "
-    "on: f019 is handed twice (deduped by the round's screen) and f059, there throughout, is never read, while the "
-    "dry run's search says it is whole (no 'incomplete' note): a file skipped silently",
-)
+# Was a break at 535f42c/3884dc2, held since 47c5bfc (a later page is asked from the entry before its offset): a
+# file created while a capped folder's pages are read (one call, no resume) moves the later pages on: f019 is handed
+# twice (deduped by the round's screen) and f059, there throughout, is never read, while the dry run's search says
+# it is whole (no 'incomplete' note): a file skipped silently
 async def test_a_dry_run_of_a_folder_written_to_while_its_pages_are_read_plans_every_file_or_says_incomplete(
     world: World,
 ) -> None:
@@ -245,11 +244,9 @@ async def test_a_dry_run_of_a_folder_written_to_while_its_pages_are_read_plans_e
         assert {_virtual(world, folder / f"f{i:03d}.out") for i in range(60)} <= set(planned)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: disk_usage of a capped folder written to while its pages are read counts f019 twice and never "
-    "f059, and says complete (1790 bytes: neither the 1830 before nor the 2830 after)",
-)
+# Was a break at 535f42c/3884dc2, held since 47c5bfc (a later page is asked from the entry before its offset):
+# disk_usage of a capped folder written to while its pages are read counts f019 twice and never f059, and says
+# complete (1790 bytes: neither the 1830 before nor the 2830 after)
 async def test_a_usage_of_a_folder_written_to_while_its_pages_are_read_is_right_or_incomplete(world: World) -> None:
     folder = _scratch(world) / "usage"
     _files(folder, 60)
@@ -261,11 +258,9 @@ async def test_a_usage_of_a_folder_written_to_while_its_pages_are_read_is_right_
         assert answer.total_size in (sum(range(1, 61)), sum(range(1, 61)) + 1000), answer.total_size
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: find_paths over a capped folder written to while its pages are read (read one after another for "
-    "`want`) lists f019 twice and never f059, and says complete",
-)
+# Was a break at 535f42c/3884dc2, held since 47c5bfc (a later page is asked from the entry before its offset):
+# find_paths over a capped folder written to while its pages are read (read one after another for `want`) lists f019
+# twice and never f059, and says complete
 async def test_find_paths_over_a_folder_written_to_while_its_pages_are_read_lists_each_file_once(world: World) -> None:
     folder = _scratch(world) / "found"
     _files(folder, 60)
@@ -283,13 +278,11 @@ async def test_find_paths_over_a_folder_written_to_while_its_pages_are_read_list
         assert {_virtual(world, folder / f"f{i:03d}.out") for i in range(60)} <= set(listed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a folder entry at a page's edge handed twice (a file created while its parent's capped pages are "
-    "read) puts the folder twice on the walk's frontier; read in different rounds (the first reading stopped by the "
-    "budget), every file in it is planned twice: rows twice, sent twice (execution no longer dedups a batch), and "
-    "those this execution removed reported 'missing'",
-)
+# Was a break at 535f42c/3884dc2, held since 47c5bfc (a later page is asked from the entry before its offset): a
+# folder entry at a page's edge handed twice (a file created while its parent's capped pages are read) puts the
+# folder twice on the walk's frontier; read in different rounds (the first reading stopped by the budget), every
+# file in it is planned twice: rows twice, sent twice (execution no longer dedups a batch), and those this execution
+# removed reported 'missing'
 async def test_a_folder_handed_twice_by_a_shifted_page_is_not_planned_twice(world: World) -> None:
     top = _scratch(world) / "tree"
     top.mkdir(parents=True)
@@ -582,13 +575,11 @@ def _pages_overlap_by_one(world: World) -> None:
     sandbox.fault = off_by_one
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a server whose pages overlap by a name (start n answered from n-1) has every page-edge entry counted "
-    "twice by disk_usage and the last ones never read (the reading ends at the total), which says complete "
-    "(100 files, 4970 bytes of 5050): a later page is checked only against the first page's first names, never "
-    "against the name the previous page ended with",
-)
+# Was a break at 535f42c/3884dc2, held since 47c5bfc (a later page is asked from the entry before its offset): a
+# server whose pages overlap by a name (start n answered from n-1) has every page-edge entry counted twice by
+# disk_usage and the last ones never read (the reading ends at the total), which says complete (100 files, 4970
+# bytes of 5050): a later page is checked only against the first page's first names, never against the name the
+# previous page ended with
 async def test_a_usage_on_a_server_whose_pages_overlap_counts_each_file_once_or_says_incomplete(world: World) -> None:
     folder = _scratch(world) / "usage"
     _files(folder, 100)
@@ -619,12 +610,9 @@ async def test_a_dry_run_on_a_server_whose_pages_overlap_plans_each_file_once(
     assert _twice(_sent(world)) == [] and done.summary.missing == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: the same dry run plans 99 of the 100 files (the reading of the folder's pages ends at the total, "
-    "one page-edge name having taken a place twice) and says nothing of it: no 'incomplete' note, a file skipped "
-    "silently",
-)
+# Was a break at 535f42c/3884dc2, held since 47c5bfc (a later page is asked from the entry before its offset): the
+# same dry run plans 99 of the 100 files (the reading of the folder's pages ends at the total, one page-edge name
+# having taken a place twice) and says nothing of it: no 'incomplete' note, a file skipped silently
 @pytest.mark.parametrize("round_entries", [30, 100_000], ids=["rounds-of-30", "one-round"])
 async def test_a_dry_run_on_a_server_whose_pages_overlap_plans_every_file_or_says_incomplete(
     world: World, monkeypatch: pytest.MonkeyPatch, round_entries: int
@@ -712,12 +700,10 @@ async def test_a_resume_marker_listed_twice_does_not_put_it_twice_in_the_plan(wo
 # ---------------------------------------------------------------------------- rows twice, quarantined
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: the folder handed twice (above), planned twice, in quarantine mode: each of the 200 files is "
-    "moved once (and restored whole), but the dry run shows would_remove 400 (distinct 400, total_size doubled) for "
-    "the person to approve, and the execution reports 400 quarantined",
-)
+# Was a break at 535f42c/3884dc2, held since 47c5bfc (a later page is asked from the entry before its offset): the
+# folder handed twice (above), planned twice, in quarantine mode: each of the 200 files is moved once (and restored
+# whole), but the dry run shows would_remove 400 (distinct 400, total_size doubled) for the person to approve, and
+# the execution reports 400 quarantined
 async def test_a_folder_handed_twice_in_quarantine_mode_is_planned_once(world: World) -> None:
     top = _scratch(world) / "tree"
     top.mkdir(parents=True)
@@ -742,10 +728,10 @@ async def test_a_folder_handed_twice_in_quarantine_mode_is_planned_once(world: W
 
 
 # ---------------------------------------------------------------------------- a short page before the stop
-# In the pages of a large folder read together, a stop's resume marker is the last name of the page ending at the
-# stop's offset (`ends[offset]`). A page that came back shorter than asked (the server skips a file deleted between
-# its scan and its stat, as the sandbox does) ends elsewhere: the marker is None and the next call resumes at the
-# bare offset, as before 90410db.
+# At 90410db, in the pages of a large folder read together, a stop's resume marker was the last name of the page
+# ending at the stop's offset (`ends[offset]`). A page that came back shorter than asked (the server skips a file
+# deleted between its scan and its stat, as the sandbox does) ended elsewhere: the marker was None and the reading
+# resumed at the bare offset, as before 90410db.
 
 
 def _short_page_at(world: World, folder: Path, start: int, added: list[str]) -> list[str]:
@@ -775,13 +761,11 @@ def _short_page_at(world: World, folder: Path, start: int, added: list[str]) -> 
     return vanished
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a page of the parallel reading came back a name short (f045 deleted between the server's scan and "
-    "stat) just before the budget stopped the next page: no name ends at the stop's offset, the marker is None and "
-    "the reading resumes (in the same call, with the room the short page left) at the bare offset 60, where f061 now "
-    "is: f060, there throughout, is never read, and the dry run says nothing of it (no 'incomplete' note)",
-)
+# Was a break at 535f42c/3884dc2, held since 47c5bfc (a later page is asked from the entry before its offset): a
+# page of the parallel reading came back a name short (f045 deleted between the server's scan and stat) just before
+# the budget stopped the next page: no name ends at the stop's offset, the marker is None and the reading resumes
+# (in the same call, with the room the short page left) at the bare offset 60, where f061 now is: f060, there
+# throughout, is never read, and the dry run says nothing of it (no 'incomplete' note)
 async def test_a_short_page_before_a_stop_does_not_skip_a_file_silently(world: World) -> None:
     folder = _scratch(world) / "batch"
     _files(folder, 100)
@@ -799,11 +783,9 @@ async def test_a_short_page_before_a_stop_does_not_skip_a_file_silently(world: W
         assert {_virtual(world, p) for p in folder.iterdir()} <= set(planned)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: the same short page read by disk_usage with two files created meanwhile: resumed at the bare offset "
-    "60 (marker None), where f059 (already counted) now is: f059 counted twice, and the answer says complete",
-)
+# Was a break at 535f42c/3884dc2, held since 47c5bfc (a later page is asked from the entry before its offset): the
+# same short page read by disk_usage with two files created meanwhile: resumed at the bare offset 60 (marker None),
+# where f059 (already counted) now is: f059 counted twice, and the answer says complete
 async def test_a_usage_with_a_short_page_before_a_stop_counts_each_file_once(world: World) -> None:
     folder = _scratch(world) / "usage"
     _files(folder, 100)
@@ -817,3 +799,84 @@ async def test_a_usage_with_a_short_page_before_a_stop_counts_each_file_once(wor
     if answer.complete:
         counted = sum(range(1, 101)) - (int(served[0][1:4]) + 1)  # the file that went was never counted
         assert answer.total_size in (counted, counted + 6), answer.total_size  # with or without the two new files
+
+
+# ---------------------------------------------------------------------------- `children` naming a link, in the cache
+# A folder not read whole (a cut page, an ignored `start`) hands the sub-folders its `children` name and its pages did
+# not show as folders: a link its page showed as a link too, when the server counts a link to a folder among its
+# sub-folders (a Java server's isDirectory follows links by default). The walk's cached listing then takes the
+# `children` entry (a folder, no time) over the link its page listed, and the look-ups read that cache; `read_dir`
+# (a fresh reader, as before 535f42c) keeps the link (`known`).
+
+
+def _children_name_links_too(world: World, folder: Path) -> None:
+    sandbox = world.sandbox.sandbox
+
+    async def with_links(endpoint: str, request: Any) -> Any:
+        if endpoint != "file/list" or _listed(request).rstrip("/") != _virtual(world, folder):
+            return None
+        config = sandbox.config
+        rules = ListingRules(config.list_max_limit, config.list_page_cap, config.list_ignores_start, True)
+        query = parse_query(request.query_params, sandbox.home, rules)
+        data = await anyio.to_thread.run_sync(list_folder, sandbox.fs, query, rules)
+        base = _virtual(world, folder)
+        links = sorted(p.name for p in folder.iterdir() if p.is_symlink() and p.is_dir())
+        data["children"] += [{"id": f"{base}/{n}", "label": n, "path": f"{base}/{n}"} for n in links]
+        return ok(data)
+
+    sandbox.fault = with_links
+
+
+def _logs_with_a_link(world: World) -> tuple[Path, Path]:
+    logs, precious = _logs_and_precious(world)
+    (logs / "a-link").symlink_to("../precious")  # sorts first: on the first page, listed as the link it is
+    return logs, precious
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a folder read incompletely (server ignoring `start`, pages of 3) whose `children` name a link to a "
+    "folder: the walk hands it as a folder and its cached listing takes that entry over the link its page listed; the "
+    "look-ups read the cache: precious/'s files are planned as logs/a-link/* (a fresh reader keeps the link and "
+    "refuses them)",
+)
+async def test_a_link_named_in_children_of_a_folder_read_in_part_is_not_planned_through(world: World) -> None:
+    logs, _ = _logs_with_a_link(world)
+    _server(world, ignores_start=True, page_cap=3)
+    _children_name_links_too(world, logs)
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "logs"))
+    planned = await _stored_paths(world, answer.plan_id) if answer.plan_id else []
+    assert [p for p in planned if "/a-link/" in p] == []
+
+
+async def test_a_link_named_in_children_of_a_folder_read_in_part_is_not_deleted_through(world: World) -> None:
+    """Held: execution's fresh check lists the folder with `read_dir`, which keeps the link, and refuses the paths."""
+    logs, precious = _logs_with_a_link(world)
+    _server(world, ignores_start=True, page_cap=3)
+    _children_name_links_too(world, logs)
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "logs"))
+    if answer.confirmation_token:
+        await removal.execute(request(answer), FakeClient())
+    assert len(list(precious.iterdir())) == 5
+    assert [p for p in _sent(world) if "/a-link/" in p] == []
+
+
+async def test_control_a_fresh_reader_refuses_the_link_named_in_children(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The break above with the look-ups given a reader of their own (as before 535f42c): refused."""
+    real_add = selection.FileSelection._add
+
+    async def add_with_a_fresh_reader(self: Any, matches: Any, mode: Any, writer: Any, listings: Any) -> None:
+        await real_add(self, matches, mode, writer, self.host._listings())
+
+    monkeypatch.setattr(selection.FileSelection, "_add", add_with_a_fresh_reader)
+    logs, _ = _logs_with_a_link(world)
+    _server(world, ignores_start=True, page_cap=3)
+    _children_name_links_too(world, logs)
+    removal = world.removal(confirm="token")
+    answer = await removal.preview(None, _select(world, "logs"))
+    planned = await _stored_paths(world, answer.plan_id) if answer.plan_id else []
+    assert [p for p in planned if "/a-link/" in p] == []
