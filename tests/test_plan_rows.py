@@ -279,20 +279,6 @@ async def test_a_file_selection_bigger_than_a_call_is_read_on_across_calls_and_a
     assert len(sandbox.sandbox.received_remove_paths) == 1_200 == len(set(sandbox.sandbox.received_remove_paths))
 
 
-async def test_a_file_selection_lists_each_folder_once_in_its_dry_run(
-    make_settings: Any, sandbox: RunningSandbox
-) -> None:
-    """The search reads each folder, and its matches are looked up in what it read (moments ago, in the same
-    round), not asked again: a dry run of 12 folders costs the storage 12 listings (+ the root's, + its parent's)."""
-    _tree(sandbox, 12, 100)
-    select = {"path": f"{sandbox.home}/scratch/logs", "name": "*.log", "type": "file"}
-    async with Client(build_server(make_settings(confirm="token"))) as client:
-        sandbox.sandbox.reset_records()
-        answer = await call_ok(client, "remove_paths", {"select": select})
-    assert answer["summary"]["would_remove"] == 1_200
-    assert sandbox.sandbox.request_counts["file/list"] <= 12 + 3, sandbox.sandbox.request_counts
-
-
 async def test_a_file_selection_over_the_plan_limit_is_refused_while_reading(
     make_settings: Any, sandbox: RunningSandbox
 ) -> None:

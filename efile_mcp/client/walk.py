@@ -737,11 +737,11 @@ _NO_LIMIT = contextlib.nullcontext()
 
 
 def _position(page: list[Entry] | FilesPage, name: str | None) -> int | None:
-    """Where `name` is in a page of entries (None: not there)."""
+    """Where `name` is in a page of entries, its last copy (a server listing a name twice); None: not there."""
     if isinstance(page, FilesPage):
         return None
-    for at, entry in enumerate(page):
-        if entry.name == name:
+    for at in range(len(page) - 1, -1, -1):
+        if page[at].name == name:
             return at
     return None
 
@@ -960,7 +960,11 @@ class Listings:
         skip one. The page is asked from a little before `start` and begins after that name; a folder where
         the name is not found there (changed more than that) is marked incomplete, nothing of it handed twice.
         """
-        resumed = bool(start) and after is not None
+        if start and after is None:
+            # Where a reading stopped is known by the name read last; an offset alone could hand an entry again.
+            log.info("%s was read in part and where is not known: not read on", path)
+            return False, start
+        resumed = bool(start)
         back = start
         if resumed:
             room = gate.room() if gate is not None else RESUME_OVERLAP
@@ -976,7 +980,10 @@ class Listings:
                 first, total, children, asked = await self._first_page(path, back, keyword, gate)
         except _Stop:
             raise _Stop(start, names, after) from None
-        seen_dirs: set[str] = set()
+        #: The names `children` gives (the folder's sub-folders, as the server sees them) and those of them a page
+        #: listed, whatever it listed them as: a link a server counts among the children stays a link.
+        child_names = {child.rstrip("/").rpartition("/")[2] for child in children}
+        listed_children: set[str] = set()
         head = head_of(first)
         complete = True
         read = start
@@ -987,8 +994,8 @@ class Listings:
             return _Stop(at, names, ends.get(at))
 
         def hand(batch: list[Entry] | FilesPage, at: int) -> None:
-            if not isinstance(batch, FilesPage):  # a page of files has no folder
-                seen_dirs.update([entry.name for entry in batch if entry.kind == "directory"])
+            if child_names and not isinstance(batch, FilesPage):  # a page of files has no folder
+                listed_children.update([entry.name for entry in batch if entry.name in child_names])
             taken = on_batch(batch)
             if taken is not None and taken < len(batch):
                 assert not isinstance(batch, FilesPage)  # taken whole
@@ -1007,7 +1014,9 @@ class Listings:
             log.info("%s changed before where its reading stopped (%r moved or is gone): not read on", path, after)
             complete = False
         else:
-            verified = bool(back)  # a resumed folder answered its offset with other names: `start` is honoured
+            # Not trusted yet, resumed or not: the second page is checked against this one (a server ignoring
+            # `start` answers a resumed folder's page with its first page, whose first names may have changed since).
+            verified = False
             names = names if back else head
             if resumed:
                 assert at is not None and not isinstance(first, FilesPage)
@@ -1099,7 +1108,7 @@ class Listings:
                 name = child.rstrip("/").rpartition("/")[2]
                 if (
                     name
-                    and name not in seen_dirs
+                    and name not in listed_children
                     and not (known is not None and known(name))
                     and child.rstrip("/") == join(path, name)
                 ):
@@ -1137,12 +1146,17 @@ class Listings:
             # Granted the overlap alone: asked again now, it would be again. What is left is the next call's.
             gate.stats.stopped = gate.stats.stopped or "entry_budget"
             raise stop(read)
-        placed = _after_edge(page, ends.get(read))
-        if placed is None:
-            log.info("%s changed while it was read (%r moved or is gone): the rest is not read", path, ends.get(read))
+        last = ends.get(read)
+        placed = _after_edge(page, last)
+        if placed is None or (not raw_length(placed) and raw == asked and raw > 1):
+            # Not after the name read last, or a whole page up to it (its entries moved a page on, or a server
+            # answering every page with its first): nothing can be placed, the rest is not read.
+            log.info("%s changed while it was read (%r moved or is gone): the rest is not read", path, last)
             return False, read, total
         hand(placed, read - 1 + raw - raw_length(placed))
         read += raw - 1
+        if last is not None and not raw_length(placed):
+            ends[read] = last
         if asked < max(step, 2) and raw == asked:
             raise stop(read)  # the budget cut this page: the rest is the next call's
         if raw < asked:  # the folder ends here
@@ -1197,16 +1211,17 @@ class Listings:
                 page, page_total = arrived.pop(at)
                 release(page)
                 raw = raw_length(page)
-                placed = _after_edge(page, ends.get(at))
-                if placed is None:
-                    log.info(
-                        "%s changed while it was read (%r moved or is gone): the rest is not read", path, ends.get(at)
-                    )
+                last = ends.get(at)
+                placed = _after_edge(page, last)
+                if placed is None or (not raw_length(placed) and raw == step):
+                    log.info("%s changed while it was read (%r moved or is gone): the rest is not read", path, last)
                     state["outcome"] = "changed"
                     scope.cancel()
                     return
                 hand(placed, at - 1 + raw - raw_length(placed))
                 state["next"] = at - 1 + raw
+                if last is not None and not raw_length(placed):
+                    ends[state["next"]] = last
                 state["total"] = page_total
                 if raw < step:  # the folder ends here
                     state["ended"] = True
@@ -1440,6 +1455,11 @@ class Listings:
                     if rest:
                         names = tuple(rest[0])
                         after = rest[1] if len(rest) > 1 else None
+                    if int(offset) and after is None:  # where it stopped is not known by a name: not read on
+                        stats.dirs_listed += 1
+                        stats.incomplete_dirs += 1
+                        walk._end(folder, complete=False, on_closed=on_closed)
+                        return
                     walk.frontier.append((folder, depth, int(offset), names, after))
                     return
                 except AuthError:

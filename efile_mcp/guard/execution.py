@@ -196,15 +196,16 @@ class PlanRun:
         return self.tally.shape(answer), outcome
 
     async def _batches(self) -> AsyncIterator[tuple[int, list[SeenPath]]]:
-        """The plan's rows in batches of BATCH_ROWS (rows read, each unit checked against the token)."""
+        """The plan's rows in batches of BATCH_ROWS (rows read, each unit checked against the token, and a path
+        planned twice in a batch kept once)."""
         buffer: list[SeenPath] = []
         async for unit in verified_units(self.host.store, self.plan):
             buffer.extend(unit)
             while len(buffer) >= BATCH_ROWS:
-                yield BATCH_ROWS, buffer[:BATCH_ROWS]
+                yield BATCH_ROWS, _first_of_each(buffer[:BATCH_ROWS])
                 buffer = buffer[BATCH_ROWS:]
         if buffer:
-            yield len(buffer), buffer
+            yield len(buffer), _first_of_each(buffer)
 
     def _summary(self) -> Any:
         plan, request = self.plan, self.request
@@ -591,6 +592,13 @@ class PlanRun:
             + f". Every path's state is in the audit log ({self.host.audit.path}). Dry-run again after fixing the "
             "token."
         )
+
+
+def _first_of_each(rows: list[SeenPath]) -> list[SeenPath]:
+    """A path planned twice is checked and sent once, as first seen: a backstop (the walker hands an entry once,
+    but a server may list a name twice), so a path is never sent twice and its outcome never overwritten."""
+    seen: set[str] = set()
+    return [row for row in rows if not (row.path in seen or seen.add(row.path))]  # type: ignore[func-returns-value]
 
 
 def sent_key(plan_id: str, number: int) -> str:

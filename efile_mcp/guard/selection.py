@@ -21,7 +21,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ..client.walk import Listings, WalkLimits
+from ..client.walk import WalkLimits
 from ..models.results import ITEMS_LISTED_MAX, RemoveItem, RemovePathsResult, Selection
 from .execution import ROUND_ENTRIES
 from .insight import FindWalk, Match, incomplete_reason
@@ -132,10 +132,7 @@ class FileSelection:
         while True:
             before = self.search.walk.stats.entries_seen
             rounds = WalkLimits(min(ROUND_ENTRIES, max(0, limits.max_entries - read)), limits.deadline)
-            # One reader for the round's search and its matches' look-ups: the folders it read whole (up to its
-            # cache's bound) are not asked again a moment later.
-            listings = host._listings()
-            stats = await self.search.read_on(listings, rounds, progress=walk_progress(progress))
+            stats = await self.search.read_on(host._listings(), rounds, progress=walk_progress(progress))
             read += stats.entries_seen - before
             if any(u.path == root for u in stats.unreadable):
                 await removal._refuse(
@@ -144,8 +141,7 @@ class FileSelection:
                     dry_run=True,
                     paths=[root],
                 )
-            await self._add(self.search.take(len(self.search.found)), mode, writer, listings)
-            del listings
+            await self._add(self.search.take(len(self.search.found)), mode, writer)
             if writer.count > removal.max_plan_paths:
                 why = removal._bound_selection(writer.count)
                 assert why is not None
@@ -161,7 +157,7 @@ class FileSelection:
             return await self._unfinished(writer, mode)
         return await self._finished(writer, mode, purge, stats)
 
-    async def _add(self, matches: list[Match], mode: RemoveMode, writer: PlanWriter, listings: Listings) -> None:
+    async def _add(self, matches: list[Match], mode: RemoveMode, writer: PlanWriter) -> None:
         """A round's matches: screened, looked up again, into the rows and the tally; then dropped."""
         removal = self.removal
         _, refused, accepted = removal._screen([m.path for m in matches])
@@ -173,7 +169,9 @@ class FileSelection:
                     "its path holds a comma, and the storage's move takes its sources comma-separated: it cannot "
                     "be quarantined. Remove it with mode='delete' (permanent), or rename it and dry-run again."
                 )
-        inspection = await removal._inspector(listings, mode).check(accepted, walk_folders=False)
+        # A reader of its own, not the search's: a folder swapped for a link (or a file for a link) after the search
+        # listed it must show as what it is now, never be planned through the search's older listing.
+        inspection = await removal._inspector(self.host._listings(), mode).check(accepted, walk_folders=False)
         tally = self.tally
         for path, reason in refused.items():
             self._exception(RemoveItem(path=path, status="refused", reason=reason))

@@ -1,13 +1,14 @@
 """Red team: a folder read in part resumes after the last name it read (client/walk.py, 90410db), execution's
-batch-wise dedup is gone, and a file selection's dry run looks its matches up in the listings its search just read
-(guard/selection.py, 535f42c).
+batch-wise dedup was removed, and a file selection's dry run looked its matches up in the listings its search had
+just read (guard/selection.py, 535f42c).
 
 Each test is one attempt: a path planned twice (sent twice, counted twice), a path planned that the dry run should
 have refused, a path skipped while the search says it is complete, a walk that never ends, `disk_usage` /
-`find_paths` resumes that hand entries twice or skip them. Each asserts the safe outcome; a break found is marked
-`xfail(strict=True, reason="BREAK: ...")` so the suite stays green and the break stays visible. Breaks found at
-535f42c and fixed since (47c5bfc: later pages asked from the entry before their offset) are passing tests with a
-comment saying what broke.
+`find_paths` resumes that hand entries twice or skip them. Each asserts the safe outcome. 16 breaks were found at
+535f42c: 10 fixed by 47c5bfc (later pages asked from the entry before their offset), the other 6 by the commit
+after 6521cdf (the look-ups have a reader of their own again, a resumed reading is checked like any, a reading
+never resumes at an offset without a name, the last copy of a name, `children` never over a listed link, the
+per-batch dedup back as a backstop). Each is a passing test with a comment saying what broke.
 
 Built on the Removal over the sandbox (tests/test_removal.py's world). The sandbox plays the server variants:
 `config.list_ignores_start`, `config.list_page_cap` (read per request, so they can change mid-test) and
@@ -132,16 +133,15 @@ async def _first_call_stopped_in_a_big(world: World, removal: Removal) -> Remove
     return first
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: on a server that ignores `start` (pages capped at 60), a resumed folder whose first name changed "
-    "(f000 rotated away) is trusted (`verified = bool(back)`: its page does not begin with the names recorded when it "
-    "stopped). Still at 47c5bfc: the next page (the first page again) holds the last name read at its end, so nothing "
-    "is placed and `hand([])` records no name for the offset it reaches; the reading is stopped there, resumes in the "
-    "same call with a marker of None, at the bare offset, and the server's first page is handed whole: f001-f037, "
-    "planned by the first call, are planned again (budget 100/cap 60: 37 rows twice; 200/150: 137), total_size counts "
-    "them twice, the execution sends them twice (no batch dedup) and reports 'missing' files it removed itself",
-)
+# Was a break until the resumed reading was no longer trusted to honour `start` (its second page is checked like any
+# reading's), a placement with nothing new carried the name read last, and a reading never resumed at an offset
+# without one: on a server that ignores `start` (pages capped at 60), a resumed folder whose first name changed
+# (f000 rotated away) is trusted (`verified = bool(back)`: its page does not begin with the names recorded when it
+# stopped). Still at 47c5bfc: the next page (the first page again) holds the last name read at its end, so nothing
+# is placed and `hand([])` records no name for the offset it reaches; the reading is stopped there, resumes in the
+# same call with a marker of None, at the bare offset, and the server's first page is handed whole: f001-f037,
+# planned by the first call, are planned again (budget 100/cap 60: 37 rows twice; 200/150: 137), total_size counts
+# them twice, the execution sends them twice (no batch dedup) and reports 'missing' files it removed itself",
 @pytest.mark.parametrize("budget, cap", [(100, 60), (200, 150)])
 async def test_a_resumed_folder_on_a_server_ignoring_start_whose_first_file_went_is_not_planned_twice(
     world: World, budget: int, cap: int
@@ -157,7 +157,8 @@ async def test_a_resumed_folder_on_a_server_ignoring_start_whose_first_file_went
     assert answer.resume is None and answer.plan_id
     planned = await _stored_paths(world, answer.plan_id)
     done = await removal.execute(request(answer), FakeClient())
-    assert (len(_twice(planned)), len(_twice(_sent(world))), done.summary.missing) == (0, 0, 0)
+    rotated = int(_virtual(world, big / "f000.out") in planned)  # planned by the first call, gone since: missing
+    assert (len(_twice(planned)), len(_twice(_sent(world))), done.summary.missing) == (0, 0, rotated)
     if "incomplete" not in answer.next_step:  # a search reported whole holds every file that was there throughout
         expected = {_virtual(world, p) for p in big.iterdir()} | {
             _virtual(world, p) for p in (big.parent / "z-small").iterdir()
@@ -340,12 +341,10 @@ def _swap_for_link_when_listed(world: World, listed: str, swapped: Path, target:
     return done
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a sub-folder swapped for a link after the search listed its parent (and before the search listed "
-    "it, through the link) is looked up in the search's cached listing of the parent, still a folder: the dry run "
-    "plans (and shows for approval) precious/'s files as logs/job-1/*; a fresh look-up refuses them (link on the way)",
-)
+# Was a break while the dry run's look-ups read the search's cached listings (535f42c): they have a reader of their
+# own again: a sub-folder swapped for a link after the search listed its parent (and before the search listed it,
+# through the link) is looked up in the search's cached listing of the parent, still a folder: the dry run plans
+# (and shows for approval) precious/'s files as logs/job-1/*; a fresh look-up refuses them (link on the way)",
 async def test_a_folder_swapped_for_a_link_after_its_parent_was_listed_is_not_planned_through_the_link(
     world: World,
 ) -> None:
@@ -376,11 +375,9 @@ async def test_a_folder_swapped_for_a_link_after_its_parent_was_listed_is_not_de
     assert done.summary.removed == 15
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a matched file swapped for a link after the search listed its folder is looked up in that cached "
-    "listing, still a file: the dry run plans the link as a file to delete (a fresh look-up refuses a link)",
-)
+# Was a break while the dry run's look-ups read the search's cached listings (535f42c): they have a reader of their
+# own again: a matched file swapped for a link after the search listed its folder is looked up in that cached
+# listing, still a file: the dry run plans the link as a file to delete (a fresh look-up refuses a link)",
 async def test_a_file_swapped_for_a_link_after_its_folder_was_listed_is_not_planned(world: World) -> None:
     logs, _ = _logs_and_precious(world)
     leaf = logs / "job-0" / "o000.out"
@@ -406,34 +403,6 @@ async def test_a_file_swapped_for_a_link_after_its_folder_was_listed_is_not_sent
     done = await removal.execute(request(answer), FakeClient())
     assert _virtual(world, leaf) not in _sent(world) and leaf.is_symlink()
     assert (precious / "o000.out").exists() and done.summary.removed == 19
-
-
-@pytest.mark.parametrize("swap", ["folder", "file"])
-async def test_control_a_fresh_reader_for_the_look_ups_refuses_what_was_swapped_for_a_link(
-    world: World, monkeypatch: pytest.MonkeyPatch, swap: str
-) -> None:
-    """The two breaks above with the look-ups given a reader of their own (as before 535f42c): both are refused.
-    Shows the shared reader is what lets them through, and what the fix is."""
-    real_add = selection.FileSelection._add
-
-    async def add_with_a_fresh_reader(self: Any, matches: Any, mode: Any, writer: Any, listings: Any) -> None:
-        await real_add(self, matches, mode, writer, self.host._listings())
-
-    monkeypatch.setattr(selection.FileSelection, "_add", add_with_a_fresh_reader)
-    logs, _ = _logs_and_precious(world)
-    if swap == "folder":
-        job = logs / "job-1"
-        _swap_for_link_when_listed(world, _virtual(world, job), job, "../precious")
-        prefix = _virtual(world, job) + "/"
-    else:
-        leaf = logs / "job-0" / "o000.out"
-        _swap_for_link_when_listed(world, _virtual(world, _scratch(world)), leaf, "../../precious/o000.out", nth=2)
-        prefix = _virtual(world, leaf)
-    removal = world.removal(confirm="token")
-    answer = await removal.preview(None, _select(world, "logs"))
-    planned = await _stored_paths(world, answer.plan_id) if answer.plan_id else []
-    assert [p for p in planned if p.startswith(prefix)] == []
-    assert answer.summary.refused == (5 if swap == "folder" else 1)
 
 
 # ---------------------------------------------------------------------------- resume markers with awkward names
@@ -678,12 +647,10 @@ def _lists_a_name_twice(world: World, folder: Path, name: str) -> list[int]:
     return served
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: the resumed page holds the last name read twice; the reading resumes after its first occurrence, "
-    "so the second is handed again: f029, planned by the first call, is planned by the second too (a row twice, sent "
-    "twice, execution no longer dedups a batch)",
-)
+# Was a break until a reading resumed after the last copy of the name read last (and execution kept its per-batch
+# dedup as a backstop): the resumed page holds the last name read twice; the reading resumes after its first
+# occurrence, so the second is handed again: f029, planned by the first call, is planned by the second too (a row
+# twice, sent twice, execution no longer dedups a batch)",
 async def test_a_resume_marker_listed_twice_does_not_put_it_twice_in_the_plan(world: World) -> None:
     folder = _scratch(world) / "batch"
     _files(folder, 60)
@@ -835,13 +802,11 @@ def _logs_with_a_link(world: World) -> tuple[Path, Path]:
     return logs, precious
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a folder read incompletely (server ignoring `start`, pages of 3) whose `children` name a link to a "
-    "folder: the walk hands it as a folder and its cached listing takes that entry over the link its page listed; the "
-    "look-ups read the cache: precious/'s files are planned as logs/a-link/* (a fresh reader keeps the link and "
-    "refuses them)",
-)
+# Was a break until a sub-folder recovered from `children` was only one no page had listed (as anything): a link
+# stays a link: a folder read incompletely (server ignoring `start`, pages of 3) whose `children` name a link to a
+# folder: the walk hands it as a folder and its cached listing takes that entry over the link its page listed; the
+# look-ups read the cache: precious/'s files are planned as logs/a-link/* (a fresh reader keeps the link and refuses
+# them)",
 async def test_a_link_named_in_children_of_a_folder_read_in_part_is_not_planned_through(world: World) -> None:
     logs, _ = _logs_with_a_link(world)
     _server(world, ignores_start=True, page_cap=3)
@@ -863,22 +828,3 @@ async def test_a_link_named_in_children_of_a_folder_read_in_part_is_not_deleted_
         await removal.execute(request(answer), FakeClient())
     assert len(list(precious.iterdir())) == 5
     assert [p for p in _sent(world) if "/a-link/" in p] == []
-
-
-async def test_control_a_fresh_reader_refuses_the_link_named_in_children(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The break above with the look-ups given a reader of their own (as before 535f42c): refused."""
-    real_add = selection.FileSelection._add
-
-    async def add_with_a_fresh_reader(self: Any, matches: Any, mode: Any, writer: Any, listings: Any) -> None:
-        await real_add(self, matches, mode, writer, self.host._listings())
-
-    monkeypatch.setattr(selection.FileSelection, "_add", add_with_a_fresh_reader)
-    logs, _ = _logs_with_a_link(world)
-    _server(world, ignores_start=True, page_cap=3)
-    _children_name_links_too(world, logs)
-    removal = world.removal(confirm="token")
-    answer = await removal.preview(None, _select(world, "logs"))
-    planned = await _stored_paths(world, answer.plan_id) if answer.plan_id else []
-    assert [p for p in planned if "/a-link/" in p] == []
