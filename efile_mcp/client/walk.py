@@ -77,6 +77,8 @@ HUGE_IN_FLIGHT = 4
 #: Entries the per-call cache of whole listings holds at most (look-ups after a walk reuse them); beyond
 #: it nothing more is cached, so a walk's memory does not grow with the tree.
 CACHE_MAX_ENTRIES = 100_000
+#: Sub-folders a cut reading left out, named by `children`, looked up one by one (each a request) to be walked.
+CHILDREN_LOOKED_UP = 64
 #: A folder read in part resumes after the last name it read, looked for in a page asked this many entries
 #: (at most a quarter of what the call may still read) before the offset it stopped at: as many files removed
 #: before it meanwhile are absorbed, and up to a page less this many added.
@@ -188,8 +190,8 @@ def files_page(data: object, floor: Floor, lead: bool = False) -> tuple[FilesPag
     first: Entry | None = None
     if lead and items:
         slim = _usual_entries(items[:1])
-        if slim is None:
-            return None
+        if slim is None or (len(items) > 1 and items[1].get("name") == slim[0].name):
+            return None  # (a lead listed twice: read as entries, placed after its last copy)
         first = slim[0]
     below_size = below_count = 0
     below_newest: float | None = None
@@ -197,8 +199,12 @@ def files_page(data: object, floor: Floor, lead: bool = False) -> tuple[FilesPag
     append = above.append
     new_entry, entry_cls, mtime_of = tuple.__new__, Entry, _mtime
     try:
+        previous = first.name if first is not None else None
         for item in items[1:] if first is not None else items:
             name = item["name"]
+            if name == previous:
+                return None  # a name listed twice: read as entries, where it is counted once
+            previous = name
             size = item["size"]
             mtime = item["lastModifiedTime"]
             if (
@@ -252,6 +258,22 @@ def _after_edge(page: list[Entry] | FilesPage, last: str | None) -> list[Entry] 
     return None if at is None else page[at + 1 :]
 
 
+def _placed_fairly(placed: list[Entry] | FilesPage | None, raw: int, asked: int, before: int, now: int) -> bool:
+    """Whether a later page (asked from one entry before its offset: `raw` entries answered of `asked`) placed
+    after the name read last can be read on from. Not when the name is not in it, nor when a whole page leads up to
+    it (its entries moved a page on, or a server answering every page with its first), nor when it is further in
+    than the folder grew meanwhile (`before` -> `now` entries): then the page is not where its offset says (a
+    server ignoring `start` while the folder's first file goes, a name listed twice), and offsets counted from it
+    would end the reading early while it looks whole."""
+    if placed is None:
+        return False
+    new = raw_length(placed)
+    if not new and raw == asked and raw > 1:
+        return False
+    moved_on = raw - new - 1  # entries before the name read last in this page
+    return moved_on <= 0 or now - before >= moved_on
+
+
 def tail_of(page: list[Entry] | FilesPage) -> str | None:
     """The last name of a page (None when it is empty)."""
     if isinstance(page, FilesPage):
@@ -286,7 +308,15 @@ def slim_page(data: object) -> tuple[list[Entry], int, list[str]] | None:
     children = _children_of(data)  # type: ignore[arg-type]
     if children is None:
         return None
-    return entries, total, children
+    return _once_each(entries), total, children
+
+
+def _once_each(entries: list[Entry]) -> list[Entry]:
+    """A page with a name listed twice in a row (a server's listing is in name order) counts it once."""
+    for at in range(1, len(entries)):
+        if entries[at].name == entries[at - 1].name:
+            return [entry for i, entry in enumerate(entries) if not i or entry.name != entries[i - 1].name]
+    return entries
 
 
 def _usual_entries(items: list[Any]) -> list[Entry] | None:
@@ -376,7 +406,8 @@ def _entries(items: list[Any]) -> list[Entry] | None:
 
 
 def _slim(page: FileListResult) -> tuple[list[Entry], int, list[str]]:
-    return [Entry.of(wire) for wire in page.file_list], page.total, [c.path for c in page.children or () if c.path]
+    entries = _once_each([Entry.of(wire) for wire in page.file_list])
+    return entries, page.total, [c.path for c in page.children or () if c.path]
 
 
 @dataclass(slots=True)
@@ -1030,6 +1061,10 @@ class Listings:
                 hand(first, back)
             read = back + len(first)
             step = len(first)
+            if resumed and at is not None and back + at + 1 > start and read >= total:
+                # Further on than where the reading stopped (files created before it, or a server answering from
+                # its first page): not taken as the end before one more page confirms it.
+                total = read + 1
             if step and read < total:
                 # A page shorter than asked with more to come: the server caps pages; go on in its steps.
                 if asked < self._page and step == asked:
@@ -1065,7 +1100,7 @@ class Listings:
                 if not verified:
                     # The second page alone first: a server that ignores `start` answers it with the first again.
                     try:
-                        second, total, raw, asked = await self._later_page(path, read, step, keyword, gate, floor)
+                        second, now, raw, asked = await self._later_page(path, read, step, keyword, gate, floor)
                     except _Stop:
                         raise stop(read) from None
                     except ApiError as exc:
@@ -1074,12 +1109,12 @@ class Listings:
                         log.info("the server refused a page of %d entries (%s); using %d", step, exc, len(first))
                         self._huge = step = len(first)
                         try:
-                            second, total, raw, asked = await self._later_page(path, read, step, keyword, gate, floor)
+                            second, now, raw, asked = await self._later_page(path, read, step, keyword, gate, floor)
                         except _Stop:
                             raise stop(read) from None
                     if raw and (read == 1 or head_of(second) != head):
                         complete, read, total = self._hand_later(
-                            path, second, raw, read, asked, step, total, hand, ends, stop, gate
+                            path, second, raw, read, asked, step, total, now, hand, ends, stop, gate
                         )
                     else:
                         log.info("the server ignores `start` when listing %s: read %d of %d entries", path, read, total)
@@ -1093,29 +1128,57 @@ class Listings:
                         complete = not outcome
                         continue
                     try:
-                        page, total, raw, asked = await self._later_page(path, read, step, keyword, gate, floor)
+                        page, now, raw, asked = await self._later_page(path, read, step, keyword, gate, floor)
                     except _Stop:
                         raise stop(read) from None
                     complete, read, total = self._hand_later(
-                        path, page, raw, read, asked, step, total, hand, ends, stop, gate
+                        path, page, raw, read, asked, step, total, now, hand, ends, stop, gate
                     )
         if read < total:
             complete = False
         if not complete and not start:
-            # Sub-folders a cut page left out still show in `children`: walkable, if not sized.
-            missing = []
-            for child in children:
-                name = child.rstrip("/").rpartition("/")[2]
-                if (
-                    name
-                    and name not in listed_children
-                    and not (known is not None and known(name))
-                    and child.rstrip("/") == join(path, name)
-                ):
-                    missing.append(Entry(name, "directory", 0, None))
+            missing = await self._children_left_out(path, children, listed_children, known, gate)
             if missing:
                 hand(missing, read)
         return complete, total
+
+    async def _children_left_out(
+        self,
+        path: str,
+        children: list[str],
+        listed: set[str],
+        known: Callable[[str], bool] | None,
+        gate: _Gate | None,
+    ) -> list[Entry]:
+        """Sub-folders a cut reading left out that `children` still names: walkable, if not sized. Each is looked up
+        by its name first and kept only if a page lists it as a folder: a server may count a link to a folder among
+        its children, and a link taken for a folder would be walked (and removed) through. At most
+        CHILDREN_LOOKED_UP of them, each look-up within the walk's budget."""
+        found: list[Entry] = []
+        looked = 0
+        for child in children:
+            name = child.rstrip("/").rpartition("/")[2]
+            if (
+                not name
+                or name in listed
+                or (known is not None and known(name))
+                or child.rstrip("/") != join(path, name)
+            ):
+                continue
+            if looked >= CHILDREN_LOOKED_UP or (gate is not None and len(found) >= gate.room()):
+                break  # (each one found is an entry of the walk's budget)
+            looked += 1
+            try:
+                page, _, _, _ = await self._page_of(path, 0, DOCUMENTED_PAGE, name, gate)
+            except _Stop:
+                break
+            except EfileMcpError as exc:
+                log.info("the sub-folder %s of %s could not be looked up: %s", name, path, exc)
+                continue
+            entry = None if isinstance(page, FilesPage) else next((e for e in page if e.name == name), None)
+            if entry is not None and entry.kind == "directory":
+                found.append(Entry(name, "directory", 0, None))
+        return found
 
     async def _later_page(
         self, path: str, read: int, step: int, keyword: str | None, gate: _Gate | None, floor: FloorOf | None
@@ -1135,24 +1198,25 @@ class Listings:
         asked: int,
         step: int,
         total: int,
+        now: int,
         hand: Callable[[list[Entry] | FilesPage, int], None],
         ends: dict[int, str],
         stop: Callable[[int], _Stop],
         gate: _Gate | None,
     ) -> tuple[bool, int, int]:
-        """Hand what a later page holds after the name handed last. Returns (the reading still whole, where it
-        got to, the total to read to); raises _Stop when the budget cut the page."""
+        """Hand what a later page holds after the name handed last (`total`: the folder's count before this page,
+        `now`: the count this page gives). Returns (the reading still whole, where it got to, the total to read
+        to); raises _Stop when the budget cut the page."""
         if asked <= 1 and gate is not None:
             # Granted the overlap alone: asked again now, it would be again. What is left is the next call's.
             gate.stats.stopped = gate.stats.stopped or "entry_budget"
             raise stop(read)
         last = ends.get(read)
         placed = _after_edge(page, last)
-        if placed is None or (not raw_length(placed) and raw == asked and raw > 1):
-            # Not after the name read last, or a whole page up to it (its entries moved a page on, or a server
-            # answering every page with its first): nothing can be placed, the rest is not read.
+        if not _placed_fairly(placed, raw, asked, total, now):
             log.info("%s changed while it was read (%r moved or is gone): the rest is not read", path, last)
             return False, read, total
+        assert placed is not None
         hand(placed, read - 1 + raw - raw_length(placed))
         read += raw - 1
         if last is not None and not raw_length(placed):
@@ -1160,8 +1224,8 @@ class Listings:
         if asked < max(step, 2) and raw == asked:
             raise stop(read)  # the budget cut this page: the rest is the next call's
         if raw < asked:  # the folder ends here
-            return read >= total, read, read
-        return True, read, total
+            return read >= now, read, read
+        return True, read, now
 
     async def _parallel_pages(
         self,
@@ -1213,11 +1277,12 @@ class Listings:
                 raw = raw_length(page)
                 last = ends.get(at)
                 placed = _after_edge(page, last)
-                if placed is None or (not raw_length(placed) and raw == step):
+                if not _placed_fairly(placed, raw, step, state["total"], page_total):
                     log.info("%s changed while it was read (%r moved or is gone): the rest is not read", path, last)
                     state["outcome"] = "changed"
                     scope.cancel()
                     return
+                assert placed is not None
                 hand(placed, at - 1 + raw - raw_length(placed))
                 state["next"] = at - 1 + raw
                 if last is not None and not raw_length(placed):

@@ -5,8 +5,11 @@ Every later page of a reading is asked from one entry before its offset and must
 keeps its first entry apart as `lead`; a reading resumed in a later call looks back RESUME_OVERLAP entries;
 `children` recover only sub-folders no page listed.
 
-Each test is one attempt. A break stays as a strict xfail whose reason says how it breaks; a held attempt is a
-passing test asserting the safe outcome. Sandbox-level attacks use tests/test_removal.py's `world`; walker-level
+Each test is one attempt; a held attempt is a passing test asserting the safe outcome. The 7 breaks found (14
+tests: a link named in `children` planned and deleted through; readings ended early and whole on a server ignoring
+`start` while the first file goes, or listing an edge name twice, in one call or resumed; a FilesPage's lead listed
+twice counted twice; `children` recovered past the budget; a name listed twice inside a page handed twice) were
+fixed after 0f95b02 and are passing tests now; the `_..._BREAK` texts below say what broke. Sandbox-level attacks use tests/test_removal.py's `world`; walker-level
 ones an in-memory listing source (tests/test_walk_unit.py's MemoryListings).
 """
 
@@ -177,11 +180,6 @@ _LINK_BREAK = (
     " folder by _stream, by the walk and by read_dir alike: the dry run plans the link target's files as z-link/* and"
     " execution deletes them (3 of precious/'s 5 gone)"
 )
-for _test in (
-    test_a_link_named_in_children_beyond_a_cut_page_is_not_planned_through,
-    test_a_link_named_in_children_beyond_a_cut_page_is_not_deleted_through,
-):
-    pytest.mark.xfail(strict=True, reason=_LINK_BREAK)(_test)
 
 
 # ---------------------------------------------------------------------------- the walker alone, timed changes
@@ -337,7 +335,6 @@ _IGNORED_START_BREAK = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=_IGNORED_START_BREAK)
 async def test_a_dry_run_on_a_server_ignoring_start_while_the_first_file_goes_plans_every_file_or_says_incomplete(
     world: World,
 ) -> None:
@@ -354,7 +351,6 @@ async def test_a_dry_run_on_a_server_ignoring_start_while_the_first_file_goes_pl
         assert {_virtual(world, p) for p in folder.iterdir()} <= set(planned), sorted(planned)
 
 
-@pytest.mark.xfail(strict=True, reason=_IGNORED_START_BREAK + " (find_paths, pages read one after another)")
 async def test_find_paths_on_a_server_ignoring_start_while_the_first_file_goes_lists_every_file_or_says_incomplete(
     world: World,
 ) -> None:
@@ -421,7 +417,6 @@ _TWICE_BREAK = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=_TWICE_BREAK)
 async def test_a_dry_run_whose_server_lists_an_edge_name_twice_plans_every_file_or_says_incomplete(
     world: World,
 ) -> None:
@@ -438,7 +433,6 @@ async def test_a_dry_run_whose_server_lists_an_edge_name_twice_plans_every_file_
         assert len(set(planned)) == 40, sorted({_virtual(world, p) for p in folder.iterdir()} - set(planned))
 
 
-@pytest.mark.xfail(strict=True, reason=_TWICE_BREAK + " (find_paths)")
 async def test_find_paths_whose_server_lists_an_edge_name_twice_lists_every_file_or_says_incomplete(
     world: World,
 ) -> None:
@@ -459,15 +453,9 @@ async def test_find_paths_whose_server_lists_an_edge_name_twice_lists_every_file
 # ---------------------------------------------------------------------------- a FilesPage's lead listed twice
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BREAK: disk_usage's FilesPage checks only its lead against the name read last and sums the rest whole: a"
-        " last page that lists its lead twice (f038, f038, f039..f049) counts f038 twice and ends whole (1314 bytes of"
-        " 1275, 51 files of 50); a page of entries is placed after the last copy (find_paths and the dry run are"
-        " right). Fix: a FilesPage whose first summed name is the lead's is not placed (or read as entries)"
-    ),
-)
+# Was a break (fixed after 0f95b02): disk_usage's FilesPage checked only its lead against the name read last and
+# summed the rest whole: a last page listing its lead twice counted it twice and ended whole. A FilesPage whose lead
+# is listed twice is read as entries now (placed after the last copy).
 async def test_a_usage_whose_last_page_lists_its_lead_twice_counts_each_file_once(world: World) -> None:
     folder = _scratch(world) / "usage"
     _files(folder, 50)
@@ -498,16 +486,9 @@ async def test_find_paths_whose_last_page_lists_its_lead_twice_lists_each_file_o
 # ---------------------------------------------------------------------------- the walker alone: budgets, held grid
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BREAK: sub-folders recovered from `children` after a cut reading are handed with no grant from the walk's"
-        " budget gate: a folder of 500 sub-folders on a server ignoring `start` (pages of 7) read with max_entries 50"
-        " counts 500 entries seen and puts 500 folders on the frontier (the resumable state grows with `children`, not"
-        " with the budget). Fix: grant the recovered entries like a page (hand what the room allows, mark the rest as"
-        " not read)"
-    ),
-)
+# Was a break (fixed after 0f95b02): sub-folders recovered from `children` after a cut reading were handed with no
+# grant from the budget (500 recovered with max_entries 50). Now each is looked up by name first, at most
+# CHILDREN_LOOKED_UP and never more than the budget's room.
 async def test_sub_folders_recovered_from_children_stay_within_the_entry_budget() -> None:
     from efile_mcp.client.walk import Listings, TreeWalk
 
@@ -626,7 +607,6 @@ _RESUMED_BREAK = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=_RESUMED_BREAK)
 async def test_a_usage_resumed_on_a_server_ignoring_start_after_a_rotation_is_right_or_incomplete(world: World) -> None:
     folder = _scratch(world) / "usage"
     files = _files(folder, 100)
@@ -645,7 +625,6 @@ async def test_a_usage_resumed_on_a_server_ignoring_start_after_a_rotation_is_ri
         )
 
 
-@pytest.mark.xfail(strict=True, reason=_RESUMED_BREAK + " (the dry run: f094..f099 not planned, no 'incomplete')")
 async def test_a_dry_run_resumed_on_a_server_ignoring_start_after_a_rotation_plans_every_file_or_says_incomplete(
     world: World,
 ) -> None:
@@ -667,16 +646,9 @@ async def test_a_dry_run_resumed_on_a_server_ignoring_start_after_a_rotation_pla
         assert missing == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BREAK: the same in `_parallel_pages` (a large folder, LARGE_PAGE 10 / HUGE_PAGE 20 here): on a server ignoring"
-        " `start`, f000 removed before the second page is answered, that page (f001..f020) does not begin with the"
-        " first page's names and is trusted; f009 is found 8 places in, f010..f020 handed, `next = at - 1 + raw` = 29 (n=29)"
-        " >= the total 28 and no page is left to ask: the reading ends whole without f021..f028 (disk_usage's"
-        " FilesPages hold: their lead is not f009)"
-    ),
-)
+# Was a break (fixed after 0f95b02): the same in `_parallel_pages`: a page that does not begin with the first page's
+# names was trusted, the name read last found 8 places in, and the reading ended early and whole. A page placed
+# further in than the folder grew meanwhile is not read on from now (`_placed_fairly`).
 @pytest.mark.parametrize("n", [25, 29])
 async def test_parallel_pages_on_a_server_ignoring_start_while_the_first_file_goes_hand_all_or_say_incomplete(
     monkeypatch: pytest.MonkeyPatch, n: int
@@ -744,7 +716,6 @@ _WITHIN_BREAK = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=_WITHIN_BREAK + ": disk_usage counts f005 twice and says complete (51 files)")
 async def test_a_usage_whose_first_page_lists_a_name_twice_counts_it_once(world: World) -> None:
     folder = _scratch(world) / "usage"
     _files(folder, 50)
@@ -755,7 +726,6 @@ async def test_a_usage_whose_first_page_lists_a_name_twice_counts_it_once(world:
         assert (answer.file_count, answer.total_size) == (50, sum(range(1, 51)))
 
 
-@pytest.mark.xfail(strict=True, reason=_WITHIN_BREAK + ": find_paths lists f005 twice")
 async def test_find_paths_whose_first_page_lists_a_name_twice_lists_it_once(world: World) -> None:
     folder = _scratch(world) / "found"
     _files(folder, 50)
