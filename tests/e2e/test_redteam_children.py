@@ -10,6 +10,7 @@ and the helpers of tests/e2e/test_redteam_pages.py; walker-level ones its in-mem
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import anyio
 import pytest
 
 from efile_mcp.sandbox.envelope import ok
-from efile_mcp.sandbox.file_list import ListingRules, list_folder, parse_query
+from efile_mcp.sandbox.file_list import ListingRules, describe, list_folder, parse_query
 
 from ..test_removal import FakeClient, World, request
 from ..test_removal import world as world  # the fixture
@@ -250,3 +251,67 @@ async def test_a_recovered_sub_folder_is_handed_once_across_resumed_calls() -> N
             break
     assert walk.finished, calls
     assert len(handed) == len(set(handed)), sorted(h for h in handed if handed.count(h) > 1)
+
+
+# ---------------------------------------------------------------------------- a server listing '..'
+
+
+def _dot_dot_listed(world: World, folder: Path, in_pages: bool) -> list[str]:
+    """A server listing '..' as a folder (an `ls -a` behind it): in `children`, and in every page (`in_pages`) or in
+    keyword pages only; a path ending in '/..' is answered as the folder above, as a server resolving it would."""
+    sandbox = world.sandbox.sandbox
+    base = _virtual(world, folder)
+    above: list[str] = []
+
+    async def fault(endpoint: str, request: Any) -> Any:
+        if endpoint != "file/list":
+            return None
+        listed = _listed(request).rstrip("/")
+        rules = _rules(world)
+        if listed == f"{base}/..":
+            above.append(listed)
+            params = dict(request.query_params)
+            params["path"] = _virtual(world, folder.parent)
+            query = parse_query(params, sandbox.home, rules)
+            return ok(await anyio.to_thread.run_sync(list_folder, sandbox.fs, query, rules))
+        if listed != base:
+            return None
+        query = parse_query(request.query_params, sandbox.home, rules)
+        data = await anyio.to_thread.run_sync(list_folder, sandbox.fs, query, rules)
+        data["children"] = [*data["children"], {"id": f"{base}/..", "label": "..", "path": f"{base}/.."}]
+        if in_pages or query.keyword:
+            item = describe(f"{base}/..", "..", os.stat(folder.parent, follow_symlinks=False))
+            data["fileList"] = [item, *data["fileList"]][: query.limit]
+            data["total"] += 1
+        return ok(data)
+
+    sandbox.fault = fault
+    return above
+
+
+@pytest.mark.parametrize("in_pages", [True, False])
+async def test_a_folder_listed_as_dot_dot_is_not_planned_nor_deleted_through(world: World, in_pages: bool) -> None:
+    logs, precious = _logs(world, "z-link")
+    _server(world, ignores_start=True, page_cap=3)
+    _dot_dot_listed(world, logs, in_pages)  # (the walker does list logs/..: 4 requests; the plan drops it)
+    planned = await _preview_and_execute(world, "logs")
+    assert [p for p in planned if "/.." in p] == []
+    assert len(list(precious.iterdir())) == 5
+    assert [p for p in _sent(world) if "/.." in p] == []
+
+
+async def test_look_ups_after_a_cut_are_bounded_outside_a_walk() -> None:
+    """Held (a cost noted): `entries` (the dry run's and execution's look-ups) reads a cut parent whole through
+    read_dir, which has no gate: its `children` look-ups are bounded by CHILDREN_LOOKED_UP alone (here 64 more
+    requests than without sub-folders, for 5 names of one folder)."""
+    from efile_mcp.client.walk import CHILDREN_LOOKED_UP, Listings
+
+    counts = []
+    for dirs in (0, 200):
+        folder: dict[str, int] = {f"a{i:03d}.out": 1 for i in range(20)}
+        folder.update({f"d{j:03d}/": 0 for j in range(dirs)})
+        source = Source({ROOT: folder}, ignores_start=True, cap=3)
+        found = await Listings(source).entries([f"{ROOT}/a{i:03d}.out" for i in range(15, 20)])  # type: ignore[arg-type]
+        assert all(entry is not None and not isinstance(entry, Exception) for entry in found.values())
+        counts.append(len(source.requests))
+    assert counts[1] - counts[0] <= CHILDREN_LOOKED_UP, counts
