@@ -1168,15 +1168,35 @@ class Listings:
             if looked >= CHILDREN_LOOKED_UP or (gate is not None and len(found) >= gate.room()):
                 break  # (each one found is an entry of the walk's budget)
             looked += 1
+            granted = DOCUMENTED_PAGE
+            if gate is not None:
+                granted = gate.grant(DOCUMENTED_PAGE)
+                if not granted:
+                    break
             try:
-                page, _, _, _ = await self._page_of(path, 0, DOCUMENTED_PAGE, name, gate)
-            except _Stop:
-                break
+                async with self._limit.limiter:
+                    self.requests += 1
+                    answer = await self._api.list_dir(
+                        path,
+                        keyword=name,
+                        start=0,
+                        limit=granted,
+                        order_by="name",
+                        order="asc",
+                        on_retry=self._limit.pressure,
+                    )
             except EfileMcpError as exc:
                 log.info("the sub-folder %s of %s could not be looked up: %s", name, path, exc)
                 continue
-            entry = None if isinstance(page, FilesPage) else next((e for e in page if e.name == name), None)
-            if entry is not None and entry.kind == "directory":
+            finally:
+                if gate is not None:
+                    gate.settle(granted)
+            if gate is not None:
+                gate.stats.entries_seen += len(answer.file_list)  # read, so counted against the budget
+            # The entry of that name *in this folder* (its path says so: a search may also list deeper ones).
+            wanted = join(path, name)
+            here = [item for item in answer.file_list if item.name == name and (item.path or "").rstrip("/") == wanted]
+            if len(here) == 1 and here[0].kind == "directory":
                 found.append(Entry(name, "directory", 0, None))
         return found
 

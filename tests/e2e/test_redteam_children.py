@@ -3,7 +3,8 @@
 `_children_left_out` looks each sub-folder `children` names but no page listed up by name (a keyword page from
 offset 0, DOCUMENTED_PAGE entries) and walks it only if that page lists the exact name as a folder; at most
 CHILDREN_LOOKED_UP, never more than the gate's room. Attacks: a link walked through, a reading claiming whole, the
-budget overrun, names with keyword/glob characters, case. Sandbox-level attacks use tests/test_removal.py's `world`
+budget overrun, names with keyword/glob characters, case. 2 breaks found (a deeper folder of the same name in a
+recursive keyword search; look-up pages uncounted), both fixed after bf8b297 and passing now. Sandbox-level attacks use tests/test_removal.py's `world`
 and the helpers of tests/e2e/test_redteam_pages.py; walker-level ones its in-memory `Source`.
 """
 
@@ -113,7 +114,8 @@ _RECURSIVE_BREAK = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=_RECURSIVE_BREAK)
+# Was a break (fixed after bf8b297; _RECURSIVE_BREAK says how): the look-up now keeps only the entry whose path
+# is this folder's, and recovers it only if it is the one entry of that name there and a folder.
 async def test_a_link_whose_name_a_deeper_folder_shares_is_not_walked_through(world: World) -> None:
     logs, precious = _logs(world, "z-link")
     _files(logs / "job-0" / "z-link", 1, prefix="d")  # a real folder of the same name, one level down
@@ -187,7 +189,7 @@ _LOOKUP_BUDGET_BREAK = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=_LOOKUP_BUDGET_BREAK)
+# Was a break (fixed after bf8b297; _LOOKUP_BUDGET_BREAK says how): each look-up's page is counted against the budget.
 async def test_children_look_ups_stay_within_the_entry_budget() -> None:
     from efile_mcp.client.walk import Listings, TreeWalk
 
