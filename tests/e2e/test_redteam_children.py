@@ -23,11 +23,8 @@ from efile_mcp.sandbox.file_list import ListingRules, describe, list_folder, par
 
 from ..test_removal import FakeClient, World, request
 from ..test_removal import world as world  # the fixture
-from .test_redteam_pages import (
-    ROOT,
-    Source,
+from .redteam_helpers import (
     _files,
-    _limits,
     _listed,
     _scratch,
     _select,
@@ -36,6 +33,7 @@ from .test_redteam_pages import (
     _stored_paths,
     _virtual,
 )
+from .test_redteam_pages import ROOT, Source, _limits
 
 pytestmark = pytest.mark.anyio
 

@@ -29,12 +29,13 @@ from efile_mcp.errors import AuditUnavailable, EfileMcpError, GuardRefusal
 from efile_mcp.guard import execution, selection
 from efile_mcp.guard.paths import DEFAULT_PROTECTED, PathPolicy
 from efile_mcp.guard.requests import RemovalRequest
-from efile_mcp.guard.seen import SeenPath, load_header, plan_rows
+from efile_mcp.guard.seen import SeenPath, load_header
 from efile_mcp.models.results import RemovePathsResult, Selection
 
 from ..conftest import audit_lines, wait_for_event
 from ..test_removal import FakeClient, World, request
 from ..test_removal import world as world  # the fixture
+from .redteam_helpers import _sent, _stored_paths, _virtual
 
 pytestmark = pytest.mark.anyio
 
@@ -76,10 +77,6 @@ def _select(world: World, folder: str = "batch") -> Selection:
     return Selection(path=f"{world.sandbox.home}/scratch/{folder}", name="*.out", type="file")
 
 
-def _virtual(world: World, real: Path) -> str:
-    return f"{world.sandbox.home}/{real.relative_to(world.sandbox.root)}"
-
-
 async def _read_on(removal: Any, answer: RemovePathsResult) -> RemovePathsResult:
     while answer.resume:
         answer = await removal.preview(None, None, resume=answer.resume)
@@ -99,19 +96,6 @@ async def _read_on_unless_refused(removal: Any, answer: RemovePathsResult) -> Re
 async def _quietly(call: Any) -> None:
     with contextlib.suppress(GuardRefusal):
         await call
-
-
-def _sent(world: World) -> list[str]:
-    return list(world.sandbox.sandbox.received_remove_paths)
-
-
-async def _stored_paths(world: World, plan_id: str) -> list[str]:
-    header = await load_header(world.store, plan_id)
-    assert header is not None
-    paths: list[str] = []
-    async for rows in plan_rows(world.store, header):
-        paths += [seen.path for seen in rows]
-    return paths
 
 
 # ---------------------------------------------------------------------------- a path twice in a plan
