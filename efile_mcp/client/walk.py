@@ -258,20 +258,43 @@ def _after_edge(page: list[Entry] | FilesPage, last: str | None) -> list[Entry] 
     return None if at is None else page[at + 1 :]
 
 
-def _placed_fairly(placed: list[Entry] | FilesPage | None, raw: int, asked: int, before: int, now: int) -> bool:
+def _placed_fairly(placed: list[Entry] | FilesPage, raw: int, asked: int, before: int, now: int) -> bool:
     """Whether a later page (asked from one entry before its offset: `raw` entries answered of `asked`) placed
-    after the name read last can be read on from. Not when the name is not in it, nor when a whole page leads up to
+    after the name read last can be read on from. Not when a whole page leads up to
     it (its entries moved a page on, or a server answering every page with its first), nor when it is further in
     than the folder grew meanwhile (`before` -> `now` entries): then the page is not where its offset says (a
     server ignoring `start` while the folder's first file goes, a name listed twice), and offsets counted from it
     would end the reading early while it looks whole."""
-    if placed is None:
-        return False
     new = raw_length(placed)
     if not new and raw == asked and raw > 1:
         return False
     moved_on = raw - new - 1  # entries before the name read last in this page
     return moved_on <= 0 or now - before >= moved_on
+
+
+def _hand_placed(
+    path: str,
+    page: list[Entry] | FilesPage,
+    raw: int,
+    asked: int,
+    at: int,
+    before: int,
+    now: int,
+    hand: Callable[[list[Entry] | FilesPage, int], None],
+    ends: dict[int, str],
+) -> int | None:
+    """Hand what a later page (asked from `at` - 1) holds after the name read last; returns where the reading got
+    to, or None when the page cannot be placed (`_placed_fairly`: the folder changed while it was read)."""
+    last = ends.get(at)
+    placed = _after_edge(page, last)
+    if placed is None or not _placed_fairly(placed, raw, asked, before, now):
+        log.info("%s changed while it was read (%r moved or is gone): the rest is not read", path, last)
+        return None
+    hand(placed, at - 1 + raw - raw_length(placed))
+    to = at - 1 + raw
+    if last is not None and not raw_length(placed):
+        ends[to] = last  # nothing new: the name read last still ends the reading here
+    return to
 
 
 def tail_of(page: list[Entry] | FilesPage) -> str | None:
@@ -1231,16 +1254,10 @@ class Listings:
             # Granted the overlap alone: asked again now, it would be again. What is left is the next call's.
             gate.stats.stopped = gate.stats.stopped or "entry_budget"
             raise stop(read)
-        last = ends.get(read)
-        placed = _after_edge(page, last)
-        if not _placed_fairly(placed, raw, asked, total, now):
-            log.info("%s changed while it was read (%r moved or is gone): the rest is not read", path, last)
+        placed_to = _hand_placed(path, page, raw, asked, read, total, now, hand, ends)
+        if placed_to is None:
             return False, read, total
-        assert placed is not None
-        hand(placed, read - 1 + raw - raw_length(placed))
-        read += raw - 1
-        if last is not None and not raw_length(placed):
-            ends[read] = last
+        read = placed_to
         if asked < max(step, 2) and raw == asked:
             raise stop(read)  # the budget cut this page: the rest is the next call's
         if raw < asked:  # the folder ends here
@@ -1295,18 +1312,12 @@ class Listings:
                 page, page_total = arrived.pop(at)
                 release(page)
                 raw = raw_length(page)
-                last = ends.get(at)
-                placed = _after_edge(page, last)
-                if not _placed_fairly(placed, raw, step, state["total"], page_total):
-                    log.info("%s changed while it was read (%r moved or is gone): the rest is not read", path, last)
+                placed_to = _hand_placed(path, page, raw, step, at, state["total"], page_total, hand, ends)
+                if placed_to is None:
                     state["outcome"] = "changed"
                     scope.cancel()
                     return
-                assert placed is not None
-                hand(placed, at - 1 + raw - raw_length(placed))
-                state["next"] = at - 1 + raw
-                if last is not None and not raw_length(placed):
-                    ends[state["next"]] = last
+                state["next"] = placed_to
                 state["total"] = page_total
                 if raw < step:  # the folder ends here
                     state["ended"] = True
