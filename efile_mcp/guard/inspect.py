@@ -22,7 +22,7 @@ refused) is not read further.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -126,17 +126,26 @@ class Inspector:
         self.resume = resume or {}
         self._may_be_protected = may_be_protected(policy.protected_names)
 
-    async def check(self, paths: Iterable[str], *, walk_folders: bool) -> Inspection:
+    async def check(
+        self, paths: Iterable[str], *, walk_folders: bool, listed: Mapping[str, Entry] | None = None
+    ) -> Inspection:
+        """`listed`: entries a search of this call listed moments ago, by path. A **file**'s own entry may be
+        taken from there (its parent is then not listed again); every folder above it is still looked up now, so
+        a folder on the way swapped for a link since is refused as always. Folders and links are always looked
+        up now. (A file swapped since is caught where it matters: execution looks it up again.)"""
         paths = list(paths)
         result = Inspection()
         alive: dict[str, list[str]] = {}
+        found: dict[str, Entry | EfileMcpError | None] = {}
         for path in paths:
             root = self.policy.root_of(path)
             if root is None:  # the policy accepted it, so this cannot happen; refuse rather than assume
                 result.refused[path] = "it is not inside an allowed root."
                 continue
             alive[path] = components_below_root(path, root)
-        found: dict[str, Entry | EfileMcpError | None] = {}
+            known = listed.get(path) if listed is not None else None
+            if known is not None and known.kind == "file" and path != root:
+                found[path] = known
         folders: list[tuple[str, Entry]] = []
         level = 0
         # One level at a time: a chain whose component is missing (or not a folder, or a link) ends there.

@@ -21,7 +21,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ..client.walk import WalkLimits
+from ..client.walk import Entry, WalkLimits
 from ..models.results import ITEMS_LISTED_MAX, RemoveItem, RemovePathsResult, Selection
 from .execution import ROUND_ENTRIES
 from .insight import FindWalk, Match, incomplete_reason
@@ -161,6 +161,11 @@ class FileSelection:
         """A round's matches: screened, looked up again, into the rows and the tally; then dropped."""
         removal = self.removal
         _, refused, accepted = removal._screen([m.path for m in matches])
+        # The files' own entries as the search listed them: their parents are not listed a second time. Every
+        # folder above them is (below).
+        listed = {
+            m.path: Entry(m.path.rpartition("/")[2], "file", m.size, m.mtime) for m in matches if m.kind == "file"
+        }
         del matches
         if mode == "quarantine":
             for path in [p for p in accepted if "," in p]:
@@ -169,9 +174,13 @@ class FileSelection:
                     "its path holds a comma, and the storage's move takes its sources comma-separated: it cannot "
                     "be quarantined. Remove it with mode='delete' (permanent), or rename it and dry-run again."
                 )
-        # A reader of its own, not the search's: a folder swapped for a link (or a file for a link) after the search
-        # listed it must show as what it is now, never be planned through the search's older listing.
-        inspection = await removal._inspector(self.host._listings(), mode).check(accepted, walk_folders=False)
+        # A reader of its own, not the search's: a folder swapped for a link after the search listed it must show
+        # as what it is now, never be planned through the search's older listing. Only the files' own entries come
+        # from the search (a file swapped for a link since is planned as the file it was, and execution, which
+        # looks every path up again, finds it changed and leaves it).
+        inspection = await removal._inspector(self.host._listings(), mode).check(
+            accepted, walk_folders=False, listed=listed
+        )
         tally = self.tally
         for path, reason in refused.items():
             self._exception(RemoveItem(path=path, status="refused", reason=reason))
