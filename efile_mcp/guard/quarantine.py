@@ -63,8 +63,10 @@ if TYPE_CHECKING:
     from .store import StateStore
 
 __all__ = [
+    "MANIFEST_PART",
     "MANIFEST_SUFFIX",
     "QUARANTINE_DIR",
+    "SENDING_BATCH",
     "PurgeReport",
     "Quarantine",
     "is_quarantine_path",
@@ -76,6 +78,8 @@ log = logging.getLogger("efile_mcp.guard.quarantine")
 #: The folder, in each allowed root, that holds quarantined plans.
 QUARANTINE_DIR = ".efile-quarantine"
 MANIFEST_SUFFIX = ".manifest.json"
+#: Parts of a plan's manifest: `<plan id>.part-<part>.manifest.json`, files beside the plan's folder.
+MANIFEST_PART = ".part-"
 DAY = 86400.0
 #: The state store keeps a plan's record this long after it expires (purge reads it).
 _RECORD_GRACE = 30 * DAY
@@ -165,6 +169,149 @@ class PlanRecord:
         )
 
 
+#: Rows of a record per root: [path, kind, size, files].
+Rows = dict[str, list[list[Any]]]
+#: The part a record of the previous version (v1: every row in one value) is read as.
+_LEGACY_PART = "v1"
+
+
+@dataclass
+class PlanHeader:
+    """What the state store keeps of a quarantined plan (version 2): when, the promised expiry, and per part its
+    totals per root; each part's rows are a value of their own (a part per send: an execution batch "b000007", a
+    send without a batch number "s000001", the rows of a v1 record "v1"). Storage status reads the header alone."""
+
+    plan_id: str
+    when: float
+    expires: float | None = None
+    #: Per part, per root: [paths, bytes, files].
+    parts: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    #: The rows of a v1 record (read from the previous version), not yet written as a part of their own.
+    legacy: Rows | None = None
+
+    def totals(self) -> dict[str, list[int]]:
+        """Per root: [paths, bytes, files] of every part."""
+        found: dict[str, list[int]] = {}
+        for by_root in self.parts.values():
+            for root, counts in by_root.items():
+                total = found.setdefault(root, [0, 0, 0])
+                for i, value in enumerate(counts[:3]):
+                    total[i] += value
+        return found
+
+    def to_bytes(self) -> bytes:
+        # "r" is empty for the previous version, which reads rows there: it finds none and reads the layout.
+        body = {"v": 2, "id": self.plan_id, "t": self.when, "x": self.expires, "r": {}, "p": self.parts}
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PlanHeader:
+        raw = json.loads(data.decode("utf-8", "surrogatepass"))
+        if raw.get("v", 1) == 1:
+            record = PlanRecord.from_bytes(data)
+            rows = {root: found for root, found in record.roots.items() if found}
+            parts = {_LEGACY_PART: _tally(rows)} if rows else {}
+            return cls(record.plan_id, record.when, record.expires, parts, legacy=rows)
+        promised = raw.get("x")
+        return cls(
+            str(raw["id"]),
+            float(raw["t"]),
+            float(promised) if isinstance(promised, int | float) else None,
+            {
+                str(name): {str(root): [int(n) for n in counts] for root, counts in by_root.items()}
+                for name, by_root in raw.get("p", {}).items()
+            },
+        )
+
+
+@dataclass
+class _Part:
+    """The part one send writes: its header, its name, its rows, and the roots it held before this send."""
+
+    header: PlanHeader
+    name: str
+    rows: Rows
+    roots_before: set[str]
+
+
+def _tally(rows: Rows) -> dict[str, list[int]]:
+    return {
+        root: [len(found), sum(int(row[2] or 0) for row in found), sum(int(row[3] or 0) for row in found)]
+        for root, found in rows.items()
+        if found
+    }
+
+
+def _rows_to_bytes(rows: Rows) -> bytes:
+    return json.dumps({"r": rows}, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+
+
+def _rows_from_bytes(data: bytes) -> Rows:
+    raw = json.loads(data.decode("utf-8", "surrogatepass"))
+    return {str(root): [list(row) for row in found] for root, found in raw["r"].items()}
+
+
+def _without(rows: Rows, paths: set[str]) -> Rows:
+    """`rows` less those of `paths` (roots left empty dropped)."""
+    kept = {root: [row for row in found if row[0] not in paths] for root, found in rows.items()}
+    return {root: found for root, found in kept.items() if found}
+
+
+def _merged(earlier: Rows, now: Rows) -> Rows:
+    merged = {root: list(found) for root, found in earlier.items()}
+    for root, found in now.items():
+        merged.setdefault(root, []).extend(found)
+    return merged
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, indent=1).encode("utf-8", "surrogatepass")
+
+
+def _is_manifest_part(name: str) -> bool:
+    return name.endswith(MANIFEST_SUFFIX) and MANIFEST_PART in name
+
+
+def manifest_part_name(plan_id: str, part: str) -> str:
+    """A part of the plan's manifest: a file beside it, never a folder, so never taken for a plan."""
+    return f"{plan_id}{MANIFEST_PART}{part}{MANIFEST_SUFFIX}"
+
+
+@dataclass
+class _Round:
+    """A restore's round: the (root, original) paths it restores, the recorded paths among them (and inside
+    them), and the part of the record they come from (None: named paths, or a root without a record)."""
+
+    wanted: list[tuple[str, str]]
+    recorded: set[str]
+    part: str | None
+    rows: Rows
+
+
+@dataclass
+class _RestoreOutcome:
+    """A restore's answer, kept as its rounds go: counts, the first items (listed, exceptions, audited)."""
+
+    requested: int = 0
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("restored", "conflict", "missing", "failed"), 0)
+    )
+    listed: list[RestoreItem] = field(default_factory=list)
+    exceptions: list[RestoreItem] = field(default_factory=list)
+    audited: list[dict[str, Any]] = field(default_factory=list)
+
+    def take(self, item: RestoreItem) -> None:
+        self.requested += 1
+        self.counts[item.status] += 1
+        if len(self.listed) <= ITEMS_LISTED_MAX:
+            self.listed.append(item)
+        if item.status != "restored" and len(self.exceptions) < ITEMS_LISTED_MAX:
+            self.exceptions.append(item)
+        if len(self.audited) < 2000:
+            shown = {"reason": item.reason[:300]} if item.reason and item.status != "restored" else {}
+            self.audited.append({"path": item.path, "status": item.status, **shown})
+
+
 @dataclass
 class PurgeReport:
     """What a purge did (or, as a dry run, would do)."""
@@ -235,10 +382,16 @@ class Quarantine:
     # ------------------------------------------------------------------ send
 
     async def send(
-        self, plan_id: str, paths: Sequence[SeenPath], progress: Progress | None = None
+        self, plan_id: str, paths: Sequence[SeenPath], progress: Progress | None = None, *, batch: int | None = None
     ) -> dict[str, RemoveItem]:
         """Move each path into its root's quarantine; every path gets one item: quarantined, missing, changed
-        (left to the caller) or failed. Raises AuthError only before anything was moved."""
+        (left to the caller) or failed. Raises AuthError only before anything was moved.
+
+        `batch`: the execution's batch number. The plan's record and manifest keep one part per batch, so a batch
+        sent again (a resumed execution) replaces its own part; a send without one adds a part of its own. An
+        execution sets it through SENDING_BATCH (the removal's QuarantineSender takes no batch number)."""
+        if batch is None:
+            batch = SENDING_BATCH.get()
         items: dict[str, RemoveItem] = {}
         by_root: dict[str, list[SeenPath]] = {}
         for seen in paths:
@@ -272,25 +425,15 @@ class Quarantine:
                     )
         if not by_root:
             return items
-        # A resumed execution (its first replica died) adds to what the interrupted one moved: the plan's record
-        # keeps both, so restore_paths(plan_id) brings back everything, and the plan keeps its first date.
-        earlier = await self._record(plan_id)
-        when = earlier.when if earlier is not None else self.clock()
-        record = PlanRecord(
-            plan_id,
-            when,
+        # The plan's record is a small header and a part per send (per execution batch): a resumed execution (its
+        # first replica died) replaces the parts of the batches it sends again, keeping the rows of what the
+        # interrupted one moved, so restore_paths(plan_id) brings back everything and the plan keeps its first date.
+        part = await self._open_part(plan_id, batch, paths)
+        part.rows = _merged(
+            part.rows,
             {root: [[s.path, s.kind, s.size, s.file_count] for s in group] for root, group in by_root.items()},
-            max(when + self.days * DAY, earlier.expires or 0.0) if earlier is not None else when + self.days * DAY,
         )
-        if self.store is not None:
-            try:
-                await self.store.save_plan(
-                    self._record_key(plan_id),
-                    _with_earlier(record, earlier, paths).to_bytes(),
-                    self._record_expiry(when),
-                )
-            except EfileMcpError as exc:  # the layout alone still says where everything came from
-                log.warning("the quarantine record of plan %s could not be kept (%s)", plan_id, exc)
+        await self._keep_part(part.header, part.name, part.rows)
         pairs: dict[str, str] = {}
         for root, group in by_root.items():
             for seen in group:
@@ -333,48 +476,85 @@ class Quarantine:
                     reason=(state.message or "not moved") + "; it is still where it was",
                 )
         with anyio.CancelScope(shield=True):
-            # The record keeps what is in quarantine now: a path that was not moved is not the plan's to restore.
-            record.roots = {
-                root: [row for row in rows if items[row[0]].status == "quarantined"]
-                for root, rows in record.roots.items()
+            # The record keeps what is in quarantine now: a path that was not moved is not the plan's to restore
+            # (rows of the part an earlier send of this batch kept are for paths not sent now: they stay).
+            part.rows = {
+                root: [row for row in rows if row[0] not in items or items[row[0]].status == "quarantined"]
+                for root, rows in part.rows.items()
             }
-            merged = _with_earlier(record, earlier, paths)
-            if self.store is not None:
-                try:
-                    await self.store.save_plan(self._record_key(plan_id), merged.to_bytes(), self._record_expiry(when))
-                except EfileMcpError as exc:
-                    log.warning("the quarantine record of plan %s could not be updated (%s)", plan_id, exc)
-            # Every path of the plan in quarantine so far: an execution sends a big plan in batches, and a resumed
-            # one adds to what the interrupted one moved; each manifest is rewritten whole.
-            await self._write_manifests(plan_id, when, {root: merged.roots.get(root, []) for root in by_root})
+            part.rows = {root: rows for root, rows in part.rows.items() if rows}
+            await self._keep_part(part.header, part.name, part.rows)
+            await self._write_manifests(part, set(by_root))
         return items
 
-    async def _write_manifests(self, plan_id: str, when: float, by_root: dict[str, list[list[Any]]]) -> None:
-        for root, rows in by_root.items():
-            entries = [
-                {
-                    "path": path,
-                    "type": kind,
+    async def _open_part(self, plan_id: str, batch: int | None, paths: Sequence[SeenPath]) -> _Part:
+        """The plan's header (made now for a new plan) and the part this send writes, with the rows it keeps of an
+        earlier send of the same batch for paths not sent now. A record of the previous version (v1, every row in
+        one value) becomes a part of its own first; a send without a batch number takes the paths it sends out of
+        every earlier part (a part at a time)."""
+        now = self.clock()
+        header = await self._header(plan_id)
+        if header is None:
+            header = PlanHeader(plan_id, now, now + self.days * DAY)
+        else:
+            header.expires = max(header.when + self.days * DAY, header.expires or 0.0)
+        sent = {seen.path for seen in paths}
+        if header.legacy is not None:
+            await self._keep_part(header, _LEGACY_PART, _without(header.legacy, sent))
+        if batch is not None:
+            name = f"b{batch:06d}"
+            before = set(header.parts.get(name, {}))
+            earlier = await self._part_rows(header, name) if name in header.parts else {}
+            return _Part(header, name, _without(earlier, sent), before)
+        for other in sorted(header.parts):
+            found = await self._part_rows(header, other)
+            kept = _without(found, sent)
+            if kept != found:
+                await self._keep_part(header, other, kept)
+        number = 1 + max((int(n[1:]) for n in header.parts if n.startswith("s") and n[1:].isdigit()), default=0)
+        return _Part(header, f"s{number:06d}", {}, set())
+
+    async def _write_manifests(self, part: _Part, sent_to: set[str]) -> None:
+        """Per root of the part: its manifest part (this batch's entries), then the plan's manifest there (a small
+        header: when, expiry, totals and the names of its parts). Each is uploaded whole, never the plan's rows."""
+        header, plan_id = part.header, part.header.plan_id
+        expires = max(header.when + self.days * DAY, header.expires or 0.0)
+        totals = header.totals()
+        for root in sorted(sent_to | set(part.rows) | part.roots_before):
+            rows = part.rows.get(root, [])
+            folder = quarantine_folder(root)
+            try:
+                if rows or root in part.roots_before:  # an emptied part is rewritten empty, never left stale
+                    entries = [
+                        {
+                            "path": path,
+                            "type": kind,
+                            "size": size,
+                            "files": files,
+                            "quarantined_as": mirror_of(root, plan_id, path),
+                        }
+                        for path, kind, size, files in rows
+                    ]
+                    body = {"plan_id": plan_id, "root": root, "part": part.name, "entries": entries}
+                    await self.mover.upload(folder, manifest_part_name(plan_id, part.name), _json(body), cover="cover")
+                    del entries, body
+                listed = sorted(name for name, by_root in header.parts.items() if root in by_root)
+                if not listed:
+                    continue
+                count, size, files = totals.get(root, [0, 0, 0])
+                manifest = {
+                    "plan_id": plan_id,
+                    "root": root,
+                    "quarantined_at": iso_time(header.when),
+                    "expires_at": iso_time(expires),
+                    "how_to_restore": "move each entry back to `path` (restore_paths does it), or strip "
+                    f"'{QUARANTINE_DIR}/{plan_id}/' from its place",
+                    "count": count,
                     "size": size,
                     "files": files,
-                    "quarantined_as": mirror_of(root, plan_id, path),
+                    "parts": [manifest_part_name(plan_id, name) for name in listed],
                 }
-                for path, kind, size, files in rows
-            ]
-            if not entries:
-                continue
-            manifest = {
-                "plan_id": plan_id,
-                "root": root,
-                "quarantined_at": iso_time(when),
-                "expires_at": iso_time(when + self.days * DAY),
-                "how_to_restore": "move each entry back to `path` (restore_paths does it), or strip "
-                f"'{QUARANTINE_DIR}/{plan_id}/' from its place",
-                "entries": entries,
-            }
-            content = json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8", "surrogatepass")
-            try:
-                await self.mover.upload(quarantine_folder(root), plan_id + MANIFEST_SUFFIX, content)
+                await self.mover.upload(folder, plan_id + MANIFEST_SUFFIX, _json(manifest), cover="cover")
             except EfileMcpError as exc:  # the layout and the state store still say everything
                 log.warning("the manifest of plan %s in %s could not be written (%s)", plan_id, root, exc)
 
@@ -518,24 +698,77 @@ class Quarantine:
     def _record_key(self, plan_id: str) -> str:
         return "quarantine-" + plan_id
 
-    def _record_expiry(self, when: float) -> float:
-        return when + self.days * DAY + _RECORD_GRACE
+    def _part_key(self, plan_id: str, name: str) -> str:
+        return f"quarantine-{plan_id}-part-{name}"
 
-    async def _record(self, plan_id: str) -> PlanRecord | None:
+    def _record_expiry(self, header: PlanHeader) -> float:
+        return max(header.when + self.days * DAY, header.expires or 0.0) + _RECORD_GRACE
+
+    async def _header(self, plan_id: str) -> PlanHeader | None:
+        """The plan's header in the state store (a v1 record is read with its rows); None without one."""
         if self.store is None:
             return None
         try:
             data = await self.store.load_plan(self._record_key(plan_id))
         except EfileMcpError:
             return None
-        return PlanRecord.from_bytes(data) if data else None
+        return PlanHeader.from_bytes(data) if data else None
+
+    async def _part_rows(self, header: PlanHeader, name: str) -> Rows:
+        """One part's rows per root (a v1 record's rows are its part "v1"); {} when the store lost it."""
+        if name == _LEGACY_PART and header.legacy is not None:
+            return header.legacy
+        if self.store is None:
+            return {}
+        try:
+            data = await self.store.load_plan(self._part_key(header.plan_id, name))
+        except EfileMcpError as exc:
+            log.warning("part %s of the quarantine record of plan %s could not be read (%s)", name, header.plan_id, exc)
+            return {}
+        return _rows_from_bytes(data) if data else {}
+
+    async def _keep_part(self, header: PlanHeader, name: str, rows: Rows) -> None:
+        """Write one part (an emptied part is dropped), then the header with its totals: the header names a part
+        only once the part is there, and is the only value rewritten by every send (a few hundred bytes)."""
+        if name == _LEGACY_PART:
+            header.legacy = None  # from now on a part like the others: the header is written as version 2
+        if rows:
+            header.parts[name] = _tally(rows)
+        else:
+            header.parts.pop(name, None)
+        if self.store is None:
+            return
+        expiry = self._record_expiry(header)
+        try:
+            if rows:
+                await self.store.save_plan(self._part_key(header.plan_id, name), _rows_to_bytes(rows), expiry)
+            else:
+                await self.store.drop_plans([self._part_key(header.plan_id, name)])
+            await self.store.save_plan(self._record_key(header.plan_id), header.to_bytes(), expiry)
+        except EfileMcpError as exc:  # the layout alone still says where everything came from
+            log.warning("the quarantine record of plan %s could not be kept (%s)", header.plan_id, exc)
+
+    async def _drop_record(self, plan_id: str) -> None:
+        """Forget the plan's record: every part, then the header (a purged plan, or one restored whole)."""
+        if self.store is None:
+            return
+        try:
+            header = await self._header(plan_id)
+            if header is None:
+                return
+            parts = [self._part_key(plan_id, name) for name in header.parts if header.legacy is None]
+            await self.store.drop_plans([*parts, self._record_key(plan_id)])
+        except EfileMcpError as exc:
+            log.warning("the quarantine record of plan %s could not be dropped (%s)", plan_id, exc)
 
     async def list_plans(self) -> list[QuarantinedPlan]:
         """Every plan in the quarantine of every allowed root, newest first."""
         plans, _ = await self._plans()
         return plans
 
-    async def _plans(self) -> tuple[list[QuarantinedPlan], str | None]:
+    async def _plans(self, parts: dict[str, list[str]] | None = None) -> tuple[list[QuarantinedPlan], str | None]:
+        """Every plan folder of every root's quarantine (files beside them, manifests and their parts, are never
+        plans); `parts` is filled with the manifest parts beside each plan folder, by folder."""
         if self._ready is not None:
             await self._ready()
         listings = self._listings()
@@ -563,6 +796,9 @@ class Quarantine:
                 if entry.kind == "directory":
                     manifest = listing.entries.get(name + MANIFEST_SUFFIX)
                     plans.append(await self._describe(root, name, entry, manifest, budget))
+                elif parts is not None and entry.kind == "file" and _is_manifest_part(name):
+                    owner = name.rpartition(MANIFEST_PART)[0]
+                    parts.setdefault(plan_folder(root, owner), []).append(join(folder, name))
 
         async with task_group() as tg:
             for root in self.policy.allowed_roots:
@@ -573,12 +809,12 @@ class Quarantine:
     async def _describe(
         self, root: str, plan_id: str, entry: Entry, manifest: Entry | None, budget: list[int]
     ) -> QuarantinedPlan:
-        record = await self._record(plan_id)
+        record = await self._header(plan_id)  # the header alone: its totals, never the plan's rows
         when = record.when if record else (manifest.mtime if manifest and manifest.mtime else entry.mtime)
         exact = True
-        if record is not None and root in record.roots:
-            rows = record.roots[root]
-            count, size = len(rows), sum(int(row[2]) for row in rows)
+        totals = record.totals() if record is not None else {}
+        if root in totals:
+            count, size = totals[root][0], totals[root][1]
         else:
             count, size, exact = await self._measure(plan_folder(root, plan_id), budget)
         expires = when + self.days * DAY if when is not None else None
@@ -682,17 +918,21 @@ class Quarantine:
                 f"no quarantine holds plan {plan_id!r} (it was never quarantined here, was purged, or was restored "
                 "whole): storage_status lists the plans in quarantine.",
             )
-        record = await self._record(plan_id)
-        recorded = {row[0] for rows in (record.roots.values() if record else ()) for row in rows}
-        wanted: list[tuple[str, str]] = []  # (root, original)
-        items: dict[str, RestoreItem] = {}
+        record = await self._header(plan_id)
+        totals = record.totals() if record is not None else {}
+        items: dict[str, RestoreItem] = {}  # named paths no root of the plan holds
+        rounds: list[_Round] = []  # the rounds known before the first moves: the first part's, the unrecorded roots'
+        count = 0
         if paths is None:
+            # The whole plan, a part at a time: what a part restored leaves its part before the next is read.
             for root in roots:
-                if record is not None and root in record.roots:
-                    wanted.extend((root, row[0]) for row in record.roots[root])
-                else:
+                if root in totals:
+                    count += totals[root][0]
+                else:  # no record of this root: its plan folder's top entries (the layout says where they came from)
                     top = await listings.read_dir(plan_folder(root, plan_id))
-                    wanted.extend((root, join(root, name)) for name in top.entries)
+                    rounds.append(_Round([(root, join(root, name)) for name in top.entries], set(), None, {}))
+                    count += len(top.entries)
+            later = sorted(record.parts) if record is not None else []
         else:
             unfit = [p for p in paths if self._malformed(p)]
             if unfit:
@@ -700,6 +940,7 @@ class Quarantine:
                     "restore_paths",
                     f"{self._malformed(unfit[0])} Nothing was restored: name each path as the removal showed it.",
                 )
+            wanted: list[tuple[str, str]] = []  # (root, original)
             for path in dict.fromkeys(paths):
                 holder = innermost_root(self.policy, path)
                 if holder is None or holder not in roots:
@@ -708,41 +949,51 @@ class Quarantine:
                     )
                 else:
                     wanted.append((holder, path))
+            recorded = await self._recorded_within(record, {original for _, original in wanted})
+            rounds.append(_Round(wanted, recorded, None, {}))
+            count = len(wanted)
+            later = []
+        if later and record is not None:
+            rounds.insert(0, await self._part_round(record, later.pop(0), roots))
+        first = [original for round_ in rounds for _, original in round_.wanted[:200]][:200]
         await self.audit.write(
             "restore",
             tool="restore_paths",
             decision="intent",
             plan_id=plan_id,
-            paths=[original for _, original in wanted][:200],
-            paths_count=len(wanted),
+            paths=first,
+            paths_count=count,
         )
-        results = await self._restore_entries(plan_id, wanted, recorded, listings)
-        items.update(results)
-        ordered = list(items.values())
-        if record is not None:
-            restored = {item.path for item in ordered if item.status == "restored"}
-            await self._forget(record, restored)
+        outcome = _RestoreOutcome()
+        for item in items.values():
+            outcome.take(item)
+        while rounds or later:
+            if rounds:
+                round_ = rounds.pop(0)
+            else:
+                assert record is not None  # parts are read from it
+                round_ = await self._part_round(record, later.pop(0), roots)
+            results = await self._restore_entries(plan_id, round_.wanted, round_.recorded, listings)
+            restored = {path for path, item in results.items() if item.status == "restored"}
+            for item in results.values():
+                outcome.take(item)
+            del results
+            if record is not None and restored:
+                await self._forget(record, restored, round_)
         emptied = [root for root in roots if await self._drop_if_empty(root, plan_id)]
+        if record is not None and len(emptied) == len(roots) and not record.parts:
+            await self._drop_record(plan_id)  # restored whole: nothing of it is left in the state store
         await self.audit.write(
             "restore",
             tool="restore_paths",
             decision="executed",
             plan_id=plan_id,
             emptied=[plan_folder(root, plan_id) for root in emptied],
-            items=[
-                {
-                    "path": i.path,
-                    "status": i.status,
-                    **({"reason": i.reason[:300]} if i.reason and i.status != "restored" else {}),
-                }
-                for i in ordered
-            ][:2000],
+            items=outcome.audited,
         )
-        summary = RestoreSummary(requested=len(ordered))
-        for item in ordered:
-            setattr(summary, item.status, getattr(summary, item.status) + 1)
-        listed = ordered if len(ordered) <= ITEMS_LISTED_MAX else None
-        exceptions = None if listed is not None else [i for i in ordered if i.status != "restored"][:ITEMS_LISTED_MAX]
+        summary = RestoreSummary(requested=outcome.requested, **outcome.counts)
+        listed = outcome.listed if outcome.requested <= ITEMS_LISTED_MAX else None
+        exceptions = None if listed is not None else outcome.exceptions
         steps = []
         if summary.restored:
             steps.append(f"{summary.restored} path(s) are back where they were")
@@ -762,6 +1013,29 @@ class Quarantine:
             exceptions=exceptions,
             next_step=("; ".join(steps) or "Nothing to restore.") + ".",
         )
+
+    async def _part_round(self, record: PlanHeader, name: str, roots: list[str]) -> _Round:
+        """One part of the record, as a round of a whole plan's restore (its rows in the roots holding the plan)."""
+        rows = await self._part_rows(record, name)
+        wanted = [(root, row[0]) for root in roots for row in rows.get(root, ())]
+        return _Round(wanted, {row[0] for found in rows.values() for row in found}, name, rows)
+
+    async def _recorded_within(self, record: PlanHeader | None, named: set[str]) -> set[str]:
+        """The recorded paths that are, or lie inside, one of the paths `named` (read a part at a time): what a
+        restore of chosen paths needs to tell an entry quarantined whole from a folder made to hold entries."""
+        found: set[str] = set()
+        if record is None or not named:
+            return found
+        for name in sorted(record.parts):
+            for rows in (await self._part_rows(record, name)).values():
+                for row in rows:
+                    path = str(row[0])
+                    while path:
+                        if path in named:
+                            found.add(str(row[0]))
+                            break
+                        path = path.rpartition("/")[0]
+        return found
 
     def _malformed(self, path: str) -> str | None:
         """Why a path named for restore is not a plain absolute path ('..', '//', control characters...)."""
@@ -919,9 +1193,25 @@ class Quarantine:
                 return f"its parent {display(prefix)} is now a {entry.kind}, not a folder; it stays in quarantine"
         return None
 
+    async def _manifest_parts(self, root: str, plan_id: str, listings: Listings) -> list[str]:
+        """The parts of the plan's manifest beside its folder in `root` (files named after the plan)."""
+        prefix = plan_id + MANIFEST_PART
+        try:
+            # Read whole, not by the API's keyword search (whose matching the API does not document).
+            listing = await listings.read_dir(quarantine_folder(root))
+        except EfileMcpError as exc:
+            log.info("the manifest parts of plan %s in %s could not be listed (%s)", plan_id, root, exc)
+            return []
+        return [
+            join(quarantine_folder(root), name)
+            for name, entry in listing.entries.items()
+            if entry.kind == "file" and name.startswith(prefix) and _is_manifest_part(name)
+        ]
+
     async def _drop_if_empty(self, root: str, plan_id: str) -> bool:
-        """Once everything is restored, the plan's folder holds only the folders made to hold entries: it and its
-        manifest are removed, so storage_status no longer lists it. Anything else left in it keeps it all."""
+        """Once everything is restored, the plan's folder holds only the folders made to hold entries: it, its
+        manifest and the manifest's parts are removed, so storage_status no longer lists it. Anything else left in
+        it keeps it all."""
         if self.remover is None:
             return False
         folder = plan_folder(root, plan_id)
@@ -942,7 +1232,8 @@ class Quarantine:
                 if folders > 10_000:
                     return False
                 pending.append(join(current, name))
-        run = RemovalRun(paths=(folder, folder + MANIFEST_SUFFIX))
+        parts = await self._manifest_parts(root, plan_id, listings)
+        run = RemovalRun(paths=(folder, folder + MANIFEST_SUFFIX, *parts))
         try:
             await self.remover.remove(run)
         except EfileMcpError as exc:
@@ -951,23 +1242,28 @@ class Quarantine:
         run.settle_unfinished()
         return run.outcomes[folder].kind in ("submitted", "missing", "verified_absent")
 
-    async def _forget(self, record: PlanRecord, restored: set[str]) -> None:
-        if not restored or self.store is None:
+    async def _forget(self, record: PlanHeader, restored: set[str], round_: _Round) -> None:
+        """Restored paths leave the record: the round's own part, or (named paths) every part that holds some,
+        a part at a time."""
+        gone = restored & round_.recorded
+        if not gone:
             return
-        record.roots = {root: [row for row in rows if row[0] not in restored] for root, rows in record.roots.items()}
-        record.roots = {root: rows for root, rows in record.roots.items() if rows}
-        try:
-            await self.store.save_plan(
-                self._record_key(record.plan_id), record.to_bytes(), self._record_expiry(record.when)
-            )
-        except EfileMcpError as exc:
-            log.warning("the quarantine record of plan %s could not be updated (%s)", record.plan_id, exc)
+        if round_.part is not None:
+            await self._keep_part(record, round_.part, _without(round_.rows, gone))
+            return
+        for name in sorted(record.parts):
+            found = await self._part_rows(record, name)
+            kept = _without(found, gone)
+            if kept != found:
+                await self._keep_part(record, name, kept)
 
     # ------------------------------------------------------------------ purge
 
     async def purge(self, *, dry_run: bool, tool: str = "purge") -> PurgeReport:
-        """Delete for good the plans older than the quarantine days (their folders and manifests); audited as `expired`."""
-        plans, error = await self._plans()
+        """Delete for good the plans older than the quarantine days (their folders, manifests and manifest parts, and
+        their records in the state store); audited as `expired`."""
+        parts: dict[str, list[str]] = {}
+        plans, error = await self._plans(parts)
         expired = [plan for plan in plans if plan.expired]
         held: dict[str, str] = {}
         if self.links_inside != "remove":
@@ -985,6 +1281,7 @@ class Quarantine:
         if self.remover is None:
             raise GuardRefusal("purge", "this quarantine cannot purge (no remover configured)")
         targets = [plan.folder for plan in expired] + [plan.folder + MANIFEST_SUFFIX for plan in expired]
+        targets += [path for plan in expired for path in parts.get(plan.folder, ())]
         await self.audit.write(
             "expired",
             tool=tool,
@@ -1015,6 +1312,11 @@ class Quarantine:
                 else:
                     report.outcomes[plan.folder] = f"failed: {outcome.message}"
             with anyio.CancelScope(shield=True):
+                # A plan whose every folder is deleted (or being deleted) leaves nothing in the state store.
+                gone = {p.plan_id for p in expired if report.outcomes[p.folder] in ("removed", "queued")}
+                gone -= {p.plan_id for p in plans if report.outcomes.get(p.folder) not in ("removed", "queued")}
+                for plan_id in sorted(gone):
+                    await self._drop_record(plan_id)
                 await self.audit.write(
                     "expired",
                     tool=tool,
@@ -1028,18 +1330,6 @@ class Quarantine:
         return report
 
 
-def _with_earlier(record: PlanRecord, earlier: PlanRecord | None, sent: Sequence[SeenPath]) -> PlanRecord:
-    """This send's record plus the rows an earlier send of the same plan kept for paths not sent now (what an
-    interrupted execution moved before its replica died)."""
-    if earlier is None:
-        return record
-    now = {seen.path for seen in sent}
-    roots = {root: [row for row in rows if row[0] not in now] for root, rows in earlier.roots.items()}
-    for root, rows in record.roots.items():
-        roots.setdefault(root, []).extend(rows)
-    return PlanRecord(record.plan_id, record.when, {root: rows for root, rows in roots.items() if rows}, record.expires)
-
-
 def _refused_alone(exc: ApiError) -> MoveState:
     if exc.code == "911020":
         return MoveState("source_missing", "already absent", exc.code)
@@ -1047,6 +1337,9 @@ def _refused_alone(exc: ApiError) -> MoveState:
         return MoveState("target_taken", f"its place is taken ({exc})", exc.code)
     return MoveState("failed", f"not moved: {exc}", exc.code)
 
+
+#: The execution batch a send belongs to (execution sets it around its send): the part of the record it writes.
+SENDING_BATCH: contextvars.ContextVar[int | None] = contextvars.ContextVar("efile_mcp_sending_batch", default=None)
 
 #: False in `efile-mcp purge`, which is the purge itself: the server's start-up purge then stays out of it.
 START_UP_PURGE: contextvars.ContextVar[bool] = contextvars.ContextVar("efile_mcp_start_up_purge", default=True)

@@ -238,6 +238,10 @@ class StateStore(Protocol):
         """The plan's bytes; None when unknown or expired."""
         ...
 
+    async def drop_plans(self, plan_ids: Sequence[str]) -> None:
+        """Forget the values `save_plan` kept under these ids, at once (ids not kept are ignored)."""
+        ...
+
     # A removal plan's paths are rows beside its small header (guard/seen.py): a million-path plan is never
     # one value. Rows expire with the plan; the header is saved last, so a plan without all its rows is unknown.
 
@@ -651,6 +655,16 @@ class SqliteStore(_PlanTransitions):
 
         return await self._call(body, write=False)
 
+    async def drop_plans(self, plan_ids: Sequence[str]) -> None:
+        ids = list(plan_ids)
+        if not ids:
+            return
+
+        def body(db: sqlite3.Connection) -> None:
+            db.executemany("DELETE FROM plans WHERE plan_id = ?", ((plan_id,) for plan_id in ids))
+
+        await self._call(body, write=True)
+
     async def save_plan_rows(self, plan_id: str, first: int, rows: Sequence[bytes], expires_at: float) -> None:
         now = self.clock()
 
@@ -903,6 +917,17 @@ class RedisStore(_PlanTransitions):
         if self.clock() >= expires_at:
             return None
         return value[_EXPIRY.size :]
+
+    async def drop_plans(self, plan_ids: Sequence[str]) -> None:
+        ids = list(plan_ids)
+        if not ids:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.delete(*[self._plan_key(plan_id) for plan_id in ids])
+        removals = [plan_id for plan_id in ids if _is_removal_plan(plan_id)]
+        if removals:
+            pipe.zrem(self._index_key(), *removals)
+        await self._do("forget plans", pipe.execute())
 
     def _rows_key(self, plan_id: str) -> str:
         return f"{self.prefix}rows:{plan_id}"

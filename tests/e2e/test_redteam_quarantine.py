@@ -218,9 +218,14 @@ async def test_an_altered_manifest_does_not_redirect_a_restore(rig: Rig) -> None
     await rig.quarantine.send("planrt2", seen)
     manifest_path = rig.root / "scratch" / QUARANTINE_DIR / ("planrt2" + MANIFEST_SUFFIX)
     manifest = json.loads(manifest_path.read_text())
-    for entry in manifest["entries"]:
-        entry["path"] = rig.v("projects/run-001")
-        entry["quarantined_as"] = rig.v("projects/run-001")
+    for name in manifest["parts"]:  # the entries are in the manifest's parts, files beside it
+        part_path = manifest_path.parent / name
+        part = json.loads(part_path.read_text())
+        for entry in part["entries"]:
+            entry["path"] = rig.v("projects/run-001")
+            entry["quarantined_as"] = rig.v("projects/run-001")
+        part["root"] = rig.v("projects")
+        part_path.write_text(json.dumps(part))
     manifest["root"] = rig.v("projects")
     manifest_path.write_text(json.dumps(manifest))
     result = await rig.quarantine.restore("planrt2")
@@ -237,8 +242,10 @@ async def test_an_altered_manifest_without_the_state_store_does_not_redirect_eit
     await writer.transport.aclose()
     manifest_path = sandbox.root / "scratch" / QUARANTINE_DIR / ("planrt3" + MANIFEST_SUFFIX)
     manifest = json.loads(manifest_path.read_text())
-    manifest["entries"][0]["path"] = "/etc/run-001"
-    manifest_path.write_text(json.dumps(manifest))
+    part_path = manifest_path.parent / manifest["parts"][0]  # the entries are in the manifest's parts
+    part = json.loads(part_path.read_text())
+    part["entries"][0]["path"] = "/etc/run-001"
+    part_path.write_text(json.dumps(part))
     (tmp_path / "two").mkdir()
     reader = make_rig(sandbox, tmp_path / "two", store=False)
     try:
