@@ -500,7 +500,7 @@ class Quarantine:
             header.expires = max(header.when + self.days * DAY, header.expires or 0.0)
         sent = {seen.path for seen in paths}
         if header.legacy is not None:
-            await self._keep_part(header, _LEGACY_PART, _without(header.legacy, sent))
+            await self._rewrite_part(header, _LEGACY_PART, header.legacy, _without(header.legacy, sent))
         if batch is not None:
             name = f"b{batch:06d}"
             before = set(header.parts.get(name, {}))
@@ -510,9 +510,28 @@ class Quarantine:
             found = await self._part_rows(header, other)
             kept = _without(found, sent)
             if kept != found:
-                await self._keep_part(header, other, kept)
+                await self._rewrite_part(header, other, found, kept)
         number = 1 + max((int(n[1:]) for n in header.parts if n.startswith("s") and n[1:].isdigit()), default=0)
         return _Part(header, f"s{number:06d}", {}, set())
+
+    async def _upload_part(self, plan_id: str, name: str, root: str, rows: list[list[Any]]) -> None:
+        """One part of the plan's manifest in `root`: the entries of one send (one execution batch)."""
+        entries = [
+            {"path": path, "type": kind, "size": size, "files": files, "quarantined_as": mirror_of(root, plan_id, path)}
+            for path, kind, size, files in rows
+        ]
+        body = {"plan_id": plan_id, "root": root, "part": name, "entries": entries}
+        await self.mover.upload(quarantine_folder(root), manifest_part_name(plan_id, name), _json(body), cover="cover")
+
+    async def _rewrite_part(self, header: PlanHeader, name: str, before: Rows, rows: Rows) -> None:
+        """An earlier part that changed (paths sent again left it; a v1 record became a part): kept, and its
+        manifest parts rewritten, so that neither the record nor the manifest lists a path twice."""
+        await self._keep_part(header, name, rows)
+        for root in sorted(set(before) | set(rows)):
+            try:
+                await self._upload_part(header.plan_id, name, root, rows.get(root, []))
+            except EfileMcpError as exc:
+                log.warning("the manifest of plan %s in %s could not be written (%s)", header.plan_id, root, exc)
 
     async def _write_manifests(self, part: _Part, sent_to: set[str]) -> None:
         """Per root of the part: its manifest part (this batch's entries), then the plan's manifest there (a small
@@ -525,19 +544,7 @@ class Quarantine:
             folder = quarantine_folder(root)
             try:
                 if rows or root in part.roots_before:  # an emptied part is rewritten empty, never left stale
-                    entries = [
-                        {
-                            "path": path,
-                            "type": kind,
-                            "size": size,
-                            "files": files,
-                            "quarantined_as": mirror_of(root, plan_id, path),
-                        }
-                        for path, kind, size, files in rows
-                    ]
-                    body = {"plan_id": plan_id, "root": root, "part": part.name, "entries": entries}
-                    await self.mover.upload(folder, manifest_part_name(plan_id, part.name), _json(body), cover="cover")
-                    del entries, body
+                    await self._upload_part(plan_id, part.name, root, rows)
                 listed = sorted(name for name, by_root in header.parts.items() if root in by_root)
                 if not listed:
                     continue
@@ -1248,13 +1255,16 @@ class Quarantine:
         gone = restored & round_.recorded
         if not gone:
             return
-        if round_.part is not None:
-            await self._keep_part(record, round_.part, _without(round_.rows, gone))
-            return
-        for name in sorted(record.parts):
-            found = await self._part_rows(record, name)
+        parts = [round_.part] if round_.part is not None else sorted(record.parts)
+        for name in parts:
+            found = round_.rows if round_.part is not None else await self._part_rows(record, name)
             kept = _without(found, gone)
-            if kept != found:
+            if kept == found:
+                continue
+            if name == _LEGACY_PART and record.legacy is not None:
+                # A v1 record becomes a part: its manifest part is written (the old manifest stays as it was).
+                await self._rewrite_part(record, name, found, kept)
+            else:
                 await self._keep_part(record, name, kept)
 
     # ------------------------------------------------------------------ purge
