@@ -4,7 +4,8 @@ Layout: each path goes into the quarantine of **its own allowed root** (the inne
 into the plan's folder, at the same place relative to the root:
 
     <root>/a/b/run-001            ->  <root>/.efile-quarantine/<plan id>/a/b/run-001
-    <root>/.efile-quarantine/<plan id>.manifest.json     (beside the plan's folder, uploaded after the moves)
+    <root>/.efile-quarantine/<plan id>.manifest.json                  (the manifest: when, expiry, totals, parts)
+    <root>/.efile-quarantine/<plan id>.part-b000007.manifest.json     (a part: batch 7's entries)
 
 So no data crosses a root, the path policy still holds, two paths with the same base name go to
 distinct sub-folders (their parents differ), and **where an entry came from is derivable from the layout
@@ -12,6 +13,17 @@ alone**: strip `.efile-quarantine/<plan id>/`. Restoring needs neither the state
 The manifest (original paths, types, sizes, when, plan id) is for the person and the audit; the state
 store keeps the same record to answer storage_status without walking, and to tell an entry that was
 quarantined whole from a folder made only to hold it.
+
+Both are kept **in parts**, one per send: an execution sends a plan of up to a million paths in batches,
+and each batch writes its own part (its rows in the state store, its entries in a manifest part, uploaded
+after its moves), then a small header (the plan's `<plan id>.manifest.json`; in the state store, when, the
+promised expiry and per part and root the paths, bytes and files). Nothing written grows with the plan, and
+storage_status reads the header alone; restore and purge read the parts one at a time. A part is named by
+the execution's batch number, so a batch sent again by a resumed execution replaces its part (keeping the
+rows of what the interrupted one moved); a send without a batch number adds a part. Manifest parts are
+files beside the plan's folder: never taken for plans, never restored, removed with their plan. A plan
+quarantined by the previous version (one record value, one manifest with every entry) is still listed,
+restored and purged: its rows are read as a part of their own.
 
 A move carries its sources comma-separated, so a path holding a comma is never sent: it is refused with
 a reason (`quarantine_refusal`), before the dry run issues a token and again here.
@@ -144,7 +156,8 @@ class MoveState:
 
 @dataclass
 class PlanRecord:
-    """What the state store keeps of a quarantined plan: when, and per root the paths sent [path, kind, size, files]."""
+    """The record of the previous version (v1, one value: when, and per root every path sent [path, kind, size,
+    files]); still read for plans it quarantined (`PlanHeader.from_bytes`), never written."""
 
     plan_id: str
     when: float
