@@ -311,16 +311,40 @@ async def test_a_saved_walk_is_taken_by_one_caller_only(tmp_path: Path, redis_se
             await store.aclose()
 
 
-async def test_a_folder_capable_selection_too_big_for_a_call_says_how_to_plan_every_file(
+async def test_a_selection_of_folders_bigger_than_a_call_is_read_on_across_calls_and_a_restart(
     make_settings: Any, sandbox: RunningSandbox
 ) -> None:
-    """A selection that may match folders holds its matches until its search ends, so it cannot read on across
-    calls: cut by the budget, its plan says it may hold less, and how to plan every file (type='file')."""
-    _tree(sandbox, 12, 100)
-    select = {"path": f"{sandbox.home}/scratch/logs", "name": "*.log"}  # type "any", the default
-    async with Client(build_server(make_settings(confirm="token", walk_max_entries=250))) as client:
-        held = await call_ok(client, "remove_paths", {"select": select})
-        files = await call_ok(client, "remove_paths", {"select": {**select, "type": "file"}})
-    assert held["summary"]["would_remove"] < 1_200 and "resume" not in held
-    assert "incomplete" in held["next_step"] and "type='file'" in held["next_step"]
-    assert files.get("resume") and "type='file'" not in files["next_step"]
+    """A selection that matches folders (type "any", the default) reads on across calls too: a matched folder
+    is planned whole, its tree read afresh for the plan (across calls when it is bigger than one), and the
+    matches inside it are covered by it, never planned apart. The plan and its token come when all is read."""
+    top = _tree(sandbox, 12, 100)
+    for i in range(100, 600):  # job-00 holds 601 entries: more than one call reads
+        (top / "job-00" / f"out-{i:03d}.log").write_bytes(b"z")
+    # "*-0*": the folders job-00 .. job-09 and every out-0NN.log file; those inside job-0N are covered.
+    select = {"path": f"{sandbox.home}/scratch/logs", "name": "*-0*"}
+    settings = make_settings(confirm="token", walk_max_entries=250)
+    answers = []
+    async with Client(build_server(settings)) as client:
+        answer = await call_ok(client, "remove_paths", {"select": select})
+        answers.append(answer)
+    async with Client(build_server(settings)) as client:  # a restart: the frontier and rows are in the store
+        while answer.get("resume"):
+            assert "confirmation_token" not in answer
+            answer = await call_ok(client, "remove_paths", {"resume": answer["resume"]})
+            answers.append(answer)
+        assert len(answers) >= 8, [a["summary"]["would_remove"] for a in answers]
+        summary = answer["summary"]
+        # 10 folders + job-10's and job-11's out-000 .. out-099 (200 files).
+        assert (summary["would_remove"], summary["folder_count"]) == (210, 10), summary
+        assert summary["covered"] == 100 + 9 * 100 + 0, summary  # out-0NN.log inside job-0N (job-00: out-000..099)
+        assert summary["file_count"] == 10 * 101 + 500 + 200, summary
+        done = await call_ok(
+            client, "remove_paths", {"dry_run": False, "confirmation_token": answer["confirmation_token"]}
+        )
+        # Removed at once, or queued as server tasks (folders are).
+        assert done["summary"]["removed"] + done["summary"]["queued"] == 210, done["summary"]
+        await call_ok(client, "get_task", {"plan_id": answer["plan_id"], "wait_seconds": 20})
+    assert sorted(p.name for p in top.iterdir()) == ["job-10", "job-11"]
+    assert sorted(p.name for p in top.rglob("*")) == ["job-10", "job-11", "keep.txt", "keep.txt"]
+    sent = sandbox.sandbox.received_remove_paths
+    assert len(sent) == 210 == len(set(sent))

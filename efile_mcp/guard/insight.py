@@ -309,15 +309,27 @@ class Matcher:
         return not (self.newer is not None and (mtime is None or mtime <= self.newer))
 
 
+#: (FindWalk cover) Matches held back inside candidate folders at most (their rows also ride in a resumed state).
+HELD_MAX = 20_000
+_NOT_HELD = object()
+
+
 class FindWalk:
     """Matches of a selection as a resumable walk: each call reads on until it has the matches it wants.
 
     A file matches as it is listed; a folder when its tree is done (its size and newest entry are its
     tree's). `found` holds the matches not yet handed out; `count`/`size` sum every match so far (`size`
     counts a folder's tree once, not its matches again).
+
+    `cover` (a removal's selection): a match inside a folder that may still match (its name did, its tree is not
+    done) is held back until that folder is done: a folder that matches covers them (they are dropped, counted in
+    `covered`), one that does not lets them go on. So `found` never holds a path inside another match, and what
+    is handed out is final: a plan can be written as it is found. Held matches are bounded (HELD_MAX): past it,
+    the folders holding the most are given up as folder matches (`released`), with every candidate above them,
+    and their matches go on alone: a path handed out must never be covered by a folder matched later.
     """
 
-    def __init__(self, selection: Selection, now: float) -> None:
+    def __init__(self, selection: Selection, now: float, *, cover: bool = False) -> None:
         self.selection = selection
         #: The clock when the search began: ages mean the same on every page.
         self.now = now
@@ -334,9 +346,54 @@ class FindWalk:
         self.below: dict[str, int] = {}
         #: While reading on for a page: how many matches it wants.
         self.want: int | None = None
+        self.cover = cover and matcher.needs_folder_totals
+        #: (cover) Matches held back, by the innermost candidate folder holding them.
+        self.held: dict[str, list[Match]] = {}
+        self.held_count = 0
+        #: (cover) Matches dropped because a folder matched around them; candidate folders given up (HELD_MAX).
+        self.covered = 0
+        self.released = 0
+
+    def _holder(self, folder: str) -> str | None:
+        """The innermost candidate folder at or above `folder` (below the search's root), if any."""
+        candidates, root = self.candidates, self.walk.root
+        if not candidates:
+            return None
+        path = folder
+        while path != root and len(path) > len(root):
+            if path in candidates:
+                return path
+            path = path.rpartition("/")[0] or "/"
+        return None
+
+    def _hand(self, match: Match, folder: str) -> None:
+        """A final match into `found`, or (cover) held by the candidate folder around it."""
+        holder = self._holder(folder) if self.cover else None
+        if holder is None:
+            self.found.append(match)
+            return
+        self.held.setdefault(holder, []).append(match)
+        self.held_count += 1
+        if self.held_count > HELD_MAX:
+            self._release()
+
+    def _release(self) -> None:
+        """Too many matches held: give up the biggest holder as a folder match, and every candidate above it (a
+        folder matched later would cover paths already handed out), until half the bound is held."""
+        root = self.walk.root
+        while self.held_count > HELD_MAX // 2 and self.held:
+            path = max(self.held, key=lambda held: len(self.held[held]))
+            while path != root and len(path) > len(root):
+                if self.candidates.pop(path, _NOT_HELD) is not _NOT_HELD:
+                    self.released += 1
+                let_go = self.held.pop(path, None)
+                if let_go:
+                    self.held_count -= len(let_go)
+                    self.found.extend(let_go)
+                path = path.rpartition("/")[0] or "/"
 
     def _matched(self, match: Match, folder: str) -> None:
-        self.found.append(match)
+        self._hand(match, folder)
         self.count += 1
         self.size += match.size
         if self.matcher.needs_folder_totals:
@@ -360,17 +417,26 @@ class FindWalk:
     def on_closed(self, closed: ClosedDir) -> None:
         inside = self.below.pop(closed.path, 0)
         parent = closed.path.rpartition("/")[0] or "/"
+        held = self.held.pop(closed.path, None) if self.cover else None
+        if held:
+            self.held_count -= len(held)
         if closed.path in self.candidates:
             mtime = self.candidates.pop(closed.path)
             newest = closed.totals.newest
             if newest is None or (mtime is not None and mtime > newest):
                 newest = mtime
             if self.matcher.totals_match(closed.totals.size, newest):
+                if held:  # covered by the folder: dropped
+                    self.covered += len(held)
+                    held = None
+                self._hand(Match(closed.path, "directory", closed.totals.size, newest, closed.complete), parent)
                 # Its matches inside were counted already: the folder's tree replaces them in the bytes.
-                self.found.append(Match(closed.path, "directory", closed.totals.size, newest, closed.complete))
                 self.count += 1
                 self.size += closed.totals.size - inside
                 inside = closed.totals.size
+        if held:  # the folder did not match: what it held goes on, to the candidate around it or out
+            for match in held:
+                self._hand(match, parent)
         if inside and closed.path != self.walk.root:
             self.below[parent] = self.below.get(parent, 0) + inside
 
@@ -419,6 +485,8 @@ class FindWalk:
             "z": self.size,
             "c": self.candidates,
             "b": self.below,
+            "cv": [int(self.cover), self.covered, self.released],
+            "h": {path: [m.to_row() for m in held] for path, held in self.held.items()},
         }
 
     @classmethod
@@ -430,6 +498,10 @@ class FindWalk:
         found.size = int(data["z"])
         found.candidates = dict(data["c"])
         found.below = {str(k): int(v) for k, v in data["b"].items()}
+        cover, found.covered, found.released = data.get("cv", [0, 0, 0])
+        found.cover = bool(cover) and found.matcher.needs_folder_totals
+        found.held = {str(k): [Match.from_row(row) for row in v] for k, v in data.get("h", {}).items()}
+        found.held_count = sum(len(v) for v in found.held.values())
         return found
 
 

@@ -1,9 +1,15 @@
-"""A dry run of a selection of files, planned as it is found: rows in the store, never the plan in memory.
+"""A dry run of a selection, planned as it is found: rows in the store, never the plan in memory.
 
-`remove_paths(select={type: "file", ...})` may match a million files (EFILE_MAX_PLAN_PATHS). The search
-is read in rounds of at most `ROUND_ENTRIES` listed entries; each round's matches are screened (policy,
-mode), looked up again (`Inspector`: the objects as they are), added to the plan's rows (`PlanWriter`)
-and to the answer's tally, then dropped. Memory is a round's, whatever the number of matches.
+`remove_paths(select=...)` may match a million paths (EFILE_MAX_PLAN_PATHS). The search is read in rounds
+of at most `ROUND_ENTRIES` listed entries; each round's matches are screened (policy, mode), looked up
+again (`Inspector`: the objects as they are; a matched folder's tree read afresh, its fingerprint taken),
+added to the plan's rows (`PlanWriter`) and to the answer's tally, then dropped. Memory is a round's,
+whatever the number of matches.
+
+A folder matches only once its tree is read (its size and age are its tree's), after the matches inside
+it, which it covers: the search holds those back until the folder is done (`FindWalk(cover=True)`), so
+every match handed out is final and goes straight into the rows. A matched folder too big for one call is
+read on by the next (its walk kept with the search's frontier); the plan waits for it.
 
 When the call's walk budget (EFILE_WALK_MAX_ENTRIES / EFILE_WALK_MAX_SECONDS) ends before the search
 does, the answer is `resume`: the search's frontier, the rows' count and the tally are kept in the
@@ -11,8 +17,6 @@ state store, and the next call with `resume` reads on from there, in this proces
 and its token come only when the search is whole: then the rows are read back once (the digest the token
 binds, the quota each frees, their audit lines).
 
-Selections that may match folders keep the dry run that holds its matches (guard/removal.py): a folder
-matches only once its tree is read, after matches inside it, which it must cover.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ..client.walk import Entry, WalkLimits
-from ..models.results import ITEMS_LISTED_MAX, RemoveItem, RemovePathsResult, Selection
+import anyio
+
+from ..client.walk import Entry, TreeWalk, WalkLimits
+from ..models.results import ITEMS_LISTED_MAX, RemoveItem, RemovePathsResult, RemoveSummary, Selection
 from .execution import ROUND_ENTRIES
-from .insight import FindWalk, Match, incomplete_reason
+from .insight import HELD_MAX, FindWalk, Match, incomplete_reason
+from .inspect import Inspection
 from .paths import display
 from .planned import QuotaFreed, audit_plan, seal
 from .ports import RemoveMode
@@ -43,12 +50,12 @@ EXCEPTIONS_KEPT = 10_000
 
 
 def streams(select: Selection | None) -> bool:
-    """Whether a selection is planned as it is found (it can match only files)."""
-    return select is not None and select.type == "file"
+    """Whether a dry run is of a selection, planned as it is found (every selection is)."""
+    return select is not None
 
 
 class FileSelection:
-    """One dry run of a file selection, possibly across calls: `plan()` -> the answer."""
+    """One dry run of a selection (of files, folders or both), possibly across calls: `plan()` -> the answer."""
 
     def __init__(self, removal: Removal, select: Selection, mode: RemoveMode | None, detail: Detail) -> None:
         self.removal = removal
@@ -60,7 +67,9 @@ class FileSelection:
         self.mode: RemoveMode | None = None
         #: Whether this call left a state behind (saved to read on, or finished): else a taken one is put back.
         self.settled = False
-        self.search = FindWalk(select, self.host.clock())
+        self.search = FindWalk(select, self.host.clock(), cover=True)
+        #: Matched folders whose trees an earlier call began reading for the plan (TreeWalk states, by path).
+        self.folder_walks: dict[str, Any] = {}
         self.plan_id = secrets.token_hex(12)
         self.started = self.host.clock()
         self.rows_expire = self.started + ROWS_KEPT_SECONDS + self.host.signer.ttl
@@ -84,6 +93,7 @@ class FileSelection:
             "u": self.units,
             "y": self.tally.to_json(),
             "x": self.exceptions,
+            "fw": self.folder_walks,
         }
 
     @classmethod
@@ -97,6 +107,7 @@ class FileSelection:
         chosen.units = [[int(n), str(d)] for n, d in data["u"]]
         chosen.tally = Tally.from_json(data["y"])
         chosen.exceptions = [list(map(str, row)) for row in data["x"]]
+        chosen.folder_walks = dict(data.get("fw", {}))
         chosen.resume_id = resume_id
         return chosen
 
@@ -130,39 +141,53 @@ class FileSelection:
         limits = host._walk_limits()  # the call's budget; each round gets at most ROUND_ENTRIES of it
         read = 0
         while True:
-            before = self.search.walk.stats.entries_seen
-            rounds = WalkLimits(min(ROUND_ENTRIES, max(0, limits.max_entries - read)), limits.deadline)
-            stats = await self.search.read_on(host._listings(), rounds, progress=walk_progress(progress))
-            read += stats.entries_seen - before
-            if any(u.path == root for u in stats.unreadable):
-                await removal._refuse(
-                    "select_path",
-                    f"cannot list {display(root)}: {stats.unreadable[0].reason}",
-                    dry_run=True,
-                    paths=[root],
-                )
-            await self._add(self.search.take(len(self.search.found)), mode, writer)
+            read_before = read
+            if self.folder_walks:  # matched folders an earlier round or call began reading: read on first
+                read += await self._read_folders(mode, writer, limits.less(read))
+            if not self.search.walk.finished and read < limits.max_entries:
+                before = self.search.walk.stats.entries_seen
+                rounds = WalkLimits(min(ROUND_ENTRIES, max(0, limits.max_entries - read)), limits.deadline)
+                stats = await self.search.read_on(host._listings(), rounds, progress=walk_progress(progress))
+                read += stats.entries_seen - before
+                if any(u.path == root for u in stats.unreadable):
+                    await removal._refuse(
+                        "select_path",
+                        f"cannot list {display(root)}: {stats.unreadable[0].reason}",
+                        dry_run=True,
+                        paths=[root],
+                    )
+                read += await self._add(self.search.take(len(self.search.found)), mode, writer, limits.less(read))
+                if stats.stopped == "caller":
+                    break
             if writer.count > removal.max_plan_paths:
                 why = removal._bound_selection(writer.count)
                 assert why is not None
                 await removal._refuse("too_many_paths", why.replace("matches ", "matches at least ", 1), dry_run=True)
-            if self.search.walk.finished:
+            if self.whole:
                 break
-            if stats.stopped in ("deadline", "caller") or read >= limits.max_entries:
+            if read >= limits.max_entries or anyio.current_time() >= limits.deadline:
                 break
-            if stats.entries_seen == before:  # a round that read nothing would not read more in the next
+            if read == read_before:  # a round that read nothing would not read more in the next
                 break
         self.units = writer.units
-        if not self.search.walk.finished:
+        if not self.whole:
             return await self._unfinished(writer, mode)
-        return await self._finished(writer, mode, purge, stats)
+        return await self._finished(writer, mode, purge, self.search.walk.stats)
 
-    async def _add(self, matches: list[Match], mode: RemoveMode, writer: PlanWriter) -> None:
-        """A round's matches: screened, looked up again, into the rows and the tally; then dropped."""
+    @property
+    def whole(self) -> bool:
+        """The search is done and every matched folder read: the plan can be finished."""
+        return self.search.walk.finished and not self.search.found and not self.folder_walks
+
+    async def _add(self, matches: list[Match], mode: RemoveMode, writer: PlanWriter, limits: WalkLimits) -> int:
+        """A round's matches: screened, looked up again, into the rows and the tally; then dropped. A matched
+        folder's tree is read within `limits` (what is left of the call's budget): the entries read are returned."""
         removal = self.removal
         _, refused, accepted = removal._screen([m.path for m in matches])
+        if not matches:
+            return 0
         # The files' own entries as the search listed them: their parents are not listed a second time. Every
-        # folder above them is (below).
+        # folder above them is, and every matched folder (below).
         listed = {
             m.path: Entry(m.path.rpartition("/")[2], "file", m.size, m.mtime) for m in matches if m.kind == "file"
         }
@@ -178,23 +203,48 @@ class FileSelection:
         # as what it is now, never be planned through the search's older listing. Only the files' own entries come
         # from the search (a file swapped for a link since is planned as the file it was, and execution, which
         # looks every path up again, finds it changed and leaves it).
-        inspection = await removal._inspector(self.host._listings(), mode).check(
-            accepted, walk_folders=False, listed=listed
+        inspection = await removal._inspector(self.host._listings(), mode, limits).check(
+            accepted, walk_folders=True, listed=listed
         )
-        tally = self.tally
         for path, reason in refused.items():
             self._exception(RemoveItem(path=path, status="refused", reason=reason))
+        await self._into_plan(accepted, inspection, writer)
+        return inspection.entries_read
+
+    async def _read_folders(self, mode: RemoveMode, writer: PlanWriter, limits: WalkLimits) -> int:
+        """Reads on the trees of folders matched earlier (this call or one before) and not read whole then."""
+        walks = {path: TreeWalk.from_json(state) for path, state in self.folder_walks.items()}
+        self.folder_walks = {}
+        # Screened again: the policy may have changed since the call that matched them.
+        _, refused, accepted = self.removal._screen(list(walks))
+        for path, reason in refused.items():
+            self._exception(RemoveItem(path=path, status="refused", reason=reason))
+        inspector = self.removal._inspector(self.host._listings(), mode, limits, walks)
+        inspection = await inspector.check(accepted, walk_folders=True)
+        await self._into_plan(accepted, inspection, writer)
+        return inspection.entries_read
+
+    async def _into_plan(self, accepted: list[str], inspection: Inspection, writer: PlanWriter) -> None:
+        """Each looked-up path into the rows and the tally, or the exceptions; a folder not read whole within
+        this call's budget is kept to read on (`folder_walks`), in no list yet."""
+        tally = self.tally
         for path in accepted:
             seen = inspection.seen.get(path)
             if seen is not None:
                 tally.add(item_of(seen))
                 tally.count_removed(seen)
                 await writer.add(seen)
+            elif path in inspection.unfinished:
+                self.folder_walks[path] = inspection.unfinished[path].to_json()
             elif path in inspection.refused:
                 self._exception(RemoveItem(path=path, status="refused", reason=inspection.refused[path]))
             else:
                 self._exception(RemoveItem(path=path, status="missing", reason=inspection.missing.get(path)))
         await writer.flush()  # what a later call (or process) reads on from is stored
+
+    def _summary(self) -> RemoveSummary:
+        covered = self.search.covered  # matches inside a matched folder: removed with it, not planned apart
+        return self.tally.summary(requested=self.tally.items + covered, covered=covered)
 
     def _exception(self, item: RemoveItem) -> None:
         self.tally.add(item)
@@ -205,15 +255,16 @@ class FileSelection:
         host = self.host
         self.resume_id = await host._keep_walk(self.resume_id, "dry-", False, self.to_json)
         self.settled = True
-        summary = self.tally.summary(requested=self.tally.items, covered=0)
+        summary = self._summary()
         stats = self.search.walk.stats
+        folders = f", {len(self.folder_walks)} matched folder(s) still being read" if self.folder_walks else ""
         result = RemovePathsResult(
             dry_run=True,
             summary=summary,
             next_step=(
-                f"Not read whole yet: {stats.entries_seen} entries searched so far, {writer.count} matching file(s) "
-                "planned. Call remove_paths again with resume set to this resume value (a dry run) to read on; the "
-                "plan and its token come when the search is whole."
+                f"Not read whole yet: {stats.entries_seen} entries searched so far, {writer.count} matching path(s) "
+                f"planned{folders}. Call remove_paths again with resume set to this resume value (a dry run) to read "
+                "on; the plan and its token come when the search is whole."
             ),
             resume=self.resume_id,
         )
@@ -221,7 +272,7 @@ class FileSelection:
 
     async def _finished(self, writer: PlanWriter, mode: RemoveMode, purge: bool, stats: Any) -> RemovePathsResult:
         removal, host = self.removal, self.host
-        summary = self.tally.summary(requested=self.tally.items, covered=0)
+        summary = self._summary()
         token = expires_iso = None
         confirm_paths: list[str] | None = None
         audited: list[str] | None = None
@@ -289,6 +340,11 @@ class FileSelection:
         if not stats.complete:
             why = incomplete_reason(stats, "EFILE_WALK_MAX_ENTRIES")
             notes.append(f"The search was incomplete ({why}): there may be more matches than this plan holds.")
+        if self.search.released:
+            notes.append(
+                f"{self.search.released} folder(s) whose name matched held more than {HELD_MAX} matches: they are "
+                "planned as their matching contents, not as whole folders."
+            )
         if not self.tally.items:
             notes.append("The selection matches nothing.")
         if token is None:
