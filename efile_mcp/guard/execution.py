@@ -61,7 +61,7 @@ BATCH_ROWS = 4 * ROWS_PER_CHUNK
 #: Above this many paths, matches of a selection that appeared since the dry run are not counted afterwards
 #: (that would hold the plan's paths as a set).
 NOT_PREVIEWED_MAX_ROWS = 200_000
-#: Entries listed per round of a search, as a file selection's dry run reads them (guard/selection.py).
+#: Entries listed per round of a search, as a selection's dry run reads them (guard/selection.py).
 ROUND_ENTRIES = 100_000
 #: While a batch is being sent, what has a server task is written down this often: a replica that dies
 #: mid-way leaves it for the one that resumes (queued tasks are followed, not sent again) and for get_task.

@@ -64,7 +64,7 @@ from .seen import (
     stored_digest,
     verified_units,
 )
-from .selection import EXCEPTIONS_KEPT, FileSelection, streams
+from .selection import EXCEPTIONS_KEPT, SelectionDryRun
 from .store import LEASE_SECONDS, PlanState, Redemption, StateStore
 
 log = logging.getLogger("efile_mcp.guard")
@@ -312,10 +312,10 @@ class Removal:
         walks: dict[str, TreeWalk] = {}
         if resume:
             state = await host._load_walk(resume, "dry-", "remove_paths (a dry run)")
-            if state.get("k") == "files":  # a file selection planned as it is found (guard/selection.py)
+            if state.get("k") == "files":  # a selection planned as it is found (guard/selection.py)
                 # Claimed by this call alone: two calls writing on from one state would mix their rows.
                 state = await host._load_walk(resume, "dry-", "remove_paths (a dry run)", take=True)
-                selection = FileSelection.from_json(self, state, resume)
+                selection = SelectionDryRun.from_json(self, state, resume)
                 try:
                     return await selection.plan(progress)
                 finally:
@@ -327,9 +327,8 @@ class Removal:
             walks = {path: TreeWalk.from_json(walk) for path, walk in state["w"].items()}
         if mode == "quarantine" and self.quarantine is None:
             await self._refuse("quarantine_unavailable", REFUSALS["quarantine_unavailable"], dry_run=True)
-        if streams(select) and not walks:
-            assert select is not None
-            return await FileSelection(self, select, mode, detail).plan(progress)
+        if select is not None and not walks:  # (walks: a dry run begun by an older version, held whole)
+            return await SelectionDryRun(self, select, mode, detail).plan(progress)
         listings = host._listings()
         limits = host._walk_limits()  # one reading budget for the whole call
         not_found_note: str | None = None

@@ -49,12 +49,7 @@ ROWS_KEPT_SECONDS = 6 * 3600.0
 EXCEPTIONS_KEPT = 10_000
 
 
-def streams(select: Selection | None) -> bool:
-    """Whether a dry run is of a selection, planned as it is found (every selection is)."""
-    return select is not None
-
-
-class FileSelection:
+class SelectionDryRun:
     """One dry run of a selection (of files, folders or both), possibly across calls: `plan()` -> the answer."""
 
     def __init__(self, removal: Removal, select: Selection, mode: RemoveMode | None, detail: Detail) -> None:
@@ -97,7 +92,7 @@ class FileSelection:
         }
 
     @classmethod
-    def from_json(cls, removal: Removal, data: dict[str, Any], resume_id: str) -> FileSelection:
+    def from_json(cls, removal: Removal, data: dict[str, Any], resume_id: str) -> SelectionDryRun:
         chosen = cls(removal, Selection.model_validate(data["s"]), data["m"], "auto")
         chosen.mode = data.get("mr")
         chosen.search = FindWalk.from_json(data["f"])
