@@ -299,6 +299,8 @@ class _Round:
     recorded: set[str]
     part: str | None
     rows: Rows
+    #: Paths the header counts in this part that the state store no longer holds (the part was lost).
+    lost: int = 0
 
 
 @dataclass
@@ -987,12 +989,14 @@ class Quarantine:
         outcome = _RestoreOutcome()
         for item in items.values():
             outcome.take(item)
+        lost = 0  # paths of parts the state store lost: they stay in quarantine, and the answer says so
         while rounds or later:
             if rounds:
                 round_ = rounds.pop(0)
             else:
                 assert record is not None  # parts are read from it
                 round_ = await self._part_round(record, later.pop(0), roots)
+            lost += round_.lost
             results = await self._restore_entries(plan_id, round_.wanted, round_.recorded, listings)
             restored = {path for path, item in results.items() if item.status == "restored"}
             for item in results.values():
@@ -1010,6 +1014,7 @@ class Quarantine:
             plan_id=plan_id,
             emptied=[plan_folder(root, plan_id) for root in emptied],
             items=outcome.audited,
+            **({"not_in_record": lost} if lost else {}),
         )
         summary = RestoreSummary(requested=outcome.requested, **outcome.counts)
         listed = outcome.listed if outcome.requested <= ITEMS_LISTED_MAX else None
@@ -1026,6 +1031,12 @@ class Quarantine:
             steps.append(f"{summary.failed} path(s) failed (see reason): they are still in quarantine")
         if summary.missing:
             steps.append(f"{summary.missing} path(s) are not in this plan's quarantine")
+        if lost:
+            steps.append(
+                f"{lost} more path(s) of this plan are still in quarantine: the state store lost the part of its "
+                f"record that named them. The parts of {plan_id + MANIFEST_SUFFIX} beside the plan's folder list "
+                "them: call restore_paths with those paths"
+            )
         return RestorePathsResult(
             plan_id=plan_id,
             summary=summary,
@@ -1038,7 +1049,9 @@ class Quarantine:
         """One part of the record, as a round of a whole plan's restore (its rows in the roots holding the plan)."""
         rows = await self._part_rows(record, name)
         wanted = [(root, row[0]) for root in roots for row in rows.get(root, ())]
-        return _Round(wanted, {row[0] for found in rows.values() for row in found}, name, rows)
+        counted = record.parts.get(name, {})
+        lost = 0 if rows else sum(counted[root][0] for root in roots if root in counted)
+        return _Round(wanted, {row[0] for found in rows.values() for row in found}, name, rows, lost)
 
     async def _recorded_within(self, record: PlanHeader | None, named: set[str]) -> set[str]:
         """The recorded paths that are, or lie inside, one of the paths `named` (read a part at a time): what a
