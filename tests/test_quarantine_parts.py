@@ -475,3 +475,18 @@ async def test_the_previous_version_reading_a_new_header_finds_no_rows_rather_th
     raw = json.loads(data or b"")
     # What the previous version's PlanRecord.from_bytes reads.
     assert float(raw["t"]) == rig.clock() and {str(k): [list(r) for r in v] for k, v in raw["r"].items()} == {}
+
+
+async def test_drop_plans_forgets_the_values_and_a_removal_plans_place_in_the_pending_list(rig: Rig) -> None:
+    store = rig.quarantine.store
+    assert store is not None
+    expires = rig.clock() + 300
+    await store.save_plan("abc123", b"a removal plan", expires)
+    await store.save_plan("quarantine-abc123", b"a header", expires)
+    await store.save_plan("quarantine-other", b"another header", expires)
+    assert await store.pending(rig.clock()) == ["abc123"]
+    await store.drop_plans(["abc123", "quarantine-abc123", "never-saved"])
+    assert await store.load_plan("abc123") is None and await store.load_plan("quarantine-abc123") is None
+    assert await store.load_plan("quarantine-other") == b"another header"
+    assert await store.pending(rig.clock()) == []
+    await store.drop_plans([])  # nothing to drop: no call fails
