@@ -8,6 +8,13 @@ are bounded (`insight.HELD_MAX`): past it the biggest holders are given up. A ma
 Each test is one attempt as a hostile storage (or another agent writing to it) would make it; a held attempt is a
 passing test asserting the safe outcome, with a comment saying what it attacks. A break is marked
 `xfail(strict=True)` with what breaks. Built on tests/test_removal.py's `world` over the sandbox.
+
+Breaks found at eb430bd (xfail): a matched folder is planned from its fresh read without the selection's filters
+applied again, so a folder changed between the search and that read (written to, grown, replaced by a file), or one
+the search read only in part (a listing failed once), is planned and deleted though it no longer matches; a name
+protected while a folder's fresh read spans calls is not looked for in the part read before (the dry run plans it;
+execution refuses it); `covered` counts matches of folders then refused; execution's not_previewed counts what the
+dry run showed (refused, covered, given up).
 """
 
 from __future__ import annotations
@@ -713,7 +720,7 @@ async def test_a_candidate_read_in_part_by_the_search_is_not_planned_past_a_size
     top = _scratch(world) / "work"
     _make(top / "a.tmp", ["x.tmp", "y.tmp"], size=5)
     huge = _make(top / "a.tmp" / "big", ["huge.bin"], size=5_000)[0]
-    target, failed = _virtual(world, top / "a.tmp" / "big"), []
+    target, failed = _virtual(world, top / "a.tmp" / "big"), list[int]()
 
     async def flaky(endpoint: str, req: Any) -> Any:
         if endpoint == "file/list" and _listed(req).rstrip("/") == target and not failed:
@@ -841,7 +848,7 @@ async def test_the_covering_search_over_random_trees_hands_each_match_once_and_n
             if search.walk.finished:
                 break
             budget = WalkLimits(rng.randint(1, 12), anyio.current_time() + 60)
-            await search.read_on(Listings(source), budget)  # type: ignore[arg-type]
+            await search.read_on(Listings(source), budget)
             handed += search.take(len(search.found))
             search = insight.FindWalk.from_json(json.loads(json.dumps(search.to_json())))
         handed += search.take(len(search.found))
@@ -849,7 +856,7 @@ async def test_the_covering_search_over_random_trees_hands_each_match_once_and_n
         paths = [m.path for m in handed]
         assert (_twice(paths), _inside_another(paths)) == ([], []), seed
 
-        def tree_size(folder: str) -> int:
+        def tree_size(folder: str, every: list[tuple[str, str, int]] = every) -> int:
             return sum(size for path, kind, size in every if kind == "file" and path.startswith(folder + "/"))
 
         if not search.walk.stats.complete:
@@ -861,3 +868,61 @@ async def test_the_covering_search_over_random_trees_hands_each_match_once_and_n
             if match.kind == "directory":
                 assert max_size is None or tree_size(match.path) <= max_size, (seed, match)
                 assert match.size == tree_size(match.path), (seed, match)
+
+
+# Attacks: execution's count of matches "the dry run did not show" (not_previewed) after a plan whose matched folder
+# was refused (a protected name inside) and another given up under HELD_MAX: everything still matching was shown.
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK (minor, totals): after execution, not_previewed counts the refused folder, the matches it covered "
+    "and the folder given up under HELD_MAX as 'now match the selection that the dry run did not show' (4 here), "
+    "though the dry run showed them or planned their contents: PlanRun.not_previewed compares with the planned "
+    "rows only (plus plan.covered, empty for a selection); refused matches were already counted so for file "
+    "selections, the covered and released ones are new with c80da14",
+)
+async def test_after_execution_matches_the_dry_run_showed_are_not_counted_as_new(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(insight, "HELD_MAX", 6)
+    top = _scratch(world) / "work"
+    _make(top / "old.tmp", ["x.tmp", "y.tmp", ".bashrc"])
+    _make(top / "many.tmp", [f"m{i}.tmp" for i in range(8)] + ["keep.dat"])
+    _make(top, ["b.tmp"])
+    removal = world.removal(confirm="token")
+    answer = await _whole(removal, world, _any(world, "work", name="*.tmp"))
+    done = await removal.execute(request(answer), FakeClient())
+    assert done.summary.removed + done.summary.queued == 9
+    assert "did not show" not in done.next_step, done.next_step
+
+
+# Attacks: a protected name inside a matched folder, in the part its fresh read reaches only in a later call.
+async def test_a_protected_name_inside_a_matched_folder_found_in_a_later_call_refuses_it(world: World) -> None:
+    top = _scratch(world) / "work"
+    _make(top / "big.tmp", [f"f{i:03d}" for i in range(300)])
+    key = _make(top / "big.tmp" / "zzz", [".ssh"])[0]  # a file named .ssh, in the last sub-folder read
+    world.guard.walk_max_entries = 120
+    removal = world.removal(confirm="token")
+    answer = await _whole(removal, world, _any(world, "work", name="*.tmp"))
+    planned = await _stored_paths(world, answer.plan_id) if answer.plan_id else []
+    assert _virtual(world, top / "big.tmp") not in planned and answer.summary.refused == 1
+    assert answer.confirmation_token is None and key.exists()
+
+
+# Attacks: every call of the dry run on a new Removal (a restart, or another replica) while matches are held and
+# matched folders are being read: the plan is the one a single process makes, each path once, none inside another.
+async def test_a_dry_run_resumed_by_a_new_process_at_every_call_plans_what_one_process_plans(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(insight, "HELD_MAX", 10)
+    top = _nested_tree(world)
+    _make(top / "huge.tmp", [f"f{i:03d}" for i in range(150)])
+    world.guard.walk_max_entries = 40
+    select = _any(world, "work", name="*.tmp")
+    alone = await _whole(world.removal(confirm="token"), world, select)
+    expected = sorted(await _stored_paths(world, alone.plan_id or ""))
+    answer, calls = await world.removal(confirm="token").preview(None, select), 0
+    while answer.resume and calls < 80:
+        answer, calls = await world.removal(confirm="token").preview(None, None, resume=answer.resume), calls + 1
+    planned = sorted(await _stored_paths(world, answer.plan_id or ""))
+    assert calls > 3 and planned == expected and _inside_another(planned) == []
+    assert answer.summary.model_dump() == alone.summary.model_dump()
