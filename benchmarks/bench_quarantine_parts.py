@@ -5,7 +5,8 @@ sends it: one `Quarantine.send` per batch of rows (20,000, execution.BATCH_ROWS;
 scales send five batches), against the sandbox in its own process (20 ms a request), each measurement in a
 child process of its own (its peak RSS is its own). Reported per code: wall time of the sends, peak RSS,
 bytes written to the state store (SQLite) and bytes of manifests uploaded (and how many uploads the sandbox
-refused), then storage_status's time over the result.
+refused), then storage_status's time over the result, and restore_paths of the whole plan (time, and the
+peak RSS from just before it).
 
 `--paths N` and `--batch B` set other sizes (more batches show the old code's quadratic cost).
 
@@ -55,6 +56,14 @@ def peak_rss_mb() -> float:
     return 0.0
 
 
+def reset_peak_rss() -> None:
+    """Start VmHWM afresh (Linux: 5 > clear_refs), so the restore's peak is its own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 async def child(base_url: str, token: str, home: str, root: str, count: int, batch: int) -> dict[str, Any]:
     from efile_mcp.client import EfileApi, EfileMover, EfileTransport, RetryPolicy, StaticToken
     from efile_mcp.client.remover import EfileRemover
@@ -71,7 +80,7 @@ async def child(base_url: str, token: str, home: str, root: str, count: int, bat
     mover = EfileMover(transport)
     quarantine = Quarantine(
         mover,
-        lambda: Listings(EfileApi(transport), concurrency=8, keep=False),
+        lambda: Listings(EfileApi(transport), concurrency=8),  # as the server (Guard._listings) makes them
         PathPolicy([f"{home}/scratch"]),
         AuditLog(state / "audit.jsonl"),
         store=store,
@@ -112,20 +121,29 @@ async def child(base_url: str, token: str, home: str, root: str, count: int, bat
         items = await quarantine.send("benchplan", seen[first : first + batch], **extra)
         quarantined += sum(1 for item in items.values() if item.status == "quarantined")
     seconds = time.perf_counter() - started
+    by_sends = dict(written)  # what the sends wrote (the restore's writes are not counted)
     del seen
     started = time.perf_counter()
     status = await quarantine.status()
     status_seconds = time.perf_counter() - started
+    send_rss = peak_rss_mb()
+    reset_peak_rss()
+    started = time.perf_counter()
+    restore = await quarantine.restore("benchplan")
+    restore_seconds = time.perf_counter() - started
     await transport.aclose()
     await store.aclose()
     return {
         "seconds": seconds,
-        "rss_mb": peak_rss_mb(),
-        "store_bytes": written["bytes"],
-        "store_writes": written["writes"],
-        "manifest_bytes": written["manifest_bytes"],
-        "uploads": written["uploads"],
-        "refused": written["refused"],
+        "rss_mb": send_rss,
+        "restore_seconds": restore_seconds,
+        "restore_rss_mb": peak_rss_mb(),
+        "restored": restore.summary.restored,
+        "store_bytes": by_sends["bytes"],
+        "store_writes": by_sends["writes"],
+        "manifest_bytes": by_sends["manifest_bytes"],
+        "uploads": by_sends["uploads"],
+        "refused": by_sends["refused"],
         "quarantined": quarantined,
         "status_seconds": status_seconds,
         "status_count": status.total_count,
@@ -190,6 +208,13 @@ def run(quick: bool = True, before: str | None = None, paths: int | None = None,
             1e6,
             f"{ours['uploads']} uploads, {ours['refused']} refused{refused}",
         ),
+        row(
+            "restore_paths of the whole plan, wall time",
+            "restore_seconds",
+            "s",
+            note=f"{ours['restored']:,} restored" + (f"; the code of {before}: {old['restored']:,}" if old else ""),
+        ),
+        row("restore_paths of the whole plan, peak RSS (reset before it)", "restore_rss_mb", "MB"),
         row(
             "storage_status afterwards",
             "status_seconds",
