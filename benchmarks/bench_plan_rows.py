@@ -7,6 +7,7 @@ after another, with no checks. The server's peak resident memory (VmHWM) is read
 
     python benchmarks/bench_plan_rows.py [--quick]      (quick: 20,000 paths)
     python benchmarks/bench_plan_rows.py --million      (1,000,000 files by select across resumed calls)
+    python benchmarks/bench_plan_rows.py --million --type=file   (the same with type "file"; default: "any")
 """
 
 from __future__ import annotations
@@ -121,9 +122,10 @@ def run(quick: bool, context: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def run_million(folders: int = 1000, per_folder: int = 1000) -> list[Row]:
-    """1,000,000 files by select (type file): the dry run read across resumed calls, then one execution."""
-    section = "13b plan of 1M by select"
+def run_million(folders: int = 1000, per_folder: int = 1000, kind: str = "any") -> list[Row]:
+    """1,000,000 files by select (type `kind`; "any" is the default an agent gets): the dry run read across
+    resumed calls, then one execution."""
+    section = f"13b plan of 1M by select (type {kind})"
     expected = folders * per_folder
     with delayed_sandbox() as sandbox, tempfile.TemporaryDirectory(prefix="efile-bench-million-") as tmp:
         started = time.perf_counter()
@@ -133,7 +135,7 @@ def run_million(folders: int = 1000, per_folder: int = 1000) -> list[Row]:
             for f in range(per_folder):
                 (local / f"f{f:04d}.dat").touch()
         made = time.perf_counter() - started
-        select = {"path": f"{sandbox.home}/million", "type": "file"}
+        select = {"path": f"{sandbox.home}/million", "name": "*.dat", "type": kind}
         got = _plan_and_execute(sandbox, tmp, "million", select)
         assert got["plan"]["summary"]["would_remove"] == expected, got["plan"]["summary"]
         assert got["done"]["summary"]["removed"] == expected, got["done"]["summary"]
@@ -158,7 +160,8 @@ def run_million(folders: int = 1000, per_folder: int = 1000) -> list[Row]:
 
 
 if __name__ == "__main__":
-    rows = run_million() if "--million" in sys.argv else run("--quick" in sys.argv, {})
+    kind = "file" if "--type=file" in sys.argv else "any"
+    rows = run_million(kind=kind) if "--million" in sys.argv else run("--quick" in sys.argv, {})
     for row in rows:
         ratio = f" ({row.ratio:.2f}x)" if row.ratio is not None else ""
         print(f"{row.measure}: {row.value:,.2f} {row.unit}{ratio}  {row.note}")

@@ -22,6 +22,7 @@ done (its outcome recorded): a new dry run shows what is left.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 from collections import Counter
@@ -543,12 +544,21 @@ class PlanRun:
         host, plan = self.host, self.plan
         if plan.count > NOT_PREVIEWED_MAX_ROWS:
             return None
-        planned = set(plan.covered)
+        # What the dry run showed: the planned paths, the typed paths inside them, and its exceptions (refused,
+        # missing: what they cover was shown with them).
+        planned = set(plan.covered) | {row[0] for row in plan.exceptions}
         try:
             async for rows in plan_rows(host.store, plan):
                 planned.update(seen.path for seen in rows)
         except LookupError:
             return None
+        ordered = sorted(planned)
+
+        def holds_shown(folder: str) -> bool:
+            """A folder match around a path the dry run showed (one given up as a whole, its contents planned)."""
+            at = bisect.bisect_left(ordered, folder + "/")
+            return at < len(ordered) and ordered[at].startswith(folder + "/")
+
         search = FindWalk(Selection.model_validate(plan.select), host.clock())
         limits = host._walk_limits()
         listings, count, read = self.listings, 0, 0
@@ -559,8 +569,11 @@ class PlanRun:
                 stats = await search.read_on(listings, rounds)
                 read += stats.entries_seen - before
                 for match in search.take(len(search.found)):
-                    if match.path not in planned and not ancestors_in(match.path, planned):
-                        count += 1
+                    if match.path in planned or ancestors_in(match.path, planned):
+                        continue
+                    if match.kind == "directory" and holds_shown(match.path):
+                        continue
+                    count += 1
                 if search.walk.finished:
                     return count
                 if (

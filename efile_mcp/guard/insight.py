@@ -256,14 +256,23 @@ class Match:
     mtime: float | None
     #: False when a matched folder was not read whole: size is a lower bound.
     complete: bool = True
+    #: (FindWalk cover) How many matches inside this folder it covers (they are not handed out apart).
+    covers: int = 0
 
     def to_row(self) -> list[Any]:
-        return [self.path, self.kind, self.size, self.mtime, int(self.complete)]
+        return [
+            self.path,
+            self.kind,
+            self.size,
+            self.mtime,
+            int(self.complete),
+            *([self.covers] if self.covers else []),
+        ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> Match:
-        path, kind, size, mtime, complete = row
-        return cls(str(path), str(kind), int(size), mtime, bool(complete))
+        path, kind, size, mtime, complete, *rest = row
+        return cls(str(path), str(kind), int(size), mtime, bool(complete), int(rest[0]) if rest else 0)
 
 
 class Matcher:
@@ -426,10 +435,12 @@ class FindWalk:
             if newest is None or (mtime is not None and mtime > newest):
                 newest = mtime
             if self.matcher.totals_match(closed.totals.size, newest):
-                if held:  # covered by the folder: dropped
-                    self.covered += len(held)
+                covers = 0
+                if held:  # covered by the folder: dropped (a folder among them covers its own as well)
+                    covers = sum(1 + match.covers for match in held)
+                    self.covered += len(held)  # (what they covered was counted when they closed)
                     held = None
-                self._hand(Match(closed.path, "directory", closed.totals.size, newest, closed.complete), parent)
+                self._hand(Match(closed.path, "directory", closed.totals.size, newest, closed.complete, covers), parent)
                 # Its matches inside were counted already: the folder's tree replaces them in the bytes.
                 self.count += 1
                 self.size += closed.totals.size - inside

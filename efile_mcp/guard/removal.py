@@ -22,6 +22,8 @@ from a form is the person's no.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -285,6 +287,12 @@ class Removal:
         if mode == "quarantine" and self.quarantine is None and asked is None:
             mode = "delete"  # the default where no quarantine is set up; an explicit request is refused instead
         return mode, False
+
+    def _policy_key(self) -> str:
+        """What a folder's reading is checked against beyond its path: the protected names and whether links
+        inside are allowed. A dry run read across calls is refused if it changed meanwhile (guard/selection.py)."""
+        names = sorted(self.host.policy.protected_names)
+        return hashlib.sha256(json.dumps([names, self.links_inside]).encode()).hexdigest()[:16]
 
     def _inspector(
         self, listings: Listings, mode: str, limits: WalkLimits | None = None, resume: dict[str, TreeWalk] | None = None

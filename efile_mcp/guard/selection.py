@@ -29,6 +29,7 @@ import anyio
 
 from ..client.walk import Entry, TreeWalk, WalkLimits
 from ..models.results import ITEMS_LISTED_MAX, RemoveItem, RemovePathsResult, RemoveSummary, Selection
+from ..models.times import iso_time
 from .execution import ROUND_ENTRIES
 from .insight import HELD_MAX, FindWalk, Match, incomplete_reason
 from .inspect import Inspection
@@ -63,8 +64,14 @@ class SelectionDryRun:
         #: Whether this call left a state behind (saved to read on, or finished): else a taken one is put back.
         self.settled = False
         self.search = FindWalk(select, self.host.clock(), cover=True)
-        #: Matched folders whose trees an earlier call began reading for the plan (TreeWalk states, by path).
-        self.folder_walks: dict[str, Any] = {}
+        #: Matched folders whose trees an earlier round or call began reading for the plan, by path: [its TreeWalk
+        #: state (None: not begun), how many matches it covers].
+        self.folder_walks: dict[str, list[Any]] = {}
+        #: Matches inside planned folders (removed with them): counted when their folder is planned.
+        self.covered = 0
+        #: What the plan's reading is checked against, beyond each path (guard/removal.py `_policy_key`): the
+        #: parts of folders read by an earlier call were checked under it.
+        self.policy_key = removal._policy_key()
         self.plan_id = secrets.token_hex(12)
         self.started = self.host.clock()
         self.rows_expire = self.started + ROWS_KEPT_SECONDS + self.host.signer.ttl
@@ -89,6 +96,8 @@ class SelectionDryRun:
             "y": self.tally.to_json(),
             "x": self.exceptions,
             "fw": self.folder_walks,
+            "cv": self.covered,
+            "pk": self.policy_key,
         }
 
     @classmethod
@@ -102,7 +111,9 @@ class SelectionDryRun:
         chosen.units = [[int(n), str(d)] for n, d in data["u"]]
         chosen.tally = Tally.from_json(data["y"])
         chosen.exceptions = [list(map(str, row)) for row in data["x"]]
-        chosen.folder_walks = dict(data.get("fw", {}))
+        chosen.folder_walks = {str(path): list(kept) for path, kept in data.get("fw", {}).items()}
+        chosen.covered = int(data.get("cv", 0))
+        chosen.policy_key = str(data.get("pk", ""))
         chosen.resume_id = resume_id
         return chosen
 
@@ -120,6 +131,16 @@ class SelectionDryRun:
             )
         # On every call, resumed too: the policy may have changed since (a name protected, a root withdrawn).
         await removal._check_selection_root(select)
+        if self.policy_key != removal._policy_key():
+            # The parts of folders read by earlier calls were checked for protected names and links under the
+            # policy then; each path is screened again, but what is inside them would not be.
+            await removal._refuse(
+                "policy",
+                "the protected names or EFILE_LINKS_INSIDE changed while this selection was read: what was read "
+                "before was not checked against them. Nothing was planned; call remove_paths again without resume "
+                "(a new dry run).",
+                dry_run=True,
+            )
         purge = is_quarantine_path(root)
         if self.mode is None:
             mode: RemoveMode = "delete" if purge else self.asked_mode or removal.default_mode
@@ -186,6 +207,7 @@ class SelectionDryRun:
         listed = {
             m.path: Entry(m.path.rpartition("/")[2], "file", m.size, m.mtime) for m in matches if m.kind == "file"
         }
+        covers = {m.path: m.covers for m in matches if m.covers}
         del matches
         if mode == "quarantine":
             for path in [p for p in accepted if "," in p]:
@@ -203,42 +225,68 @@ class SelectionDryRun:
         )
         for path, reason in refused.items():
             self._exception(RemoveItem(path=path, status="refused", reason=reason))
-        await self._into_plan(accepted, inspection, writer)
+        await self._into_plan(accepted, inspection, writer, covers)
         return inspection.entries_read
 
     async def _read_folders(self, mode: RemoveMode, writer: PlanWriter, limits: WalkLimits) -> int:
         """Reads on the trees of folders matched earlier (this call or one before) and not read whole then."""
-        walks = {path: TreeWalk.from_json(state) for path, state in self.folder_walks.items()}
-        self.folder_walks = {}
+        pending, self.folder_walks = self.folder_walks, {}
+        walks = {path: TreeWalk.from_json(state) for path, (state, _) in pending.items() if state is not None}
+        covers = {path: int(count) for path, (_, count) in pending.items() if count}
         # Screened again: the policy may have changed since the call that matched them.
-        _, refused, accepted = self.removal._screen(list(walks))
+        _, refused, accepted = self.removal._screen(list(pending))
         for path, reason in refused.items():
             self._exception(RemoveItem(path=path, status="refused", reason=reason))
         inspector = self.removal._inspector(self.host._listings(), mode, limits, walks)
         inspection = await inspector.check(accepted, walk_folders=True)
-        await self._into_plan(accepted, inspection, writer)
+        await self._into_plan(accepted, inspection, writer, covers)
         return inspection.entries_read
 
-    async def _into_plan(self, accepted: list[str], inspection: Inspection, writer: PlanWriter) -> None:
+    async def _into_plan(
+        self, accepted: list[str], inspection: Inspection, writer: PlanWriter, covers: dict[str, int]
+    ) -> None:
         """Each looked-up path into the rows and the tally, or the exceptions; a folder not read whole within
-        this call's budget is kept to read on (`folder_walks`), in no list yet."""
+        this call's budget is kept to read on (`folder_walks`), in no list yet. `covers`: how many matches each
+        matched folder covers (counted when it is planned)."""
         tally = self.tally
         for path in accepted:
             seen = inspection.seen.get(path)
-            if seen is not None:
+            if seen is not None and (changed := self._no_longer_matching(seen)) is not None:
+                self._exception(RemoveItem(path=path, status="refused", reason=changed))
+            elif seen is not None:
                 tally.add(item_of(seen))
                 tally.count_removed(seen)
                 await writer.add(seen)
+                self.covered += covers.get(path, 0)
             elif path in inspection.unfinished:
-                self.folder_walks[path] = inspection.unfinished[path].to_json()
+                walk = inspection.unfinished[path]
+                # A walk that read nothing yet is kept as its path alone (a round may leave thousands of them).
+                self.folder_walks[path] = [walk.to_json() if walk.stats.entries_seen else None, covers.get(path, 0)]
             elif path in inspection.refused:
                 self._exception(RemoveItem(path=path, status="refused", reason=inspection.refused[path]))
             else:
                 self._exception(RemoveItem(path=path, status="missing", reason=inspection.missing.get(path)))
         await writer.flush()  # what a later call (or process) reads on from is stored
 
+    def _no_longer_matching(self, seen: SeenPath) -> str | None:
+        """Why a path looked up afresh no longer matches the selection, if it does not. The search matched a
+        folder on its tree as read then; the fresh read (what the plan holds, and what execution compares) may
+        have found it written to, grown, replaced by a file, or whole where the search had read it in part."""
+        matcher = self.search.matcher
+        depth = seen.path[len(self.select.path.rstrip("/")) + 1 :].count("/") + 1
+        newest = seen.newest if seen.newest is not None else seen.mtime
+        if matcher.name_matches(seen.path.rpartition("/")[2], seen.kind, depth) and matcher.totals_match(
+            seen.size, newest
+        ):
+            return None
+        return (
+            f"it changed while the selection was read: as it is now (a {seen.kind}, {seen.size} bytes"
+            + (f", newest change {iso_time(newest)}" if newest is not None else "")
+            + ") it does not match the selection. Not planned: run the dry run again to see it as it is."
+        )
+
     def _summary(self) -> RemoveSummary:
-        covered = self.search.covered  # matches inside a matched folder: removed with it, not planned apart
+        covered = self.covered  # matches inside a planned folder: removed with it, not planned apart
         return self.tally.summary(requested=self.tally.items + covered, covered=covered)
 
     def _exception(self, item: RemoveItem) -> None:

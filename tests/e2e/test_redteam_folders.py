@@ -1,5 +1,5 @@
 """Red team: selections that may match folders (type "any", the default, or "directory"), planned as they are found
-(guard/selection.py `FileSelection`, guard/insight.py `FindWalk(cover=True)`, c80da14 + 2d29c74).
+(guard/selection.py `SelectionDryRun`, guard/insight.py `FindWalk(cover=True)`, c80da14 + 2d29c74).
 
 A folder matches once its tree is read; the matches inside it are held until then and covered by it. Held matches
 are bounded (`insight.HELD_MAX`): past it the biggest holders are given up. A matched folder's tree is read afresh
@@ -7,14 +7,14 @@ are bounded (`insight.HELD_MAX`): past it the biggest holders are given up. A ma
 
 Each test is one attempt as a hostile storage (or another agent writing to it) would make it; a held attempt is a
 passing test asserting the safe outcome, with a comment saying what it attacks. A break is marked
-`xfail(strict=True)` with what breaks. Built on tests/test_removal.py's `world` over the sandbox.
+`xfail(strict=True)` with what breaks until it is fixed. Built on tests/test_removal.py's `world` over the sandbox.
 
-Breaks found at eb430bd (xfail): a matched folder is planned from its fresh read without the selection's filters
-applied again, so a folder changed between the search and that read (written to, grown, replaced by a file), or one
-the search read only in part (a listing failed once), is planned and deleted though it no longer matches; a name
-protected while a folder's fresh read spans calls is not looked for in the part read before (the dry run plans it;
-execution refuses it); `covered` counts matches of folders then refused; execution's not_previewed counts what the
-dry run showed (refused, covered, given up).
+Breaks found at eb430bd, all fixed since (each test says "Was a break"): a matched folder was planned from its fresh
+read without the selection's filters applied again, so a folder changed between the search and that read (written
+to, grown, replaced by a file), or one the search read only in part (a listing failed once), is planned and deleted
+though it no longer matches; a name protected while a folder's fresh read spans calls is not looked for in the part
+read before (the dry run plans it; execution refuses it); `covered` counts matches of folders then refused;
+execution's not_previewed counts what the dry run showed (refused, covered, given up).
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ _FILTER_BREAK = (
 
 
 # Attacks: older_than_days — a job writes into a folder the search matched as old, before its fresh read.
-@pytest.mark.xfail(strict=True, reason=_FILTER_BREAK)
+# Was a break (_FILTER_BREAK): fixed by matching the fresh read against the selection again (selection.py).
 async def test_a_folder_matched_as_old_and_written_to_before_its_fresh_read_is_not_planned_as_old(
     world: World,
 ) -> None:
@@ -190,7 +190,7 @@ async def test_a_folder_matched_as_old_and_written_to_before_its_fresh_read_is_n
 
 
 # Attacks: max_size — the folder grows past the bound between the search and its fresh read.
-@pytest.mark.xfail(strict=True, reason=_FILTER_BREAK)
+# Was a break (_FILTER_BREAK): fixed by matching the fresh read against the selection again (selection.py).
 async def test_a_folder_matched_as_small_and_grown_before_its_fresh_read_is_not_planned_as_small(
     world: World,
 ) -> None:
@@ -225,7 +225,7 @@ async def _until_folder_walk(removal: Removal, answer: RemovePathsResult, world:
 
 # Attacks: older_than_days across calls — the folder is matched, its fresh read spans calls, and a job writes a new
 # file into it between them (hours may pass between resumed calls).
-@pytest.mark.xfail(strict=True, reason=_FILTER_BREAK)
+# Was a break (_FILTER_BREAK): fixed by matching the fresh read against the selection again (selection.py).
 async def test_a_folder_matched_as_old_and_written_to_between_calls_of_its_fresh_read_is_not_planned_as_old(
     world: World,
 ) -> None:
@@ -249,12 +249,9 @@ async def test_a_folder_matched_as_old_and_written_to_between_calls_of_its_fresh
 
 # Attacks: type="directory" — a matched folder whose fresh read spans calls is replaced by a FILE of that name between
 # them: the resumed look-up finds a file, and a directory selection must not plan (or delete) a file.
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a folder matched by a type='directory' selection and replaced by a file of the same name between "
-    "the calls of its fresh read is planned (and deleted) as that file: _read_folders/_into_plan take whatever the "
-    "fresh look-up finds, never matched against the selection again",
-)
+# Was a break: a folder matched by a type='directory' selection and replaced by a file of the same name
+# between the calls of its fresh read is planned (and deleted) as that file: _read_folders/_into_plan take whatever
+# the fresh look-up finds, never matched against the selection again (fixed).
 async def test_a_matched_folder_replaced_by_a_file_between_calls_is_not_planned_by_a_directory_selection(
     world: World,
 ) -> None:
@@ -357,22 +354,24 @@ def _protect(world: World, name: str) -> None:
 
 # Attacks: a name protected (the server restarted with a new EFILE_PROTECTED) while a matched folder's fresh read is
 # pending: the part read before holds the name; the resumed walk only looks at what is left.
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK (dry run only; execution holds, next test): a name protected between the calls of a matched folder's "
-    "fresh read is not looked for in the part read before (Inspector._size_folder resumes 'only what is left needs "
-    "looking at'; _finished re-screens the rows' own paths, not their trees): the plan and token hold big.tmp, which "
-    "holds a protected name under the policy the token is issued under",
-)
+# Was a break (dry run only; execution holds, next test): a name protected between the calls of a matched
+# folder's fresh read is not looked for in the part read before (Inspector._size_folder resumes 'only what is left
+# needs looking at'; _finished re-screens the rows' own paths, not their trees): the plan and token hold big.tmp,
+# which holds a protected name under the policy the token is issued under. Fixed: a dry run read across calls keeps
+# the protected names (and EFILE_LINKS_INSIDE) it began under; changed, the next call is refused ("policy"), and a new
+# dry run reads the folder whole under the new names and refuses it.
 async def test_a_name_protected_while_a_matched_folder_is_read_across_calls_refuses_the_folder(world: World) -> None:
     top, _ = _big_with_key(world)
     world.guard.walk_max_entries = 120
     removal = world.removal(confirm="token")
     answer = await _until_folder_walk(removal, await removal.preview(None, _any(world, "work", name="*.tmp")), world)
     _protect(world, "aaa.key")
-    answer, _ = await _read_on(removal, answer)
+    with pytest.raises(GuardRefusal) as refused:
+        await _read_on(removal, answer)
+    assert refused.value.code == "policy"
+    answer, _ = await _read_on(removal, await removal.preview(None, _any(world, "work", name="*.tmp")))
     planned = await _stored_paths(world, answer.plan_id) if answer.plan_id else []
-    assert _virtual(world, top / "big.tmp") not in planned
+    assert _virtual(world, top / "big.tmp") not in planned and answer.summary.refused >= 1
 
 
 # Attacks: the same, executed: execution reads the folder whole again under the policy now and must leave it.
@@ -382,7 +381,10 @@ async def test_a_name_protected_while_a_matched_folder_is_read_across_calls_is_n
     removal = world.removal(confirm="token")
     answer = await _until_folder_walk(removal, await removal.preview(None, _any(world, "work", name="*.tmp")), world)
     _protect(world, "aaa.key")
-    answer, _ = await _read_on(removal, answer)
+    try:
+        answer, _ = await _read_on(removal, answer)
+    except GuardRefusal as refused:  # the policy changed while it was read: nothing planned
+        assert refused.code == "policy"
     if answer.confirmation_token:
         world.guard.walk_max_entries = 100_000
         await removal.execute(request(answer), FakeClient())
@@ -670,12 +672,9 @@ async def test_the_resume_state_with_many_held_matches_stays_bounded(
 
 # Attacks: the summary's `covered` ("inside another path of the call: removed with it") when the folder covering them
 # is refused by its fresh read (a protected name inside): those matches are neither planned nor removed with it.
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK (minor, totals): matches covered by a folder the fresh read then refuses stay counted in "
-    "summary.covered ('removed with it') and requested, though nothing removes them: FindWalk counts them covered "
-    "when the search matches the folder, before the Inspector refuses it; nothing takes them back",
-)
+# Was a break (minor, totals): matches covered by a folder the fresh read then refuses stay counted in
+# summary.covered ('removed with it') and requested, though nothing removes them: FindWalk counts them covered when
+# the search matches the folder, before the Inspector refuses it; nothing takes them back (fixed).
 async def test_matches_covered_by_a_folder_that_is_then_refused_are_not_counted_as_removed_with_it(
     world: World,
 ) -> None:
@@ -710,12 +709,10 @@ async def test_nested_matched_folders_count_each_deleted_byte_once(world: World)
 # Attacks: max_size with a transient listing failure in the search alone (a flaky gateway, once): the candidate closes
 # with partial totals (its big sub-folder unread), "matches" as small and covers its small files; the fresh read then
 # reads it whole, big — no concurrent writer needed.
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a candidate folder the search could not read whole (one listing failed once) matches a size "
-    "filter on its partial totals (Match.complete=False is ignored), covers its matches, and the fresh read, which "
-    "succeeds, plans it whole at 5,010 B under max_size=1,000: execution deletes the 5,000 B file the filter excluded",
-)
+# Was a break: a candidate folder the search could not read whole (one listing failed once) matches a size
+# filter on its partial totals (Match.complete=False is ignored), covers its matches, and the fresh read, which
+# succeeds, plans it whole at 5,010 B under max_size=1,000: execution deletes the 5,000 B file the filter excluded
+# (fixed).
 async def test_a_candidate_read_in_part_by_the_search_is_not_planned_past_a_size_filter(world: World) -> None:
     top = _scratch(world) / "work"
     _make(top / "a.tmp", ["x.tmp", "y.tmp"], size=5)
@@ -754,7 +751,12 @@ async def test_a_sub_folder_swapped_for_a_link_while_a_matched_folder_is_read_ac
     removal = world.removal(confirm="token", quarantine=world.guard.quarantine)
     first = await removal.preview(None, _any(world, "work", name="*.tmp"), mode=mode)  # type: ignore[arg-type]
     answer = await _until_folder_walk(removal, first, world)
-    pending = [p for walk in (await _state(world, answer.resume or ""))["fw"].values() for p, *_ in walk["q"]]
+    pending = [
+        p
+        for walk, _ in (await _state(world, answer.resume or ""))["fw"].values()
+        if walk is not None
+        for p, *_ in walk["q"]
+    ]
     assert pending, "the folder's walk has no sub-folder left to read"
     swapped = top / "big.tmp" / pending[0].rpartition("/")[2]
     swapped.rename(swapped.with_name("moved"))
@@ -872,14 +874,11 @@ async def test_the_covering_search_over_random_trees_hands_each_match_once_and_n
 
 # Attacks: execution's count of matches "the dry run did not show" (not_previewed) after a plan whose matched folder
 # was refused (a protected name inside) and another given up under HELD_MAX: everything still matching was shown.
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK (minor, totals): after execution, not_previewed counts the refused folder, the matches it covered "
-    "and the folder given up under HELD_MAX as 'now match the selection that the dry run did not show' (4 here), "
-    "though the dry run showed them or planned their contents: PlanRun.not_previewed compares with the planned "
-    "rows only (plus plan.covered, empty for a selection); refused matches were already counted so for file "
-    "selections, the covered and released ones are new with c80da14",
-)
+# Was a break (minor, totals): after execution, not_previewed counts the refused folder, the matches it
+# covered and the folder given up under HELD_MAX as 'now match the selection that the dry run did not show' (4
+# here), though the dry run showed them or planned their contents: PlanRun.not_previewed compares with the planned
+# rows only (plus plan.covered, empty for a selection); refused matches were already counted so for file selections,
+# the covered and released ones are new with c80da14 (fixed).
 async def test_after_execution_matches_the_dry_run_showed_are_not_counted_as_new(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
