@@ -25,7 +25,6 @@ from efile_mcp.guard import execution
 from efile_mcp.guard.quarantine import (
     MANIFEST_SUFFIX,
     QUARANTINE_DIR,
-    SENDING_BATCH,
     PlanHeader,
     Quarantine,
 )
@@ -310,11 +309,13 @@ async def test_a_resumed_execution_in_quarantine_mode_neither_duplicates_nor_los
     quarantine = world.guard.quarantine
 
     class DiesInBatchTwo:
-        async def send(self, plan_id: str, paths: Sequence[SeenPath], progress: Any = None) -> dict[str, RemoveItem]:
-            if SENDING_BATCH.get() == 1:
-                await quarantine.send(plan_id, paths[: len(paths) // 2])
+        async def send(
+            self, plan_id: str, paths: Sequence[SeenPath], progress: Any = None, *, batch: int | None = None
+        ) -> dict[str, RemoveItem]:
+            if batch == 1:
+                await quarantine.send(plan_id, paths[: len(paths) // 2], batch=batch)
                 raise RuntimeError("the replica died")
-            return await quarantine.send(plan_id, paths, progress)
+            return await quarantine.send(plan_id, paths, progress, batch=batch)
 
     selection = Selection(path=f"{home}/scratch/batch", name="*.out", type="file")
     dying = world.removal(confirm="token", default_mode="quarantine", quarantine=DiesInBatchTwo())

@@ -81,7 +81,9 @@ class FakePages:
 class FakeQuarantine:
     sent: list[str] = field(default_factory=list)
 
-    async def send(self, plan_id: str, paths: Sequence[SeenPath], progress: Any) -> dict[str, RemoveItem]:
+    async def send(
+        self, plan_id: str, paths: Sequence[SeenPath], progress: Any, *, batch: int | None = None
+    ) -> dict[str, RemoveItem]:
         self.sent += [s.path for s in paths]
         return {s.path: RemoveItem(path=s.path, status="quarantined") for s in paths}
 

@@ -40,7 +40,6 @@ from .audit import AuditLog
 from .insight import FindWalk
 from .paths import MAX_PATH_BYTES, collapse, display
 from .ports import Channel, RemoveMode
-from .quarantine import SENDING_BATCH
 from .report import Detail, Tally, item_of
 from .requests import TOOL, GuardRefusal, Progress, RemovalRequest, ancestors_in
 from .seen import ROWS_PER_CHUNK, Plan, SeenPath, plan_rows, verified_units
@@ -402,11 +401,9 @@ class PlanRun:
             return
         # One batch: the quarantine tells its own progress; several: the run tells it per batch.
         # Keyed by the batch's number: a resumed execution sending it again replaces its part of the record.
-        batch = SENDING_BATCH.set(self._number)
-        try:
-            moved = await quarantine.send(self.plan.plan_id, to_send, self.progress if self.batches == 1 else None)
-        finally:
-            SENDING_BATCH.reset(batch)
+        moved = await quarantine.send(
+            self.plan.plan_id, to_send, self.progress if self.batches == 1 else None, batch=self._number
+        )
         for seen in to_send:
             items[seen.path] = moved.get(seen.path) or RemoveItem(
                 path=seen.path, status="failed", error_code="not_sent", reason="the quarantine reported nothing"

@@ -78,7 +78,6 @@ __all__ = [
     "MANIFEST_PART",
     "MANIFEST_SUFFIX",
     "QUARANTINE_DIR",
-    "SENDING_BATCH",
     "PurgeReport",
     "Quarantine",
     "is_quarantine_path",
@@ -403,10 +402,7 @@ class Quarantine:
         (left to the caller) or failed. Raises AuthError only before anything was moved.
 
         `batch`: the execution's batch number. The plan's record and manifest keep one part per batch, so a batch
-        sent again (a resumed execution) replaces its own part; a send without one adds a part of its own. An
-        execution sets it through SENDING_BATCH (the removal's QuarantineSender takes no batch number)."""
-        if batch is None:
-            batch = SENDING_BATCH.get()
+        sent again (a resumed execution) replaces its own part; a send without one adds a part of its own."""
         items: dict[str, RemoveItem] = {}
         by_root: dict[str, list[SeenPath]] = {}
         for seen in paths:
@@ -1375,7 +1371,7 @@ def _refused_alone(exc: ApiError) -> MoveState:
 
 
 #: The execution batch a send belongs to (execution sets it around its send): the part of the record it writes.
-SENDING_BATCH: contextvars.ContextVar[int | None] = contextvars.ContextVar("efile_mcp_sending_batch", default=None)
+
 
 #: False in `efile-mcp purge`, which is the purge itself: the server's start-up purge then stays out of it.
 START_UP_PURGE: contextvars.ContextVar[bool] = contextvars.ContextVar("efile_mcp_start_up_purge", default=True)

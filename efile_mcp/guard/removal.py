@@ -147,7 +147,7 @@ class QuarantineSender(Protocol):
     """Moves confirmed paths into their root's quarantine (guard/quarantine.py); one known state per path."""
 
     async def send(
-        self, plan_id: str, paths: Sequence[SeenPath], progress: Progress | None
+        self, plan_id: str, paths: Sequence[SeenPath], progress: Progress | None, *, batch: int | None = None
     ) -> dict[str, RemoveItem]: ...
 
 
