@@ -92,6 +92,17 @@ def test_too_many_held_matches_give_up_the_folders_holding_them(monkeypatch: pyt
     assert not [m for m in walk.found if m.kind == "directory"]
 
 
+def test_held_matches_are_bounded_by_their_paths_length_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long paths: the bound in characters gives up a holder before the count would (the state stays small)."""
+    monkeypatch.setattr(insight, "HELD_CHARS_MAX", 2_000)
+    walk = FindWalk(Selection(path="/r", name="*.tmp"), NOW, cover=True)
+    _entries(walk, "/r", 0, _dir("a.tmp"))
+    _entries(walk, "/r/a.tmp", 1, *[_file(f"{i:03d}-{'x' * 200}.tmp") for i in range(9)])
+    assert walk.released == 0 and walk.held_count == 9
+    _entries(walk, "/r/a.tmp", 1, _file(f"999-{'x' * 200}.tmp"))
+    assert walk.released == 1 and walk.held_count == 0 and walk.held_chars == 0 and len(walk.found) == 10
+
+
 def test_held_matches_ride_in_the_saved_state() -> None:
     walk = FindWalk(Selection(path="/r", name="*.tmp"), NOW, cover=True)
     _entries(walk, "/r", 0, _dir("a.tmp"))

@@ -318,8 +318,10 @@ class Matcher:
         return not (self.newer is not None and (mtime is None or mtime <= self.newer))
 
 
-#: (FindWalk cover) Matches held back inside candidate folders at most (their rows also ride in a resumed state).
+#: (FindWalk cover) Matches held back inside candidate folders at most, and the characters of their paths (their
+#: rows also ride in a resumed state, saved at every call's end).
 HELD_MAX = 20_000
+HELD_CHARS_MAX = 2_000_000
 _NOT_HELD = object()
 
 
@@ -359,6 +361,7 @@ class FindWalk:
         #: (cover) Matches held back, by the innermost candidate folder holding them.
         self.held: dict[str, list[Match]] = {}
         self.held_count = 0
+        self.held_chars = 0
         #: (cover) Matches dropped because a folder matched around them; candidate folders given up (HELD_MAX).
         self.covered = 0
         self.released = 0
@@ -383,14 +386,15 @@ class FindWalk:
             return
         self.held.setdefault(holder, []).append(match)
         self.held_count += 1
-        if self.held_count > HELD_MAX:
+        self.held_chars += len(match.path)
+        if self.held_count > HELD_MAX or self.held_chars > HELD_CHARS_MAX:
             self._release()
 
     def _release(self) -> None:
         """Too many matches held: give up the biggest holder as a folder match, and every candidate above it (a
         folder matched later would cover paths already handed out), until half the bound is held."""
         root = self.walk.root
-        while self.held_count > HELD_MAX // 2 and self.held:
+        while (self.held_count > HELD_MAX // 2 or self.held_chars > HELD_CHARS_MAX // 2) and self.held:
             path = max(self.held, key=lambda held: len(self.held[held]))
             while path != root and len(path) > len(root):
                 if self.candidates.pop(path, _NOT_HELD) is not _NOT_HELD:
@@ -398,6 +402,7 @@ class FindWalk:
                 let_go = self.held.pop(path, None)
                 if let_go:
                     self.held_count -= len(let_go)
+                    self.held_chars -= sum(len(match.path) for match in let_go)
                     self.found.extend(let_go)
                 path = path.rpartition("/")[0] or "/"
 
@@ -429,6 +434,7 @@ class FindWalk:
         held = self.held.pop(closed.path, None) if self.cover else None
         if held:
             self.held_count -= len(held)
+            self.held_chars -= sum(len(match.path) for match in held)
         if closed.path in self.candidates:
             mtime = self.candidates.pop(closed.path)
             newest = closed.totals.newest
@@ -513,6 +519,7 @@ class FindWalk:
         found.cover = bool(cover) and found.matcher.needs_folder_totals
         found.held = {str(k): [Match.from_row(row) for row in v] for k, v in data.get("h", {}).items()}
         found.held_count = sum(len(v) for v in found.held.values())
+        found.held_chars = sum(len(m.path) for v in found.held.values() for m in v)
         return found
 
 

@@ -30,8 +30,9 @@ import anyio
 from ..client.walk import Entry, TreeWalk, WalkLimits
 from ..models.results import ITEMS_LISTED_MAX, RemoveItem, RemovePathsResult, RemoveSummary, Selection
 from ..models.times import iso_time
+from . import insight
 from .execution import ROUND_ENTRIES
-from .insight import HELD_MAX, FindWalk, Match, incomplete_reason
+from .insight import FindWalk, Match, incomplete_reason
 from .inspect import Inspection
 from .paths import display
 from .planned import QuotaFreed, audit_plan, seal
@@ -385,8 +386,9 @@ class SelectionDryRun:
             notes.append(f"The search was incomplete ({why}): there may be more matches than this plan holds.")
         if self.search.released:
             notes.append(
-                f"{self.search.released} folder(s) whose name matched held more than {HELD_MAX} matches: they are "
-                "planned as their matching contents, not as whole folders."
+                f"{self.search.released} folder(s) whose name matched held more matches than a dry run keeps back "
+                f"({insight.HELD_MAX:,} paths or {insight.HELD_CHARS_MAX // 1_000_000} MB of them): they are planned "
+                "as their matching contents, not as whole folders."
             )
         if not self.tally.items:
             notes.append("The selection matches nothing.")
