@@ -306,7 +306,7 @@ async def test_held_matches_given_up_under_pressure_never_leave_a_path_inside_an
     files = {_virtual(world, p) for p in top.rglob("*.tmp") if p.is_file()}
     assert {f for f in files if f not in planned and not any(f.startswith(p + "/") for p in planned)} == set()
     assert set(planned) <= matches
-    assert "folder(s) whose name matched held more than" in answer.next_step
+    assert "folder(s) whose name matched held more matches than a dry run keeps back" in answer.next_step
     done = await removal.execute(request(answer), FakeClient())
     assert not done.summary.failed and not done.summary.changed
     assert _gone_outside(world, before, top, planned) == []
