@@ -1,0 +1,471 @@
+"""Red team: the quarantine's record and manifest "in parts" (guard/quarantine.py), attacked as a hostile storage,
+another agent, a crashing replica or a careless admin would.
+
+Each test is one attempt: data restored to a place it did not come from, over something or through a link;
+something deleted for good that should stay (purge) or kept that should go; a quarantined path dropped from
+restore_paths(plan_id) without the answer saying so; wrong totals; a traceback instead of a clear error; state
+growing with the plan. A break found is marked `xfail(strict=True, reason="BREAK: ...")` so the suite stays
+green and the break stays visible; a held attempt is a passing test with a line saying what it attacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from efile_mcp.guard.quarantine import MANIFEST_SUFFIX, QUARANTINE_DIR, PlanRecord
+from efile_mcp.sandbox import RunningSandbox
+
+from ..test_quarantine import DAY, Rig, make_rig
+from ..test_quarantine_parts import make_files, manifest_entries, quarantine_files, stored_keys
+from ..test_quarantine_parts import rig as rig  # the fixture: SQLite and a real redis-server
+from ..test_store import redis_server as redis_server  # the fixture rig asks for
+from .test_redteam_quarantine import everything_below
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def lone(sandbox: RunningSandbox, tmp_path: Path) -> AsyncIterator[Rig]:
+    """One replica on SQLite (the attacks that do not depend on the store's kind)."""
+    made = make_rig(sandbox, tmp_path)
+    yield made
+    await made.transport.aclose()
+    if made.quarantine.store is not None:
+        await made.quarantine.store.aclose()
+
+
+def qdir(rig: Rig, root: str = "scratch") -> Path:
+    return rig.root / root / QUARANTINE_DIR
+
+
+async def send_batches(rig: Rig, plan_id: str, names: list[str], size: int, first: int = 0) -> None:
+    """What an execution does: a send per batch, numbered from `first`."""
+    seen = await rig.seen(*names)
+    for number, start in enumerate(range(0, len(seen), size), start=first):
+        items = await rig.quarantine.send(plan_id, seen[start : start + size], batch=number)
+        assert {item.status for item in items.values()} == {"quarantined"}, items
+
+
+def back(rig: Rig, names: list[str]) -> int:
+    return sum((rig.root / name).exists() for name in names)
+
+
+# ------------------------------------------------------------------------------------------------ a folder named like a key
+
+
+@pytest.mark.parametrize("suffix", ["-part-b000000", "-part-b000001"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a folder `<plan id>-part-b000000` in .efile-quarantine is read as a plan whose header key is that plan's part (quarantine-<id>-part-b000000): PlanHeader.from_bytes raises KeyError('id'); storage_status, purge and restore_paths of that name fail",
+)
+async def test_a_folder_named_like_a_parts_store_key_does_not_break_storage_status(lone: Rig, suffix: str) -> None:
+    """Anyone with storage access makes `.efile-quarantine/<plan id>-part-b000000`: storage_status reads the header
+    of every folder as `quarantine-<folder name>`, which is that plan's part (its rows, no header)."""
+    names = make_files(lone.root, count=6)
+    await send_batches(lone, "p1", names, 3)
+    (qdir(lone) / f"p1{suffix}").mkdir()
+    status = await lone.quarantine.status()
+    assert status.total_count == 6
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: the start-up purge dry run raises KeyError('id') on a folder named `<plan id>-part-b000000`: the server no longer starts, and storage_status answers 'Error executing tool'",
+)
+async def test_a_folder_named_like_a_part_key_does_not_stop_the_server_starting(
+    make_settings: Any, sandbox: RunningSandbox
+) -> None:
+    """The same folder, made beside a plan the server quarantined: storage_status, restore_paths of that name, and
+    the next server start (its start-up purge dry run) must each answer, not fail on the part's value."""
+    from mcp import Client
+
+    from efile_mcp.server import build_server
+
+    from .test_redteam_quarantine import quarantine_via_tools
+
+    home, root = sandbox.home, sandbox.root
+    settings = make_settings(remove_mode="quarantine", review_browser="never", confirm_timeout=0.2)
+    async with Client(build_server(settings), mode="legacy") as agent:
+        plan = await quarantine_via_tools(agent, [f"{home}/scratch/run-001"])
+        (root / "scratch" / QUARANTINE_DIR / f"{plan['plan_id']}-part-b000000").mkdir()
+        status = await agent.call_tool("storage_status", {})
+        assert not status.is_error, [getattr(b, "text", "") for b in status.content]
+    async with Client(build_server(settings), mode="legacy") as again:  # start-up: the purge's dry run
+        assert not (await again.call_tool("storage_status", {})).is_error
+
+
+# ------------------------------------------------------------------------------------------------ resent, lost, raced
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a path alone in its target folder sent again in its batch gets 911020 alone (_refused_alone: missing, no listing) and its row, replaced by this send, is dropped: status miscounts and restore_paths(plan_id) leaves it in quarantine without saying so",
+)
+async def test_a_lone_path_sent_again_in_its_batch_stays_in_the_record(lone: Rig) -> None:
+    """A resumed execution sends batch 0 again with paths the interrupted run had moved (its late move landed after
+    the re-check). Each path is alone in its target folder, so its move is refused alone (911020) and called
+    missing: its row, replaced by this send, is then dropped, though the entry lies in the plan's folder."""
+    names = make_files(lone.root, count=6)
+    seen = await lone.seen(*names)
+    await lone.quarantine.send("lone", seen[:2], batch=0)  # batch/even/f000.out, batch/odd/f001.out: one a folder
+    await lone.quarantine.send("lone", seen[2:], batch=1)
+    again = await lone.quarantine.send("lone", seen[:2], batch=0)
+    assert {item.status for item in again.values()} == {"missing"}
+    status = await lone.quarantine.status()
+    result = await lone.quarantine.restore("lone")
+    assert back(lone, names) == 6 or "2 more" in result.next_step, result.next_step
+    assert status.total_count == 6
+
+
+async def test_paths_sharing_a_target_folder_sent_again_stay_in_the_record(lone: Rig) -> None:
+    # held: the same resend with two paths in one target folder (the batch's 911020 is reconciled by listing).
+    names = make_files(lone.root, count=4)
+    seen = await lone.seen(*names)
+    await lone.quarantine.send("shared", seen, batch=0)
+    again = await lone.quarantine.send("shared", seen, batch=0)
+    assert {item.status for item in again.values()} == {"quarantined"}
+    assert (await lone.quarantine.status()).total_count == 4
+    assert (await lone.quarantine.restore("shared")).summary.restored == 4 and back(lone, names) == 4
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a header lost mid-execution (eviction, a failed write) is made afresh by the next batch naming only its own part: status counts 50 of 250 (exact=True) and restore_paths(plan_id) leaves 200 in quarantine without a word",
+)
+async def test_a_header_lost_between_batches_does_not_hide_the_earlier_parts(rig: Rig) -> None:
+    """The state store loses the plan's header (evicted, or its write failed: logged only) after batches 0 and 1;
+    batch 2 then starts a new header naming only itself. storage_status and restore_paths(plan_id) must not
+    silently forget the 200 paths of the earlier parts."""
+    names = make_files(rig.root, count=250)
+    await send_batches(rig, "nohead", names[:200], 100)
+    assert rig.quarantine.store is not None
+    await rig.quarantine.store.drop_plans(["quarantine-nohead"])
+    await send_batches(rig, "nohead", names[200:], 100, first=2)
+    status = await rig.quarantine.status()
+    result = await rig.quarantine.restore("nohead")
+    assert back(rig, names) == 250 or "200 more" in result.next_step, result.next_step
+    assert status.total_count == 250 or not status.plans[0].exact
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: restore writes back the header it read before the moves (_forget -> _keep_part): a part sent meanwhile by the execution disappears from it; status counts 9 of 19 and a whole restore leaves those paths silently",
+)
+async def test_a_restore_of_chosen_paths_during_the_execution_keeps_the_part_sent_meanwhile(rig: Rig) -> None:
+    """The person restores one path of a plan whose execution is still sending batches (another call, another
+    replica): the restore read the header before batch 1 was sent, and writes it back after, without batch 1."""
+    names = make_files(rig.root, count=20)
+    seen = await rig.seen(*names)
+    await rig.quarantine.send("during", seen[:10], batch=0)
+    audit_write = rig.quarantine.audit.write
+    sent = []
+
+    async def writing(event: str, **fields: Any) -> None:
+        await audit_write(event, **fields)
+        if event == "restore" and fields.get("decision") == "intent" and not sent:
+            sent.append(await rig.quarantine.send("during", seen[10:], batch=1))  # the execution's next batch
+
+    rig.quarantine.audit.write = writing  # type: ignore[method-assign]
+    one = await rig.quarantine.restore("during", [seen[0].path])
+    rig.quarantine.audit.write = audit_write  # type: ignore[method-assign]
+    assert one.summary.restored == 1 and {i.status for i in sent[0].values()} == {"quarantined"}
+    status = await rig.quarantine.status()
+    rest = await rig.quarantine.restore("during")
+    assert back(rig, names) == 20 or "10 more" in rest.next_step, rest.next_step
+    assert status.total_count == 19
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: header read-modify-write: two sends of different batches at once, the last header written wins and the other part is no longer named; status 20 of 30, restore leaves 10 silently",
+)
+async def test_two_replicas_sending_different_batches_at_once_keep_both_parts(rig: Rig) -> None:
+    """Two replicas of one plan send batches 1 and 2 at the same time (a lease taken over from a replica that was
+    slow, not dead): each read the header before the other wrote it."""
+    names = make_files(rig.root, count=30)
+    seen = await rig.seen(*names)
+    await rig.quarantine.send("raced", seen[:10], batch=0)
+    store = rig.quarantine.store
+    assert store is not None
+    save_plan = store.save_plan
+    other = []
+
+    async def saving(key: str, data: bytes, expires_at: float) -> None:
+        await save_plan(key, data, expires_at)
+        if key == "quarantine-raced-part-b000001" and not other:  # batch 1 read the header and wrote its part
+            other.append(await rig.quarantine.send("raced", seen[20:], batch=2))  # the other replica, meanwhile
+
+    store.save_plan = saving  # type: ignore[method-assign]
+    await rig.quarantine.send("raced", seen[10:20], batch=1)
+    store.save_plan = save_plan  # type: ignore[method-assign]
+    assert {i.status for i in other[0].values()} == {"quarantined"}
+    status = await rig.quarantine.status()
+    result = await rig.quarantine.restore("raced")
+    assert back(rig, names) == 30 or "10 more" in result.next_step, result.next_step
+    assert status.total_count == 30
+
+
+async def test_two_replicas_sending_the_same_batch_at_once_lose_nothing(rig: Rig) -> None:
+    # held: the same batch sent twice at once (the other's 911020 is reconciled by listing: moved, so recorded).
+    names = make_files(rig.root, count=20)
+    seen = await rig.seen(*names)
+    store = rig.quarantine.store
+    assert store is not None
+    save_plan = store.save_plan
+    other = []
+
+    async def saving(key: str, data: bytes, expires_at: float) -> None:
+        await save_plan(key, data, expires_at)
+        if key == "quarantine-same-part-b000000" and not other:
+            other.append({})
+            other[0] = await rig.quarantine.send("same", seen, batch=0)
+
+    store.save_plan = saving  # type: ignore[method-assign]
+    mine = await rig.quarantine.send("same", seen, batch=0)
+    store.save_plan = save_plan  # type: ignore[method-assign]
+    assert {i.status for i in mine.values()} | {i.status for i in other[0].values()} == {"quarantined"}
+    assert (await rig.quarantine.status()).total_count == 20
+    assert (await rig.quarantine.restore("same")).summary.restored == 20 and back(rig, names) == 20
+    assert rig.quarantine.store is not None and await stored_keys(rig.quarantine.store, "same") == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: rolling upgrade: the previous version reads the v2 header as a record without rows and writes a v1 record of its own rows over it; the new parts are no longer named: status 10 of 30 (exact), restore leaves 20 silently",
+)
+async def test_a_replica_of_the_previous_version_sending_a_batch_keeps_the_new_parts(rig: Rig) -> None:
+    """A rolling upgrade: batches 0 and 1 sent by this version (a v2 header and parts); the plan's execution is
+    resumed on a replica still running the previous version, which reads the header as a record without rows and
+    writes its own v1 record (exactly its bytes: PlanRecord, unchanged) with batch 2's rows alone."""
+    names = make_files(rig.root, count=30)
+    await send_batches(rig, "rolling", names[:20], 10)
+    store = rig.quarantine.store
+    assert store is not None
+    earlier = PlanRecord.from_bytes(await store.load_plan("quarantine-rolling") or b"")  # the old version's read
+    root = rig.v("scratch")
+    rows = []
+    for name in names[20:]:  # its moves
+        size = (rig.root / name).stat().st_size
+        target = qdir(rig) / "rolling" / name.removeprefix("scratch/")
+        (rig.root / name).rename(target)
+        rows.append([rig.v(name), "file", size, 1])
+    earlier.roots = {**earlier.roots, root: [*earlier.roots.get(root, []), *rows]}  # _with_earlier, as it was
+    await store.save_plan("quarantine-rolling", earlier.to_bytes(), rig.clock() + 37 * DAY)
+    status = await rig.quarantine.status()
+    result = await rig.quarantine.restore("rolling")
+    assert back(rig, names) == 30 or "20 more" in result.next_step, result.next_step
+    assert status.total_count == 30 or not status.plans[0].exact
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a lost part's counts stay in the header after its paths are restored by name (as the answer advises): status counts 100 where 40 are left, and the record is never dropped",
+)
+async def test_paths_of_a_lost_part_restored_as_the_answer_says_leave_the_totals_right(rig: Rig) -> None:
+    """A part evicted: the whole restore says 100 paths stay and that the manifest's parts list them; the person
+    restores 60 of them by name. storage_status must then count the 40 left, not the lost part's old 100."""
+    names = make_files(rig.root, count=250)
+    await send_batches(rig, "evicted", names, 100)
+    assert rig.quarantine.store is not None
+    await rig.quarantine.store.drop_plans(["quarantine-evicted-part-b000001"])
+    first = await rig.quarantine.restore("evicted")
+    assert first.summary.restored == 150 and "100 more path(s)" in first.next_step
+    listed = [entry["path"] for entry in manifest_entries(rig.root, "evicted")[1]]
+    again = await rig.quarantine.restore("evicted", listed[:60])
+    assert again.summary.restored == 60
+    status = await rig.quarantine.status()
+    assert status.total_count == 40, status.total_count
+
+
+async def test_a_part_evicted_in_the_middle_of_a_restore_is_named_in_the_answer(rig: Rig) -> None:
+    # held: a part lost after the restore began (read after the first part's moves) is counted and said.
+    names = make_files(rig.root, count=250)
+    await send_batches(rig, "midway", names, 100)
+    store = rig.quarantine.store
+    assert store is not None
+    audit_write = rig.quarantine.audit.write
+
+    async def writing(event: str, **fields: Any) -> None:
+        await audit_write(event, **fields)
+        if event == "restore" and fields.get("decision") == "intent":
+            await store.drop_plans(["quarantine-midway-part-b000002"])
+
+    rig.quarantine.audit.write = writing  # type: ignore[method-assign]
+    result = await rig.quarantine.restore("midway")
+    rig.quarantine.audit.write = audit_write  # type: ignore[method-assign]
+    assert result.summary.restored == 200 and "50 more path(s)" in result.next_step
+    assert back(rig, names) == 200 and (qdir(rig) / "midway").is_dir()
+    assert (await rig.quarantine.status()).total_count == 50
+
+
+# ------------------------------------------------------------------------------------------------ manifests and links
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: purge sends `<plan folder>.manifest.json` whatever its kind: a folder of that name, which storage_status lists as a plan of its own (not expired, a link inside), is deleted for good without the links check",
+)
+@pytest.mark.parametrize("sandbox", [{"inline_max_entries": 10_000}], indirect=True)  # deleted while asked
+async def test_a_folder_named_like_a_plans_manifest_is_not_purged_with_the_plan(lone: Rig) -> None:
+    """Someone replaces `<plan>.manifest.json` by a folder (data, and a link out of the root inside it).
+    storage_status lists it as a plan of its own, not expired, holding a link; the purge of the expired plan sends
+    `<plan folder>.manifest.json` whatever its kind, without the links check a plan folder gets."""
+    await lone.quarantine.send("p8", await lone.seen("scratch/run-001"), batch=0)
+    lone.clock.advance(8 * DAY)
+    look_alike = qdir(lone) / ("p8" + MANIFEST_SUFFIX)
+    look_alike.unlink()
+    (look_alike / "keep").mkdir(parents=True)
+    (look_alike / "keep/data.bin").write_bytes(b"not a manifest\n")
+    (look_alike / "lib").symlink_to(lone.root / "projects")
+    os.utime(look_alike, (lone.clock(), lone.clock()))
+    listed = {plan.plan_id: plan.expired for plan in (await lone.quarantine.status()).plans}
+    assert listed == {"p8": True, "p8" + MANIFEST_SUFFIX: False}
+    report = await lone.quarantine.purge(dry_run=False)
+    assert [plan.plan_id for plan in report.expired] == ["p8"]
+    assert not (qdir(lone) / "p8").exists()
+    assert (look_alike / "keep/data.bin").exists(), "a folder storage_status lists as a plan, not expired, was purged"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: _drop_if_empty sends `<plan folder>.manifest.json` whatever its kind: a folder of that name is deleted for good when the plan is restored whole",
+)
+async def test_a_folder_named_like_a_plans_manifest_is_not_removed_by_a_whole_restore(lone: Rig) -> None:
+    """The same folder beside a plan restored whole: the emptied plan's folder, its manifest and parts go, and
+    `<plan folder>.manifest.json` is sent whatever it is."""
+    await lone.quarantine.send("p8r", await lone.seen("scratch/tmp.log"), batch=0)
+    look_alike = qdir(lone) / ("p8r" + MANIFEST_SUFFIX)
+    look_alike.unlink()
+    look_alike.mkdir()
+    (look_alike / "data.bin").write_bytes(b"not a manifest\n")
+    result = await lone.quarantine.restore("p8r")
+    assert result.summary.restored == 1 and (lone.root / "scratch/tmp.log").exists()
+    assert (look_alike / "data.bin").exists(), "a folder was removed as the plan's manifest"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a recorded path whose quarantined entry became a symbolic link is restored as the link (only unrecorded links are refused; the row's kind, file, is not compared); not new with parts",
+)
+async def test_a_recorded_file_swapped_for_a_link_in_quarantine_is_not_restored_as_the_link(lone: Rig) -> None:
+    """Anyone with storage access replaces a quarantined file by a symbolic link (to another root's file). The row
+    says a file; a restore that asks no one must not put a link where the person's file was."""
+    await lone.quarantine.send("p9", await lone.seen("scratch/tmp.log", "scratch/run-002"), batch=0)
+    mirror = qdir(lone) / "p9/tmp.log"
+    mirror.unlink()
+    mirror.symlink_to(lone.root / "projects/paper (draft)/main.tex")
+    result = await lone.quarantine.restore("p9")
+    assert (lone.root / "scratch/run-002").is_dir()
+    assert not (lone.root / "scratch/tmp.log").is_symlink(), result
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: (minor) a manifest part whose removal failed in a purge is never listed again once the plan folder is gone (parts are found beside plan folders): it and the paths it names stay in .efile-quarantine for good",
+)
+async def test_a_part_file_the_purge_could_not_remove_is_not_kept_for_ever(lone: Rig) -> None:
+    """The purge sends the plan's folder, manifest and parts at once; the storage fails the part's removal (a
+    permission, a busy server). Once the folder is gone nothing lists the plan again: its manifest part (every
+    path it held) stays in `.efile-quarantine` for good, whatever later purges run."""
+    await lone.quarantine.send("p10", await lone.seen("scratch/run-001"), batch=0)
+    lone.clock.advance(8 * DAY)
+    part = f"{lone.v('scratch')}/{QUARANTINE_DIR}/p10.part-b000000{MANIFEST_SUFFIX}"
+    lone.sandbox.sandbox.path_faults[part] = ("911030", "permission denied (the test)")
+    await lone.quarantine.purge(dry_run=False)
+    del lone.sandbox.sandbox.path_faults[part]
+    assert not (qdir(lone) / "p10").exists()
+    lone.clock.advance(30 * DAY)
+    await lone.quarantine.purge(dry_run=False)
+    assert quarantine_files(lone.root) == [], "a manifest part of a purged plan is kept for good"
+
+
+async def test_edited_and_forged_part_files_do_not_redirect_a_restore(lone: Rig) -> None:
+    # held: part files edited (entries pointing into another root, /etc) and a forged part named like a later
+    # batch and like another plan's: a restore reads the store and the layout, never a part file.
+    names = make_files(lone.root, count=6)
+    await send_batches(lone, "p11", names, 3)
+    await lone.quarantine.send("other", await lone.seen("scratch/tmp.log"), batch=0)
+    before_projects = everything_below(lone.root / "projects")
+    for path in sorted(qdir(lone).glob("p11.part-*")):
+        part = json.loads(path.read_text())
+        for entry in part["entries"]:
+            entry["path"] = lone.v("projects/" + entry["path"].rpartition("/")[2])
+        path.write_text(json.dumps(part))
+    forged = {"plan_id": "p11", "root": lone.v("scratch"), "part": "b000009"}
+    forged["entries"] = [{"path": "/etc/passwd", "type": "file", "size": 1, "files": 1, "quarantined_as": "/x"}]
+    (qdir(lone) / f"p11.part-b000009{MANIFEST_SUFFIX}").write_text(json.dumps(forged))
+    (qdir(lone) / f"other.part-b000001{MANIFEST_SUFFIX}").write_text(json.dumps(forged))
+    result = await lone.quarantine.restore("p11")
+    assert result.summary.restored == 6 and back(lone, names) == 6
+    assert everything_below(lone.root / "projects") == before_projects
+    assert (qdir(lone) / "other/tmp.log").exists()
+    # The forged part of the restored plan went with it (named as its part); the other plan's stays its own.
+    assert quarantine_files(lone.root) == sorted(
+        ["other" + MANIFEST_SUFFIX, f"other.part-b000000{MANIFEST_SUFFIX}", f"other.part-b000001{MANIFEST_SUFFIX}"]
+    )
+
+
+@pytest.mark.parametrize("sandbox", [{"inline_max_entries": 10_000}], indirect=True)
+async def test_a_part_file_that_is_a_link_or_a_folder_is_never_followed(lone: Rig) -> None:
+    # held: a part file swapped for a link to the person's file, and a later part's name taken by a folder: a
+    # batch resent writes over the link (not through it), status lists the folder as a look-alike plan, and the
+    # purge removes neither the linked file nor anything through the link.
+    names = make_files(lone.root, count=6)
+    await send_batches(lone, "p12", names, 3)
+    paper = lone.root / "projects/paper (draft)/main.tex"
+    text = paper.read_text()
+    part = qdir(lone) / f"p12.part-b000000{MANIFEST_SUFFIX}"
+    part.unlink()
+    part.symlink_to(paper)
+    (qdir(lone) / f"p12.part-b000001{MANIFEST_SUFFIX}").unlink()
+    (qdir(lone) / f"p12.part-b000001{MANIFEST_SUFFIX}").mkdir()
+    (lone.root / "scratch/batch/even/late.out").write_text("late\n")
+    await lone.quarantine.send("p12", await lone.seen("scratch/batch/even/late.out"), batch=0)  # resent, one more
+    assert paper.read_text() == text and not part.is_symlink()
+    assert len(json.loads(part.read_text())["entries"]) == 4
+    status = await lone.quarantine.status()
+    assert status.plans[0].plan_id == "p12" or status.plans[1].plan_id == "p12"
+    assert sum(plan.count for plan in status.plans if plan.plan_id == "p12") == 7
+    part.unlink()
+    part.symlink_to(paper)  # again, before the purge
+    lone.clock.advance(8 * DAY)
+    await lone.quarantine.purge(dry_run=False)
+    assert paper.read_text() == text
+    assert not (qdir(lone) / "p12").exists()
+
+
+async def test_a_partial_restore_across_parts_then_a_whole_restore_brings_each_back_once(rig: Rig) -> None:
+    # held: chosen paths from three parts, then the whole plan: each path once, no key left, no part file left.
+    names = make_files(rig.root, count=30)
+    await send_batches(rig, "p13", names, 10)
+    chosen = [rig.v(names[i]) for i in (0, 11, 12, 29)]
+    first = await rig.quarantine.restore("p13", chosen)
+    assert first.summary.restored == 4
+    assert (await rig.quarantine.status()).total_count == 26
+    rest = await rig.quarantine.restore("p13")
+    assert rest.summary.restored == 26 and rest.summary.missing == 0 and back(rig, names) == 30
+    assert rig.quarantine.store is not None and await stored_keys(rig.quarantine.store, "p13") == []
+    assert quarantine_files(rig.root) == []
+
+
+async def test_batches_sent_out_of_order_are_listed_and_restored_whole(rig: Rig) -> None:
+    # held: batches 2, 0, 1 (a resumed run's order is not the first run's), and batch 0 sent twice.
+    names = make_files(rig.root, count=30)
+    seen = await rig.seen(*names)
+    for number in (2, 0, 1, 0):
+        await rig.quarantine.send("p14", seen[number * 10 : number * 10 + 10], batch=number)
+    assert (await rig.quarantine.status()).total_count == 30
+    manifest = json.loads((qdir(rig) / ("p14" + MANIFEST_SUFFIX)).read_text())
+    assert manifest["count"] == 30 and len(manifest["parts"]) == 3
+    assert (await rig.quarantine.restore("p14")).summary.restored == 30 and back(rig, names) == 30
