@@ -469,3 +469,218 @@ async def test_batches_sent_out_of_order_are_listed_and_restored_whole(rig: Rig)
     manifest = json.loads((qdir(rig) / ("p14" + MANIFEST_SUFFIX)).read_text())
     assert manifest["count"] == 30 and len(manifest["parts"]) == 3
     assert (await rig.quarantine.restore("p14")).summary.restored == 30 and back(rig, names) == 30
+
+
+# ------------------------------------------------------------------------------------------------ purge
+
+
+@pytest.mark.parametrize("sandbox", [{"inline_max_entries": 10_000}], indirect=True)
+async def test_a_purge_takes_only_the_expired_plans_parts_whatever_the_names_around(rig: Rig) -> None:
+    # held: plan ids prefixes of each other ("ab12", "ab123"), a dotted look-alike file, a user's notes file and a
+    # link named like a part of the expired plan, a dry run first (nothing deleted, no key dropped).
+    names = make_files(rig.root, count=8)
+    await send_batches(rig, "ab12", names[:4], 2)
+    rig.clock.advance(8 * DAY)
+    await send_batches(rig, "ab123", names[4:], 2)
+    there = qdir(rig)
+    (there / "notes.txt").write_text("the person's notes\n")
+    (there / f"ab12.part-b000000{MANIFEST_SUFFIX}.bak").write_text("a copy\n")
+    (there / f"ab12.part-b000009{MANIFEST_SUFFIX}").symlink_to(rig.root / "projects/paper (draft)/main.tex")
+    keep = {
+        "notes.txt",
+        f"ab12.part-b000000{MANIFEST_SUFFIX}.bak",
+        f"ab12.part-b000009{MANIFEST_SUFFIX}",
+        "ab123" + MANIFEST_SUFFIX,
+        f"ab123.part-b000000{MANIFEST_SUFFIX}",
+        f"ab123.part-b000001{MANIFEST_SUFFIX}",
+    }
+    before = everything_below(rig.root)
+    store = rig.quarantine.store
+    assert store is not None
+    keys = await stored_keys(store, "ab12")
+    dry = await rig.quarantine.purge(dry_run=True)
+    assert [plan.plan_id for plan in dry.expired] == ["ab12"] and dry.expired[0].count == 4
+    assert everything_below(rig.root) == before and await stored_keys(store, "ab12") == keys
+    report = await rig.quarantine.purge(dry_run=False)
+    assert [plan.plan_id for plan in report.expired] == ["ab12"]
+    assert set(quarantine_files(rig.root)) | {f"ab12.part-b000009{MANIFEST_SUFFIX}"} == keep
+    assert (there / f"ab12.part-b000009{MANIFEST_SUFFIX}").is_symlink()
+    assert (rig.root / "projects/paper (draft)/main.tex").exists()
+    left = await stored_keys(store, "ab12")  # those of ab123 only (its header and two parts)
+    assert len(left) == 3 and all("quarantine-ab123" in key for key in left)
+    status = await rig.quarantine.status()
+    assert [plan.plan_id for plan in status.plans] == ["ab123"] and status.total_count == 4
+
+
+@pytest.mark.parametrize("sandbox", [{"inline_max_entries": 10_000}], indirect=True)
+async def test_a_plan_held_in_one_root_keeps_its_record_for_the_restore(lone: Rig) -> None:
+    # held: a plan in two roots, expired; one root's folder holds a link (kept), the other is purged: the record
+    # (and so the held root's rows) stays, and a whole restore brings the held root's entries back.
+    env = lone.root / "projects/env"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin/python").write_text("#!\n")
+    (env / "lib").symlink_to(lone.root / "scratch")
+    await lone.quarantine.send("p15", await lone.seen("scratch/run-001", "projects/env"), batch=0)
+    lone.clock.advance(8 * DAY)
+    report = await lone.quarantine.purge(dry_run=False)
+    assert [plan.root for plan in report.expired] == [lone.v("scratch")] and len(report.held) == 1
+    assert not (qdir(lone) / "p15").exists() and (qdir(lone, "projects") / "p15/env/lib").is_symlink()
+    assert lone.quarantine.store is not None and await stored_keys(lone.quarantine.store, "p15") != []
+    result = await lone.quarantine.restore("p15")
+    assert result.summary.restored == 1 and (lone.root / "projects/env/lib").is_symlink()
+
+
+async def test_a_part_files_name_is_not_a_plan_to_restore(lone: Rig) -> None:
+    # held: restore_paths named with a manifest or part file's name (a file, not a plan folder): a clear refusal.
+    from efile_mcp.guard.requests import GuardRefusal
+
+    await lone.quarantine.send("p16", await lone.seen("scratch/tmp.log"), batch=0)
+    for name in (f"p16.part-b000000{MANIFEST_SUFFIX}", "p16" + MANIFEST_SUFFIX, "p16.part-b000000"):
+        with pytest.raises(GuardRefusal) as refused:
+            await lone.quarantine.restore(name)
+        assert refused.value.code == "unknown_plan"
+    assert (qdir(lone) / "p16/tmp.log").exists()
+
+
+# ------------------------------------------------------------------------------------------------ across parts, v1
+
+
+async def test_a_folder_in_one_part_and_a_file_put_inside_it_by_another(lone: Rig) -> None:
+    # held: batch 0 quarantines scratch/d whole; scratch/d is made again with y, and batch 1 quarantines d/y
+    # (into the quarantined folder). A whole restore: d comes back whole with y, and nothing is restored twice.
+    (lone.root / "scratch/d").mkdir()
+    (lone.root / "scratch/d/x.txt").write_text("x\n")
+    await lone.quarantine.send("p17", await lone.seen("scratch/d"), batch=0)
+    (lone.root / "scratch/d").mkdir()
+    (lone.root / "scratch/d/y.txt").write_text("y\n")
+    await lone.quarantine.send("p17", await lone.seen("scratch/d/y.txt"), batch=1)
+    (lone.root / "scratch/d").rmdir()  # emptied by the move: the person removes it
+    assert (await lone.quarantine.status()).total_count == 2
+    result = await lone.quarantine.restore("p17")
+    assert (lone.root / "scratch/d/x.txt").read_text() == "x\n" and (lone.root / "scratch/d/y.txt").exists()
+    assert result.summary.restored >= 1 and result.summary.conflict == 0 and result.summary.failed == 0
+    assert not (qdir(lone) / "p17").exists()
+
+
+async def test_a_v1_record_then_parts_restored_by_chosen_paths_then_whole(rig: Rig) -> None:
+    # held: a plan quarantined by the previous version (its bytes) gets two batches from this one; chosen paths
+    # from the v1 rows and from a part, then the whole plan: each once, then no key, no manifest, no part left.
+    from ..test_quarantine_parts import quarantine_the_old_way
+
+    names = make_files(rig.root, count=12)
+    record, _ = quarantine_the_old_way(rig, "p18", names[:6])
+    assert rig.quarantine.store is not None
+    await rig.quarantine.store.save_plan("quarantine-p18", record, rig.clock() + 37 * DAY)
+    await send_batches(rig, "p18", names[6:], 3, first=4)
+    assert (await rig.quarantine.status()).total_count == 12
+    chosen = [rig.v(names[0]), rig.v(names[7])]
+    assert (await rig.quarantine.restore("p18", chosen)).summary.restored == 2
+    assert (await rig.quarantine.status()).total_count == 10
+    rest = await rig.quarantine.restore("p18")
+    assert rest.summary.restored == 10 and rest.summary.missing == 0 and back(rig, names) == 12
+    assert await stored_keys(rig.quarantine.store, "p18") == [] and quarantine_files(rig.root) == []
+
+
+# ------------------------------------------------------------------------------------------------ sizes
+
+
+def test_the_header_at_the_largest_plans_batch_count_stays_small() -> None:
+    # held (noted): the header and the manifest grow by a part per batch (~70 and ~45 bytes): at
+    # EFILE_MAX_PLAN_PATHS' ceiling (10,000,000 paths, 500 batches of BATCH_ROWS) and 3 roots, each write stays small.
+    from efile_mcp.guard import execution
+    from efile_mcp.guard.quarantine import PlanHeader, manifest_part_name
+
+    batches = 10_000_000 // execution.BATCH_ROWS
+    roots = ["/public/home/demo/scratch", "/public/home/demo/projects", "/public/home/demo/数据"]
+    header = PlanHeader("0" * 24, 1.9e9, 1.9e9 + 7 * DAY)
+    header.parts = {f"b{n:06d}": {root: [20_000, 10**12, 10**7] for root in roots} for n in range(batches)}
+    parts = [manifest_part_name("0" * 24, name) for name in header.parts]
+    assert len(header.to_bytes()) < 160_000 and len(json.dumps(parts, indent=1)) < 40_000
+
+
+async def test_answers_stay_small_with_many_parts_some_lost(
+    make_settings: Any, sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # held: an execution in 40 batches (BATCH_ROWS 2), 10 of its parts lost: storage_status and restore_paths
+    # answer within their bounds, and the restore says how many stay.
+    from mcp import Client
+
+    from efile_mcp.guard import execution
+    from efile_mcp.server import build_server
+
+    from .test_redteam_quarantine import quarantine_via_tools, server_store
+
+    monkeypatch.setattr(execution, "BATCH_ROWS", 2)
+    home, root = sandbox.home, sandbox.root
+    for i in range(80):
+        (root / f"scratch/many/f{i:03d}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"scratch/many/f{i:03d}.txt").write_text(f"{i}\n")
+    server = build_server(make_settings(remove_mode="quarantine", review_browser="never", confirm_timeout=0.2))
+    async with Client(server, mode="legacy") as agent:
+        plan = await quarantine_via_tools(agent, [f"{home}/scratch/many/f{i:03d}.txt" for i in range(80)])
+        store = server_store(server)
+        await store.drop_plans([f"quarantine-{plan['plan_id']}-part-b{n:06d}" for n in range(0, 40, 4)])
+        status = await agent.call_tool("storage_status", {})
+        restored = await agent.call_tool("restore_paths", {"plan_id": plan["plan_id"]})
+    for result in (status, restored):
+        assert not result.is_error
+        assert len(json.dumps(result.structured_content)) <= 16_000
+        assert all(len(getattr(block, "text", "")) <= 2_000 for block in result.content)
+    assert "20 more path(s)" in (restored.structured_content or {})["next_step"]
+    assert sum((root / f"scratch/many/f{i:03d}.txt").exists() for i in range(80)) == 60
+
+
+# ------------------------------------------------------------------------------------------------ lost or unfinished
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: a folder quarantined whole whose part the store lost is restored by name (as the answer advises) "
+    "into the folder made again at its path: without its row it is taken for a folder made to hold entries and merged "
+    "(the manifest part, which says it is a directory quarantined whole, is not read)",
+)
+async def test_a_folder_of_a_lost_part_restored_by_name_is_not_merged_into_a_new_folder(rig: Rig) -> None:
+    """Batch 1 quarantined scratch/run-002 whole; its part is evicted; scratch/run-002 is made again with new
+    content. The whole restore says one path stays and that the manifest's parts list it; the person restores it
+    by name. A folder quarantined whole is never merged into a new one (a conflict), as with its row."""
+    await rig.quarantine.send("p19", await rig.seen("scratch/tmp.log"), batch=0)
+    await rig.quarantine.send("p19", await rig.seen("scratch/run-002"), batch=1)
+    assert rig.quarantine.store is not None
+    await rig.quarantine.store.drop_plans(["quarantine-p19-part-b000001"])
+    (rig.root / "scratch/run-002").mkdir()
+    (rig.root / "scratch/run-002/new.txt").write_text("new\n")
+    first = await rig.quarantine.restore("p19")
+    assert first.summary.restored == 1 and "1 more path(s)" in first.next_step
+    listed = [entry["path"] for entry in manifest_entries(rig.root, "p19")[1]]
+    assert listed == [rig.v("scratch/run-002")]
+    again = await rig.quarantine.restore("p19", listed)
+    assert sorted(p.name for p in (rig.root / "scratch/run-002").iterdir()) == ["new.txt"], again
+    assert [item.status for item in again.items or ()] == ["conflict"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BREAK: (minor) a part is written with every path of its batch before the moves: a replica that dies "
+    "after moving half leaves storage_status counting the other half (still in place) as quarantined, exact, until "
+    "a resumed execution sends the batch again (never, if the token expires)",
+)
+async def test_a_replica_dying_mid_batch_leaves_the_totals_right(lone: Rig) -> None:
+    names = make_files(lone.root, count=20)  # 10 in batch/even, 10 in batch/odd: a move per target folder
+    seen = await lone.seen(*names)
+    move = lone.quarantine.mover.move
+    calls: list[int] = []
+
+    async def dying(sources: Any, target: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(sources))
+        if len(calls) > 1:
+            raise RuntimeError("the replica died")
+        return await move(sources, target, *args, **kwargs)
+
+    lone.quarantine.mover.move = dying  # type: ignore[method-assign]
+    with pytest.raises(BaseException):  # the replica's death, as a task group raises it
+        await lone.quarantine.send("p20", seen, batch=0)
+    lone.quarantine.mover.move = move  # type: ignore[method-assign]
+    moved = sum(not (lone.root / name).exists() for name in names)
+    assert moved == 10
+    status = await lone.quarantine.status()
+    assert status.total_count == moved or not status.plans[0].exact, status.total_count
