@@ -30,6 +30,7 @@ from ..test_removal import FakeClient, World, request
 from ..test_removal import world as world  # the fixture
 from .redteam_helpers import _listed, _read_on, _scratch, _sent, _stored_paths, _twice, _virtual
 from .test_redteam_folders import (
+    DAY,
     _age,
     _any,
     _gone_outside,
@@ -107,7 +108,7 @@ async def _exceptions(world: World, plan_id: str) -> list[list[str]]:
     reason=(
         "BREAK (budget): the fresh reads of the matched folders of one round each get the call's whole remaining entry "
         "budget (Inspector.check starts every _size_folder at once with limits.less(entries_read), entries_read still 0),"
-        " so a call reads N x the remainder: here 10 folders read 90 entries each where 90 were left (3,911 entries in "
+        " so a call reads N x the remainder: here 10 folders read 91 entries each where 91 were left (3,920 entries in "
         "a call of 3,101); in production a round of thousands of matched folders makes EFILE_WALK_MAX_ENTRIES no "
         "bound (only the deadline is), and the resume state keeps every folder's frontier (N x the remainder)"
     ),
@@ -127,7 +128,7 @@ async def test_fresh_reads_of_many_matched_folders_in_one_call_stay_within_the_c
     searched = _entries_seen(state["f"]["w"])
     fresh = sum(_entries_seen(walk) for walk, _ in state["fw"].values())
     fresh += 300 * first.summary.would_remove  # folders read whole in this call
-    assert searched == 3_011
+    assert 3_000 <= searched <= 3_011, searched  # the search read everything, nothing more
     assert searched + fresh <= budget, (searched, fresh, budget)
 
 
@@ -685,3 +686,92 @@ async def test_the_resume_state_with_many_long_refused_paths_stays_within_a_few_
     blob = await world.store.load_walk(answer.resume)
     assert blob is not None
     assert len(blob) <= 2 * insight.HELD_CHARS_MAX, len(blob)
+
+
+# ---------------------------------------------------------------------------- what the server leaves out
+
+
+def _blanked(world: World, folder: Path, name: str, field: str) -> list[int]:
+    """Every listing of `folder` gives `name` without `field` (a server that leaves out a file's size or time)."""
+    sandbox = world.sandbox.sandbox
+    served: list[int] = []
+
+    async def without(endpoint: str, req: Any) -> Any:
+        if endpoint != "file/list" or _listed(req).rstrip("/") != _virtual(world, folder):
+            return None
+        config = sandbox.config
+        rules = ListingRules(config.list_max_limit, config.list_page_cap, config.list_ignores_start, True)
+        query = parse_query(req.query_params, sandbox.home, rules)
+        data = await anyio.to_thread.run_sync(list_folder, sandbox.fs, query, rules)
+        for item in data["fileList"]:
+            if item["name"] == name:
+                item.pop(field, None)
+                served.append(1)
+        return ok(data)
+
+    sandbox.fault = without
+    return served
+
+
+# Attacks: max_size against a file whose size the server leaves out (a 5,000 B file listed with no size): taken as
+# 0 B by the walker (Entry.of: `size or 0`), it matches max_size=100, is planned as 0 B, and execution, which lists it
+# the same way, finds it unchanged.
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "BREAK (filters): a file the server lists without its size is taken as 0 B (client/walk.py Entry: 'size if "
+        "size and size > 0 else 0'), so max_size matches it: a 5,000 B file is planned (shown as 0 B) and deleted by "
+        "a max_size=100 selection; a folder holding it is sized without it the same way. Fix: keep an unknown size "
+        "as unknown (None) and let a size filter (or a folder's tree holding one) never match it"
+    ),
+)
+async def test_a_file_listed_without_its_size_is_not_matched_by_max_size(world: World) -> None:
+    top = _scratch(world) / "work"
+    _make(top, ["small.bin"], size=10)
+    huge = _make(top, ["huge.bin"], size=5_000)[0]
+    blanked = _blanked(world, top, "huge.bin", "size")
+    removal = world.removal(confirm="token")
+    answer = await _whole(removal, world, _any(world, "work", name="*.bin", max_size=100, type="file"))
+    assert blanked
+    if answer.confirmation_token:
+        await removal.execute(request(answer), FakeClient())
+    assert huge.exists() and huge.stat().st_size == 5_000
+
+
+# Attacks: older_than_days on a folder holding a file the server lists without its time (written today): a FILE of
+# unknown time never matches an age filter (Matcher.totals_match: mtime None), but a folder's newest entry is taken
+# over the times known (Totals.see skips None), so the folder matches as old and goes with today's file.
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "BREAK (filters): a folder's age ignores entries listed without a time (Totals.see skips None, in the search, "
+        "the Inspector and execution alike), while a file of unknown time never matches an age filter: a folder "
+        "holding a file written today, listed with no lastModifiedTime, matches older_than_days=30 on its other "
+        "entries and is planned and deleted with it. Fix: a tree holding an entry of unknown time has an unknown "
+        "newest (no age filter matches it), as a file of unknown time does"
+    ),
+)
+async def test_a_folder_holding_a_file_listed_without_its_time_is_not_matched_as_old(world: World) -> None:
+    top = _scratch(world) / "work"
+    _make(top / "old.tmp", ["a.dat", "b.dat"], size=5)
+    _age(top, 40)
+    today = top / "old.tmp" / "result-of-today.dat"
+    today.write_bytes(b"written today")
+    # The folder's own time is dated back too (as after a `touch -d`); only today's file is new.
+    _age_only(top / "old.tmp", 40)
+    blanked = _blanked(world, top / "old.tmp", today.name, "lastModifiedTime")
+    removal = world.removal(confirm="token")
+    answer = await _whole(removal, world, _any(world, "work", name="*.tmp", older_than_days=30))
+    assert blanked
+    if answer.confirmation_token:
+        await removal.execute(request(answer), FakeClient())
+    assert today.exists()
+
+
+def _age_only(path: Path, age_days: float) -> None:
+    """`path` itself (not what it holds) dated `age_days` back."""
+    import os
+    import time
+
+    when = time.time() - age_days * DAY
+    os.utime(path, (when, when))
