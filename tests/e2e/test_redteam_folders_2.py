@@ -775,3 +775,54 @@ def _age_only(path: Path, age_days: float) -> None:
 
     when = time.time() - age_days * DAY
     os.utime(path, (when, when))
+
+
+# ---------------------------------------------------------------------------- quarantine in parts, restored
+
+
+# Attacks: a type "any" selection quarantined in tiny batches (a part per batch: folders and files in different parts),
+# then restored whole: the tree is back exactly as it was (names and sizes), nothing left in the quarantine's plan.
+async def test_a_folder_selection_quarantined_in_tiny_batches_is_restored_exactly(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .test_redteam_folders import _nested_tree
+
+    monkeypatch.setattr(insight, "HELD_MAX", 10)
+    monkeypatch.setattr(execution, "BATCH_ROWS", 3)
+    top = _nested_tree(world)
+    before = _file_sizes(top)
+    quarantine = world.guard.quarantine
+    removal = world.removal(confirm="token", quarantine=quarantine)
+    answer = await _whole(removal, world, _any(world, "work", name="*.tmp"), mode="quarantine")
+    rows = await _rows(world, answer.plan_id or "")
+    planned = [seen.path for seen in rows]
+    assert {seen.kind for seen in rows} == {"file", "directory"} and _inside_another(planned) == []
+    done = await removal.execute(request(answer), FakeClient())
+    assert done.summary.quarantined == len(planned), done.summary
+    assert _file_sizes(top) != before
+    restored = await quarantine.restore(answer.plan_id or "")
+    assert not restored.summary.conflict and not restored.summary.failed, restored.summary
+    assert _file_sizes(top) == before
+
+
+# Attacks: restoring one file that was covered by a quarantined folder (never a planned path of its own: inside
+# a.tmp/b.tmp): it comes back alone, or the answer says clearly why not; never a traceback, never another path moved.
+async def test_restoring_a_covered_file_of_a_quarantined_folder_moves_that_file_alone(world: World) -> None:
+    top = _scratch(world) / "work"
+    _make(top / "a.tmp" / "b.tmp", ["y.tmp", "z.dat"], size=10)
+    _make(top / "a.tmp", ["x.tmp"], size=10)
+    quarantine = world.guard.quarantine
+    removal = world.removal(confirm="token", quarantine=quarantine)
+    answer = await _whole(removal, world, _any(world, "work", name="*.tmp"), mode="quarantine")
+    assert await _stored_paths(world, answer.plan_id or "") == [_virtual(world, top / "a.tmp")]
+    assert answer.summary.covered == 3
+    await removal.execute(request(answer), FakeClient())
+    covered = top / "a.tmp" / "b.tmp" / "y.tmp"
+    try:
+        restored = await quarantine.restore(answer.plan_id or "", [_virtual(world, covered)])
+    except GuardRefusal as refused:
+        assert refused.code in ("restore_paths", "unknown_plan"), refused
+        assert not (top / "a.tmp").exists()
+        return
+    back = sorted(str(p.relative_to(top)) for p in top.rglob("*") if p.is_file())
+    assert back in ([], ["a.tmp/b.tmp/y.tmp"]), (back, restored.summary)
