@@ -6,6 +6,22 @@ something deleted for good that should stay (purge) or kept that should go; a qu
 restore_paths(plan_id) without the answer saying so; wrong totals; a traceback instead of a clear error; state
 growing with the plan. A break found is marked `xfail(strict=True, reason="BREAK: ...")` so the suite stays
 green and the break stays visible; a held attempt is a passing test with a line saying what it attacks.
+
+Breaks found (commits 16b8322..):
+- A folder `<plan id>-part-b000000` made in `.efile-quarantine` is read as a plan whose header key,
+  `quarantine-<folder name>`, is that plan's part: KeyError('id') in PlanHeader.from_bytes, so storage_status,
+  purge, `efile-mcp purge` and the server's start (its purge dry run) fail.
+- Paths silently left out of restore_paths(plan_id) and miscounted (exact) by storage_status, whenever the header
+  stops naming a part: a header lost or not written (eviction, a store outage during a batch), the header written
+  back from a stale copy (a restore during the execution, two replicas' batches at once), a previous-version
+  replica writing its v1 record over the v2 header, a previous version's plan whose record was lost resumed by this
+  version (its single manifest overwritten too), and a lone path resent in its batch (911020 alone -> "missing",
+  its row dropped; reproduced through the execution with a dead replica's move landing after the re-check).
+- A lost part's counts stay after its paths are restored by name; a folder of a lost part restored by name is
+  merged into a folder made again at its path; a replica dying mid-batch leaves its unmoved paths counted.
+- `<plan>.manifest.json` is removed whatever its kind (purge, whole restore): a folder of that name is deleted for
+  good; a manifest part whose purge failed is kept for good; a recorded file swapped for a link is restored as the
+  link (not new with parts).
 """
 
 from __future__ import annotations
@@ -808,3 +824,23 @@ async def test_a_move_landing_after_the_resumed_runs_recheck_keeps_its_row(
     result = await quarantine.restore(preview.plan_id or "")
     assert (root / "scratch/tmp.log").exists() or "1 more" in result.next_step, result.next_step
     assert status.total_count == 2
+
+
+async def test_a_batch_whose_move_answer_was_lost_then_sent_again_is_recorded_once(rig: Rig) -> None:
+    # held: the storage moves a batch and the answer is lost (reconciled by listing: moved); the batch is then sent
+    # again whole (a resumed run): every path once in its part, the totals exact, all restored.
+    from efile_mcp.sandbox.faults import FaultPlan, FaultRule
+
+    names = make_files(rig.root, count=20)
+    seen = await rig.seen(*names)
+    rig.sandbox.sandbox.faults = FaultPlan([FaultRule("lose_answer", endpoint="move", burst=1)])
+    first = await rig.quarantine.send("p22", seen[:10], batch=0)
+    rig.sandbox.sandbox.faults = None
+    assert {item.status for item in first.values()} == {"quarantined"}
+    await rig.quarantine.send("p22", seen[10:], batch=1)
+    again = await rig.quarantine.send("p22", seen[:10], batch=0)
+    assert {item.status for item in again.values()} == {"quarantined"}  # 911020 reconciled: in quarantine
+    listed = [entry["path"] for entries in manifest_entries(rig.root, "p22") for entry in entries]
+    assert sorted(listed) == sorted(s.path for s in seen)
+    assert (await rig.quarantine.status()).total_count == 20
+    assert (await rig.quarantine.restore("p22")).summary.restored == 20 and back(rig, names) == 20
