@@ -826,3 +826,60 @@ async def test_restoring_a_covered_file_of_a_quarantined_folder_moves_that_file_
         return
     back = sorted(str(p.relative_to(top)) for p in top.rglob("*") if p.is_file())
     assert back in ([], ["a.tmp/b.tmp/y.tmp"]), (back, restored.summary)
+
+
+# ---------------------------------------------------------------------------- execution's answer, the plan bound
+
+
+# Attacks: the EXECUTION answer's size when many planned folders with long names changed since the dry run (each
+# written to: the "changed" reason with its difference), with not_previewed counting new matches too: within
+# STRUCTURED_MAX / TEXT_MAX at detail auto and full.
+@pytest.mark.parametrize("detail", ["auto", "full"])
+async def test_many_changed_long_named_folders_keep_the_execution_answer_within_its_budget(
+    world: World, detail: str
+) -> None:
+    from efile_mcp.models.results import STRUCTURED_MAX
+    from efile_mcp.tools.output import TEXT_MAX
+
+    from .test_redteam_folders import LONG, _fits
+
+    top = _scratch(world) / "work"
+    folders = [top / (LONG.format(i=i) + ".tmp") for i in range(90)]
+    for folder in folders:
+        _make(folder, ["a.tmp", "b.dat"], size=5)
+    removal = world.removal(confirm="token")
+    answer = await _whole(removal, world, _any(world, "work", name="*.tmp"), detail=detail)
+    assert answer.summary.would_remove == 90
+    for folder in folders[::2]:
+        (folder / "late").write_bytes(b"written after the dry run")
+    _make(top / (LONG.format(i=999) + ".tmp"), ["new.tmp"], size=5)
+    done = await removal.execute(request(answer), FakeClient(), detail=detail)  # type: ignore[arg-type]
+    assert done.summary.changed == 45 and done.summary.removed + done.summary.queued == 45, done.summary
+    assert "did not show" in done.next_step
+    structured, text = _fits(done)
+    assert structured <= STRUCTURED_MAX and text <= TEXT_MAX, (structured, text)
+
+
+# Attacks: EFILE_MAX_PLAN_PATHS (5 here) against a selection read across calls whose folders cover hundreds of matches
+# (a folder counts once) and loose files beyond the bound: refused clearly ("too_many_paths"), nothing planned, and the
+# refused call leaves the state as it was (a retry is refused the same way, never a token).
+async def test_a_selection_past_the_plan_bound_is_refused_in_whatever_call_it_crosses_it(world: World) -> None:
+    top = _scratch(world) / "work"
+    for j in range(3):
+        _make(top / f"job{j}.tmp", [f"o{i:03d}.tmp" for i in range(100)])
+    _make(top, [f"loose{i}.tmp" for i in range(4)])
+    world.guard.walk_max_entries = 90
+    removal = Removal(world.guard, confirm="token", default_mode="delete", confirm_timeout=0.05, max_plan_paths=5)
+    answer = await removal.preview(None, _any(world, "work", name="*.tmp"))
+    refusals = []
+    for _ in range(40):
+        if not answer.resume:
+            break
+        try:
+            answer = await removal.preview(None, None, resume=answer.resume)
+        except GuardRefusal as refused:
+            refusals.append(refused.code)
+            if len(refusals) == 2:
+                break
+    assert refusals == ["too_many_paths", "too_many_paths"] and answer.confirmation_token is None
+    assert len(list(top.rglob("*.tmp"))) == 307
