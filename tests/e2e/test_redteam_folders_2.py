@@ -5,11 +5,25 @@ dry run read across calls keeps; `covered` counted when a folder is planned; exe
 dry run's exceptions and folders around shown paths) and what tests/e2e/test_redteam_folders.py did not try. A held
 attempt is a passing test with a comment saying what it attacks; a break is `xfail(strict=True, reason="BREAK: ...")`.
 Built on tests/test_removal.py's `world` over the sandbox; clocks injected, never slept on.
+
+Breaks found at 0386271 (xfail, each with its reason): the fresh reads of a round's matched folders each get the
+call's whole remaining entry budget (a call reads N x EFILE_WALK_MAX_ENTRIES' remainder; the state keeps N frontiers);
+a listed name holding '/' is taken as an entry, so a plan holds a folder and a path inside it (totals count it twice);
+execution's not_previewed skips a folder the dry run showed as missing and that was made again with new matches; the
+dry run's exceptions ride in the resume state bounded by count only (14 MB at 10,000 long refused paths); a file listed
+without its size is 0 B to max_size, and a folder's age skips entries listed without a time (planned and deleted as
+old with a file of today). Held: the re-match (min_size, newer_than_days, a folder's own mtime, max_depth at the limit
+and against slashed names), the policy key (links_inside switched, names reordered or in another case, roots added),
+quarantine resumed elsewhere, tiny execution batches in both modes with exact totals, quarantine parts restored,
+not_previewed's prefix test, the selection folder swapped for a link (between calls, before execution), two resumes
+racing, answer sizes, the plan bound, six hours of calls.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -770,9 +784,6 @@ async def test_a_folder_holding_a_file_listed_without_its_time_is_not_matched_as
 
 def _age_only(path: Path, age_days: float) -> None:
     """`path` itself (not what it holds) dated `age_days` back."""
-    import os
-    import time
-
     when = time.time() - age_days * DAY
     os.utime(path, (when, when))
 
@@ -883,3 +894,76 @@ async def test_a_selection_past_the_plan_bound_is_refused_in_whatever_call_it_cr
                 break
     assert refusals == ["too_many_paths", "too_many_paths"] and answer.confirmation_token is None
     assert len(list(top.rglob("*.tmp"))) == 307
+
+
+# ---------------------------------------------------------------------------- time across calls (the injected clock)
+
+
+# Attacks: a dry run read across calls 50 minutes apart for almost six hours (ROWS_KEPT_SECONDS), its first rows
+# written at the start: finished just before the bound, its token is used a second before it expires: every row is
+# still there (the token never outlives them), and the plan goes whole. One more gap past the bound: refused, clearly.
+@pytest.mark.parametrize("past_the_bound", [False, True])
+async def test_a_dry_run_read_for_almost_six_hours_keeps_its_rows_as_long_as_its_token(
+    world: World, past_the_bound: bool
+) -> None:
+    from efile_mcp.guard.selection import ROWS_KEPT_SECONDS
+
+    top = _scratch(world) / "work"
+    for j in range(8):
+        _make(top / f"job{j}.tmp", [f"o{i:02d}" for i in range(20)])
+    _make(top, [f"loose{i}.tmp" for i in range(5)])
+    world.guard.walk_max_entries = 25
+    removal = world.removal(confirm="token")
+    started = world.clock()
+    answer = await removal.preview(None, _any(world, "work", name="*.tmp"))
+    calls = 0
+    while answer.resume:
+        gap = 50 * 60.0
+        if world.clock() + gap >= started + ROWS_KEPT_SECONDS - 60:
+            gap = started + ROWS_KEPT_SECONDS - 60 - world.clock()
+            if past_the_bound:
+                world.clock.advance(gap + 120)
+                with pytest.raises(GuardRefusal) as refused:
+                    await removal.preview(None, None, resume=answer.resume)
+                assert refused.value.code == "resume"
+                return
+        world.clock.advance(gap)
+        answer = await removal.preview(None, None, resume=answer.resume)
+        calls += 1
+    assert calls > 3 and answer.confirmation_token and answer.expires_at
+    assert not past_the_bound, "the dry run finished before the bound: make it slower"
+    header = await load_header(world.store, answer.plan_id or "")
+    assert header is not None
+    world.clock.advance(header.expires_at - world.clock() - 1)
+    done = await removal.execute(request(answer), FakeClient())
+    assert done.summary.removed + done.summary.queued == 13 and not done.summary.failed, done.summary
+
+
+# Attacks: the selection's folder swapped, after the dry run, for a link to an identical copy (`cp -a`, same names,
+# sizes and times) of it: every planned path (folders and files) now leads through the link; execution must send
+# none of them, and the copy (the link's target) keeps everything.
+async def test_the_selection_folder_swapped_for_a_link_to_a_copy_after_the_dry_run_sends_nothing(world: World) -> None:
+    top = _scratch(world) / "work"
+    _make(top / "a.tmp", ["x.tmp", "y.dat"], size=10)
+    _make(top / "plain", ["z.tmp", "keep.dat"], size=10)
+    removal = world.removal(confirm="token")
+    answer = await _whole(removal, world, _any(world, "work", name="*.tmp"))
+    assert answer.summary.would_remove == 2
+    copy = _scratch(world) / "copy"
+    shutil.copytree(top, copy, symlinks=True, copy_function=shutil.copy2)
+    for below in sorted(copy.rglob("*"), reverse=True):  # the folders' own times too, as `cp -a` keeps them
+        original = top / below.relative_to(copy)
+        stat = original.stat()
+        os.utime(below, (stat.st_atime, stat.st_mtime))
+    top.rename(top.with_name("work.old"))
+    top.symlink_to("copy")
+    done = await removal.execute(request(answer), FakeClient())
+    assert _sent(world) == [] and done.summary.removed + done.summary.queued == 0, done.summary
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*")) == [
+        "a.tmp",
+        "a.tmp/x.tmp",
+        "a.tmp/y.dat",
+        "plain",
+        "plain/keep.dat",
+        "plain/z.tmp",
+    ]
