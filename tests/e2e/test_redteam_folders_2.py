@@ -12,7 +12,8 @@ a listed name holding '/' is taken as an entry, so a plan holds a folder and a p
 execution's not_previewed skips a folder the dry run showed as missing and that was made again with new matches; the
 dry run's exceptions ride in the resume state bounded by count only (14 MB at 10,000 long refused paths); a file listed
 without its size is 0 B to max_size, and a folder's age skips entries listed without a time (planned and deleted as
-old with a file of today). Held: the re-match (min_size, newer_than_days, a folder's own mtime, max_depth at the limit
+old with a file of today); a listed folder name holding '/' leaves the search's root open for good (every call answers
+resume, endlessly); a folder named twice in a listing, out of name order, raises KeyError (a traceback). Held: the re-match (min_size, newer_than_days, a folder's own mtime, max_depth at the limit
 and against slashed names), the policy key (links_inside switched, names reordered or in another case, roots added),
 quarantine resumed elsewhere, tiny execution batches in both modes with exact totals, quarantine parts restored,
 not_previewed's prefix test, the selection folder swapped for a link (between calls, before execution), two resumes
@@ -967,3 +968,88 @@ async def test_the_selection_folder_swapped_for_a_link_to_a_copy_after_the_dry_r
         "plain/keep.dat",
         "plain/z.tmp",
     ]
+
+
+# Attacks: a slashed name listed as a FOLDER ("keep/inner.tmp" in work's listing, the path of a real sub-folder): the
+# walker walks it as a child of work, but it closes as keep's child, so work never closes: the search's frontier is
+# empty, its walk never finished, and every call reads nothing and answers "resume" again, forever.
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "BREAK (liveness): a listed folder name holding '/' leaves the search's walk with an empty frontier and its "
+        "root open for good (TreeWalk's open count of work waits for a child that closes under keep): every resumed "
+        "call reads 0 entries and answers resume ('Not read whole yet: 15 entries searched so far'), endlessly; no "
+        "token, no refusal, an agent loops. Fix: refuse slashed names in the listing (as above), and refuse a dry "
+        "run whose call read nothing and is not whole (SelectionDryRun.plan: 'read == read_before' on the first "
+        "round) instead of answering resume"
+    ),
+)
+async def test_a_listed_folder_name_with_slashes_never_leaves_the_dry_run_resuming_forever(world: World) -> None:
+    top = _scratch(world) / "work"
+    _make(top / "keep" / "inner.tmp", [f"f{i}" for i in range(5)], size=10)
+    _make(top / "keep", ["k.dat"], size=10)
+    _make(top, ["b.tmp"], size=10)
+    served = _also_listed(world, top, top / "keep" / "inner.tmp")
+    removal = world.removal(confirm="token")
+    try:
+        answer, _ = await _read_on(removal, await removal.preview(None, _any(world, "work", name="*.tmp")), calls=10)
+    except GuardRefusal:
+        return  # a clear refusal is an answer too
+    assert served
+    assert answer.resume is None, answer.next_step
+
+
+def _folder_listed_twice(world: World, folder: Path, name: str) -> list[int]:
+    """Every (unfiltered) listing of `folder` names its entry `name` a second time, at the page's end (out of name
+    order, so not next to the first: a server merging two sources, or a hostile one)."""
+    sandbox = world.sandbox.sandbox
+    served: list[int] = []
+
+    async def twice(endpoint: str, req: Any) -> Any:
+        if endpoint != "file/list" or _listed(req).rstrip("/") != _virtual(world, folder):
+            return None
+        config = sandbox.config
+        rules = ListingRules(config.list_max_limit, config.list_page_cap, config.list_ignores_start, True)
+        query = parse_query(req.query_params, sandbox.home, rules)
+        data = await anyio.to_thread.run_sync(list_folder, sandbox.fs, query, rules)
+        again = [dict(item) for item in data["fileList"] if item["name"] == name]
+        if again and not query.keyword:
+            data["fileList"] = [*data["fileList"], *again]
+            data["total"] += 1
+            served.append(1)
+        return ok(data)
+
+    sandbox.fault = twice
+    return served
+
+
+# Attacks: a server naming a sub-folder twice in one listing, the second time out of name order (`_once_each` drops
+# only a name repeated next to itself): the walk reads the folder twice at once, and the second reading's page finds
+# the call's listing cache already given up by the first.
+@pytest.mark.xfail(
+    strict=True,
+    raises=KeyError,
+    reason=(
+        "BREAK (traceback): a folder named twice in its parent's listing, not next to itself, is read twice at once; "
+        "the dry run's listings keep pages for look-ups by folder (client/walk.py Listings.walk: held[folder]), the "
+        "first reading pops the folder's flag and the second reading's page raises KeyError ('held[folder]' in "
+        "take): a traceback for type 'any' and 'file' alike (any walk whose listings keep pages), no clear refusal. "
+        "Fix: drop repeated names from a page whatever their place (a set of the page's names), or key the cache "
+        "flag so a second reading cannot find it gone"
+    ),
+)
+@pytest.mark.parametrize("kind", ["any", "file"])
+async def test_a_folder_named_twice_in_a_listing_gives_a_clear_answer(world: World, kind: str) -> None:
+    top = _scratch(world) / "work"
+    _make(top / "a.tmp" / "sub", [f"f{i}" for i in range(5)], size=10)
+    _make(top / "a.tmp", ["x.tmp"], size=10)
+    _make(top, ["b.tmp", "c.dat"], size=10)
+    served = _folder_listed_twice(world, top, "a.tmp")
+    removal = world.removal(confirm="token")
+    try:
+        answer = await _whole(removal, world, _any(world, "work", name="*.tmp", type=kind))
+    except GuardRefusal:
+        return
+    assert served
+    planned = await _stored_paths(world, answer.plan_id or "")
+    assert (_twice(planned), _inside_another(planned)) == ([], [])
