@@ -221,19 +221,28 @@ async def test_restoring_chosen_paths_takes_them_out_of_their_parts_only(rig: Ri
     assert all((rig.root / name).exists() for name in names)
 
 
-async def test_a_part_the_state_store_lost_is_named_in_the_answer_and_restored_by_its_manifest(rig: Rig) -> None:
-    """A part of the record evicted from the store: the restore of the whole plan brings back the rest, says how many
-    paths stay in quarantine and where they are listed; restoring those paths then brings them back too."""
+async def test_a_part_the_state_store_lost_is_restored_from_the_layout_and_said(rig: Rig) -> None:
+    """A part of the record evicted from the store: the restore of the whole plan brings back the rest from the
+    record, then what is still in the plan's folder from the layout alone, and says how many came back so."""
     names = make_files(rig.root)
     await send_in_batches(rig, "lossy", await rig.seen(*names))
     assert rig.quarantine.store is not None
     await rig.quarantine.store.drop_plans(["quarantine-lossy-part-b000001"])
     result = await rig.quarantine.restore("lossy")
-    assert result.summary.restored == 150 and "100 more path(s)" in result.next_step
-    assert sum((rig.root / n).exists() for n in names) == 150
+    assert result.summary.restored == 250 and "100 of them were in the plan's folder without" in result.next_step
+    assert all((rig.root / n).exists() for n in names)
+    assert not (rig.root / "scratch" / QUARANTINE_DIR / "lossy").exists()
+
+
+async def test_paths_a_lost_part_named_are_restored_by_the_manifest_parts(rig: Rig) -> None:
+    """The manifest's parts list a lost part's paths: restoring them by name brings them back."""
+    names = make_files(rig.root)
+    await send_in_batches(rig, "lossy", await rig.seen(*names))
+    assert rig.quarantine.store is not None
+    await rig.quarantine.store.drop_plans(["quarantine-lossy-part-b000001"])
     listed = manifest_entries(rig.root, "lossy")[1]
     again = await rig.quarantine.restore("lossy", [entry["path"] for entry in listed])
-    assert again.summary.restored == 100 and all((rig.root / n).exists() for n in names)
+    assert again.summary.restored == 100 and sum((rig.root / n).exists() for n in names) == 100
 
 
 async def test_a_chosen_folder_is_restored_by_what_every_part_recorded(rig: Rig) -> None:

@@ -42,6 +42,7 @@ after a refusal (a lost answer leaves it in place, `failed`, nothing lost).
 
 from __future__ import annotations
 
+import bisect
 import contextvars
 import json
 import logging
@@ -91,9 +92,13 @@ QUARANTINE_DIR = ".efile-quarantine"
 MANIFEST_SUFFIX = ".manifest.json"
 #: Parts of a plan's manifest: `<plan id>.part-<part>.manifest.json`, files beside the plan's folder.
 MANIFEST_PART = ".part-"
+#: What a part's key in the state store holds after the plan id (a plan id never holds it).
+MANIFEST_PART_KEY = "-part-"
 DAY = 86400.0
 #: The state store keeps a plan's record this long after it expires (purge reads it).
 _RECORD_GRACE = 30 * DAY
+#: Paths a whole restore remembers as staying in quarantine, at most (see _RestoreOutcome.stayed).
+_STAYED_MAX = 100_000
 #: Entries read at most when a plan's size must be measured by walking (no record in the state store).
 _SIZE_WALK_MAX = 50_000
 
@@ -200,6 +205,9 @@ class PlanHeader:
     parts: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     #: The rows of a v1 record (read from the previous version), not yet written as a part of their own.
     legacy: Rows | None = None
+    #: Made while the plan's folder already held entries no record named (the header was lost, or the store was
+    #: down during a batch): its totals are not the plan's, so storage_status measures the folder instead.
+    partial: bool = False
 
     def totals(self) -> dict[str, list[int]]:
         """Per root: [paths, bytes, files] of every part."""
@@ -214,6 +222,8 @@ class PlanHeader:
     def to_bytes(self) -> bytes:
         # "r" is empty for the previous version, which reads rows there: it finds none and reads the layout.
         body = {"v": 2, "id": self.plan_id, "t": self.when, "x": self.expires, "r": {}, "p": self.parts}
+        if self.partial:
+            body["u"] = 1
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
 
     @classmethod
@@ -233,6 +243,7 @@ class PlanHeader:
                 str(name): {str(root): [int(n) for n in counts] for root, counts in by_root.items()}
                 for name, by_root in raw.get("p", {}).items()
             },
+            partial=bool(raw.get("u")),
         )
 
 
@@ -292,10 +303,11 @@ def manifest_part_name(plan_id: str, part: str) -> str:
 @dataclass
 class _Round:
     """A restore's round: the (root, original) paths it restores, the recorded paths among them (and inside
-    them), and the part of the record they come from (None: named paths, or a root without a record)."""
+    them) with the kind each was quarantined as, and the part of the record they come from (None: named paths, or
+    a root without a record)."""
 
     wanted: list[tuple[str, str]]
-    recorded: set[str]
+    recorded: dict[str, str]
     part: str | None
     rows: Rows
     #: Paths the header counts in this part that the state store no longer holds (the part was lost).
@@ -313,8 +325,13 @@ class _RestoreOutcome:
     listed: list[RestoreItem] = field(default_factory=list)
     exceptions: list[RestoreItem] = field(default_factory=list)
     audited: list[dict[str, Any]] = field(default_factory=list)
+    #: Paths answered for that stay in quarantine (a conflict, a failure): the closing look at the plan's folder
+    #: finds them there and must not answer for them twice. Bounded (STAYED_MAX): past it, no closing look.
+    stayed: set[str] = field(default_factory=set)
 
     def take(self, item: RestoreItem) -> None:
+        if item.status in ("conflict", "failed") and len(self.stayed) <= _STAYED_MAX:
+            self.stayed.add(item.path)
         self.requested += 1
         self.counts[item.status] += 1
         if len(self.listed) <= ITEMS_LISTED_MAX:
@@ -439,7 +456,7 @@ class Quarantine:
         # The plan's record is a small header and a part per send (per execution batch): a resumed execution (its
         # first replica died) replaces the parts of the batches it sends again, keeping the rows of what the
         # interrupted one moved, so restore_paths(plan_id) brings back everything and the plan keeps its first date.
-        part = await self._open_part(plan_id, batch, paths)
+        part = await self._open_part(plan_id, batch, paths, folder_held=bool(pre_existing))
         part.rows = _merged(
             part.rows,
             {root: [[s.path, s.kind, s.size, s.file_count] for s in group] for root, group in by_root.items()},
@@ -498,7 +515,9 @@ class Quarantine:
             await self._write_manifests(part, set(by_root))
         return items
 
-    async def _open_part(self, plan_id: str, batch: int | None, paths: Sequence[SeenPath]) -> _Part:
+    async def _open_part(
+        self, plan_id: str, batch: int | None, paths: Sequence[SeenPath], *, folder_held: bool = False
+    ) -> _Part:
         """The plan's header (made now for a new plan) and the part this send writes, with the rows it keeps of an
         earlier send of the same batch for paths not sent now. A record of the previous version (v1, every row in
         one value) becomes a part of its own first; a send without a batch number takes the paths it sends out of
@@ -506,7 +525,8 @@ class Quarantine:
         now = self.clock()
         header = await self._header(plan_id)
         if header is None:
-            header = PlanHeader(plan_id, now, now + self.days * DAY)
+            # `folder_held`: the plan's folder exists already, so this header will not name all it holds.
+            header = PlanHeader(plan_id, now, now + self.days * DAY, partial=folder_held)
         else:
             header.expires = max(header.when + self.days * DAY, header.expires or 0.0)
         sent = {seen.path for seen in paths}
@@ -717,20 +737,29 @@ class Quarantine:
         return "quarantine-" + plan_id
 
     def _part_key(self, plan_id: str, name: str) -> str:
-        return f"quarantine-{plan_id}-part-{name}"
+        return f"quarantine-{plan_id}{MANIFEST_PART_KEY}{name}"
 
     def _record_expiry(self, header: PlanHeader) -> float:
         return max(header.when + self.days * DAY, header.expires or 0.0) + _RECORD_GRACE
 
     async def _header(self, plan_id: str) -> PlanHeader | None:
-        """The plan's header in the state store (a v1 record is read with its rows); None without one."""
-        if self.store is None:
+        """The plan's header in the state store (a v1 record is read with its rows); None without one, or when what
+        is stored cannot be read as this plan's header. A plan folder is named by anyone who can write to the
+        storage: one named like a part's key (`<id>-part-b000001`) must not read that part as a header."""
+        if self.store is None or MANIFEST_PART_KEY in plan_id:
             return None
         try:
             data = await self.store.load_plan(self._record_key(plan_id))
         except EfileMcpError:
             return None
-        return PlanHeader.from_bytes(data) if data else None
+        if not data:
+            return None
+        try:
+            header = PlanHeader.from_bytes(data)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            log.warning("the quarantine record of plan %s cannot be read (%s): its folder is measured", plan_id, exc)
+            return None
+        return header if header.plan_id == plan_id else None
 
     async def _part_rows(self, header: PlanHeader, name: str) -> Rows:
         """One part's rows per root (a v1 record's rows are its part "v1"); {} when the store lost it."""
@@ -743,7 +772,11 @@ class Quarantine:
         except EfileMcpError as exc:
             log.warning("part %s of the quarantine record of plan %s could not be read (%s)", name, header.plan_id, exc)
             return {}
-        return _rows_from_bytes(data) if data else {}
+        try:
+            return _rows_from_bytes(data) if data else {}
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            log.warning("part %s of the quarantine record of plan %s cannot be read (%s)", name, header.plan_id, exc)
+            return {}
 
     async def _keep_part(self, header: PlanHeader, name: str, rows: Rows) -> None:
         """Write one part (an emptied part is dropped), then the header with its totals: the header names a part
@@ -813,6 +846,10 @@ class Quarantine:
             for name, entry in listing.entries.items():
                 if entry.kind == "directory":
                     manifest = listing.entries.get(name + MANIFEST_SUFFIX)
+                    if manifest is not None and manifest.kind != "file":
+                        manifest = None  # a folder (or link) named like a manifest is not the plan's to purge
+                    elif manifest is not None and parts is not None:
+                        parts.setdefault(plan_folder(root, name), []).append(join(folder, name + MANIFEST_SUFFIX))
                     plans.append(await self._describe(root, name, entry, manifest, budget))
                 elif parts is not None and entry.kind == "file" and _is_manifest_part(name):
                     owner = name.rpartition(MANIFEST_PART)[0]
@@ -830,7 +867,7 @@ class Quarantine:
         record = await self._header(plan_id)  # the header alone: its totals, never the plan's rows
         when = record.when if record else (manifest.mtime if manifest and manifest.mtime else entry.mtime)
         exact = True
-        totals = record.totals() if record is not None else {}
+        totals = record.totals() if record is not None and not record.partial else {}
         if root in totals:
             count, size = totals[root][0], totals[root][1]
         else:
@@ -948,7 +985,7 @@ class Quarantine:
                     count += totals[root][0]
                 else:  # no record of this root: its plan folder's top entries (the layout says where they came from)
                     top = await listings.read_dir(plan_folder(root, plan_id))
-                    rounds.append(_Round([(root, join(root, name)) for name in top.entries], set(), None, {}))
+                    rounds.append(_Round([(root, join(root, name)) for name in top.entries], {}, None, {}))
                     count += len(top.entries)
             later = sorted(record.parts) if record is not None else []
         else:
@@ -1000,6 +1037,25 @@ class Quarantine:
             del results
             if record is not None and restored:
                 await self._forget(record, restored, round_)
+        unrecorded = 0
+        if paths is None and record is not None and len(outcome.stayed) <= _STAYED_MAX:
+            # A closing look at what is still in the plan's folder: entries its record does not name (the store
+            # lost a header, or was down during a batch, or an older replica wrote its own record) come back too,
+            # from the layout alone, as a plan without a record would. Empty holder folders cost a listing each.
+            fresh = self._listings()
+            for root in roots:
+                try:
+                    top = await fresh.read_dir(plan_folder(root, plan_id))
+                except EfileMcpError:
+                    continue
+                leftovers = [(root, join(root, name)) for name in top.entries]
+                results = await self._restore_entries(plan_id, leftovers, {}, fresh, skip=outcome.stayed)
+                for item in results.values():
+                    outcome.take(item)
+                    unrecorded += item.status == "restored"
+            if unrecorded:
+                log.warning("plan %s: %d path(s) its record did not name were restored", plan_id, unrecorded)
+            lost = 0  # the paths of lost parts were in the plan's folder: the closing look answered for them
         emptied = [root for root in roots if await self._drop_if_empty(root, plan_id)]
         if record is not None and len(emptied) == len(roots) and not record.parts:
             await self._drop_record(plan_id)  # restored whole: nothing of it is left in the state store
@@ -1011,6 +1067,7 @@ class Quarantine:
             emptied=[plan_folder(root, plan_id) for root in emptied],
             items=outcome.audited,
             **({"not_in_record": lost} if lost else {}),
+            **({"restored_unrecorded": unrecorded} if unrecorded else {}),
         )
         summary = RestoreSummary(requested=outcome.requested, **outcome.counts)
         listed = outcome.listed if outcome.requested <= ITEMS_LISTED_MAX else None
@@ -1018,6 +1075,11 @@ class Quarantine:
         steps = []
         if summary.restored:
             steps.append(f"{summary.restored} path(s) are back where they were")
+        if unrecorded:
+            steps.append(
+                f"{unrecorded} of them were in the plan's folder without being in its record (the state store lost "
+                "part of it): they came back from the layout alone"
+            )
         if summary.conflict:
             steps.append(
                 f"{summary.conflict} path(s) exist again and were left in quarantine: move or remove what is there now, "
@@ -1047,12 +1109,12 @@ class Quarantine:
         wanted = [(root, row[0]) for root in roots for row in rows.get(root, ())]
         counted = record.parts.get(name, {})
         lost = 0 if rows else sum(counted[root][0] for root in roots if root in counted)
-        return _Round(wanted, {row[0] for found in rows.values() for row in found}, name, rows, lost)
+        return _Round(wanted, {row[0]: row[1] for found in rows.values() for row in found}, name, rows, lost)
 
-    async def _recorded_within(self, record: PlanHeader | None, named: set[str]) -> set[str]:
+    async def _recorded_within(self, record: PlanHeader | None, named: set[str]) -> dict[str, str]:
         """The recorded paths that are, or lie inside, one of the paths `named` (read a part at a time): what a
         restore of chosen paths needs to tell an entry quarantined whole from a folder made to hold entries."""
-        found: set[str] = set()
+        found: dict[str, str] = {}
         if record is None or not named:
             return found
         for name in sorted(record.parts):
@@ -1061,7 +1123,7 @@ class Quarantine:
                     path = str(row[0])
                     while path:
                         if path in named:
-                            found.add(str(row[0]))
+                            found[str(row[0])] = str(row[1])
                             break
                         path = path.rpartition("/")[0]
         return found
@@ -1130,9 +1192,17 @@ class Quarantine:
         return found
 
     async def _restore_entries(
-        self, plan_id: str, wanted: list[tuple[str, str]], recorded: set[str], listings: Listings
+        self,
+        plan_id: str,
+        wanted: list[tuple[str, str]],
+        recorded: dict[str, str],
+        listings: Listings,
+        skip: set[str] | None = None,
     ) -> dict[str, RestoreItem]:
+        """`recorded`: the kind each recorded path was quarantined as; `skip`: paths an earlier round of this
+        restore answered for already (they get no second item)."""
         items: dict[str, RestoreItem] = {}
+        skipped = sorted(skip) if skip else []
         to_move: dict[str, str] = {}  # mirror -> original parent
         originals: dict[str, str] = {}  # mirror -> original
         pending = list(wanted)
@@ -1141,6 +1211,8 @@ class Quarantine:
             mirrors = {original: mirror_of(root, plan_id, original) for root, original in batch}
             found = await listings.entries([*mirrors, *mirrors.values()])
             for root, original in batch:
+                if skip is not None and original in skip:
+                    continue
                 mirror = mirrors[original]
                 in_quarantine, there_now = found.get(mirror), found.get(original)
                 refusal = self._unrestorable(original)
@@ -1157,15 +1229,20 @@ class Quarantine:
                     items[original] = RestoreItem(
                         path=original, status="missing", reason="not in this plan's quarantine"
                     )
-                elif in_quarantine.kind == "symlink" and original not in recorded:
+                elif in_quarantine.kind == "symlink" and recorded.get(original) != "symlink":
                     # remove_paths never quarantines a link by itself (links move only inside their folder):
-                    # one lying here on its own was put here, and goes nowhere by a restore nobody confirms.
+                    # one lying here on its own was put here (or swapped for what was quarantined), and goes
+                    # nowhere by a restore nobody confirms.
                     items[original] = RestoreItem(
                         path=original,
                         status="failed",
                         reason="it is a symbolic link this plan did not quarantine by itself; it stays in quarantine",
                         quarantined_as=mirror,
                     )
+                elif there_now is None and _holds_any(skipped, original):
+                    # A folder holding a path that stays in quarantine (refused, in conflict): never moved back whole,
+                    # which would carry that path back with it.
+                    continue
                 elif there_now is None:
                     blocked = await self._link_on_the_way(root, original, listings)
                     if blocked:
@@ -1223,7 +1300,8 @@ class Quarantine:
         return None
 
     async def _manifest_parts(self, root: str, plan_id: str, listings: Listings) -> list[str]:
-        """The parts of the plan's manifest beside its folder in `root` (files named after the plan)."""
+        """The plan's manifest and its parts beside its folder in `root` (files named after the plan; a folder or
+        a link named so is not the plan's)."""
         prefix = plan_id + MANIFEST_PART
         try:
             # Read whole, not by the API's keyword search (whose matching the API does not document).
@@ -1234,7 +1312,8 @@ class Quarantine:
         return [
             join(quarantine_folder(root), name)
             for name, entry in listing.entries.items()
-            if entry.kind == "file" and name.startswith(prefix) and _is_manifest_part(name)
+            if entry.kind == "file"
+            and (name == plan_id + MANIFEST_SUFFIX or (name.startswith(prefix) and _is_manifest_part(name)))
         ]
 
     async def _drop_if_empty(self, root: str, plan_id: str) -> bool:
@@ -1262,7 +1341,7 @@ class Quarantine:
                     return False
                 pending.append(join(current, name))
         parts = await self._manifest_parts(root, plan_id, listings)
-        run = RemovalRun(paths=(folder, folder + MANIFEST_SUFFIX, *parts))
+        run = RemovalRun(paths=(folder, *parts))
         try:
             await self.remover.remove(run)
         except EfileMcpError as exc:
@@ -1274,7 +1353,7 @@ class Quarantine:
     async def _forget(self, record: PlanHeader, restored: set[str], round_: _Round) -> None:
         """Restored paths leave the record: the round's own part, or (named paths) every part that holds some,
         a part at a time."""
-        gone = restored & round_.recorded
+        gone = restored & round_.recorded.keys()
         if not gone:
             return
         parts = [round_.part] if round_.part is not None else sorted(record.parts)
@@ -1312,7 +1391,8 @@ class Quarantine:
             return report
         if self.remover is None:
             raise GuardRefusal("purge", "this quarantine cannot purge (no remover configured)")
-        targets = [plan.folder for plan in expired] + [plan.folder + MANIFEST_SUFFIX for plan in expired]
+        # Each plan's folder, its manifest and the manifest's parts (those that are files: `_plans`).
+        targets = [plan.folder for plan in expired]
         targets += [path for plan in expired for path in parts.get(plan.folder, ())]
         await self.audit.write(
             "expired",
@@ -1360,6 +1440,12 @@ class Quarantine:
                     error=report.error,
                 )
         return report
+
+
+def _holds_any(ordered: list[str], folder: str) -> bool:
+    """Whether one of the sorted paths `ordered` lies inside `folder`."""
+    at = bisect.bisect_left(ordered, folder + "/")
+    return at < len(ordered) and ordered[at].startswith(folder + "/")
 
 
 def _refused_alone(exc: ApiError) -> MoveState:
