@@ -670,6 +670,9 @@ class Quarantine:
             raise
         except ApiError as exc:
             if len(batch) == 1:
+                if exc.code == "911020" and await self._in_quarantine(join(target, batch[0].rpartition("/")[2])):
+                    # Alone and "absent": a move that landed meanwhile (a dead replica's, held up) put it here.
+                    return {batch[0]: MoveState("moved", f"found in quarantine already ({exc})")}
                 return {batch[0]: _refused_alone(exc)}
             return await self._reconcile(batch, target, exc, resend=True)
         except EfileMcpError as exc:
@@ -680,6 +683,15 @@ class Quarantine:
                 for source in batch
             }
         return {source: MoveState("moved") for source in batch}
+
+    async def _in_quarantine(self, mirror: str) -> bool:
+        """Whether a listing shows `mirror` (a path's place in this plan's quarantine) taken."""
+        try:
+            return await self._listings().entry(mirror) is not None
+        except AuthError:
+            raise
+        except EfileMcpError:
+            return False
 
     async def _reconcile(
         self, batch: list[str], target: str, exc: EfileMcpError, *, resend: bool
@@ -1454,9 +1466,6 @@ def _refused_alone(exc: ApiError) -> MoveState:
     if exc.code == "911021":
         return MoveState("target_taken", f"its place is taken ({exc})", exc.code)
     return MoveState("failed", f"not moved: {exc}", exc.code)
-
-
-#: The execution batch a send belongs to (execution sets it around its send): the part of the record it writes.
 
 
 #: False in `efile-mcp purge`, which is the purge itself: the server's start-up purge then stays out of it.

@@ -29,9 +29,9 @@ cannot be a part's key, and a value that cannot be read is no record (status mea
 whole restore ends with a look at what is still in the plan's folder and brings back what its record did not name
 (saying so); a header made while the plan's folder already held entries is marked partial (status measures the
 folder); the manifest and its parts are removed only when they are files; a recorded path whose entry became a link
-is not restored. Still open (xfail): the header's read-modify-write (a restore during the execution, two replicas at
-once, a previous-version replica) and a lone path resent in its batch still leave the record short (the data stays
-restorable: the closing look finds it); a lost part's counts after a restore by name; a folder of a lost part merged
+is not restored; a lone path refused as absent is looked for in quarantine. Still open (xfail): the header's
+read-modify-write (a restore during the execution, two replicas at once, a previous-version replica) still leaves the
+record short (the data stays restorable: the closing look finds it); a lost part's counts after a restore by name; a folder of a lost part merged
 into a folder made again; a dying replica's unmoved paths counted; a manifest part a failed purge leaves behind.
 """
 
@@ -135,10 +135,8 @@ async def test_a_folder_named_like_a_part_key_does_not_stop_the_server_starting(
 # ------------------------------------------------------------------------------------------------ resent, lost, raced
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: a path alone in its target folder sent again in its batch gets 911020 alone (_refused_alone: missing, no listing) and its row, replaced by this send, is dropped: status miscounts and restore_paths(plan_id) leaves it in quarantine without saying so",
-)
+# Was a break (fixed): a path alone in its target folder sent again in its batch got 911020 alone and was called
+# missing without a look (its row dropped, status short); now a listing finds it in quarantine: "quarantined".
 async def test_a_lone_path_sent_again_in_its_batch_stays_in_the_record(lone: Rig) -> None:
     """A resumed execution sends batch 0 again with paths the interrupted run had moved (its late move landed after
     the re-check). Each path is alone in its target folder, so its move is refused alone (911020) and called
@@ -148,10 +146,10 @@ async def test_a_lone_path_sent_again_in_its_batch_stays_in_the_record(lone: Rig
     await lone.quarantine.send("lone", seen[:2], batch=0)  # batch/even/f000.out, batch/odd/f001.out: one a folder
     await lone.quarantine.send("lone", seen[2:], batch=1)
     again = await lone.quarantine.send("lone", seen[:2], batch=0)
-    assert {item.status for item in again.values()} == {"missing"}
+    assert {item.status for item in again.values()} == {"quarantined"}
     status = await lone.quarantine.status()
     result = await lone.quarantine.restore("lone")
-    assert back(lone, names) == 6 or "2 more" in result.next_step, result.next_step
+    assert back(lone, names) == 6 and result.summary.restored == 6, result.next_step
     assert status.total_count == 6
 
 
@@ -783,13 +781,8 @@ class LateMove:
         return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: through the execution: the dead replica's move lands after the resumed run's re-check; the "
-    "resumed run's move of that path, alone in its target folder, gets 911020 alone (_refused_alone, no listing): "
-    "'missing', and its row is dropped from batch 0's part; restore_paths(plan_id) brings back the other batch only, "
-    "without a word about the file left in quarantine",
-)
+# Was a break (fixed): through the execution, the dead replica's move landing after the resumed run's re-check left
+# the path "already absent" (its move refused alone, 911020) and dropped its row; a listing now finds it in quarantine.
 async def test_a_move_landing_after_the_resumed_runs_recheck_keeps_its_row(
     world: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
