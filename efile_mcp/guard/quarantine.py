@@ -795,12 +795,21 @@ class Quarantine:
         only once the part is there, and is the only value rewritten by every send (a few hundred bytes)."""
         if name == _LEGACY_PART:
             header.legacy = None  # from now on a part like the others: the header is written as version 2
+        if self.store is None:
+            header.parts[name] = _tally(rows)
+            if not rows:
+                header.parts.pop(name)
+            return
+        # The other parts as the store holds them now, not as this copy read them: a restore and an execution (or
+        # two replicas' batches) each write the header, and a copy read before the other's write would drop its part.
+        stored = await self._header(header.plan_id)
+        if stored is not None and stored.legacy is None:
+            header.parts = {other: counts for other, counts in stored.parts.items() if other != name}
+            header.partial = header.partial or stored.partial
         if rows:
             header.parts[name] = _tally(rows)
         else:
             header.parts.pop(name, None)
-        if self.store is None:
-            return
         expiry = self._record_expiry(header)
         try:
             if rows:

@@ -29,9 +29,9 @@ cannot be a part's key, and a value that cannot be read is no record (status mea
 whole restore ends with a look at what is still in the plan's folder and brings back what its record did not name
 (saying so); a header made while the plan's folder already held entries is marked partial (status measures the
 folder); the manifest and its parts are removed only when they are files; a recorded path whose entry became a link
-is not restored; a lone path refused as absent is looked for in quarantine. Still open (xfail): the header's
-read-modify-write (a restore during the execution, two replicas at once, a previous-version replica) still leaves the
-record short (the data stays restorable: the closing look finds it); a lost part's counts after a restore by name; a folder of a lost part merged
+is not restored; a lone path refused as absent is looked for in quarantine. A part's write takes the other parts
+from the header as stored (a restore during the execution). Still open (xfail): two replicas' batches at the same
+moment and a previous-version replica still leave the record short (the data stays restorable: the closing look finds it); a lost part's counts after a restore by name; a folder of a lost part merged
 into a folder made again; a dying replica's unmoved paths counted; a manifest part a failed purge leaves behind.
 """
 
@@ -182,10 +182,8 @@ async def test_a_header_lost_between_batches_does_not_hide_the_earlier_parts(rig
     assert status.total_count == 250 or not status.plans[0].exact
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BREAK: restore writes back the header it read before the moves (_forget -> _keep_part): a part sent meanwhile by the execution disappears from it; status counts 9 of 19 and a whole restore leaves those paths silently",
-)
+# Was a break (fixed): a restore wrote back the header it read before its moves, dropping the part the execution
+# sent meanwhile; each write of a part now takes the other parts from the header as stored then.
 async def test_a_restore_of_chosen_paths_during_the_execution_keeps_the_part_sent_meanwhile(rig: Rig) -> None:
     """The person restores one path of a plan whose execution is still sending batches (another call, another
     replica): the restore read the header before batch 1 was sent, and writes it back after, without batch 1."""
