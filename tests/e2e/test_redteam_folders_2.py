@@ -1100,3 +1100,31 @@ async def test_a_folder_listed_under_an_empty_name_gives_a_clear_answer(world: W
         return
     planned = await _stored_paths(world, answer.plan_id or "")
     assert (_twice(planned), _inside_another(planned)) == ([], [])
+
+
+# Attacks: a type "directory" selection whose nested candidate folders are given up under HELD_MAX (only folders are
+# held), read across calls, executed in tiny batches: only folders planned, none inside another, and nothing but what
+# is planned goes (the files beside them stay).
+async def test_a_directory_selection_under_held_pressure_plans_only_folders_none_inside_another(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(insight, "HELD_MAX", 4)
+    monkeypatch.setattr(execution, "BATCH_ROWS", 2)
+    top = _scratch(world) / "work"
+    for j in range(3):
+        for k in range(6):
+            _make(top / "out.d" / f"run{j}.d" / f"step{k}.d", ["log.txt"], size=3)
+        _make(top / "out.d" / f"run{j}.d", ["keep.d.txt"], size=3)
+    _make(top, ["loose.d"], size=3)  # a file named like the folders: never planned by a directory selection
+    before = _snapshot(top)
+    world.guard.walk_max_entries = 9
+    removal = world.removal(confirm="token")
+    answer = await _whole(removal, world, _any(world, "work", name="*.d", type="directory"))
+    rows = await _rows(world, answer.plan_id or "")
+    planned = [seen.path for seen in rows]
+    assert {seen.kind for seen in rows} == {"directory"} and "held more" in answer.next_step
+    assert (_twice(planned), _inside_another(planned)) == ([], [])
+    world.guard.walk_max_entries = 100_000
+    done = await removal.execute(request(answer), FakeClient())
+    assert done.summary.removed + done.summary.queued == len(planned), done.summary
+    assert _gone_outside(world, before, top, planned) == [] and (top / "loose.d").is_file()
