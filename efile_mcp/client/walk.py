@@ -335,11 +335,25 @@ def slim_page(data: object) -> tuple[list[Entry], int, list[str]] | None:
 
 
 def _once_each(entries: list[Entry]) -> list[Entry]:
-    """A page with a name listed twice in a row (a server's listing is in name order) counts it once."""
-    for at in range(1, len(entries)):
-        if entries[at].name == entries[at - 1].name:
-            return [entry for i, entry in enumerate(entries) if not i or entry.name != entries[i - 1].name]
-    return entries
+    """A page as the walk takes it: a name listed twice counts once (its first listing), and a name no folder can
+    hold (empty, "." or "..", holding "/" or NUL) is kept as kind "other": never matched, never walked into, never a
+    path of its own (`a/b` listed in a folder would name an entry inside another, read twice)."""
+    seen: set[str] = set()
+    kept: list[Entry] | None = None
+    for at, entry in enumerate(entries):
+        name = entry.name
+        repeated = name in seen
+        unnamable = entry.kind != "other" and (not name or name in (".", "..") or "/" in name or "\0" in name)
+        if (repeated or unnamable) and kept is None:
+            kept = entries[:at]
+        if repeated:
+            continue
+        seen.add(name)
+        if unnamable:
+            entry = Entry(name, "other", entry.size, entry.mtime)
+        if kept is not None:
+            kept.append(entry)
+    return entries if kept is None else kept
 
 
 def _usual_entries(items: list[Any]) -> list[Entry] | None:

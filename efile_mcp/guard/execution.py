@@ -541,9 +541,9 @@ class PlanRun:
         host, plan = self.host, self.plan
         if plan.count > NOT_PREVIEWED_MAX_ROWS:
             return None
-        # What the dry run showed: the planned paths, the typed paths inside them, and its exceptions (refused,
-        # missing: what they cover was shown with them).
-        planned = set(plan.covered) | {row[0] for row in plan.exceptions}
+        # What the dry run showed: the planned paths, the typed paths inside them, and the paths it refused (what
+        # they hold was shown refused with them). A path it found missing is new if it matches now.
+        planned = set(plan.covered) | {row[0] for row in plan.exceptions if len(row) > 1 and row[1] == "refused"}
         try:
             async for rows in plan_rows(host.store, plan):
                 planned.update(seen.path for seen in rows)

@@ -127,12 +127,21 @@ class Inspector:
         self._may_be_protected = may_be_protected(policy.protected_names)
 
     async def check(
-        self, paths: Iterable[str], *, walk_folders: bool, listed: Mapping[str, Entry] | None = None
+        self,
+        paths: Iterable[str],
+        *,
+        walk_folders: bool,
+        listed: Mapping[str, Entry] | None = None,
+        share_budget: bool = False,
     ) -> Inspection:
         """`listed`: entries a search of this call listed moments ago, by path. A **file**'s own entry may be
         taken from there (its parent is then not listed again); every folder above it is still looked up now, so
         a folder on the way swapped for a link since is refused as always. Folders and links are always looked
-        up now. (A file swapped since is caught where it matters: execution looks it up again.)"""
+        up now. (A file swapped since is caught where it matters: execution looks it up again.)
+
+        `share_budget`: the folders' walks, read together, share what is left of the entry budget (each its part),
+        so the call reads no more than its budget whatever the number of folders; a folder not read whole within
+        its part is `unfinished` (read on by a later call). Otherwise each may use what is left when it starts."""
         paths = list(paths)
         result = Inspection()
         alive: dict[str, list[str]] = {}
@@ -178,9 +187,12 @@ class Inspector:
                     )
             level += 1
         if folders:
+            left = max(0, self.limits.max_entries - self.entries_read)
+            each, extra = divmod(left, len(folders))
             async with task_group() as tg:
-                for path, entry in folders:
-                    tg.start_soon(self._size_folder, path, entry, result)
+                for at, (path, entry) in enumerate(folders):
+                    part = each + (at < extra) if share_budget else None
+                    tg.start_soon(self._size_folder, path, entry, result, part)
         result.entries_read = self.entries_read
         return result
 
@@ -211,7 +223,7 @@ class Inspector:
         assert isinstance(last, Entry)
         return last
 
-    async def _size_folder(self, path: str, entry: Entry, result: Inspection) -> None:
+    async def _size_folder(self, path: str, entry: Entry, result: Inspection, budget: int | None = None) -> None:
         tree = Totals()
         tree.see(entry.mtime)
         protected = Found()
@@ -244,9 +256,8 @@ class Inspector:
         # (the folder would have been refused, not left unfinished), so only what is left needs looking at.
         walk = self.resume.get(path) or TreeWalk(path, aggregate=True, fingerprint=True)
         before = walk.stats.entries_seen
-        stats = await self.listings.walk(
-            walk, on_entries, limits=self.limits.less(self.entries_read), on_closed=on_closed, stop=refused_already
-        )
+        limits = self.limits.less(self.entries_read) if budget is None else WalkLimits(budget, self.limits.deadline)
+        stats = await self.listings.walk(walk, on_entries, limits=limits, on_closed=on_closed, stop=refused_already)
         self.entries_read += stats.entries_seen - before
         partly = bool(stats.stopped)
         if protected.count:

@@ -47,8 +47,11 @@ if TYPE_CHECKING:
 
 #: A plan read across calls keeps its rows this long after the first call (the token never outlives them).
 ROWS_KEPT_SECONDS = 6 * 3600.0
-#: A plan keeps this many of its dry run's exceptions (refused, missing) for the person's review page.
+#: A plan keeps this many of its dry run's exceptions (refused, missing) for the person's review page, and at most
+#: this many characters of them (a reason cut to EXCEPTION_REASON_CHARS).
 EXCEPTIONS_KEPT = 10_000
+EXCEPTIONS_CHARS = 2_000_000
+EXCEPTION_REASON_CHARS = 400
 
 
 class SelectionDryRun:
@@ -80,6 +83,7 @@ class SelectionDryRun:
         #: The runs of rows stored by earlier calls ([count, digest]): the plan's header keeps them all.
         self.units: list[list[Any]] = []
         self.exceptions: list[list[str]] = []
+        self.exceptions_chars = 0
         self.resume_id: str | None = None
 
     # ------------------------------------------------------------------------------------ across calls
@@ -112,6 +116,7 @@ class SelectionDryRun:
         chosen.units = [[int(n), str(d)] for n, d in data["u"]]
         chosen.tally = Tally.from_json(data["y"])
         chosen.exceptions = [list(map(str, row)) for row in data["x"]]
+        chosen.exceptions_chars = sum(len(row[0]) + len(row[-1]) for row in chosen.exceptions)
         chosen.folder_walks = {str(path): list(kept) for path, kept in data.get("fw", {}).items()}
         chosen.covered = int(data.get("cv", 0))
         chosen.policy_key = str(data.get("pk", ""))
@@ -222,7 +227,7 @@ class SelectionDryRun:
         # from the search (a file swapped for a link since is planned as the file it was, and execution, which
         # looks every path up again, finds it changed and leaves it).
         inspection = await removal._inspector(self.host._listings(), mode, limits).check(
-            accepted, walk_folders=True, listed=listed
+            accepted, walk_folders=True, listed=listed, share_budget=True
         )
         for path, reason in refused.items():
             self._exception(RemoveItem(path=path, status="refused", reason=reason))
@@ -239,7 +244,7 @@ class SelectionDryRun:
         for path, reason in refused.items():
             self._exception(RemoveItem(path=path, status="refused", reason=reason))
         inspector = self.removal._inspector(self.host._listings(), mode, limits, walks)
-        inspection = await inspector.check(accepted, walk_folders=True)
+        inspection = await inspector.check(accepted, walk_folders=True, share_budget=True)
         await self._into_plan(accepted, inspection, writer, covers)
         return inspection.entries_read
 
@@ -292,8 +297,11 @@ class SelectionDryRun:
 
     def _exception(self, item: RemoveItem) -> None:
         self.tally.add(item)
-        if len(self.exceptions) < EXCEPTIONS_KEPT:
-            self.exceptions.append([item.path, item.status, item.reason or ""])
+        if len(self.exceptions) < EXCEPTIONS_KEPT and self.exceptions_chars < EXCEPTIONS_CHARS:
+            # Bounded in characters too: they ride in the resume state, saved and read at every call.
+            reason = (item.reason or "")[:EXCEPTION_REASON_CHARS]
+            self.exceptions.append([item.path, item.status, reason])
+            self.exceptions_chars += len(item.path) + len(reason)
 
     async def _unfinished(self, writer: PlanWriter, mode: RemoveMode) -> RemovePathsResult:
         host = self.host
