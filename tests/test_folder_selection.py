@@ -103,6 +103,17 @@ def test_held_matches_are_bounded_by_their_paths_length_too(monkeypatch: pytest.
     assert walk.released == 1 and walk.held_count == 0 and walk.held_chars == 0 and len(walk.found) == 10
 
 
+def test_a_folder_whose_tree_holds_an_entry_of_unknown_time_never_matches_an_age() -> None:
+    walk = FindWalk(Selection(path="/r", older_than_days=5), NOW, cover=True)
+    _entries(walk, "/r", 0, _dir("old"))
+    _entries(walk, "/r/old", 1, _file("a"), Entry("b", "file", 1, None))
+    totals = Totals()
+    totals.size, totals.newest, totals.unknown = 2, NOW - 10 * DAY, 1
+    walk.on_closed(ClosedDir("/r/old", 1, totals, 0, True))
+    # Not the folder: only the file known to be old goes on.
+    assert [m.path for m in walk.take(5)] == ["/r/old/a"]
+
+
 def test_held_matches_ride_in_the_saved_state() -> None:
     walk = FindWalk(Selection(path="/r", name="*.tmp"), NOW, cover=True)
     _entries(walk, "/r", 0, _dir("a.tmp"))

@@ -98,7 +98,9 @@ class Entry(NamedTuple):
 
     @classmethod
     def of(cls, wire: FileEntry) -> Entry:
-        return cls(wire.name, wire.kind, max(0, wire.size or 0), _mtime(wire.last_modified_time))
+        # A file listed without its size is of an unknown kind to the walk: never matched by size, never summed.
+        kind: EntryKind = "other" if wire.kind == "file" and wire.size is None else wire.kind
+        return cls(wire.name, kind, max(0, wire.size or 0), _mtime(wire.last_modified_time))
 
 
 #: Times repeat within a tree (files unpacked or copied together share them): parse each text once.
@@ -391,6 +393,8 @@ def _usual_entries(items: list[Any]) -> list[Entry] | None:
             if type(size) is not int or size < 0:
                 if size is not None and type(size) is not int:
                     return None
+                if size is None and kind == "file":
+                    kind = "other"  # a file listed without its size (Entry.of)
                 size = 0
             if mtime is not None and type(mtime) is not str:
                 return None
@@ -437,6 +441,8 @@ def _entries(items: list[Any]) -> list[Entry] | None:
             if named is not None and type(named) is not str:
                 return None
             kind = _TYPE_KINDS.get((named or "").lower(), "other")
+        if size is None and kind == "file":
+            kind = "other"  # a file listed without its size (Entry.of)
         # tuple.__new__ directly: a NamedTuple's own constructor is a Python call, per entry of the tree.
         append(new_entry(entry_cls, (name, kind, size if size and size > 0 else 0, mtime_of(mtime))))
     return entries
@@ -449,13 +455,16 @@ def _slim(page: FileListResult) -> tuple[list[Entry], int, list[str]]:
 
 @dataclass(slots=True)
 class Totals:
-    """A tree's sums: bytes and count of regular files, folders, links, and the newest mtime seen."""
+    """A tree's sums: bytes and count of regular files, folders, links, and the newest mtime seen; `unknown`
+    counts the entries listed without a time, or of another kind (a file listed without a size is one: its
+    size and the tree's are not known)."""
 
     size: int = 0
     files: int = 0
     dirs: int = 0
     links: int = 0
     newest: float | None = None
+    unknown: int = 0
 
     def see(self, mtime: float | None) -> None:
         if mtime is not None and (self.newest is None or mtime > self.newest):
@@ -464,6 +473,8 @@ class Totals:
     def count(self, entry: Entry) -> None:
         """One listed entry: a file adds its bytes, a folder or a link is counted (a link adds no bytes)."""
         self.see(entry.mtime)
+        if entry.mtime is None or entry.kind == "other":
+            self.unknown += 1
         if entry.kind == "file":
             self.size += entry.size
             self.files += 1
@@ -477,15 +488,16 @@ class Totals:
         self.files += other.files
         self.dirs += other.dirs
         self.links += other.links
+        self.unknown += other.unknown
         self.see(other.newest)
 
     def to_row(self) -> list[Any]:
-        return [self.size, self.files, self.dirs, self.links, self.newest]
+        return [self.size, self.files, self.dirs, self.links, self.newest, *([self.unknown] if self.unknown else [])]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> Totals:
-        size, files, dirs, links, newest = row
-        return cls(int(size), int(files), int(dirs), int(links), newest)
+        size, files, dirs, links, newest, *rest = row
+        return cls(int(size), int(files), int(dirs), int(links), newest, int(rest[0]) if rest else 0)
 
 
 @dataclass(slots=True)
@@ -650,9 +662,12 @@ class TreeWalk:
             # Totals.count, inlined: this loop runs once per entry of the tree.
             totals = opened.totals
             size, files, dirs, links, newest = totals.size, totals.files, totals.dirs, totals.links, totals.newest
+            unknown = totals.unknown
             for entry in entries:
                 kind, mtime = entry.kind, entry.mtime
-                if mtime is not None and (newest is None or mtime > newest):
+                if mtime is None:
+                    unknown += 1
+                elif newest is None or mtime > newest:
                     newest = mtime
                 if kind == "file":
                     size += entry.size
@@ -661,7 +676,10 @@ class TreeWalk:
                     dirs += 1
                 elif kind == "symlink":
                     links += 1
+                elif kind == "other":
+                    unknown += 1
             totals.size, totals.files, totals.dirs, totals.links, totals.newest = size, files, dirs, links, newest
+            totals.unknown = unknown
             if self.fingerprint:
                 # One entry's share of a fingerprint: its path below the walk's root, type, size and mtime, hashed
                 # (blake2b, 128 bits) and summed; the folder's relative path is made once a page.

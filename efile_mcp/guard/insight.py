@@ -284,6 +284,12 @@ class Matcher:
         self.newer = now - selection.newer_than_days * day if selection.newer_than_days is not None else None
 
     @property
+    def filters_totals(self) -> bool:
+        """Whether the selection filters by size or age (a folder's are its tree's)."""
+        s = self.selection
+        return any(v is not None for v in (s.min_size, s.max_size, self.older, self.newer))
+
+    @property
     def needs_folder_totals(self) -> bool:
         s = self.selection
         return s.type != "file"
@@ -440,7 +446,10 @@ class FindWalk:
             newest = closed.totals.newest
             if newest is None or (mtime is not None and mtime > newest):
                 newest = mtime
-            if self.matcher.totals_match(closed.totals.size, newest):
+            # A tree holding an entry of unknown size or time (or of another kind) is neither under a size nor older
+            # than an age, as far as anyone can tell: with such filters, it does not match.
+            unknown = bool(closed.totals.unknown) and self.matcher.filters_totals
+            if not unknown and self.matcher.totals_match(closed.totals.size, newest):
                 covers = 0
                 if held:  # covered by the folder: dropped (a folder among them covers its own as well)
                     covers = sum(1 + match.covers for match in held)

@@ -43,6 +43,9 @@ class Inspection:
     #: `Inspector(resume=...)` in a later call (after `TreeWalk.to_json` / the state store's save_walk) and
     #: their walks read on from where they stopped, never from the start.
     unfinished: dict[str, TreeWalk] = field(default_factory=dict)
+    #: Folders whose tree holds entries listed without a time or a size, or of another kind: what they hold is
+    #: removed with them, but whether they are under a size or older than an age cannot be told.
+    uncertain: set[str] = field(default_factory=set)
 
 
 def components_below_root(path: str, root: str) -> list[str]:
@@ -298,6 +301,8 @@ class Inspector:
             if stats.stopped and not stats.incomplete_dirs:
                 result.unfinished[path] = walk
             return
+        if tree.unknown:
+            result.uncertain.add(path)
         result.seen[path] = SeenPath(
             path,
             "directory",

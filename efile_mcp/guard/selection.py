@@ -257,7 +257,14 @@ class SelectionDryRun:
         tally = self.tally
         for path in accepted:
             seen = inspection.seen.get(path)
-            if seen is not None and (changed := self._no_longer_matching(seen)) is not None:
+            if seen is not None and path in inspection.uncertain and self.search.matcher.filters_totals:
+                reason = (
+                    "its tree holds entries the server listed without a size or a time (or that are not files, folders "
+                    "or links): whether it matches the selection's size or age cannot be told. Not planned: name it in "
+                    "paths to remove it whole, or select what is inside it."
+                )
+                self._exception(RemoveItem(path=path, status="refused", reason=reason))
+            elif seen is not None and (changed := self._no_longer_matching(seen)) is not None:
                 self._exception(RemoveItem(path=path, status="refused", reason=changed))
             elif seen is not None:
                 tally.add(item_of(seen))

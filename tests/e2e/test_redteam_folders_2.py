@@ -23,8 +23,8 @@ racing, answer sizes, the plan bound, six hours of calls.
 Fixed since (each such test passes, with a "Was a break (fixed)" comment): the folders' fresh reads share what is left
 of the call's budget; a listed name no folder can hold (empty, holding "/") is kind "other" and a name listed twice
 counts once (client/walk.py `_once_each`); not_previewed skips only the paths the dry run refused; exceptions are
-bounded in characters too. Still open (xfail): a file listed without its size (0 B to max_size) and a tree holding an
-entry listed without its time (its age taken from the rest) — the API documents both fields on every entry.
+bounded in characters too; a file listed without its size is of no kind a selection matches, and a tree holding
+such an entry, or one listed without a time, matches no size or age filter (Totals.unknown).
 """
 
 from __future__ import annotations
@@ -720,15 +720,10 @@ def _blanked(world: World, folder: Path, name: str, field: str) -> list[int]:
 # Attacks: max_size against a file whose size the server leaves out (a 5,000 B file listed with no size): taken as
 # 0 B by the walker (Entry.of: `size or 0`), it matches max_size=100, is planned as 0 B, and execution, which lists it
 # the same way, finds it unchanged.
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BREAK (filters): a file the server lists without its size is taken as 0 B (client/walk.py Entry: 'size if "
-        "size and size > 0 else 0'), so max_size matches it: a 5,000 B file is planned (shown as 0 B) and deleted by "
-        "a max_size=100 selection; a folder holding it is sized without it the same way. Fix: keep an unknown size "
-        "as unknown (None) and let a size filter (or a folder's tree holding one) never match it"
-    ),
-)
+# Was a break (fixed): (filters) a file the server lists without its size is taken as 0 B (client/walk.py Entry:
+# 'size if size and size > 0 else 0'), so max_size matches it: a 5,000 B file is planned (shown as 0 B) and deleted
+# by a max_size=100 selection; a folder holding it is sized without it the same way. Fix: keep an unknown size as
+# unknown (None) and let a size filter (or a folder's tree holding one) never match it
 async def test_a_file_listed_without_its_size_is_not_matched_by_max_size(world: World) -> None:
     top = _scratch(world) / "work"
     _make(top, ["small.bin"], size=10)
@@ -745,16 +740,11 @@ async def test_a_file_listed_without_its_size_is_not_matched_by_max_size(world: 
 # Attacks: older_than_days on a folder holding a file the server lists without its time (written today): a FILE of
 # unknown time never matches an age filter (Matcher.totals_match: mtime None), but a folder's newest entry is taken
 # over the times known (Totals.see skips None), so the folder matches as old and goes with today's file.
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BREAK (filters): a folder's age ignores entries listed without a time (Totals.see skips None, in the search, "
-        "the Inspector and execution alike), while a file of unknown time never matches an age filter: a folder "
-        "holding a file written today, listed with no lastModifiedTime, matches older_than_days=30 on its other "
-        "entries and is planned and deleted with it. Fix: a tree holding an entry of unknown time has an unknown "
-        "newest (no age filter matches it), as a file of unknown time does"
-    ),
-)
+# Was a break (fixed): (filters) a folder's age ignores entries listed without a time (Totals.see skips None, in the
+# search, the Inspector and execution alike), while a file of unknown time never matches an age filter: a folder
+# holding a file written today, listed with no lastModifiedTime, matches older_than_days=30 on its other entries and
+# is planned and deleted with it. Fix: a tree holding an entry of unknown time has an unknown newest (no age filter
+# matches it), as a file of unknown time does
 async def test_a_folder_holding_a_file_listed_without_its_time_is_not_matched_as_old(world: World) -> None:
     top = _scratch(world) / "work"
     _make(top / "old.tmp", ["a.dat", "b.dat"], size=5)
