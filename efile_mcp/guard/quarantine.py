@@ -820,6 +820,15 @@ class Quarantine:
         except EfileMcpError as exc:  # the layout alone still says where everything came from
             log.warning("the quarantine record of plan %s could not be kept (%s)", header.plan_id, exc)
 
+    async def _lost_part(self, header: PlanHeader, name: str) -> None:
+        """A part the header names and the store no longer holds (evicted): the header stops counting it and is
+        partial from now on (storage_status measures the plan's folder; a whole restore's closing look finds its
+        paths)."""
+        if name == _LEGACY_PART or self.store is None or name not in header.parts:
+            return
+        header.partial = True
+        await self._keep_part(header, name, {})
+
     async def _drop_record(self, plan_id: str) -> None:
         """Forget the plan's record: every part, then the header (a purged plan, or one restored whole)."""
         if self.store is None:
@@ -1130,6 +1139,8 @@ class Quarantine:
         wanted = [(root, row[0]) for root in roots for row in rows.get(root, ())]
         counted = record.parts.get(name, {})
         lost = 0 if rows else sum(counted[root][0] for root in roots if root in counted)
+        if lost:
+            await self._lost_part(record, name)
         return _Round(wanted, {row[0]: row[1] for found in rows.values() for row in found}, name, rows, lost)
 
     async def _recorded_within(self, record: PlanHeader | None, named: set[str]) -> dict[str, str]:
@@ -1139,7 +1150,10 @@ class Quarantine:
         if record is None or not named:
             return found
         for name in sorted(record.parts):
-            for rows in (await self._part_rows(record, name)).values():
+            part = await self._part_rows(record, name)
+            if not part:
+                await self._lost_part(record, name)
+            for rows in part.values():
                 for row in rows:
                     path = str(row[0])
                     while path:
