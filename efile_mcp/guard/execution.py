@@ -22,7 +22,6 @@ done (its outcome recorded): a new dry run shows what is left.
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 from collections import Counter
@@ -41,7 +40,7 @@ from .insight import FindWalk
 from .paths import MAX_PATH_BYTES, collapse, display
 from .ports import Channel, RemoveMode
 from .report import Detail, Tally, item_of
-from .requests import TOOL, GuardRefusal, Progress, RemovalRequest, ancestors_in
+from .requests import TOOL, GuardRefusal, Progress, RemovalRequest, ancestors_in, holds_any
 from .seen import ROWS_PER_CHUNK, Plan, SeenPath, plan_rows, verified_units
 
 if TYPE_CHECKING:
@@ -551,11 +550,6 @@ class PlanRun:
             return None
         ordered = sorted(planned)
 
-        def holds_shown(folder: str) -> bool:
-            """A folder match around a path the dry run showed (one given up as a whole, its contents planned)."""
-            at = bisect.bisect_left(ordered, folder + "/")
-            return at < len(ordered) and ordered[at].startswith(folder + "/")
-
         search = FindWalk(Selection.model_validate(plan.select), host.clock())
         limits = host._walk_limits()
         listings, count, read = self.listings, 0, 0
@@ -568,8 +562,8 @@ class PlanRun:
                 for match in search.take(len(search.found)):
                     if match.path in planned or ancestors_in(match.path, planned):
                         continue
-                    if match.kind == "directory" and holds_shown(match.path):
-                        continue
+                    if match.kind == "directory" and holds_any(ordered, match.path):
+                        continue  # a folder around a path the dry run showed (given up whole, its contents planned)
                     count += 1
                 if search.walk.finished:
                     return count

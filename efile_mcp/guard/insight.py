@@ -405,12 +405,18 @@ class FindWalk:
             while path != root and len(path) > len(root):
                 if self.candidates.pop(path, _NOT_HELD) is not _NOT_HELD:
                     self.released += 1
-                let_go = self.held.pop(path, None)
+                let_go = self._unhold(path)
                 if let_go:
-                    self.held_count -= len(let_go)
-                    self.held_chars -= sum(len(match.path) for match in let_go)
                     self.found.extend(let_go)
                 path = path.rpartition("/")[0] or "/"
+
+    def _unhold(self, holder: str) -> list[Match] | None:
+        """The matches `holder` held, no longer counted as held."""
+        held = self.held.pop(holder, None)
+        if held:
+            self.held_count -= len(held)
+            self.held_chars -= sum(len(match.path) for match in held)
+        return held
 
     def _matched(self, match: Match, folder: str) -> None:
         self._hand(match, folder)
@@ -437,10 +443,7 @@ class FindWalk:
     def on_closed(self, closed: ClosedDir) -> None:
         inside = self.below.pop(closed.path, 0)
         parent = closed.path.rpartition("/")[0] or "/"
-        held = self.held.pop(closed.path, None) if self.cover else None
-        if held:
-            self.held_count -= len(held)
-            self.held_chars -= sum(len(match.path) for match in held)
+        held = self._unhold(closed.path) if self.cover else None
         if closed.path in self.candidates:
             mtime = self.candidates.pop(closed.path)
             newest = closed.totals.newest

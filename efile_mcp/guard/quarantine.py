@@ -42,7 +42,6 @@ after a refusal (a lost answer leaves it in place, `failed`, nothing lost).
 
 from __future__ import annotations
 
-import bisect
 import contextvars
 import json
 import logging
@@ -69,7 +68,7 @@ from ..models.results import ITEMS_LISTED_MAX, RemoveItem
 from ..models.times import iso_time
 from .audit import AuditLog
 from .paths import PathPolicy, PathRefusal, display, is_within
-from .requests import GuardRefusal, Progress
+from .requests import GuardRefusal, Progress, holds_any
 from .seen import SeenPath
 
 if TYPE_CHECKING:
@@ -528,7 +527,7 @@ class Quarantine:
             # `folder_held`: the plan's folder exists already, so this header will not name all it holds.
             header = PlanHeader(plan_id, now, now + self.days * DAY, partial=folder_held)
         else:
-            header.expires = max(header.when + self.days * DAY, header.expires or 0.0)
+            header.expires = self._promised(header)
         sent = {seen.path for seen in paths}
         if header.legacy is not None:
             await self._rewrite_part(header, _LEGACY_PART, header.legacy, _without(header.legacy, sent))
@@ -568,7 +567,7 @@ class Quarantine:
         """Per root of the part: its manifest part (this batch's entries), then the plan's manifest there (a small
         header: when, expiry, totals and the names of its parts). Each is uploaded whole, never the plan's rows."""
         header, plan_id = part.header, part.header.plan_id
-        expires = max(header.when + self.days * DAY, header.expires or 0.0)
+        expires = self._promised(header)
         totals = header.totals()
         for root in sorted(sent_to | set(part.rows) | part.roots_before):
             rows = part.rows.get(root, [])
@@ -751,8 +750,12 @@ class Quarantine:
     def _part_key(self, plan_id: str, name: str) -> str:
         return f"quarantine-{plan_id}{MANIFEST_PART_KEY}{name}"
 
+    def _promised(self, header: PlanHeader) -> float:
+        """When the plan expires: its days from when it was quarantined, never sooner than it was promised."""
+        return max(header.when + self.days * DAY, header.expires or 0.0)
+
     def _record_expiry(self, header: PlanHeader) -> float:
-        return max(header.when + self.days * DAY, header.expires or 0.0) + _RECORD_GRACE
+        return self._promised(header) + _RECORD_GRACE
 
     async def _header(self, plan_id: str) -> PlanHeader | None:
         """The plan's header in the state store (a v1 record is read with its rows); None without one, or when what
@@ -795,21 +798,19 @@ class Quarantine:
         only once the part is there, and is the only value rewritten by every send (a few hundred bytes)."""
         if name == _LEGACY_PART:
             header.legacy = None  # from now on a part like the others: the header is written as version 2
-        if self.store is None:
-            header.parts[name] = _tally(rows)
-            if not rows:
-                header.parts.pop(name)
-            return
-        # The other parts as the store holds them now, not as this copy read them: a restore and an execution (or
-        # two replicas' batches) each write the header, and a copy read before the other's write would drop its part.
-        stored = await self._header(header.plan_id)
-        if stored is not None and stored.legacy is None:
-            header.parts = {other: counts for other, counts in stored.parts.items() if other != name}
-            header.partial = header.partial or stored.partial
+        if self.store is not None:
+            # The other parts as the store holds them now, not as this copy read them: a restore and an execution
+            # (or two replicas' batches) each write the header, and a copy read before the other's would drop its part.
+            stored = await self._header(header.plan_id)
+            if stored is not None and stored.legacy is None:
+                header.parts = {other: counts for other, counts in stored.parts.items() if other != name}
+                header.partial = header.partial or stored.partial
         if rows:
             header.parts[name] = _tally(rows)
         else:
             header.parts.pop(name, None)
+        if self.store is None:
+            return
         expiry = self._record_expiry(header)
         try:
             if rows:
@@ -1274,7 +1275,7 @@ class Quarantine:
                         reason="it is a symbolic link this plan did not quarantine by itself; it stays in quarantine",
                         quarantined_as=mirror,
                     )
-                elif there_now is None and _holds_any(skipped, original):
+                elif there_now is None and holds_any(skipped, original):
                     # A folder holding a path that stays in quarantine (refused, in conflict): never moved back whole,
                     # which would carry that path back with it.
                     continue
@@ -1475,12 +1476,6 @@ class Quarantine:
                     error=report.error,
                 )
         return report
-
-
-def _holds_any(ordered: list[str], folder: str) -> bool:
-    """Whether one of the sorted paths `ordered` lies inside `folder`."""
-    at = bisect.bisect_left(ordered, folder + "/")
-    return at < len(ordered) and ordered[at].startswith(folder + "/")
 
 
 def _refused_alone(exc: ApiError) -> MoveState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -51,3 +52,9 @@ def ancestors_in(path: str, paths: set[str]) -> list[str]:
             found.append(path[:index])
         index = path.find("/", index + 1)
     return found
+
+
+def holds_any(ordered: Sequence[str], folder: str) -> bool:
+    """Whether one of the sorted paths `ordered` lies inside `folder` (the other way round from `ancestors_in`)."""
+    at = bisect.bisect_left(ordered, folder + "/")
+    return at < len(ordered) and ordered[at].startswith(folder + "/")

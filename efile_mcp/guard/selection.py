@@ -16,7 +16,6 @@ does, the answer is `resume`: the search's frontier, the rows' count and the tal
 state store, and the next call with `resume` reads on from there, in this process or another. The plan
 and its token come only when the search is whole: then the rows are read back once (the digest the token
 binds, the quota each frees, their audit lines).
-
 """
 
 from __future__ import annotations
