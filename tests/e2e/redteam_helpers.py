@@ -7,9 +7,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from efile_mcp.guard.removal import Removal
 from efile_mcp.guard.seen import load_header, plan_rows
 from efile_mcp.models.results import RemovePathsResult, Selection
+from efile_mcp.sandbox.envelope import ok
+from efile_mcp.sandbox.file_list import ListingRules, list_folder, parse_query
 
 from ..test_removal import World
 
@@ -77,3 +81,22 @@ def _start_of(request: Any) -> int:
 
 def _listed(request: Any) -> str:
     return str(request.query_params.get("path", ""))
+
+
+def _children_name_links_too(world: World, folder: Path) -> None:
+    """`children` of `folder` also name its links to folders (a Java server's isDirectory follows links)."""
+    sandbox = world.sandbox.sandbox
+
+    async def with_links(endpoint: str, request: Any) -> Any:
+        if endpoint != "file/list" or _listed(request).rstrip("/") != _virtual(world, folder):
+            return None
+        config = sandbox.config
+        rules = ListingRules(config.list_max_limit, config.list_page_cap, config.list_ignores_start, True)
+        query = parse_query(request.query_params, sandbox.home, rules)
+        data = await anyio.to_thread.run_sync(list_folder, sandbox.fs, query, rules)
+        base = _virtual(world, folder)
+        links = sorted(p.name for p in folder.iterdir() if p.is_symlink() and p.is_dir())
+        data["children"] += [{"id": f"{base}/{n}", "label": n, "path": f"{base}/{n}"} for n in links]
+        return ok(data)
+
+    sandbox.fault = with_links

@@ -35,13 +35,22 @@ from efile_mcp.guard.removal import Removal
 from efile_mcp.guard.seen import SeenPath, load_header, plan_rows
 from efile_mcp.models.results import STRUCTURED_MAX, RemovePathsResult, Selection, json_chars
 from efile_mcp.sandbox.envelope import answer as envelope
-from efile_mcp.sandbox.envelope import ok
-from efile_mcp.sandbox.file_list import ListingRules, list_folder, parse_query
 from efile_mcp.tools.output import TEXT_MAX, render
 
 from ..test_removal import FakeClient, World, request
 from ..test_removal import world as world  # the fixture
-from .redteam_helpers import _listed, _read_on, _scratch, _sent, _server, _start_of, _stored_paths, _twice, _virtual
+from .redteam_helpers import (
+    _children_name_links_too,
+    _listed,
+    _read_on,
+    _scratch,
+    _sent,
+    _server,
+    _start_of,
+    _stored_paths,
+    _twice,
+    _virtual,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -564,25 +573,6 @@ async def test_a_type_any_selection_on_awkward_servers_plans_each_path_once_and_
         assert _twice(_sent(world)) == [] and done.summary.removed + done.summary.queued <= len(planned)
     assert _gone_outside(world, before, top, planned) == []
     assert (top / "job-3.tmp" / "huge.bin").exists() and len(list((top / "job-3.tmp").rglob("keep.txt"))) == 2
-
-
-def _children_name_links_too(world: World, folder: Path) -> None:
-    """`children` of `folder` also name its links to folders (a Java server's isDirectory follows links)."""
-    sandbox = world.sandbox.sandbox
-
-    async def with_links(endpoint: str, req: Any) -> Any:
-        if endpoint != "file/list" or _listed(req).rstrip("/") != _virtual(world, folder):
-            return None
-        config = sandbox.config
-        rules = ListingRules(config.list_max_limit, config.list_page_cap, config.list_ignores_start, True)
-        query = parse_query(req.query_params, sandbox.home, rules)
-        data = await anyio.to_thread.run_sync(list_folder, sandbox.fs, query, rules)
-        base = _virtual(world, folder)
-        links = sorted(p.name for p in folder.iterdir() if p.is_symlink() and p.is_dir())
-        data["children"] += [{"id": f"{base}/{n}", "label": n, "path": f"{base}/{n}"} for n in links]
-        return ok(data)
-
-    sandbox.fault = with_links
 
 
 # Attacks: a link to a folder named like a match (z-link.tmp), beyond a cut page, named by `children` as a sub-folder:

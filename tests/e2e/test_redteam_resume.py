@@ -34,6 +34,7 @@ from efile_mcp.sandbox.file_list import ListingQuery, ListingRules, list_folder,
 from ..test_removal import FakeClient, World, request
 from ..test_removal import world as world  # the fixture
 from .redteam_helpers import (
+    _children_name_links_too,
     _files,
     _listed,
     _read_on,
@@ -733,24 +734,6 @@ async def test_a_usage_with_a_short_page_before_a_stop_counts_each_file_once(wor
 # sub-folders (a Java server's isDirectory follows links by default). The walk's cached listing then takes the
 # `children` entry (a folder, no time) over the link its page listed, and the look-ups read that cache; `read_dir`
 # (a fresh reader, as before 535f42c) keeps the link (`known`).
-
-
-def _children_name_links_too(world: World, folder: Path) -> None:
-    sandbox = world.sandbox.sandbox
-
-    async def with_links(endpoint: str, request: Any) -> Any:
-        if endpoint != "file/list" or _listed(request).rstrip("/") != _virtual(world, folder):
-            return None
-        config = sandbox.config
-        rules = ListingRules(config.list_max_limit, config.list_page_cap, config.list_ignores_start, True)
-        query = parse_query(request.query_params, sandbox.home, rules)
-        data = await anyio.to_thread.run_sync(list_folder, sandbox.fs, query, rules)
-        base = _virtual(world, folder)
-        links = sorted(p.name for p in folder.iterdir() if p.is_symlink() and p.is_dir())
-        data["children"] += [{"id": f"{base}/{n}", "label": n, "path": f"{base}/{n}"} for n in links]
-        return ok(data)
-
-    sandbox.fault = with_links
 
 
 def _logs_with_a_link(world: World) -> tuple[Path, Path]:
